@@ -1,0 +1,317 @@
+#include "clinkerd/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+namespace clinkerd {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+constexpr const char* kDescription =
+    "clinkerd: the Clinker block-storage service, an Active/Active implementation of the\n"
+    "OpenStack Cinder v3 API.\n\n"
+    "With no options it runs every role in one process (the embedded default): the API on\n"
+    "127.0.0.1:8776 with noauth (X-Auth-Token: <user>:<project>), the scheduler, and a volume\n"
+    "service on the file back-end, with state and jobs in SQLite under ./var.\n\n"
+    "Settings come from built-in defaults, then the TOML file given with --config, then these\n"
+    "flags. See docs/CONFIGURATION.md for every setting.";
+
+std::vector<std::string> SplitRoles(const std::string& text) {
+  std::vector<std::string> roles;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t comma = text.find(',', start);
+    if (comma == std::string::npos) {
+      comma = text.size();
+    }
+    std::string role = text.substr(start, comma - start);
+    role.erase(0, role.find_first_not_of(' '));
+    role.erase(role.find_last_not_of(' ') + 1);
+    if (role == "all") {
+      roles.insert(roles.end(), {"api", "scheduler", "volume"});
+    } else if (!role.empty()) {
+      roles.push_back(role);
+    }
+    start = comma + 1;
+  }
+  return roles;
+}
+
+// Reads one TOML table into the config, refusing keys it does not know.
+class TomlReader {
+ public:
+  TomlReader(const toml::table& root, std::string file) : root_(root), file_(std::move(file)) {}
+
+  clinker::Result<void> Read(Config* config) {
+    static const std::set<std::string> kSections = {"service", "api", "scheduler", "volume",
+                                                    "database", "log"};
+    for (const auto& [key, node] : root_) {
+      if (!kSections.contains(std::string(key.str())) || !node.is_table()) {
+        return Fail("unknown section [" + std::string(key.str()) + "]");
+      }
+    }
+    CLINKER_RETURN_IF_ERROR(Known("service", {"roles", "host", "state_dir"}));
+    CLINKER_RETURN_IF_ERROR(Known("api", {"listen", "port", "threads", "max_limit",
+                                          "max_volume_size_gib", "availability_zone"}));
+    CLINKER_RETURN_IF_ERROR(Known("scheduler", {"backends"}));
+    CLINKER_RETURN_IF_ERROR(Known("volume", {"backend", "volume_dir", "workers", "lock_timeout_s",
+                                             "driver_delay_ms", "driver_journal"}));
+    CLINKER_RETURN_IF_ERROR(Known("database", {"sqlite_synchronous"}));
+    CLINKER_RETURN_IF_ERROR(Known("log", {"level", "format"}));
+
+    std::string roles;
+    CLINKER_RETURN_IF_ERROR(Text("service", "roles", &roles));
+    if (!roles.empty()) {
+      config->roles = SplitRoles(roles);
+    }
+    CLINKER_RETURN_IF_ERROR(Text("service", "host", &config->host));
+    CLINKER_RETURN_IF_ERROR(Text("service", "state_dir", &config->state_dir));
+    CLINKER_RETURN_IF_ERROR(Text("api", "listen", &config->listen));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "port", &config->port));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "threads", &config->api_threads));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "max_limit", &config->max_limit));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "max_volume_size_gib", &config->max_volume_size_gib));
+    CLINKER_RETURN_IF_ERROR(Text("api", "availability_zone", &config->availability_zone));
+    if (const toml::node* backends = root_.at_path("scheduler.backends").node()) {
+      const toml::array* array = backends->as_array();
+      if (array == nullptr) {
+        return Fail("[scheduler] backends must be an array of \"host@backend\" strings");
+      }
+      config->scheduler_backends.clear();
+      for (const toml::node& item : *array) {
+        if (!item.is_string()) {
+          return Fail("[scheduler] backends must be an array of \"host@backend\" strings");
+        }
+        config->scheduler_backends.push_back(item.as_string()->get());
+      }
+    }
+    CLINKER_RETURN_IF_ERROR(Text("volume", "backend", &config->backend));
+    CLINKER_RETURN_IF_ERROR(Text("volume", "volume_dir", &config->volume_dir));
+    CLINKER_RETURN_IF_ERROR(Integer("volume", "workers", &config->workers));
+    CLINKER_RETURN_IF_ERROR(Integer("volume", "lock_timeout_s", &config->lock_timeout_s));
+    CLINKER_RETURN_IF_ERROR(Integer("volume", "driver_delay_ms", &config->driver_delay_ms));
+    CLINKER_RETURN_IF_ERROR(Text("volume", "driver_journal", &config->driver_journal));
+    CLINKER_RETURN_IF_ERROR(Text("database", "sqlite_synchronous", &config->sqlite_synchronous));
+    CLINKER_RETURN_IF_ERROR(Text("log", "level", &config->log_level));
+    CLINKER_RETURN_IF_ERROR(Text("log", "format", &config->log_format));
+    return {};
+  }
+
+ private:
+  clinker::Result<void> Fail(const std::string& message) const {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, file_ + ": " + message);
+  }
+
+  clinker::Result<void> Known(const std::string& section, std::set<std::string> keys) const {
+    const toml::table* table = root_[section].as_table();
+    if (table == nullptr) {
+      return {};
+    }
+    for (const auto& [key, node] : *table) {
+      if (!keys.contains(std::string(key.str()))) {
+        return Fail("unknown setting [" + section + "] " + std::string(key.str()));
+      }
+    }
+    return {};
+  }
+
+  clinker::Result<void> Text(const std::string& section, const std::string& key,
+                             std::string* out) const {
+    const toml::node* node = root_.at_path(section + "." + key).node();
+    if (node == nullptr) {
+      return {};
+    }
+    if (!node->is_string()) {
+      return Fail("[" + section + "] " + key + " must be a string");
+    }
+    *out = node->as_string()->get();
+    return {};
+  }
+
+  template <class T>
+  clinker::Result<void> Integer(const std::string& section, const std::string& key,
+                                T* out) const {
+    const toml::node* node = root_.at_path(section + "." + key).node();
+    if (node == nullptr) {
+      return {};
+    }
+    if (!node->is_integer()) {
+      return Fail("[" + section + "] " + key + " must be an integer");
+    }
+    *out = static_cast<T>(node->as_integer()->get());
+    return {};
+  }
+
+  const toml::table& root_;
+  std::string file_;
+};
+
+clinker::Result<void> Validate(Config* config) {
+  auto fail = [](const std::string& message) {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, message);
+  };
+  if (config->roles.empty()) {
+    return fail("roles: at least one of api, scheduler, volume is required");
+  }
+  for (const std::string& role : config->roles) {
+    if (role != "api" && role != "scheduler" && role != "volume") {
+      return fail("roles: unknown role '" + role + "' (use all, or api, scheduler, volume)");
+    }
+  }
+  if (config->host.empty()) {
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') {
+      return fail("host: cannot read the machine's hostname; set [service] host or --host");
+    }
+    config->host = name;
+  }
+  if (config->host.find_first_of("@# ") != std::string::npos) {
+    return fail("host: '" + config->host + "' must not contain '@', '#' or spaces");
+  }
+  if (config->backend.empty() || config->backend.find_first_of("@# ") != std::string::npos) {
+    return fail("backend: '" + config->backend + "' must be non-empty without '@', '#' or spaces");
+  }
+  if (config->backend != "file") {
+    return fail("backend: unknown back-end '" + config->backend + "' (this release has: file)");
+  }
+  if (config->port < 0 || config->port > 65535) {
+    return fail("port: " + std::to_string(config->port) + " is not a TCP port (0-65535)");
+  }
+  if (config->api_threads < 1 || config->api_threads > 1024) {
+    return fail("api threads: " + std::to_string(config->api_threads) + " must be 1-1024");
+  }
+  if (config->max_limit < 1) {
+    return fail("max_limit: must be at least 1");
+  }
+  if (config->max_volume_size_gib < 1) {
+    return fail("max_volume_size_gib: must be at least 1");
+  }
+  if (config->workers < 1 || config->workers > 256) {
+    return fail("workers: " + std::to_string(config->workers) + " must be 1-256");
+  }
+  if (config->lock_timeout_s < 1) {
+    return fail("lock_timeout_s: must be at least 1");
+  }
+  if (config->driver_delay_ms < 0) {
+    return fail("driver_delay_ms: must not be negative");
+  }
+  if (config->sqlite_synchronous != "normal" && config->sqlite_synchronous != "full") {
+    return fail("sqlite_synchronous: '" + config->sqlite_synchronous + "' (use normal or full)");
+  }
+  if (config->log_level != "debug" && config->log_level != "info" &&
+      config->log_level != "warn" && config->log_level != "error") {
+    return fail("log level: '" + config->log_level + "' (use debug, info, warn or error)");
+  }
+  if (config->log_format != "json" && config->log_format != "text") {
+    return fail("log format: '" + config->log_format + "' (use json or text)");
+  }
+  if (config->state_dir.empty()) {
+    return fail("state_dir: must not be empty");
+  }
+  if (config->volume_dir.empty()) {
+    config->volume_dir = config->state_dir + "/volumes";
+  }
+  if (config->scheduler_backends.empty()) {
+    config->scheduler_backends.push_back(config->BackendAddress());
+  }
+  return {};
+}
+
+}  // namespace
+
+bool Config::HasRole(std::string_view role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+ParsedCommandLine ParseCommandLine(int argc, char** argv) {
+  CLI::App app(kDescription, "clinkerd");
+  app.set_version_flag("--version", kVersion);
+  std::string config_file;
+  std::optional<std::string> roles, host, state_dir, listen, volume_dir, journal, log_level,
+      log_format, synchronous;
+  std::optional<int> port, workers, delay_ms;
+  app.add_option("-c,--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
+  app.add_option("--role", roles,
+                 "Roles to run: all (default) or a comma-separated subset of api,scheduler,volume");
+  app.add_option("--listen", listen, "API listen address (default 127.0.0.1)");
+  app.add_option("--port", port, "API port (default 8776; 0 picks a free port)");
+  app.add_option("--state-dir", state_dir,
+                 "Directory for the SQLite database (state and jobs), locks and volumes "
+                 "(default ./var)");
+  app.add_option("--host", host, "This service's host name (default: the machine's hostname)");
+  app.add_option("--volume-dir", volume_dir,
+                 "Where the file back-end keeps volumes (default <state-dir>/volumes)");
+  app.add_option("--workers", workers, "Volume jobs run at once (default 4)");
+  app.add_option("--driver-delay-ms", delay_ms,
+                 "Delay injected into every back-end operation, for tests (default 0)");
+  app.add_option("--driver-journal", journal,
+                 "Append one JSON line per completed back-end operation to this file (tests)");
+  app.add_option("--sqlite-synchronous", synchronous,
+                 "normal (survives a process crash, default) or full (also survives power loss)");
+  app.add_option("--log-level", log_level, "debug, info (default), warn or error");
+  app.add_option("--log-format", log_format, "json (default) or text");
+
+  ParsedCommandLine result;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    result.exit_code = app.exit(error);
+    return result;
+  }
+
+  Config config;
+  if (!config_file.empty()) {
+    // Debian's toml++ is built with exceptions: a parse error is thrown, never returned.
+    toml::table parsed;
+    try {
+      parsed = toml::parse_file(config_file);
+    } catch (const toml::parse_error& error) {
+      std::cerr << "clinkerd: " << config_file << ": " << error.description() << " (line "
+                << error.source().begin.line << ")\n";
+      result.exit_code = 2;
+      return result;
+    }
+    TomlReader reader(parsed, config_file);
+    if (auto read = reader.Read(&config); !read) {
+      std::cerr << "clinkerd: " << read.error().message << "\n";
+      result.exit_code = 2;
+      return result;
+    }
+  }
+  if (roles) {
+    config.roles = SplitRoles(*roles);
+  }
+  auto take = [](auto& target, const auto& flag) {
+    if (flag) {
+      target = *flag;
+    }
+  };
+  take(config.host, host);
+  take(config.state_dir, state_dir);
+  take(config.listen, listen);
+  take(config.port, port);
+  take(config.volume_dir, volume_dir);
+  take(config.workers, workers);
+  take(config.driver_delay_ms, delay_ms);
+  take(config.driver_journal, journal);
+  take(config.sqlite_synchronous, synchronous);
+  take(config.log_level, log_level);
+  take(config.log_format, log_format);
+  if (auto valid = Validate(&config); !valid) {
+    std::cerr << "clinkerd: invalid configuration: " << valid.error().message << "\n";
+    result.exit_code = 2;
+    return result;
+  }
+  result.config = std::move(config);
+  return result;
+}
+
+}  // namespace clinkerd

@@ -1,0 +1,54 @@
+// clinkerd's configuration: built-in defaults, then the TOML file (--config), then command-line
+// flags, each overriding the one before. Every value is validated before anything starts, and a
+// bad value is reported with the setting's name.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "clinker/core/error.h"
+
+namespace clinkerd {
+
+struct Config {
+  // [service]
+  std::vector<std::string> roles = {"api", "scheduler", "volume"};
+  std::string host;  // Default: the machine's hostname.
+  std::string state_dir = "./var";
+  // [api]
+  std::string listen = "127.0.0.1";
+  int port = 8776;
+  int api_threads = 32;
+  std::int64_t max_limit = 1000;
+  std::int64_t max_volume_size_gib = 16384;
+  std::string availability_zone = "nova";
+  // [scheduler]
+  std::vector<std::string> scheduler_backends;  // Default: this node's "<host>@<backend>".
+  // [volume]
+  std::string backend = "file";
+  std::string volume_dir;  // Default: <state_dir>/volumes.
+  int workers = 4;
+  int lock_timeout_s = 60;
+  int driver_delay_ms = 0;
+  std::string driver_journal;
+  // [database]
+  std::string sqlite_synchronous = "normal";
+  // [log]
+  std::string log_level = "info";
+  std::string log_format = "json";
+
+  bool HasRole(std::string_view role) const;
+  std::string BackendAddress() const { return host + "@" + backend; }
+};
+
+struct ParsedCommandLine {
+  std::optional<Config> config;  // Set when the daemon should run.
+  int exit_code = 0;             // Otherwise exit with this (0 after --help / --version).
+};
+
+// Parses flags and the config file. Prints help, version and errors itself.
+ParsedCommandLine ParseCommandLine(int argc, char** argv);
+
+}  // namespace clinkerd

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing Clinker need, and only those missing.
+#
+# Idempotent and cheap when nothing is missing (one dpkg-query, no apt, no sudo), so `make run`
+# and `make test` call it every time. Runs apt non-interactively (CI has no stdin), waits up to
+# 10 minutes for a dpkg lock another apt holds, and uses sudo only when not root (`sudo -n` when
+# there is no terminal to ask a password on).
+#
+# Service start-up: none of these packages is a server, but a postinst must never start a
+# service on a build machine. A policy-rc.d that refuses (exit 101) is put in place for the
+# install when the machine has none, and removed afterwards; an existing one is left untouched.
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build pkg-config make
+  libsqlite3-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
+  libexpected-dev libcpp-httplib-dev libgtest-dev libgmock-dev
+  python3 python3-cinderclient sqlite3 clang-format
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  status="$(dpkg-query -W -f='${db:Status-Status}' "${package}" 2>/dev/null || true)"
+  if [[ "${status}" != "installed" ]]; then
+    missing+=("${package}")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup: all ${#packages[@]} packages are installed"
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+
+sudo=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  if ! command -v sudo >/dev/null; then
+    echo "setup: not root and no sudo; install as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  sudo=(sudo)
+  if [[ ! -t 0 ]]; then
+    sudo+=(-n)
+  fi
+fi
+
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e "${policy}" ]]; then
+  "${sudo[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' > ${policy} && chmod 755 ${policy}"
+  trap '"${sudo[@]}" rm -f "${policy}"' EXIT
+fi
+
+apt_get=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600)
+"${apt_get[@]}" update
+"${apt_get[@]}" install -y --no-install-recommends "${missing[@]}" </dev/null
+echo "setup: done"

@@ -1,0 +1,321 @@
+#include "clinker/adapters/memory/memory_state_store.h"
+
+#include <algorithm>
+#include <charconv>
+#include <string>
+#include <utility>
+
+#include "clinker/core/assert.h"
+#include "clinker/ports/state_schema.h"
+
+namespace clinker::adapters {
+namespace {
+
+using ports::ColumnSpec;
+using ports::ColumnType;
+using ports::Expectation;
+using ports::Row;
+using ports::Table;
+using ports::Value;
+
+// The validation below mirrors sqlite_state_store.cc on purpose: the two adapters must refuse
+// exactly the same calls, which the contract tests check.
+
+Result<const ColumnSpec*> Column(Table table, std::string_view column) {
+  const ColumnSpec* spec = ports::FindColumn(table, column);
+  if (spec == nullptr) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "table " + std::string(ports::TableName(table)) + " has no column " + std::string(column));
+  }
+  return spec;
+}
+
+Result<void> CheckExpectation(Table table, const Expectation& expectation) {
+  CLINKER_RETURN_IF_ERROR(Column(table, expectation.column));
+  std::size_t count = expectation.values.size();
+  switch (expectation.kind) {
+    case Expectation::Kind::kEquals:
+    case Expectation::Kind::kNotEquals:
+      if (count != 1) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "expectation on " + expectation.column + " needs exactly one value");
+      }
+      break;
+    case Expectation::Kind::kIsNull:
+    case Expectation::Kind::kIsNotNull:
+      if (count != 0) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "null expectation on " + expectation.column + " takes no value");
+      }
+      break;
+    case Expectation::Kind::kIn:
+    case Expectation::Kind::kNotIn:
+      break;
+  }
+  for (const Value& value : expectation.values) {
+    if (std::holds_alternative<std::monostate>(value)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "NULL compared with " + expectation.column + ": use IsNull / IsNotNull");
+    }
+    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, expectation.column, value));
+  }
+  return {};
+}
+
+Result<Value> DefaultValue(const ColumnSpec& spec) {
+  if (spec.type == ColumnType::kText) {
+    return Value(std::string(spec.default_value));
+  }
+  std::int64_t number = 0;
+  const char* begin = spec.default_value.data();
+  const char* end = begin + spec.default_value.size();
+  auto [ptr, ec] = std::from_chars(begin, end, number);
+  if (ec != std::errc() || ptr != end) {
+    return MakeError(ErrorCode::kInternal,
+                     "bad integer default for column " + std::string(spec.name));
+  }
+  return Value(number);
+}
+
+// The row as stored: every column of the table, from `row` or its default.
+Result<Row> CompleteRow(Table table, const Row& row) {
+  for (const auto& [name, value] : row) {
+    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, name, value));
+  }
+  auto id = row.find("id");
+  if (id == row.end() || std::get<std::string>(id->second).empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a row needs a non-empty id");
+  }
+  Row complete;
+  for (const ColumnSpec& spec : ports::Columns(table)) {
+    auto found = row.find(spec.name);
+    if (found != row.end()) {
+      complete.emplace(std::string(spec.name), found->second);
+    } else if (spec.nullable) {
+      complete.emplace(std::string(spec.name), std::monostate{});
+    } else if (!spec.default_value.empty()) {
+      CLINKER_ASSIGN_OR_RETURN(Value value, DefaultValue(spec));
+      complete.emplace(std::string(spec.name), std::move(value));
+    } else {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "column " + std::string(spec.name) + " is required");
+    }
+  }
+  return complete;
+}
+
+Result<void> CheckUpdateValues(Table table, const Row& values) {
+  for (const auto& [name, value] : values) {
+    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, name, value));
+    if (name == "id") {
+      return MakeError(ErrorCode::kInvalidArgument, "id cannot be updated");
+    }
+  }
+  return {};
+}
+
+const Value& ValueOf(const Row& row, std::string_view column) {
+  static const Value kNull;
+  auto found = row.find(column);
+  return found == row.end() ? kNull : found->second;
+}
+
+bool IsNull(const Value& value) {
+  return std::holds_alternative<std::monostate>(value);
+}
+
+bool AnyEquals(const Value& value, const std::vector<Value>& candidates) {
+  return std::find(candidates.begin(), candidates.end(), value) != candidates.end();
+}
+
+// SQL semantics: a comparison with NULL is never true, so only the negated kinds and kIsNull
+// hold for a NULL column.
+bool Matches(const Row& row, const Expectation& expectation) {
+  const Value& value = ValueOf(row, expectation.column);
+  switch (expectation.kind) {
+    case Expectation::Kind::kEquals:
+      return !IsNull(value) && value == expectation.values[0];
+    case Expectation::Kind::kIn:
+      return !IsNull(value) && AnyEquals(value, expectation.values);
+    case Expectation::Kind::kNotEquals:
+      return IsNull(value) || value != expectation.values[0];
+    case Expectation::Kind::kNotIn:
+      return IsNull(value) || !AnyEquals(value, expectation.values);
+    case Expectation::Kind::kIsNull:
+      return IsNull(value);
+    case Expectation::Kind::kIsNotNull:
+      return !IsNull(value);
+  }
+  return false;
+}
+
+bool IsLive(const Row& row) {
+  const Value& deleted = ValueOf(row, "deleted");
+  return deleted == Value(std::int64_t{0});
+}
+
+struct ResolvedSortKey {
+  const ColumnSpec* spec;
+  bool ascending;
+};
+
+Result<std::vector<ResolvedSortKey>> ResolveSort(Table table, const ports::ListQuery& query) {
+  std::vector<ResolvedSortKey> keys;
+  for (const ports::SortKey& key : query.sort) {
+    CLINKER_ASSIGN_OR_RETURN(const ColumnSpec* spec, Column(table, key.column));
+    keys.push_back({spec, key.ascending});
+  }
+  bool id_ascending = keys.empty() ? true : keys.back().ascending;
+  keys.push_back({ports::FindColumn(table, "id"), id_ascending});
+  return keys;
+}
+
+// NULL sorts as the type's zero value ('' or 0), as SqliteStateStore's COALESCE does.
+Value SortValue(const ColumnSpec& spec, const Value& value) {
+  if (IsNull(value)) {
+    if (spec.type == ColumnType::kText) {
+      return std::string();
+    }
+    return std::int64_t{0};
+  }
+  return value;
+}
+
+// <0, 0 or >0 as `a` comes before, with or after `b`. std::string compares bytes as unsigned
+// char, like SQLite's BINARY collation.
+int CompareRows(const Row& a, const Row& b, const std::vector<ResolvedSortKey>& keys) {
+  for (const ResolvedSortKey& key : keys) {
+    Value left = SortValue(*key.spec, ValueOf(a, key.spec->name));
+    Value right = SortValue(*key.spec, ValueOf(b, key.spec->name));
+    if (left < right) {
+      return key.ascending ? -1 : 1;
+    }
+    if (right < left) {
+      return key.ascending ? 1 : -1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
+  return table == Table::kVolumes ? volumes_ : snapshots_;
+}
+
+Result<void> MemoryStateStore::Insert(Table table, const Row& row) {
+  CLINKER_ASSIGN_OR_RETURN(Row complete, CompleteRow(table, row));
+  std::string id = std::get<std::string>(complete.at("id"));
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto [it, inserted] = RowsOf(table).emplace(id, std::move(complete));
+  if (!inserted) {
+    return MakeError(ErrorCode::kConflict,
+                     std::string(ports::TableName(table)) + " " + id + " exists");
+  }
+  return {};
+}
+
+Result<Row> MemoryStateStore::Get(Table table, std::string_view id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Rows& rows = RowsOf(table);
+  auto found = rows.find(id);
+  if (found == rows.end()) {
+    return MakeError(ErrorCode::kNotFound,
+                     std::string(ports::TableName(table)) + " " + std::string(id) + " not found");
+  }
+  return found->second;
+}
+
+Result<std::vector<Row>> MemoryStateStore::List(Table table, const ports::ListQuery& query) {
+  for (const Expectation& filter : query.filters) {
+    CLINKER_RETURN_IF_ERROR(CheckExpectation(table, filter));
+  }
+  CLINKER_ASSIGN_OR_RETURN(std::vector<ResolvedSortKey> keys, ResolveSort(table, query));
+  if (query.limit && *query.limit < 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "limit must not be negative");
+  }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  Rows& rows = RowsOf(table);
+  const Row* marker = nullptr;
+  if (query.marker_id) {
+    auto found = rows.find(*query.marker_id);
+    if (found == rows.end()) {
+      return MakeError(ErrorCode::kNotFound, "marker " + *query.marker_id + " not found");
+    }
+    marker = &found->second;
+  }
+  std::vector<const Row*> selected;
+  for (const auto& [id, row] : rows) {
+    if (!query.include_deleted && !IsLive(row)) {
+      continue;
+    }
+    bool all = std::all_of(query.filters.begin(),
+                           query.filters.end(),
+                           [&row](const Expectation& filter) { return Matches(row, filter); });
+    if (!all) {
+      continue;
+    }
+    if (marker != nullptr && CompareRows(row, *marker, keys) <= 0) {
+      continue;
+    }
+    selected.push_back(&row);
+  }
+  std::sort(selected.begin(), selected.end(), [&keys](const Row* a, const Row* b) {
+    return CompareRows(*a, *b, keys) < 0;
+  });
+  if (query.limit && static_cast<std::uint64_t>(*query.limit) < selected.size()) {
+    selected.resize(static_cast<std::size_t>(*query.limit));
+  }
+  std::vector<Row> result;
+  result.reserve(selected.size());
+  for (const Row* row : selected) {
+    result.push_back(*row);
+  }
+  return result;
+}
+
+Result<std::optional<Row>> MemoryStateStore::ConditionalUpdate(
+    Table table,
+    std::string_view id,
+    const Row& values,
+    const std::vector<Expectation>& expected,
+    const std::vector<ports::Guard>& guards) {
+  CLINKER_RETURN_IF_ERROR(CheckUpdateValues(table, values));
+  for (const Expectation& expectation : expected) {
+    CLINKER_RETURN_IF_ERROR(CheckExpectation(table, expectation));
+  }
+  for (const ports::Guard& guard : guards) {
+    CLINKER_RETURN_IF_ERROR(Column(guard.table, guard.column));
+  }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  Rows& rows = RowsOf(table);
+  auto found = rows.find(id);
+  if (found == rows.end()) {
+    return std::optional<Row>();
+  }
+  Row& row = found->second;
+  for (const Expectation& expectation : expected) {
+    if (!Matches(row, expectation)) {
+      return std::optional<Row>();
+    }
+  }
+  const Value id_value(std::string{id});
+  for (const ports::Guard& guard : guards) {
+    for (const auto& [other_id, other] : RowsOf(guard.table)) {
+      if (IsLive(other) && ValueOf(other, guard.column) == id_value) {
+        return std::optional<Row>();
+      }
+    }
+  }
+  for (const auto& [name, value] : values) {
+    auto column = row.find(name);
+    CLINKER_ASSERT(column != row.end(), "a stored row lacks a schema column");
+    column->second = value;
+  }
+  return std::optional<Row>(row);
+}
+
+}  // namespace clinker::adapters

@@ -1,0 +1,57 @@
+// MemoryStateStore: the StateStore port (ports/state_store.h) in process memory, a faithful fake
+// for service unit tests. It passes the same contract tests as SqliteStateStore
+// (test/contract/state_store_contract_test.cc), so a service tested on it behaves the same on
+// SQLite.
+//
+// Contract (beyond the port's):
+// - Thread safe: one mutex makes every method atomic. Never blocks on anything but that mutex;
+//   never returns kUnavailable or kOutcomeUnknown. Nothing survives the instance.
+// - Same validation as SqliteStateStore, through ports/state_schema.h: unknown columns and values
+//   of the wrong type are kInvalidArgument; values in expectations and filters must be non-NULL;
+//   `id` cannot be updated.
+// - Same order: with no sort keys, `id` ascending; NULL text sorts as '' and NULL integers as 0;
+//   text compares byte-wise (as SQLite's BINARY collation).
+// - ConditionalUpdate with no values changes nothing and returns the row if every condition
+//   holds.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "clinker/core/error.h"
+#include "clinker/ports/state_store.h"
+
+namespace clinker::adapters {
+
+class MemoryStateStore final : public ports::StateStore {
+ public:
+  MemoryStateStore() = default;
+  MemoryStateStore(const MemoryStateStore&) = delete;
+  MemoryStateStore& operator=(const MemoryStateStore&) = delete;
+  ~MemoryStateStore() override = default;
+
+  Result<void> Insert(ports::Table table, const ports::Row& row) override;
+  Result<ports::Row> Get(ports::Table table, std::string_view id) override;
+  Result<std::vector<ports::Row>> List(ports::Table table, const ports::ListQuery& query) override;
+  Result<std::optional<ports::Row>> ConditionalUpdate(
+      ports::Table table,
+      std::string_view id,
+      const ports::Row& values,
+      const std::vector<ports::Expectation>& expected,
+      const std::vector<ports::Guard>& guards) override;
+
+ private:
+  using Rows = std::map<std::string, ports::Row, std::less<>>;
+
+  Rows& RowsOf(ports::Table table);
+
+  std::mutex mutex_;
+  Rows volumes_;
+  Rows snapshots_;
+};
+
+}  // namespace clinker::adapters

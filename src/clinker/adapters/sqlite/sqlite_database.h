@@ -1,0 +1,113 @@
+// Database: one SQLite connection, shared by the SQLite adapters (state store, job queue).
+//
+// Why one small wrapper: every adapter needs the same pragmas (WAL, busy timeout, foreign keys),
+// the same `BEGIN IMMEDIATE` write transactions with a bounded retry on SQLITE_BUSY (a deferred
+// transaction that reads then writes gets SQLITE_BUSY at once, which busy_timeout does not
+// cover), and the same schema-migration bookkeeping.
+//
+// Contract:
+// - Thread safe: a Database serialises its own use with an internal mutex (an sqlite3 connection
+//   must not be used by two threads at once). Several Databases, in one or many processes, may
+//   open the same file; SQLite's file locking makes their transactions atomic.
+// - Never carry a Database across fork(): open a new one in the child.
+// - Errors: kUnavailable when the database stayed busy past the retry budget or the disk failed;
+//   kConflict for a constraint violation (e.g. a duplicate primary key); kInternal otherwise.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "clinker/core/error.h"
+#include "clinker/ports/state_store.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace clinker::adapters::sqlite {
+
+// A prepared statement, valid only inside the Database call that handed it out.
+class Statement {
+ public:
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement(Statement&& other) noexcept;
+  Statement& operator=(Statement&& other) = delete;
+  ~Statement();
+
+  // Binds 1-based parameter `index`. NULL for std::monostate.
+  Result<void> Bind(int index, const ports::Value& value);
+  // Binds every value in order, starting at parameter 1.
+  Result<void> BindAll(std::span<const ports::Value> values);
+  // True if a row is ready to read, false when done.
+  Result<bool> Step();
+  int ColumnCount() const;
+  std::string_view ColumnName(int index) const;
+  ports::Value ColumnValue(int index) const;
+  // The current row as column name -> value.
+  ports::Row RowValue() const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+class Database {
+ public:
+  struct Options {
+    std::string path;
+    // How long one statement waits for another connection's write lock.
+    std::chrono::milliseconds busy_timeout{5000};
+    // How many times a whole write transaction is retried when it still met SQLITE_BUSY.
+    int busy_retries_max = 20;
+    // "normal" survives a process crash (WAL); "full" also survives power loss, at an fsync
+    // per commit.
+    std::string synchronous = "normal";
+  };
+
+  // Opens (creating if needed) the database file and applies the pragmas.
+  static Result<std::unique_ptr<Database>> Open(const Options& options);
+
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+  ~Database();
+
+  // Runs `body` in BEGIN IMMEDIATE ... COMMIT under the connection mutex. A body that returns an
+  // error rolls back. The whole transaction is retried on SQLITE_BUSY, so `body` must have no
+  // effect outside the database.
+  Result<void> WriteTransaction(const std::function<Result<void>(Database&)>& body);
+
+  // Runs `body` under the connection mutex without an explicit transaction (each statement is
+  // its own autocommit transaction; a single SELECT is consistent on its own in WAL mode).
+  Result<void> Read(const std::function<Result<void>(Database&)>& body);
+
+  // Only inside WriteTransaction / Read bodies.
+  Result<Statement> Prepare(std::string_view sql);
+  Result<void> Exec(std::string_view sql);
+  // Rows changed by the last INSERT/UPDATE/DELETE.
+  std::int64_t ChangedRows() const;
+
+  // Applies, in order, the migrations of `component` not applied yet, each in its own write
+  // transaction, recording them in `schema_migrations(component, version)`. Version N is
+  // migrations[N-1]. Safe when several processes start at once.
+  Result<void> Migrate(std::string_view component, std::span<const std::string_view> migrations);
+
+  const std::string& path() const { return path_; }
+
+ private:
+  Database(sqlite3* db, Options options);
+
+  sqlite3* db_;
+  std::string path_;
+  Options options_;
+  std::mutex mutex_;
+};
+
+}  // namespace clinker::adapters::sqlite

@@ -1,0 +1,549 @@
+#include "clinker/adapters/sqlite/sqlite_job_queue.h"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <system_error>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clinker/core/assert.h"
+#include "clinker/core/log.h"
+#include "clinker/core/time_format.h"
+#include "clinker/core/uuid.h"
+
+namespace clinker::adapters::sqlite {
+
+// Wakes the receivers of one database file in this process when something they may be waiting
+// for happened (a publish, an ack, a requeue). A generation counter instead of a flag, so that a
+// change between a receiver's failed claim and its wait is not lost.
+class QueueNotifier {
+ public:
+  // One notifier per database file per process. Entries die with their last session.
+  static std::shared_ptr<QueueNotifier> ForDatabase(const std::string& key) {
+    // Leaked on purpose: sessions may be destroyed during static destruction.
+    static auto* registry_mutex = new std::mutex;
+    static auto* registry = new std::map<std::string, std::weak_ptr<QueueNotifier>>;
+    std::lock_guard lock(*registry_mutex);
+    std::erase_if(*registry, [](const auto& entry) { return entry.second.expired(); });
+    std::weak_ptr<QueueNotifier>& slot = (*registry)[key];
+    std::shared_ptr<QueueNotifier> notifier = slot.lock();
+    if (notifier == nullptr) {
+      notifier = std::make_shared<QueueNotifier>();
+      slot = notifier;
+    }
+    return notifier;
+  }
+
+  std::uint64_t Generation() {
+    std::lock_guard lock(mutex_);
+    return generation_;
+  }
+
+  void Notify() {
+    {
+      std::lock_guard lock(mutex_);
+      ++generation_;
+    }
+    changed_.notify_all();
+  }
+
+  // Returns when the generation differs from `seen` or at `deadline`, whichever comes first.
+  void WaitUntil(std::uint64_t seen, std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_until(lock, deadline, [&] { return generation_ != seen; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::uint64_t generation_ = 0;
+};
+
+namespace {
+
+// Version N is element N-1; never edit a shipped migration, append a new one.
+constexpr std::array<std::string_view, 1> kMigrations = {
+    // seq orders jobs by publish time (an INTEGER PRIMARY KEY only grows while rows exist, which
+    // is all FIFO needs). owner_session is set exactly when state is 'in_flight'.
+    "CREATE TABLE queue_jobs ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  topic TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('ready', 'in_flight')),"
+    "  owner_session TEXT,"
+    "  delivery_count INTEGER NOT NULL DEFAULT 0,"
+    "  redelivered INTEGER NOT NULL DEFAULT 0,"
+    "  published_at TEXT NOT NULL,"
+    "  claimed_at TEXT,"
+    "  CHECK ((state = 'in_flight') = (owner_session IS NOT NULL))"
+    ");"
+    "CREATE INDEX queue_jobs_by_topic ON queue_jobs (topic, state, seq);"
+    "CREATE INDEX queue_jobs_by_owner ON queue_jobs (owner_session)"
+    "  WHERE owner_session IS NOT NULL;",
+};
+
+constexpr std::string_view kLockSuffix = ".lock";
+
+std::string ErrnoText(int error) {
+  return std::system_category().message(error);
+}
+
+std::string Now() {
+  return FormatTimestamp(std::chrono::system_clock::now());
+}
+
+// The notifier key: two spellings of one file must meet in one notifier.
+std::string NotifierKey(const std::string& path) {
+  std::error_code error;
+  std::filesystem::path canonical = std::filesystem::weakly_canonical(path, error);
+  return error ? path : canonical.string();
+}
+
+// Creates and locks a fresh lock file. The lock is only valid if the file is still linked at
+// `path` after flock: a concurrent CollectOrphanLockFiles may have taken and unlinked it between
+// our create and our flock, in which case the caller tries again under a new name.
+Result<int> CreateSessionLock(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int error = errno;
+    return MakeError(error == EEXIST ? ErrorCode::kConflict : ErrorCode::kUnavailable,
+                     "create session lock " + path + ": " + ErrnoText(error));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int error = errno;
+    ::close(fd);
+    return MakeError(ErrorCode::kConflict, "lock session file " + path + ": " + ErrnoText(error));
+  }
+
+  struct stat by_fd {};
+
+  struct stat by_path {};
+
+  if (::fstat(fd, &by_fd) != 0 || ::stat(path.c_str(), &by_path) != 0 ||
+      by_fd.st_ino != by_path.st_ino || by_fd.st_dev != by_path.st_dev) {
+    ::close(fd);
+    return MakeError(ErrorCode::kConflict, "session lock file " + path + " was replaced");
+  }
+  return fd;
+}
+
+enum class Liveness { kAlive, kDead, kUnknown };
+
+// Decides whether the session owning `path` is alive by trying its lock. On kDead, *fd holds the
+// lock (or is -1 if the file is gone); the caller unlinks the file and closes the fd. On
+// kUnknown, *error is the errno.
+Liveness ProbeSession(const std::string& path, int* fd, int* error) {
+  *fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (*fd < 0) {
+    *error = errno;
+    return *error == ENOENT ? Liveness::kDead : Liveness::kUnknown;
+  }
+  if (::flock(*fd, LOCK_EX | LOCK_NB) == 0) {
+    return Liveness::kDead;
+  }
+  *error = errno;
+  ::close(*fd);
+  *fd = -1;
+  return *error == EWOULDBLOCK ? Liveness::kAlive : Liveness::kUnknown;
+}
+
+// Removes the lock files of sessions that died without jobs in flight, which nothing else would
+// ever remove. Best effort: a failure only leaves a stale file behind.
+void CollectOrphanLockFiles(const std::string& sessions_dir, const std::string& own_file) {
+  std::error_code error;
+  std::filesystem::directory_iterator it(sessions_dir, error);
+  for (; !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    std::string name = it->path().filename().string();
+    if (name == own_file || !name.ends_with(kLockSuffix)) {
+      continue;
+    }
+    int fd = -1;
+    int probe_error = 0;
+    if (ProbeSession(it->path().string(), &fd, &probe_error) == Liveness::kDead && fd >= 0) {
+      // Unlink while holding the lock, so no live session can be holding this file.
+      ::unlink(it->path().c_str());
+      ::close(fd);
+    }
+  }
+}
+
+Result<std::string> TextColumn(const Statement& statement, int index) {
+  ports::Value value = statement.ColumnValue(index);
+  if (auto* text = std::get_if<std::string>(&value)) {
+    return std::move(*text);
+  }
+  return MakeError(ErrorCode::kInternal,
+                   "queue_jobs column " + std::to_string(index) + " is not text");
+}
+
+Result<std::int64_t> IntegerColumn(const Statement& statement, int index) {
+  ports::Value value = statement.ColumnValue(index);
+  if (auto* number = std::get_if<std::int64_t>(&value)) {
+    return *number;
+  }
+  return MakeError(ErrorCode::kInternal,
+                   "queue_jobs column " + std::to_string(index) + " is not an integer");
+}
+
+// Sets every in-flight job of `owner` ready again, flagged redelivered.
+Result<std::int64_t> RequeueSessionJobs(Database& database, const std::string& owner) {
+  std::int64_t requeued = 0;
+  auto body = [&](Database& db) -> Result<void> {
+    CLINKER_ASSIGN_OR_RETURN(
+        Statement update,
+        db.Prepare("UPDATE queue_jobs SET state = 'ready', owner_session = NULL, "
+                   "redelivered = 1, claimed_at = NULL "
+                   "WHERE owner_session = ? AND state = 'in_flight'"));
+    CLINKER_RETURN_IF_ERROR(update.Bind(1, owner));
+    CLINKER_RETURN_IF_ERROR(update.Step());
+    requeued = db.ChangedRows();
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(database.WriteTransaction(body));
+  return requeued;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteJobQueue>> SqliteJobQueue::Open(const Options& options) {
+  if (options.sessions_dir.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "job queue sessions_dir is empty");
+  }
+  if (options.max_in_flight < 1) {
+    return MakeError(ErrorCode::kInvalidArgument, "job queue max_in_flight must be >= 1");
+  }
+  if (options.poll_interval.count() <= 0 || options.reclaim_interval.count() <= 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "job queue poll_interval and reclaim_interval must be > 0");
+  }
+  std::error_code dir_error;
+  std::filesystem::create_directories(options.sessions_dir, dir_error);
+  if (dir_error) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "create sessions dir " + options.sessions_dir + ": " + dir_error.message());
+  }
+  CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<Database> database, Database::Open(options.database));
+  CLINKER_RETURN_IF_ERROR(database->Migrate("queue", kMigrations));
+
+  // A collision with a collector (see CreateSessionLock) is rare and cannot repeat for long.
+  constexpr int kLockAttemptsMax = 10;
+  std::string session_id;
+  int lock_fd = -1;
+  for (int attempt = 1; lock_fd < 0; ++attempt) {
+    session_id = NewUuid();
+    std::string path =
+        (std::filesystem::path(options.sessions_dir) / (session_id + std::string(kLockSuffix)))
+            .string();
+    Result<int> fd = CreateSessionLock(path);
+    if (fd) {
+      lock_fd = *fd;
+    } else if (fd.error().code != ErrorCode::kConflict || attempt >= kLockAttemptsMax) {
+      return tl::unexpected(fd.error());
+    }
+  }
+
+  auto notifier = QueueNotifier::ForDatabase(NotifierKey(database->path()));
+  std::unique_ptr<SqliteJobQueue> queue(
+      new SqliteJobQueue(options, std::move(database), session_id, lock_fd, std::move(notifier)));
+  CollectOrphanLockFiles(options.sessions_dir, session_id + std::string(kLockSuffix));
+  CLINKER_RETURN_IF_ERROR(queue->ReclaimDeadSessions());
+  log::Debug("queue.session_opened",
+             {{"session_id", queue->session_id_}, {"database", queue->database_->path()}});
+  return queue;
+}
+
+SqliteJobQueue::SqliteJobQueue(Options options,
+                               std::unique_ptr<Database> database,
+                               std::string session_id,
+                               int lock_fd,
+                               std::shared_ptr<QueueNotifier> notifier)
+    : options_(std::move(options)),
+      database_(std::move(database)),
+      session_id_(std::move(session_id)),
+      lock_fd_(lock_fd),
+      notifier_(std::move(notifier)),
+      next_reclaim_(std::chrono::steady_clock::now() + options_.reclaim_interval) {}
+
+SqliteJobQueue::~SqliteJobQueue() {
+  Result<std::int64_t> requeued = RequeueSessionJobs(*database_, session_id_);
+  if (!requeued) {
+    // Not lost: the lock file goes away below, so the next reclaim by any session requeues them.
+    log::Warn("queue.session_requeue_failed",
+              {{"session_id", session_id_}, {"error", requeued.error().ToString()}});
+  } else if (*requeued > 0) {
+    notifier_->Notify();
+  }
+  // Unlink before unlocking, so no other session can take the lock of a file about to vanish.
+  ::unlink(LockPath(session_id_).c_str());
+  ::close(lock_fd_);
+}
+
+std::string SqliteJobQueue::LockPath(std::string_view session_id) const {
+  return (std::filesystem::path(options_.sessions_dir) /
+          (std::string(session_id) + std::string(kLockSuffix)))
+      .string();
+}
+
+Result<std::string> SqliteJobQueue::Publish(std::string_view topic, std::string_view payload) {
+  if (topic.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "job topic is empty");
+  }
+  std::string id = NewUuid();
+  auto body = [&](Database& db) -> Result<void> {
+    CLINKER_ASSIGN_OR_RETURN(
+        Statement insert,
+        db.Prepare("INSERT INTO queue_jobs (id, topic, payload, state, published_at) "
+                   "VALUES (?, ?, ?, 'ready', ?)"));
+    CLINKER_RETURN_IF_ERROR(insert.Bind(1, id));
+    CLINKER_RETURN_IF_ERROR(insert.Bind(2, std::string(topic)));
+    CLINKER_RETURN_IF_ERROR(insert.Bind(3, std::string(payload)));
+    CLINKER_RETURN_IF_ERROR(insert.Bind(4, Now()));
+    CLINKER_RETURN_IF_ERROR(insert.Step());
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(database_->WriteTransaction(body));
+  notifier_->Notify();
+  return id;
+}
+
+Result<void> SqliteJobQueue::Subscribe(const std::vector<std::string>& topics) {
+  for (const std::string& topic : topics) {
+    if (topic.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "subscribed topic is empty");
+    }
+  }
+  {
+    std::lock_guard lock(mutex_);
+    topics_ = topics;
+  }
+  // A Receive already waiting must look at the new topics.
+  notifier_->Notify();
+  return {};
+}
+
+Result<std::optional<ports::Delivery>> SqliteJobQueue::Claim(
+    const std::vector<std::string>& topics) {
+  CLINKER_ASSERT(!topics.empty(), "a claim needs at least one topic");
+  std::string sql =
+      "UPDATE queue_jobs SET state = 'in_flight', owner_session = ?, claimed_at = ?, "
+      "delivery_count = delivery_count + 1 "
+      "WHERE seq = (SELECT seq FROM queue_jobs WHERE state = 'ready' AND topic IN (?";
+  for (std::size_t i = 1; i < topics.size(); ++i) {
+    sql += ", ?";
+  }
+  sql += ") ORDER BY seq LIMIT 1) RETURNING id, topic, payload, redelivered, delivery_count";
+
+  std::optional<ports::Delivery> delivery;
+  auto body = [&](Database& db) -> Result<void> {
+    delivery.reset();  // The transaction may run again after SQLITE_BUSY.
+    CLINKER_ASSIGN_OR_RETURN(Statement claim, db.Prepare(sql));
+    CLINKER_RETURN_IF_ERROR(claim.Bind(1, session_id_));
+    CLINKER_RETURN_IF_ERROR(claim.Bind(2, Now()));
+    for (std::size_t i = 0; i < topics.size(); ++i) {
+      CLINKER_RETURN_IF_ERROR(claim.Bind(static_cast<int>(i) + 3, topics[i]));
+    }
+    CLINKER_ASSIGN_OR_RETURN(bool row, claim.Step());
+    if (!row) {
+      return {};
+    }
+    ports::Delivery claimed;
+    CLINKER_ASSIGN_OR_RETURN(claimed.job_id, TextColumn(claim, 0));
+    CLINKER_ASSIGN_OR_RETURN(claimed.topic, TextColumn(claim, 1));
+    CLINKER_ASSIGN_OR_RETURN(claimed.payload, TextColumn(claim, 2));
+    CLINKER_ASSIGN_OR_RETURN(std::int64_t redelivered, IntegerColumn(claim, 3));
+    CLINKER_ASSIGN_OR_RETURN(claimed.delivery_count, IntegerColumn(claim, 4));
+    claimed.redelivered = redelivered != 0;
+    CLINKER_ASSIGN_OR_RETURN(bool more, claim.Step());
+    CLINKER_ASSERT(!more, "a claim updates at most one row");
+    CLINKER_ASSERT(claimed.delivery_count >= 1, "a claimed job has been delivered");
+    delivery = std::move(claimed);
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(database_->WriteTransaction(body));
+  return delivery;
+}
+
+Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::milliseconds wait) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + wait;
+  {
+    std::lock_guard lock(mutex_);
+    if (!topics_.has_value()) {
+      return MakeError(ErrorCode::kInvalidArgument, "Receive before Subscribe");
+    }
+  }
+  while (true) {
+    // Read before looking, so a publish that lands after the look still ends the wait below.
+    std::uint64_t seen = notifier_->Generation();
+
+    bool reclaim_due = false;
+    std::vector<std::string> topics;
+    bool slot_free = false;
+    Clock::time_point next_reclaim;
+    {
+      std::lock_guard lock(mutex_);
+      Clock::time_point now = Clock::now();
+      if (now >= next_reclaim_) {
+        next_reclaim_ = now + options_.reclaim_interval;
+        reclaim_due = true;
+      }
+      next_reclaim = next_reclaim_;
+      topics = *topics_;
+    }
+    if (reclaim_due) {
+      Result<std::int64_t> reclaimed = ReclaimDeadSessions();
+      if (!reclaimed) {
+        // Receiving must go on; the next interval tries again.
+        log::Warn("queue.reclaim_failed",
+                  {{"session_id", session_id_}, {"error", reclaimed.error().ToString()}});
+      }
+    }
+
+    if (!topics.empty()) {
+      // Claims of one session are serialised anyway by its single connection; holding
+      // claim_mutex_ across the claim makes the in-flight bound exact.
+      std::lock_guard claim_lock(claim_mutex_);
+      {
+        std::lock_guard lock(mutex_);
+        slot_free = in_flight_.size() < static_cast<std::size_t>(options_.max_in_flight);
+      }
+      if (slot_free) {
+        CLINKER_ASSIGN_OR_RETURN(std::optional<ports::Delivery> delivery, Claim(topics));
+        if (delivery.has_value()) {
+          std::lock_guard lock(mutex_);
+          in_flight_.insert(delivery->job_id);
+          return delivery;
+        }
+      }
+    }
+
+    Clock::time_point now = Clock::now();
+    if (now >= deadline) {
+      return std::nullopt;
+    }
+    notifier_->WaitUntil(seen, std::min({deadline, now + options_.poll_interval, next_reclaim}));
+  }
+}
+
+Result<void> SqliteJobQueue::Ack(const ports::Delivery& delivery) {
+  // Always asks the database, not only in_flight_: a claim whose commit reported an error may
+  // still have landed, and its ack must then remove it.
+  auto body = [&](Database& db) -> Result<void> {
+    CLINKER_ASSIGN_OR_RETURN(Statement remove,
+                             db.Prepare("DELETE FROM queue_jobs WHERE id = ? AND owner_session = ? "
+                                        "AND state = 'in_flight'"));
+    CLINKER_RETURN_IF_ERROR(remove.Bind(1, delivery.job_id));
+    CLINKER_RETURN_IF_ERROR(remove.Bind(2, session_id_));
+    CLINKER_RETURN_IF_ERROR(remove.Step());
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(database_->WriteTransaction(body));
+  bool freed = false;
+  {
+    std::lock_guard lock(mutex_);
+    freed = in_flight_.erase(delivery.job_id) > 0;
+  }
+  if (freed) {
+    // A Receive of this session may be waiting for a free slot.
+    notifier_->Notify();
+  }
+  return {};
+}
+
+Result<void> SqliteJobQueue::Requeue(const ports::Delivery& delivery) {
+  std::int64_t changed = 0;
+  auto body = [&](Database& db) -> Result<void> {
+    CLINKER_ASSIGN_OR_RETURN(
+        Statement update,
+        db.Prepare("UPDATE queue_jobs SET state = 'ready', owner_session = NULL, "
+                   "redelivered = 1, claimed_at = NULL "
+                   "WHERE id = ? AND owner_session = ? AND state = 'in_flight'"));
+    CLINKER_RETURN_IF_ERROR(update.Bind(1, delivery.job_id));
+    CLINKER_RETURN_IF_ERROR(update.Bind(2, session_id_));
+    CLINKER_RETURN_IF_ERROR(update.Step());
+    changed = db.ChangedRows();
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(database_->WriteTransaction(body));
+  bool freed = false;
+  {
+    std::lock_guard lock(mutex_);
+    freed = in_flight_.erase(delivery.job_id) > 0;
+  }
+  if (freed || changed > 0) {
+    notifier_->Notify();
+  }
+  return {};
+}
+
+Result<std::int64_t> SqliteJobQueue::ReclaimDeadSessions() {
+  std::vector<std::string> owners;
+  auto body = [&](Database& db) -> Result<void> {
+    owners.clear();
+    CLINKER_ASSIGN_OR_RETURN(Statement select,
+                             db.Prepare("SELECT DISTINCT owner_session FROM queue_jobs "
+                                        "WHERE owner_session IS NOT NULL AND owner_session <> ?"));
+    CLINKER_RETURN_IF_ERROR(select.Bind(1, session_id_));
+    while (true) {
+      CLINKER_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) {
+        return {};
+      }
+      CLINKER_ASSIGN_OR_RETURN(std::string owner, TextColumn(select, 0));
+      owners.push_back(std::move(owner));
+    }
+  };
+  CLINKER_RETURN_IF_ERROR(database_->Read(body));
+
+  std::int64_t reclaimed = 0;
+  for (const std::string& owner : owners) {
+    // The id names a file: never let a stray value reach outside sessions_dir.
+    if (!IsUuid(owner)) {
+      log::Warn("queue.bad_owner_session", {{"owner_session", owner}});
+      continue;
+    }
+    std::string path = LockPath(owner);
+    int fd = -1;
+    int probe_error = 0;
+    Liveness liveness = ProbeSession(path, &fd, &probe_error);
+    if (liveness == Liveness::kUnknown) {
+      log::Warn("queue.session_probe_failed",
+                {{"owner_session", owner}, {"lock_file", path}, {"error", ErrnoText(probe_error)}});
+      continue;
+    }
+    if (liveness == Liveness::kAlive) {
+      continue;
+    }
+    Result<std::int64_t> requeued = RequeueSessionJobs(*database_, owner);
+    if (requeued && fd >= 0) {
+      // Only once its jobs are back: until then the file (unlocked) still marks it dead.
+      ::unlink(path.c_str());
+    }
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    CLINKER_RETURN_IF_ERROR(requeued);
+    if (*requeued > 0) {
+      log::Info("queue.jobs_reclaimed",
+                {{"dead_session", owner},
+                 {"session_id", session_id_},
+                 {"jobs", static_cast<long long>(*requeued)}});
+    }
+    reclaimed += *requeued;
+  }
+  if (reclaimed > 0) {
+    notifier_->Notify();
+  }
+  return reclaimed;
+}
+
+}  // namespace clinker::adapters::sqlite

@@ -1,0 +1,115 @@
+// SqliteJobQueue: the JobQueue port as a durable queue embedded in a SQLite database file, for a
+// deployment on one machine (every process that shares the queue sees the same file and the same
+// sessions directory).
+//
+// How it keeps the port's promises:
+// - Durability: a job is a row of `queue_jobs`; Publish returns after its INSERT committed (WAL,
+//   so a crash of any process keeps it; power loss needs synchronous = "full").
+// - One delivery at a time: Receive claims the oldest ready row of the subscribed topics with one
+//   `UPDATE ... RETURNING` under BEGIN IMMEDIATE, setting owner_session to this session. SQLite
+//   has one writer at a time, so two sessions never claim the same row.
+// - Redelivery when a consumer goes away: each session holds flock(LOCK_EX) on
+//   `<sessions_dir>/<session_id>.lock` for its whole life (O_CLOEXEC, so a spawned helper does
+//   not inherit it). The kernel drops that lock when the process dies. Every session, when it
+//   opens and then at most every reclaim_interval while it receives, tries the lock of every
+//   other session that owns in-flight jobs; if it gets it (or the file is gone) the owner is dead
+//   and its jobs become ready again, flagged redelivered. Liveness is "the process exists": a
+//   stopped (SIGSTOP) or hung process keeps its jobs.
+// - Wake-ups: a publish wakes receivers of the same process at once (a process-wide notifier per
+//   database file); publishes by other processes are seen by polling every poll_interval.
+//
+// Contract:
+// - Thread safe: every method may be called from any thread at once. One instance is one
+//   consumer session with its own SQLite connection.
+// - Blocking: Publish, Ack and Requeue block for one short write transaction. Receive blocks up
+//   to `wait`, sleeping on a condition variable between attempts; a claim already started when
+//   `wait` runs out finishes first (bounded by the database's busy_timeout and retries).
+// - Errors: kInvalidArgument for bad options, an empty topic, or Receive before Subscribe;
+//   kUnavailable when the database stayed busy or failed (not applied: retry); other engine
+//   failures as sqlite::Database reports them.
+// - Ack and Requeue of a delivery this session no longer holds succeed and change nothing
+//   (idempotent).
+// - Destruction requeues this session's in-flight jobs and releases its lock. No call on the
+//   session may be running then. Never carry a session across fork(): open one in the child.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "clinker/adapters/sqlite/sqlite_database.h"
+#include "clinker/core/error.h"
+#include "clinker/ports/job_queue.h"
+
+namespace clinker::adapters::sqlite {
+
+class QueueNotifier;
+
+class SqliteJobQueue final : public ports::JobQueue {
+ public:
+  struct Options {
+    Database::Options database;
+    // Holds one lock file per live session. Every session of one database must use the same
+    // directory, on the same machine. Created if missing.
+    std::string sessions_dir;
+    int max_in_flight = 4;  // At least 1.
+    // How often a waiting Receive looks for jobs published by other processes.
+    std::chrono::milliseconds poll_interval{200};
+    // How often a receiving session looks for dead sessions' jobs. Also bounds how long a dead
+    // consumer's job waits before another session takes it over.
+    std::chrono::milliseconds reclaim_interval{500};
+  };
+
+  // Opens the database, applies the "queue" migrations, starts the session (creates and locks
+  // its lock file) and reclaims the jobs of dead sessions once.
+  static Result<std::unique_ptr<SqliteJobQueue>> Open(const Options& options);
+
+  SqliteJobQueue(const SqliteJobQueue&) = delete;
+  SqliteJobQueue& operator=(const SqliteJobQueue&) = delete;
+  ~SqliteJobQueue() override;
+
+  Result<std::string> Publish(std::string_view topic, std::string_view payload) override;
+  Result<void> Subscribe(const std::vector<std::string>& topics) override;
+  Result<std::optional<ports::Delivery>> Receive(std::chrono::milliseconds wait) override;
+  Result<void> Ack(const ports::Delivery& delivery) override;
+  Result<void> Requeue(const ports::Delivery& delivery) override;
+
+  // Makes the in-flight jobs of dead sessions ready again. Receive and Open call it; exposed for
+  // a supervisor that wants to reclaim without receiving. Returns how many jobs were requeued.
+  Result<std::int64_t> ReclaimDeadSessions();
+
+  const std::string& session_id() const { return session_id_; }
+
+ private:
+  SqliteJobQueue(Options options,
+                 std::unique_ptr<Database> database,
+                 std::string session_id,
+                 int lock_fd,
+                 std::shared_ptr<QueueNotifier> notifier);
+
+  // One claim attempt: the oldest ready job of `topics`, or nullopt.
+  Result<std::optional<ports::Delivery>> Claim(const std::vector<std::string>& topics);
+  std::string LockPath(std::string_view session_id) const;
+
+  const Options options_;
+  const std::unique_ptr<Database> database_;
+  const std::string session_id_;
+  const int lock_fd_;
+  const std::shared_ptr<QueueNotifier> notifier_;
+
+  // Held across "is a slot free? then claim" so concurrent Receives of this session cannot
+  // overshoot max_in_flight. Taken before mutex_, never after.
+  std::mutex claim_mutex_;
+  std::mutex mutex_;                                // Guards the members below.
+  std::optional<std::vector<std::string>> topics_;  // Unset until the first Subscribe.
+  std::set<std::string, std::less<>> in_flight_;    // Job ids this session holds.
+  std::chrono::steady_clock::time_point next_reclaim_;
+};
+
+}  // namespace clinker::adapters::sqlite

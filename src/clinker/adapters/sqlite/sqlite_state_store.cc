@@ -1,0 +1,490 @@
+#include "clinker/adapters/sqlite/sqlite_state_store.h"
+
+#include <array>
+#include <charconv>
+#include <string>
+#include <utility>
+
+#include "clinker/core/assert.h"
+#include "clinker/ports/state_schema.h"
+
+namespace clinker::adapters {
+namespace {
+
+using ports::ColumnSpec;
+using ports::ColumnType;
+using ports::Expectation;
+using ports::Row;
+using ports::Table;
+using ports::Value;
+
+// Migrations are frozen once released: a schema change is a new entry appended here (and in
+// ports/state_schema.cc), never an edit of an old one. STRICT makes SQLite refuse a value of the
+// wrong type even if a bug slipped past CheckValue.
+constexpr std::string_view kMigration1 = R"sql(
+CREATE TABLE volumes (
+  id TEXT NOT NULL PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  status_reason TEXT,
+  size_gib INTEGER NOT NULL DEFAULT 0,
+  display_name TEXT,
+  display_description TEXT,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  availability_zone TEXT NOT NULL DEFAULT 'nova',
+  volume_type TEXT,
+  host TEXT,
+  cluster_name TEXT,
+  attach_status TEXT NOT NULL DEFAULT 'detached',
+  migration_status TEXT,
+  snapshot_id TEXT,
+  source_volid TEXT,
+  bootable INTEGER NOT NULL DEFAULT 0,
+  multiattach INTEGER NOT NULL DEFAULT 0,
+  operation_id TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX volumes_project_id ON volumes (project_id, deleted, created_at);
+CREATE INDEX volumes_deleted_created_at ON volumes (deleted, created_at);
+CREATE TABLE snapshots (
+  id TEXT NOT NULL PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  volume_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  status_reason TEXT,
+  size_gib INTEGER NOT NULL DEFAULT 0,
+  display_name TEXT,
+  display_description TEXT,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  operation_id TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX snapshots_project_id ON snapshots (project_id, deleted, created_at);
+CREATE INDEX snapshots_deleted_created_at ON snapshots (deleted, created_at);
+CREATE INDEX snapshots_volume_id ON snapshots (volume_id, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 1> kMigrations = {kMigration1};
+
+Result<const ColumnSpec*> Column(Table table, std::string_view column) {
+  const ColumnSpec* spec = ports::FindColumn(table, column);
+  if (spec == nullptr) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "table " + std::string(ports::TableName(table)) + " has no column " + std::string(column));
+  }
+  return spec;
+}
+
+// Identifiers in SQL text come only from the schema's constants, never from the caller.
+std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
+  std::string out;
+  if (!qualifier.empty()) {
+    out += qualifier;
+    out += '.';
+  }
+  out += '"';
+  out += spec.name;
+  out += '"';
+  return out;
+}
+
+std::string TableIdent(Table table) {
+  return "\"" + std::string(ports::TableName(table)) + "\"";
+}
+
+// NULL sorts as the type's zero value ('' or 0), identically in MemoryStateStore.
+std::string SortExpr(const ColumnSpec& spec) {
+  return "COALESCE(" + Ident("", spec) + (spec.type == ColumnType::kText ? ", '')" : ", 0)");
+}
+
+Value SortValue(const ColumnSpec& spec, const Value& value) {
+  if (std::holds_alternative<std::monostate>(value)) {
+    if (spec.type == ColumnType::kText) {
+      return std::string();
+    }
+    return std::int64_t{0};
+  }
+  return value;
+}
+
+Result<void> CheckExpectation(Table table, const Expectation& expectation) {
+  CLINKER_RETURN_IF_ERROR(Column(table, expectation.column));
+  std::size_t count = expectation.values.size();
+  switch (expectation.kind) {
+    case Expectation::Kind::kEquals:
+    case Expectation::Kind::kNotEquals:
+      if (count != 1) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "expectation on " + expectation.column + " needs exactly one value");
+      }
+      break;
+    case Expectation::Kind::kIsNull:
+    case Expectation::Kind::kIsNotNull:
+      if (count != 0) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "null expectation on " + expectation.column + " takes no value");
+      }
+      break;
+    case Expectation::Kind::kIn:
+    case Expectation::Kind::kNotIn:
+      break;
+  }
+  for (const Value& value : expectation.values) {
+    if (std::holds_alternative<std::monostate>(value)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "NULL compared with " + expectation.column + ": use IsNull / IsNotNull");
+    }
+    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, expectation.column, value));
+  }
+  return {};
+}
+
+// SQL text plus its bound parameters, built together so they cannot drift apart.
+struct Sql {
+  std::string text;
+  std::vector<Value> params;
+
+  void Param(Value value) {
+    text += '?';
+    params.push_back(std::move(value));
+  }
+
+  void ParamList(const std::vector<Value>& values) {
+    text += '(';
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (i > 0) {
+        text += ", ";
+      }
+      Param(values[i]);
+    }
+    text += ')';
+  }
+};
+
+// Appends " AND <condition>". The expectation was checked by CheckExpectation.
+void AppendCondition(Sql& sql,
+                     Table table,
+                     std::string_view qualifier,
+                     const Expectation& expectation) {
+  const ColumnSpec* spec = ports::FindColumn(table, expectation.column);
+  CLINKER_ASSERT(spec != nullptr, "expectation column not checked");
+  std::string column = Ident(qualifier, *spec);
+  sql.text += " AND ";
+  switch (expectation.kind) {
+    case Expectation::Kind::kEquals:
+      sql.text += column + " = ";
+      sql.Param(expectation.values[0]);
+      break;
+    case Expectation::Kind::kNotEquals:
+      sql.text += "(" + column + " IS NULL OR " + column + " != ";
+      sql.Param(expectation.values[0]);
+      sql.text += ")";
+      break;
+    case Expectation::Kind::kIn:
+      if (expectation.values.empty()) {
+        sql.text += "0";
+      } else {
+        sql.text += column + " IN ";
+        sql.ParamList(expectation.values);
+      }
+      break;
+    case Expectation::Kind::kNotIn:
+      if (expectation.values.empty()) {
+        sql.text += "1";
+      } else {
+        sql.text += "(" + column + " IS NULL OR " + column + " NOT IN ";
+        sql.ParamList(expectation.values);
+        sql.text += ")";
+      }
+      break;
+    case Expectation::Kind::kIsNull:
+      sql.text += column + " IS NULL";
+      break;
+    case Expectation::Kind::kIsNotNull:
+      sql.text += column + " IS NOT NULL";
+      break;
+  }
+}
+
+Result<Value> DefaultValue(const ColumnSpec& spec) {
+  if (spec.type == ColumnType::kText) {
+    return Value(std::string(spec.default_value));
+  }
+  std::int64_t number = 0;
+  const char* begin = spec.default_value.data();
+  const char* end = begin + spec.default_value.size();
+  auto [ptr, ec] = std::from_chars(begin, end, number);
+  if (ec != std::errc() || ptr != end) {
+    return MakeError(ErrorCode::kInternal,
+                     "bad integer default for column " + std::string(spec.name));
+  }
+  return Value(number);
+}
+
+// Every column of the table in schema order, from the row or its default.
+Result<std::vector<Value>> InsertValues(Table table, const Row& row) {
+  for (const auto& [name, value] : row) {
+    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, name, value));
+  }
+  auto id = row.find("id");
+  if (id == row.end() || std::get<std::string>(id->second).empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a row needs a non-empty id");
+  }
+  std::vector<Value> values;
+  for (const ColumnSpec& spec : ports::Columns(table)) {
+    auto found = row.find(spec.name);
+    if (found != row.end()) {
+      values.push_back(found->second);
+    } else if (spec.nullable) {
+      values.emplace_back(std::monostate{});
+    } else if (!spec.default_value.empty()) {
+      CLINKER_ASSIGN_OR_RETURN(Value value, DefaultValue(spec));
+      values.push_back(std::move(value));
+    } else {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "column " + std::string(spec.name) + " is required");
+    }
+  }
+  return values;
+}
+
+Result<void> CheckUpdateValues(Table table, const Row& values) {
+  for (const auto& [name, value] : values) {
+    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, name, value));
+    if (name == "id") {
+      return MakeError(ErrorCode::kInvalidArgument, "id cannot be updated");
+    }
+  }
+  return {};
+}
+
+Result<std::optional<Row>> QueryOptionalRow(sqlite::Database& db, const Sql& sql) {
+  CLINKER_ASSIGN_OR_RETURN(sqlite::Statement statement, db.Prepare(sql.text));
+  CLINKER_RETURN_IF_ERROR(statement.BindAll(sql.params));
+  CLINKER_ASSIGN_OR_RETURN(bool has_row, statement.Step());
+  if (!has_row) {
+    return std::optional<Row>();
+  }
+  Row row = statement.RowValue();
+  // Run to completion: an UPDATE ... RETURNING must be done before COMMIT.
+  CLINKER_ASSIGN_OR_RETURN(bool more, statement.Step());
+  CLINKER_ASSERT(!more, "a query by primary key returned two rows");
+  return std::optional<Row>(std::move(row));
+}
+
+struct ResolvedSortKey {
+  const ColumnSpec* spec;
+  bool ascending;
+};
+
+Result<std::vector<ResolvedSortKey>> ResolveSort(Table table, const ports::ListQuery& query) {
+  std::vector<ResolvedSortKey> keys;
+  for (const ports::SortKey& key : query.sort) {
+    CLINKER_ASSIGN_OR_RETURN(const ColumnSpec* spec, Column(table, key.column));
+    keys.push_back({spec, key.ascending});
+  }
+  bool id_ascending = keys.empty() ? true : keys.back().ascending;
+  keys.push_back({ports::FindColumn(table, "id"), id_ascending});
+  return keys;
+}
+
+// Rows strictly after the marker in the order `keys`: (k1 > m1) OR (k1 = m1 AND k2 > m2) ...,
+// with < for descending keys.
+void AppendAfterMarker(Sql& sql, const std::vector<ResolvedSortKey>& keys, const Row& marker) {
+  sql.text += " AND (";
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (i > 0) {
+      sql.text += " OR ";
+    }
+    sql.text += "(";
+    for (std::size_t j = 0; j <= i; ++j) {
+      const ResolvedSortKey& key = keys[j];
+      auto found = marker.find(key.spec->name);
+      Value marker_value = found == marker.end() ? Value() : found->second;
+      if (j > 0) {
+        sql.text += " AND ";
+      }
+      sql.text += SortExpr(*key.spec);
+      if (j < i) {
+        sql.text += " = ";
+      } else {
+        sql.text += key.ascending ? " > " : " < ";
+      }
+      sql.Param(SortValue(*key.spec, marker_value));
+    }
+    sql.text += ")";
+  }
+  sql.text += ")";
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
+    const sqlite::Database::Options& options) {
+  CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> db, sqlite::Database::Open(options));
+  CLINKER_RETURN_IF_ERROR(db->Migrate("state", Migrations()));
+  return std::unique_ptr<SqliteStateStore>(new SqliteStateStore(std::move(db)));
+}
+
+std::span<const std::string_view> SqliteStateStore::Migrations() {
+  return kMigrations;
+}
+
+SqliteStateStore::SqliteStateStore(std::unique_ptr<sqlite::Database> db) : db_(std::move(db)) {}
+
+Result<void> SqliteStateStore::Insert(Table table, const Row& row) {
+  CLINKER_ASSIGN_OR_RETURN(std::vector<Value> values, InsertValues(table, row));
+  Sql sql;
+  sql.text = "INSERT INTO " + TableIdent(table) + " (";
+  bool first = true;
+  for (const ColumnSpec& spec : ports::Columns(table)) {
+    sql.text += first ? "" : ", ";
+    sql.text += Ident("", spec);
+    first = false;
+  }
+  sql.text += ") VALUES ";
+  sql.ParamList(values);
+  return db_->WriteTransaction([&sql](sqlite::Database& db) -> Result<void> {
+    CLINKER_ASSIGN_OR_RETURN(sqlite::Statement statement, db.Prepare(sql.text));
+    CLINKER_RETURN_IF_ERROR(statement.BindAll(sql.params));
+    Result<bool> step = statement.Step();
+    if (!step) {
+      Error error = step.error();
+      if (error.code == ErrorCode::kConflict) {
+        error.message = "a row with this id exists: " + error.message;
+      }
+      return tl::unexpected<Error>(std::move(error));
+    }
+    return {};
+  });
+}
+
+Result<Row> SqliteStateStore::Get(Table table, std::string_view id) {
+  Sql sql;
+  sql.text = "SELECT * FROM " + TableIdent(table) + " WHERE \"id\" = ";
+  sql.Param(std::string(id));
+  std::optional<Row> row;
+  auto read = [&](sqlite::Database& db) -> Result<void> {
+    CLINKER_ASSIGN_OR_RETURN(row, QueryOptionalRow(db, sql));
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(db_->Read(read));
+  if (!row) {
+    return MakeError(ErrorCode::kNotFound,
+                     std::string(ports::TableName(table)) + " " + std::string(id) + " not found");
+  }
+  return std::move(*row);
+}
+
+Result<std::vector<Row>> SqliteStateStore::List(Table table, const ports::ListQuery& query) {
+  for (const Expectation& filter : query.filters) {
+    CLINKER_RETURN_IF_ERROR(CheckExpectation(table, filter));
+  }
+  CLINKER_ASSIGN_OR_RETURN(std::vector<ResolvedSortKey> keys, ResolveSort(table, query));
+  if (query.limit && *query.limit < 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "limit must not be negative");
+  }
+  std::vector<Row> rows;
+  auto read = [&](sqlite::Database& db) -> Result<void> {
+    rows.clear();
+    Sql sql;
+    sql.text = "SELECT * FROM " + TableIdent(table) + " WHERE 1";
+    if (!query.include_deleted) {
+      sql.text += " AND \"deleted\" = 0";
+    }
+    for (const Expectation& filter : query.filters) {
+      AppendCondition(sql, table, "", filter);
+    }
+    if (query.marker_id) {
+      Sql marker_sql;
+      marker_sql.text = "SELECT * FROM " + TableIdent(table) + " WHERE \"id\" = ";
+      marker_sql.Param(*query.marker_id);
+      CLINKER_ASSIGN_OR_RETURN(std::optional<Row> marker, QueryOptionalRow(db, marker_sql));
+      if (!marker) {
+        return MakeError(ErrorCode::kNotFound, "marker " + *query.marker_id + " not found");
+      }
+      AppendAfterMarker(sql, keys, *marker);
+    }
+    sql.text += " ORDER BY ";
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      sql.text += i > 0 ? ", " : "";
+      sql.text += SortExpr(*keys[i].spec);
+      sql.text += keys[i].ascending ? " ASC" : " DESC";
+    }
+    if (query.limit) {
+      sql.text += " LIMIT ";
+      sql.Param(*query.limit);
+    }
+    CLINKER_ASSIGN_OR_RETURN(sqlite::Statement statement, db.Prepare(sql.text));
+    CLINKER_RETURN_IF_ERROR(statement.BindAll(sql.params));
+    for (;;) {
+      CLINKER_ASSIGN_OR_RETURN(bool has_row, statement.Step());
+      if (!has_row) {
+        break;
+      }
+      rows.push_back(statement.RowValue());
+    }
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(db_->Read(read));
+  return rows;
+}
+
+Result<std::optional<Row>> SqliteStateStore::ConditionalUpdate(
+    Table table,
+    std::string_view id,
+    const Row& values,
+    const std::vector<Expectation>& expected,
+    const std::vector<ports::Guard>& guards) {
+  CLINKER_RETURN_IF_ERROR(CheckUpdateValues(table, values));
+  for (const Expectation& expectation : expected) {
+    CLINKER_RETURN_IF_ERROR(CheckExpectation(table, expectation));
+  }
+  for (const ports::Guard& guard : guards) {
+    CLINKER_RETURN_IF_ERROR(Column(guard.table, guard.column));
+  }
+
+  // The alias keeps `target."id"` unambiguous when a guard looks at the same table.
+  Sql sql;
+  sql.text = "UPDATE " + TableIdent(table) + " AS target SET ";
+  if (values.empty()) {
+    sql.text += "\"id\" = \"id\"";
+  }
+  bool first = true;
+  for (const auto& [name, value] : values) {
+    sql.text += first ? "" : ", ";
+    first = false;
+    sql.text += Ident("", *ports::FindColumn(table, name)) + " = ";
+    sql.Param(value);
+  }
+  sql.text += " WHERE target.\"id\" = ";
+  sql.Param(std::string(id));
+  for (const Expectation& expectation : expected) {
+    AppendCondition(sql, table, "target", expectation);
+  }
+  for (const ports::Guard& guard : guards) {
+    sql.text += " AND NOT EXISTS (SELECT 1 FROM " + TableIdent(guard.table) + " AS ref WHERE " +
+                Ident("ref", *ports::FindColumn(guard.table, guard.column)) +
+                " = target.\"id\" AND ref.\"deleted\" = 0)";
+  }
+  sql.text += " RETURNING *";
+
+  std::optional<Row> updated;
+  auto update = [&](sqlite::Database& db) -> Result<void> {
+    CLINKER_ASSIGN_OR_RETURN(updated, QueryOptionalRow(db, sql));
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(db_->WriteTransaction(update));
+  return updated;
+}
+
+}  // namespace clinker::adapters

@@ -1,0 +1,36 @@
+// The columns of each table, shared by every StateStore adapter so they accept the same rows.
+// A column missing here does not exist: adapters refuse it with kInvalidArgument, which also
+// keeps caller-supplied names (sort keys, filters) out of SQL text.
+//
+// Changing a table means a new schema migration in every adapter and a new entry here.
+#pragma once
+
+#include <span>
+#include <string_view>
+
+#include "clinker/ports/state_store.h"
+
+namespace clinker::ports {
+
+enum class ColumnType { kText, kInteger };
+
+struct ColumnSpec {
+  std::string_view name;
+  ColumnType type;
+  bool nullable;
+  // Used by Insert when the row does not carry the column; only for non-nullable columns.
+  // kText defaults are text, kInteger defaults are decimal integers.
+  std::string_view default_value;
+};
+
+std::string_view TableName(Table table);
+
+std::span<const ColumnSpec> Columns(Table table);
+
+// nullptr if the table has no such column.
+const ColumnSpec* FindColumn(Table table, std::string_view column);
+
+// kInvalidArgument unless the column exists and the value fits it (NULL only where nullable).
+Result<void> CheckValue(Table table, std::string_view column, const Value& value);
+
+}  // namespace clinker::ports

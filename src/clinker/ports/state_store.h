@@ -1,0 +1,107 @@
+// StateStore: durable rows for volumes and snapshots, with a conditional update
+// (compare-and-swap) that is the only way services change a resource's status.
+//
+// Contract, for every adapter (checked by test/contract/state_store_contract_test.cc):
+// - Thread safe: one instance may be shared by any number of threads. Several instances (and
+//   processes) may open the same database; every method is atomic across all of them.
+// - Blocking: every method blocks until the engine answers. Transient engine contention (SQLite
+//   SQLITE_BUSY, PostgreSQL 40001/40P01, a lost connection before the statement was sent) is
+//   retried inside the adapter with a bounded budget; past it the method returns kUnavailable.
+// - Errors: kInvalidArgument for a column not in the schema (ports/state_schema.h) or a value of
+//   the wrong type; kNotFound for a missing id (Get) or an unknown marker (List); kConflict for an
+//   Insert whose id exists; kUnavailable (not applied, retry) and kOutcomeUnknown (the engine went
+//   away after the statement was sent: re-read before deciding) for engine failures.
+// - Rows are never removed: deleting a resource is a conditional update that sets `deleted` = 1
+//   (soft delete, as Cinder does), so a late duplicate job still finds the row and its history.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "clinker/core/error.h"
+
+namespace clinker::ports {
+
+// std::monostate is SQL NULL.
+using Value = std::variant<std::monostate, std::int64_t, std::string>;
+using Row = std::map<std::string, Value, std::less<>>;
+
+enum class Table { kVolumes, kSnapshots };
+
+// One expected value of a conditional update or a filter of a list. All expectations of a call
+// must hold together (AND). NULL never equals anything: use kIsNull / kIsNotNull for it, and
+// kNotEquals / kNotIn hold for a NULL column (as in Cinder's conditional_update).
+struct Expectation {
+  enum class Kind { kEquals, kIn, kNotEquals, kNotIn, kIsNull, kIsNotNull };
+
+  std::string column;
+  Kind kind = Kind::kEquals;
+  std::vector<Value> values;  // One value for kEquals / kNotEquals, none for the null kinds.
+
+  static Expectation Equals(std::string column, Value value);
+  static Expectation In(std::string column, std::vector<Value> values);
+  static Expectation NotEquals(std::string column, Value value);
+  static Expectation NotIn(std::string column, std::vector<Value> values);
+  static Expectation IsNull(std::string column);
+  static Expectation IsNotNull(std::string column);
+};
+
+// A condition on other rows, evaluated atomically with the update: "no live (deleted = 0) row of
+// `table` has `column` equal to the id of the row being updated". Example: no snapshot references
+// this volume.
+struct Guard {
+  Table table = Table::kSnapshots;
+  std::string column;
+
+  static Guard NoLiveRowReferences(Table table, std::string column);
+};
+
+struct SortKey {
+  std::string column;
+  bool ascending = false;
+};
+
+struct ListQuery {
+  std::vector<Expectation> filters;
+  // Applied in order; the adapter appends `id` (same direction as the last key) as the final
+  // tie-breaker so pagination is stable. NULL text sorts as the empty string.
+  std::vector<SortKey> sort;
+  // Return rows strictly after this row in the sort order (keyset pagination). The marker row
+  // must exist (deleted or not), else kNotFound.
+  std::optional<std::string> marker_id;
+  std::optional<std::int64_t> limit;
+  bool include_deleted = false;
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // Inserts a new row; it must carry `id`. Missing nullable columns are NULL, missing columns
+  // with defaults take them (ports/state_schema.h). kConflict if the id exists.
+  virtual Result<void> Insert(Table table, const Row& row) = 0;
+
+  // The whole row, deleted or not. kNotFound if no row has this id.
+  virtual Result<Row> Get(Table table, std::string_view id) = 0;
+
+  // Rows matching every filter, not deleted unless asked, in the requested order.
+  virtual Result<std::vector<Row>> List(Table table, const ListQuery& query) = 0;
+
+  // Atomically: if the row `id` exists and every expectation and guard holds, set `values` and
+  // return the row as it is after the update; otherwise change nothing and return std::nullopt
+  // (a missing row is also std::nullopt). Exactly one of any number of racing callers whose
+  // expectations exclude each other's result wins. Idempotent only if the caller's expectations
+  // make it so (e.g. expecting the old status).
+  virtual Result<std::optional<Row>> ConditionalUpdate(Table table,
+                                                       std::string_view id,
+                                                       const Row& values,
+                                                       const std::vector<Expectation>& expected,
+                                                       const std::vector<Guard>& guards) = 0;
+};
+
+}  // namespace clinker::ports

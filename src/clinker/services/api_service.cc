@@ -1,0 +1,194 @@
+#include "clinker/services/api_service.h"
+
+#include <regex>
+#include <vector>
+
+#include "clinker/core/log.h"
+#include "clinker/core/uuid.h"
+
+namespace clinker::services {
+namespace {
+
+std::vector<std::string> SplitPath(std::string_view path) {
+  std::vector<std::string> segments;
+  std::size_t start = 0;
+  while (start < path.size()) {
+    std::size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) {
+      slash = path.size();
+    }
+    if (slash > start) {
+      segments.emplace_back(path.substr(start, slash - start));
+    }
+    start = slash + 1;
+  }
+  return segments;
+}
+
+HttpResponse VersionsDocument(const HttpRequest& request, int status) {
+  nlohmann::json version = {
+      {"id", "v3.0"},
+      {"status", "CURRENT"},
+      {"version", kMaxMicroversion.ToString()},
+      {"min_version", kMinMicroversion.ToString()},
+      {"updated", "2026-11-25T00:00:00Z"},
+      {"links",
+       nlohmann::json::array(
+           {{{"href", "https://docs.openstack.org/"}, {"rel", "describedby"}, {"type", "text/html"}},
+            {{"href", request.base_url + "/v3/"}, {"rel", "self"}}})},
+      {"media-types",
+       nlohmann::json::array({{{"base", "application/json"},
+                               {"type", "application/vnd.openstack.volume+json;version=3"}}})},
+  };
+  return JsonResponse(status, {{"versions", nlohmann::json::array({version})}});
+}
+
+bool IsProjectId(const std::string& text) {
+  // Cinder's default project_id_regex.
+  static const std::regex kPattern("^[0-9a-f\\-]+$");
+  return std::regex_match(text, kPattern);
+}
+
+HttpResponse MethodNotAllowed() { return Fault(405, "The method is not allowed for this resource."); }
+
+}  // namespace
+
+HttpResponse ApiService::Handle(const HttpRequest& request) {
+  HttpResponse response = Route(request);
+  std::string request_id = "req-" + NewUuid();
+  response.headers.emplace_back("x-openstack-request-id", request_id);
+  response.headers.emplace_back("x-compute-request-id", request_id);
+  log::Debug("api.request",
+             {{"method", request.method},
+              {"path", request.path},
+              {"status", static_cast<long long>(response.status)},
+              {"request_id", request_id}});
+  return response;
+}
+
+HttpResponse ApiService::Route(const HttpRequest& request) {
+  std::vector<std::string> segments = SplitPath(request.path);
+  if (segments.empty()) {
+    if (request.method != "GET") {
+      return MethodNotAllowed();
+    }
+    return VersionsDocument(request, 300);
+  }
+  if (segments[0] != "v3") {
+    return Fault(404, "The resource could not be found.");
+  }
+  if (segments.size() == 1 && request.method == "GET" &&
+      (request.path.empty() || request.path.back() != '/')) {
+    HttpResponse redirect;
+    redirect.status = 302;
+    redirect.headers.emplace_back("Location", request.base_url + "/v3/");
+    return redirect;
+  }
+
+  // Every v3 response, errors included, names the microversion it was served at.
+  MicroversionRequest negotiated = NegotiateMicroversion(request.Header("OpenStack-API-Version"));
+  HttpResponse response;
+  switch (negotiated.outcome) {
+    case MicroversionRequest::Outcome::kMalformed:
+      response = Fault(400,
+                       "API Version String " + request.Header("OpenStack-API-Version") +
+                           " is of invalid format. Must be of format MajorNum.MinorNum.");
+      negotiated.version = kMinMicroversion;
+      break;
+    case MicroversionRequest::Outcome::kUnsupported:
+      response = Fault(406,
+                       "Version " + negotiated.version.ToString() +
+                           " is not supported by the API. Minimum is " +
+                           kMinMicroversion.ToString() + " and maximum is " +
+                           kMaxMicroversion.ToString() + ".");
+      break;
+    case MicroversionRequest::Outcome::kOk:
+      response = RouteV3(request);
+      break;
+  }
+  response.headers.emplace_back("OpenStack-API-Version", "volume " + negotiated.version.ToString());
+  response.headers.emplace_back("Vary", "OpenStack-API-Version");
+  return response;
+}
+
+HttpResponse ApiService::RouteV3(const HttpRequest& request) {
+  std::vector<std::string> segments = SplitPath(request.path);
+  if (segments.size() == 1) {
+    if (request.method != "GET") {
+      return MethodNotAllowed();
+    }
+    return VersionsDocument(request, 200);
+  }
+
+  std::string token = request.Header("X-Auth-Token");
+  if (token.empty()) {
+    // Cinder's noauth middleware hands out a token instead of refusing.
+    HttpResponse response;
+    response.status = 204;
+    response.content_type = "text/plain";
+    std::string user = request.Header("X-Auth-User");
+    std::string project = request.Header("X-Auth-Project-Id");
+    response.headers.emplace_back(
+        "X-Auth-Token", (user.empty() ? "admin" : user) + ":" + (project.empty() ? "admin" : project));
+    response.headers.emplace_back("X-Server-Management-Url", request.base_url + request.path);
+    return response;
+  }
+  RequestContext context;
+  std::size_t colon = token.find(':');
+  context.user_id = token.substr(0, colon);
+  context.project_id = colon == std::string::npos ? context.user_id : token.substr(colon + 1);
+  context.is_admin = true;
+  context.version = NegotiateMicroversion(request.Header("OpenStack-API-Version")).version;
+
+  // /v3/{project_id}/<resource>... or, project-less, /v3/<resource>...
+  std::size_t first = 1;
+  context.link_base = request.base_url + "/v3";
+  context.bookmark_base = request.base_url;
+  if (segments[1] != "volumes") {
+    if (!IsProjectId(segments[1])) {
+      return Fault(404, "The resource could not be found.");
+    }
+    if (segments[1] != context.project_id) {
+      return Fault(400, "Malformed request url");
+    }
+    context.link_base += "/" + segments[1];
+    context.bookmark_base += "/" + segments[1];
+    first = 2;
+  }
+  std::vector<std::string> rest(segments.begin() + static_cast<std::ptrdiff_t>(first),
+                                segments.end());
+  if (rest.empty() || rest[0] != "volumes") {
+    return Fault(404, "The resource could not be found.");
+  }
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return volumes_.List(context, request, false);
+    }
+    if (method == "POST") {
+      return volumes_.Create(context, request);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 2 && rest[1] == "detail") {
+    return method == "GET" ? volumes_.List(context, request, true) : MethodNotAllowed();
+  }
+  if (rest.size() == 2 && rest[1] == "summary" && context.version >= Microversion{3, 12}) {
+    return method == "GET" ? volumes_.Summary(context, request) : MethodNotAllowed();
+  }
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return volumes_.Show(context, rest[1]);
+    }
+    if (method == "PUT") {
+      return volumes_.Update(context, request, rest[1]);
+    }
+    if (method == "DELETE") {
+      return volumes_.Delete(context, request, rest[1]);
+    }
+    return MethodNotAllowed();
+  }
+  return Fault(404, "The resource could not be found.");
+}
+
+}  // namespace clinker::services

@@ -1,0 +1,190 @@
+#include "clinker/services/volume_manager.h"
+
+#include <thread>
+
+#include "clinker/core/log.h"
+#include "clinker/core/time_format.h"
+#include "clinker/domain/stuck_job.h"
+#include "clinker/services/job_message.h"
+#include "clinker/services/lock_names.h"
+
+namespace clinker::services {
+
+using domain::JobAction;
+using domain::Operation;
+using domain::VolumeStatus;
+using ports::Expectation;
+
+namespace {
+
+// The status a volume takes when its operation fails on the back-end.
+VolumeStatus FailedStatusFor(Operation operation) {
+  switch (operation) {
+    case Operation::kCreateVolume:
+      return VolumeStatus::kError;
+    case Operation::kDeleteVolume:
+      return VolumeStatus::kErrorDeleting;
+  }
+  return VolumeStatus::kError;
+}
+
+// Attempts at re-reading and re-deciding when a status write lost a race.
+constexpr int kDecideAttempts = 3;
+
+}  // namespace
+
+VolumeManager::VolumeManager(ports::StateStore& store,
+                             ports::LockManager& locks,
+                             ports::StorageDriver& driver,
+                             const ports::Clock& clock,
+                             VolumeManagerOptions options)
+    : store_(store), locks_(locks), driver_(driver), clock_(clock), options_(options) {}
+
+bool VolumeManager::WriteStatus(const std::string& volume_id,
+                                VolumeStatus expected_status,
+                                const std::string& operation_id,
+                                const ports::Row& values) {
+  for (int attempt = 0; attempt < options_.final_write_attempts; ++attempt) {
+    auto written = store_.ConditionalUpdate(
+        ports::Table::kVolumes,
+        volume_id,
+        values,
+        {Expectation::Equals("status", Status(expected_status)),
+         Expectation::Equals("operation_id", operation_id)},
+        {});
+    if (written) {
+      return written->has_value();
+    }
+    log::Warn("volume.status_write_retry",
+              {{"volume_id", volume_id}, {"error", written.error().ToString()}});
+    std::this_thread::sleep_for(options_.final_write_backoff);
+  }
+  return false;
+}
+
+Result<void> VolumeManager::RunDriver(Operation operation,
+                                      const Volume& volume,
+                                      const std::string& operation_id) {
+  switch (operation) {
+    case Operation::kCreateVolume:
+      return driver_.CreateVolume(ports::VolumeSpec{volume.id, volume.size_gib, operation_id});
+    case Operation::kDeleteVolume:
+      return driver_.DeleteVolume(volume.id, operation_id);
+  }
+  return MakeError(ErrorCode::kInternal, "unknown operation");
+}
+
+JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
+  auto message = JobMessage::FromJson(delivery.payload);
+  if (!message) {
+    log::Error("volume.bad_job", {{"job_id", delivery.job_id}, {"error", message.error().message}});
+    return JobOutcome::kDone;  // A malformed job never becomes valid: drop it.
+  }
+  const std::string& volume_id = message->resource_id;
+  const std::string& operation_id = message->operation_id;
+  auto lock = locks_.Acquire(VolumeLockName(volume_id), options_.lock_timeout);
+  if (!lock) {
+    log::Warn("volume.lock_not_acquired",
+              {{"volume_id", volume_id}, {"error", lock.error().ToString()}});
+    return JobOutcome::kRetryLater;
+  }
+
+  for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
+    auto row = store_.Get(ports::Table::kVolumes, volume_id);
+    if (!row) {
+      if (row.error().code == ErrorCode::kNotFound) {
+        log::Warn("volume.job_for_unknown_volume", {{"volume_id", volume_id}});
+        return JobOutcome::kDone;
+      }
+      return JobOutcome::kRetryLater;
+    }
+    auto volume = VolumeFromRow(*row);
+    if (!volume) {
+      log::Error("volume.unreadable", {{"volume_id", volume_id}, {"error", volume.error().message}});
+      return JobOutcome::kDone;
+    }
+    const domain::VolumeStatusInfo& info = domain::Describe(volume->status);
+    domain::ResourceState state{volume->deleted ? domain::Phase::kDeleted : info.phase,
+                                info.operation,
+                                volume->operation_id == operation_id};
+    domain::JobDecision decision = domain::DecideJob(state, message->operation);
+    log::Info("volume.job_decision",
+              {{"volume_id", volume_id},
+               {"operation", domain::OperationName(message->operation)},
+               {"status", info.stored},
+               {"redelivered", delivery.redelivered},
+               {"action", domain::JobActionName(decision.action)},
+               {"rule", static_cast<long long>(decision.rule)}});
+    std::string now = FormatTimestamp(clock_.WallNow());
+
+    switch (decision.action) {
+      case JobAction::kDropDuplicate:
+      case JobAction::kFailJob:
+        return JobOutcome::kDone;
+      case JobAction::kSetErrorThenDrop:
+      case JobAction::kSetErrorThenProceed: {
+        std::string reason = "interrupted while " + std::string(info.stored) +
+                             ": the node running it stopped before it finished";
+        if (!WriteStatus(volume_id,
+                         volume->status,
+                         volume->operation_id.value_or(""),
+                         {{"status", Status(VolumeStatus::kError)},
+                          {"status_reason", reason},
+                          {"updated_at", now}})) {
+          continue;  // Changed under us (or engine down): read again and decide again.
+        }
+        log::Warn("volume.set_error", {{"volume_id", volume_id}, {"reason", reason}});
+        return JobOutcome::kDone;
+      }
+      case JobAction::kProceed:
+      case JobAction::kRedo:
+        break;
+    }
+
+    // Mark the operation as under way before touching the back-end. The job's operation id is
+    // recorded too: a redo may run under a redelivered job of an earlier id, and the final write
+    // below expects the id of the job that did the work.
+    VolumeStatus in_progress = domain::InProgressStatusFor(message->operation);
+    if (!WriteStatus(volume_id,
+                     volume->status,
+                     volume->operation_id.value_or(""),
+                     {{"status", Status(in_progress)},
+                      {"operation_id", operation_id},
+                      {"updated_at", now}})) {
+      continue;
+    }
+    auto done = RunDriver(message->operation, *volume, operation_id);
+    now = FormatTimestamp(clock_.WallNow());
+    ports::Row final_values;
+    if (done) {
+      if (message->operation == Operation::kDeleteVolume) {
+        final_values = {{"status", Status(VolumeStatus::kDeleted)},
+                        {"deleted", std::int64_t{1}},
+                        {"deleted_at", now},
+                        {"updated_at", now}};
+      } else {
+        final_values = {{"status", Status(VolumeStatus::kAvailable)}, {"updated_at", now}};
+      }
+    } else {
+      final_values = {{"status", Status(FailedStatusFor(message->operation))},
+                      {"status_reason", done.error().message},
+                      {"updated_at", now}};
+      log::Error("volume.driver_failed",
+                 {{"volume_id", volume_id}, {"error", done.error().ToString()}});
+    }
+    if (!WriteStatus(volume_id, in_progress, operation_id, final_values)) {
+      // Redelivery finds the volume in progress and the stuck-job rules finish the story.
+      log::Error("volume.final_status_not_written", {{"volume_id", volume_id}});
+      return JobOutcome::kRetryLater;
+    }
+    log::Info("volume.job_done",
+              {{"volume_id", volume_id},
+               {"operation", domain::OperationName(message->operation)},
+               {"ok", static_cast<bool>(done)}});
+    return JobOutcome::kDone;
+  }
+  log::Warn("volume.job_gave_up_deciding", {{"volume_id", volume_id}});
+  return JobOutcome::kRetryLater;
+}
+
+}  // namespace clinker::services

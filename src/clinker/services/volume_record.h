@@ -1,0 +1,54 @@
+// Volume: the typed view of a `volumes` row, and the conversions to and from StateStore rows.
+// Services work with Volume; only this file knows the column names of a volume.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "clinker/core/error.h"
+#include "clinker/domain/status.h"
+#include "clinker/ports/state_store.h"
+
+namespace clinker::services {
+
+struct Volume {
+  std::string id;
+  std::string project_id;
+  std::string user_id;
+  domain::VolumeStatus status = domain::VolumeStatus::kCreatingQueued;
+  std::optional<std::string> status_reason;
+  std::int64_t size_gib = 0;
+  std::optional<std::string> name;
+  std::optional<std::string> description;
+  std::map<std::string, std::string> metadata;
+  std::string availability_zone;
+  std::optional<std::string> volume_type;
+  std::optional<std::string> host;  // "<host>@<backend>#<pool>" once scheduled.
+  std::string attach_status = "detached";
+  std::optional<std::string> migration_status;
+  std::optional<std::string> snapshot_id;
+  std::optional<std::string> source_volid;
+  bool bootable = false;
+  bool multiattach = false;
+  std::optional<std::string> operation_id;
+  std::string created_at;
+  std::optional<std::string> updated_at;
+  bool deleted = false;
+};
+
+// kInternal if the row does not hold a well-formed volume (e.g. an unknown status).
+Result<Volume> VolumeFromRow(const ports::Row& row);
+ports::Row VolumeToRow(const Volume& volume);
+
+std::string MetadataToJson(const std::map<std::string, std::string>& metadata);
+
+// Small helpers for building rows.
+ports::Value TextOrNull(const std::optional<std::string>& text);
+inline ports::Value Text(std::string_view text) { return std::string(text); }
+inline ports::Value Status(domain::VolumeStatus status) {
+  return std::string(domain::StoredName(status));
+}
+
+}  // namespace clinker::services

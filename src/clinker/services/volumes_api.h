@@ -1,0 +1,54 @@
+// VolumesApi: the Cinder v3 volume handlers (create, show, list, list detail, summary, update,
+// delete), transport-free.
+//
+// Every status change is a conditional update in the StateStore (compare-and-swap), so
+// concurrent requests from any number of API servers are serialised by the database: of 20
+// racing deletes exactly one moves the volume to its queued delete status and queues a job; the
+// others get 400 and queue nothing.
+//
+// Thread safe (holds no mutable state of its own). Blocks on the StateStore and the JobQueue.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "clinker/ports/clock.h"
+#include "clinker/ports/job_queue.h"
+#include "clinker/ports/state_store.h"
+#include "clinker/services/api_common.h"
+
+namespace clinker::services {
+
+struct VolumesApiOptions {
+  std::int64_t max_limit = 1000;            // osapi_max_limit: page size cap and default.
+  std::int64_t max_volume_size_gib = 16384;  // Larger sizes are refused with 400.
+  std::string availability_zone = "nova";
+  std::string default_volume_type = "__DEFAULT__";
+};
+
+class VolumesApi {
+ public:
+  VolumesApi(ports::StateStore& store,
+             ports::JobQueue& queue,
+             const ports::Clock& clock,
+             VolumesApiOptions options);
+
+  HttpResponse Create(const RequestContext& context, const HttpRequest& request);
+  HttpResponse Show(const RequestContext& context, std::string_view volume_id);
+  HttpResponse List(const RequestContext& context, const HttpRequest& request, bool detail);
+  HttpResponse Summary(const RequestContext& context, const HttpRequest& request);
+  HttpResponse Update(const RequestContext& context,
+                      const HttpRequest& request,
+                      std::string_view volume_id);
+  HttpResponse Delete(const RequestContext& context,
+                      const HttpRequest& request,
+                      std::string_view volume_id);
+
+ private:
+  ports::StateStore& store_;
+  ports::JobQueue& queue_;
+  const ports::Clock& clock_;
+  VolumesApiOptions options_;
+};
+
+}  // namespace clinker::services

@@ -1,0 +1,718 @@
+// Contract tests for the StateStore port (ports/state_store.h).
+//
+// Goal: every adapter keeps the same promises, so services tested on MemoryStateStore behave the
+// same on SqliteStateStore: validation against ports/state_schema.h, Insert defaults, NULL
+// semantics of each expectation kind, guards, exactly one winner of a racing conditional update,
+// and List order and keyset pagination.
+//
+// Method: one typed test suite, instantiated once per adapter. Each test gets a fresh store (the
+// SQLite one in a fresh temporary directory, removed afterwards). Failed conditional updates are
+// checked to leave the row exactly as it was. The race test runs 16 threads on one shared store
+// for 100 rounds, released together by a barrier, and counts winners per round.
+#include <atomic>
+#include <barrier>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "clinker/adapters/memory/memory_state_store.h"
+#include "clinker/adapters/sqlite/sqlite_state_store.h"
+#include "clinker/ports/state_schema.h"
+#include "clinker/ports/state_store.h"
+
+namespace clinker::adapters {
+namespace {
+
+using ports::Expectation;
+using ports::Guard;
+using ports::ListQuery;
+using ports::Row;
+using ports::SortKey;
+using ports::Table;
+using ports::Value;
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = getenv("TMPDIR");
+    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
+                          "/clinker_state_contract_XXXXXX";
+    std::vector<char> buffer(pattern.begin(), pattern.end());
+    buffer.push_back('\0');
+    if (mkdtemp(buffer.data()) != nullptr) {
+      path_ = buffer.data();
+    }
+  }
+
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  ~TempDir() {
+    if (!path_.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(path_, ignored);
+    }
+  }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+template <class Store>
+struct StoreFactory;
+
+template <>
+struct StoreFactory<MemoryStateStore> {
+  static Result<std::unique_ptr<ports::StateStore>> Make(const std::string& /*dir*/) {
+    return std::unique_ptr<ports::StateStore>(std::make_unique<MemoryStateStore>());
+  }
+};
+
+template <>
+struct StoreFactory<SqliteStateStore> {
+  static Result<std::unique_ptr<ports::StateStore>> Make(const std::string& dir) {
+    sqlite::Database::Options options;
+    options.path = dir + "/state.db";
+    CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStateStore> store,
+                             SqliteStateStore::Open(options));
+    return std::unique_ptr<ports::StateStore>(std::move(store));
+  }
+};
+
+template <class Store>
+class StateStoreContractTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
+    auto made = StoreFactory<Store>::Make(dir_.path());
+    ASSERT_TRUE(made) << made.error().ToString();
+    store_ = std::move(*made);
+  }
+
+  ports::StateStore& store() { return *store_; }
+
+  // Inserts and returns the stored row (with defaults).
+  Row MustInsert(Table table, const Row& row) {
+    auto inserted = store_->Insert(table, row);
+    EXPECT_TRUE(inserted) << inserted.error().ToString();
+    auto stored = store_->Get(table, std::get<std::string>(row.at("id")));
+    EXPECT_TRUE(stored) << stored.error().ToString();
+    return stored ? *stored : Row{};
+  }
+
+  Row MustGet(Table table, const std::string& id) {
+    auto stored = store_->Get(table, id);
+    EXPECT_TRUE(stored) << stored.error().ToString();
+    return stored ? *stored : Row{};
+  }
+
+  // Runs a conditional update that must apply and returns the row it reports.
+  Row MustWin(const std::string& id, const Row& values, const std::vector<Expectation>& expected) {
+    auto updated = store_->ConditionalUpdate(Table::kVolumes, id, values, expected, {});
+    EXPECT_TRUE(updated) << updated.error().ToString();
+    EXPECT_TRUE(updated && updated->has_value()) << "expected the update to apply";
+    return updated && updated->has_value() ? **updated : Row{};
+  }
+
+  // Runs a conditional update that must not apply, and checks the row did not change.
+  void MustLose(const std::string& id,
+                const Row& values,
+                const std::vector<Expectation>& expected) {
+    Row before = MustGet(Table::kVolumes, id);
+    auto updated = store_->ConditionalUpdate(Table::kVolumes, id, values, expected, {});
+    ASSERT_TRUE(updated) << updated.error().ToString();
+    EXPECT_FALSE(updated->has_value()) << "expected the update not to apply";
+    EXPECT_EQ(MustGet(Table::kVolumes, id), before);
+  }
+
+  std::vector<std::string> ListIds(Table table, const ListQuery& query) {
+    std::vector<std::string> ids;
+    auto rows = store_->List(table, query);
+    EXPECT_TRUE(rows) << rows.error().ToString();
+    if (rows) {
+      for (const Row& row : *rows) {
+        ids.push_back(std::get<std::string>(row.at("id")));
+      }
+    }
+    return ids;
+  }
+
+  // Declared first so the store closes before the directory goes.
+  TempDir dir_;
+  std::unique_ptr<ports::StateStore> store_;
+};
+
+struct StoreNames {
+  template <class T>
+  static std::string GetName(int /*index*/) {
+    if (std::is_same_v<T, MemoryStateStore>) {
+      return "Memory";
+    }
+    return "Sqlite";
+  }
+};
+
+using StoreTypes = ::testing::Types<MemoryStateStore, SqliteStateStore>;
+TYPED_TEST_SUITE(StateStoreContractTest, StoreTypes, StoreNames);
+
+constexpr char kCreatedAt[] = "2024-01-01T00:00:00.000000";
+
+// A volume with only the required columns.
+Row Volume(const std::string& id) {
+  return Row{{"id", id},
+             {"project_id", std::string("p1")},
+             {"user_id", std::string("u1")},
+             {"status", std::string("available")},
+             {"created_at", std::string(kCreatedAt)}};
+}
+
+Row Snapshot(const std::string& id, const std::string& volume_id) {
+  return Row{{"id", id},
+             {"project_id", std::string("p1")},
+             {"user_id", std::string("u1")},
+             {"volume_id", volume_id},
+             {"status", std::string("available")},
+             {"created_at", std::string(kCreatedAt)}};
+}
+
+Value Text(const char* text) {
+  return Value(std::string(text));
+}
+
+Value Int(std::int64_t number) {
+  return Value(number);
+}
+
+const Value kNull{};
+
+void ExpectInvalid(const Result<void>& result) {
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument) << result.error().ToString();
+}
+
+template <class T>
+void ExpectInvalid(const Result<T>& result) {
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument) << result.error().ToString();
+}
+
+// --- Insert and Get -----------------------------------------------------------------------------
+
+TYPED_TEST(StateStoreContractTest, InsertGetRoundTripKeepsValuesAndFillsDefaultsAndNulls) {
+  Row row = Volume("v1");
+  row["size_gib"] = Int(10);
+  row["display_name"] = Text("name with 'quotes'; DROP TABLE volumes; --");
+  row["status_reason"] = kNull;
+  row["bootable"] = Int(1);
+  Row stored = this->MustInsert(Table::kVolumes, row);
+
+  EXPECT_EQ(stored.size(), ports::Columns(Table::kVolumes).size());
+  for (const auto& [name, value] : row) {
+    EXPECT_EQ(stored.at(name), value) << name;
+  }
+  EXPECT_EQ(stored.at("metadata"), Text("{}"));
+  EXPECT_EQ(stored.at("availability_zone"), Text("nova"));
+  EXPECT_EQ(stored.at("attach_status"), Text("detached"));
+  EXPECT_EQ(stored.at("multiattach"), Int(0));
+  EXPECT_EQ(stored.at("deleted"), Int(0));
+  EXPECT_EQ(stored.at("host"), kNull);
+  EXPECT_EQ(stored.at("display_description"), kNull);
+  EXPECT_EQ(stored.at("deleted_at"), kNull);
+}
+
+TYPED_TEST(StateStoreContractTest, SnapshotRoundTrip) {
+  Row stored = this->MustInsert(Table::kSnapshots, Snapshot("s1", "v1"));
+  EXPECT_EQ(stored.size(), ports::Columns(Table::kSnapshots).size());
+  EXPECT_EQ(stored.at("volume_id"), Text("v1"));
+  EXPECT_EQ(stored.at("size_gib"), Int(0));
+  EXPECT_EQ(stored.at("display_name"), kNull);
+  // Tables are separate: the snapshot id is not a volume.
+  auto volume = this->store().Get(Table::kVolumes, "s1");
+  ASSERT_FALSE(volume);
+  EXPECT_EQ(volume.error().code, ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StateStoreContractTest, DuplicateInsertIsConflictAndKeepsTheFirstRow) {
+  Row first = this->MustInsert(Table::kVolumes, Volume("v1"));
+  Row second = Volume("v1");
+  second["status"] = Text("error");
+  auto result = this->store().Insert(Table::kVolumes, second);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::kConflict) << result.error().ToString();
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v1"), first);
+}
+
+TYPED_TEST(StateStoreContractTest, InsertWithoutARequiredColumnIsInvalid) {
+  Row no_project = Volume("v1");
+  no_project.erase("project_id");
+  ExpectInvalid(this->store().Insert(Table::kVolumes, no_project));
+  Row no_id = Volume("v1");
+  no_id.erase("id");
+  ExpectInvalid(this->store().Insert(Table::kVolumes, no_id));
+  Row null_status = Volume("v1");
+  null_status["status"] = kNull;
+  ExpectInvalid(this->store().Insert(Table::kVolumes, null_status));
+  auto missing = this->store().Get(Table::kVolumes, "v1");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StateStoreContractTest, GetMissingIdIsNotFound) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  auto result = this->store().Get(Table::kVolumes, "v2");
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StateStoreContractTest, UnknownColumnIsInvalidEverywhere) {
+  Row stored = this->MustInsert(Table::kVolumes, Volume("v1"));
+  const std::string hostile = "status = 'x'; DROP TABLE volumes; --";
+  for (const std::string& bad : {std::string("bogus"), hostile}) {
+    SCOPED_TRACE(bad);
+    Row insert = Volume("v2");
+    insert[bad] = Text("x");
+    ExpectInvalid(this->store().Insert(Table::kVolumes, insert));
+    ExpectInvalid(
+        this->store().ConditionalUpdate(Table::kVolumes, "v1", {{bad, Text("x")}}, {}, {}));
+    ExpectInvalid(this->store().ConditionalUpdate(
+        Table::kVolumes, "v1", {{"status", Text("x")}}, {Expectation::Equals(bad, Text("x"))}, {}));
+    ExpectInvalid(this->store().ConditionalUpdate(
+        Table::kVolumes, "v1", {{"status", Text("x")}}, {Expectation::IsNull(bad)}, {}));
+    ExpectInvalid(
+        this->store().ConditionalUpdate(Table::kVolumes,
+                                        "v1",
+                                        {{"status", Text("x")}},
+                                        {},
+                                        {Guard::NoLiveRowReferences(Table::kSnapshots, bad)}));
+    ListQuery sorted;
+    sorted.sort = {SortKey{bad, true}};
+    ExpectInvalid(this->store().List(Table::kVolumes, sorted));
+    ListQuery filtered;
+    filtered.filters = {Expectation::Equals(bad, Text("x"))};
+    ExpectInvalid(this->store().List(Table::kVolumes, filtered));
+  }
+  // A column of the other table is unknown here too.
+  ExpectInvalid(
+      this->store().ConditionalUpdate(Table::kVolumes, "v1", {{"volume_id", Text("x")}}, {}, {}));
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v1"), stored);
+  EXPECT_EQ(this->ListIds(Table::kVolumes, {}), std::vector<std::string>{"v1"});
+}
+
+TYPED_TEST(StateStoreContractTest, WrongValueTypeIsInvalid) {
+  Row stored = this->MustInsert(Table::kVolumes, Volume("v1"));
+  Row text_size = Volume("v2");
+  text_size["size_gib"] = Text("10");
+  ExpectInvalid(this->store().Insert(Table::kVolumes, text_size));
+  Row integer_status = Volume("v2");
+  integer_status["status"] = Int(1);
+  ExpectInvalid(this->store().Insert(Table::kVolumes, integer_status));
+  ExpectInvalid(
+      this->store().ConditionalUpdate(Table::kVolumes, "v1", {{"size_gib", Text("1")}}, {}, {}));
+  ExpectInvalid(
+      this->store().ConditionalUpdate(Table::kVolumes, "v1", {{"status", kNull}}, {}, {}));
+  ExpectInvalid(this->store().ConditionalUpdate(Table::kVolumes,
+                                                "v1",
+                                                {{"host", Text("h")}},
+                                                {Expectation::Equals("size_gib", Text("0"))},
+                                                {}));
+  ExpectInvalid(this->store().ConditionalUpdate(
+      Table::kVolumes, "v1", {{"host", Text("h")}}, {Expectation::In("status", {Int(1)})}, {}));
+  // NULL is asked for with IsNull, never compared.
+  ExpectInvalid(this->store().ConditionalUpdate(
+      Table::kVolumes, "v1", {{"host", Text("h")}}, {Expectation::Equals("host", kNull)}, {}));
+  ExpectInvalid(this->store().ConditionalUpdate(
+      Table::kVolumes, "v1", {{"host", Text("h")}}, {Expectation::NotIn("host", {kNull})}, {}));
+  // The id is the row's identity.
+  ExpectInvalid(
+      this->store().ConditionalUpdate(Table::kVolumes, "v1", {{"id", Text("v9")}}, {}, {}));
+  ListQuery query;
+  query.filters = {Expectation::Equals("deleted", Text("0"))};
+  ExpectInvalid(this->store().List(Table::kVolumes, query));
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v1"), stored);
+}
+
+// --- ConditionalUpdate: one test per expectation kind ---------------------------------------
+
+TYPED_TEST(StateStoreContractTest, ConditionalUpdateEquals) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustLose(
+      "v1", {{"status", Text("deleting")}}, {Expectation::Equals("status", Text("error"))});
+  Row row = this->MustWin(
+      "v1", {{"status", Text("deleting")}}, {Expectation::Equals("status", Text("available"))});
+  EXPECT_EQ(row.at("status"), Text("deleting"));
+  // The same call again finds the new status: a duplicate caller loses.
+  this->MustLose(
+      "v1", {{"status", Text("deleting")}}, {Expectation::Equals("status", Text("available"))});
+}
+
+TYPED_TEST(StateStoreContractTest, ConditionalUpdateIn) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustLose("v1",
+                 {{"status", Text("x")}},
+                 {Expectation::In("status", {Text("error"), Text("creating")})});
+  this->MustLose("v1", {{"status", Text("x")}}, {Expectation::In("status", {})});
+  Row row = this->MustWin("v1",
+                          {{"status", Text("x")}},
+                          {Expectation::In("status", {Text("error"), Text("available")})});
+  EXPECT_EQ(row.at("status"), Text("x"));
+}
+
+TYPED_TEST(StateStoreContractTest, ConditionalUpdateNotEquals) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustLose(
+      "v1", {{"status", Text("x")}}, {Expectation::NotEquals("status", Text("available"))});
+  Row row = this->MustWin(
+      "v1", {{"status", Text("x")}}, {Expectation::NotEquals("status", Text("error"))});
+  EXPECT_EQ(row.at("status"), Text("x"));
+}
+
+TYPED_TEST(StateStoreContractTest, ConditionalUpdateNotIn) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustLose("v1",
+                 {{"status", Text("x")}},
+                 {Expectation::NotIn("status", {Text("error"), Text("available")})});
+  Row row = this->MustWin(
+      "v1", {{"status", Text("x")}}, {Expectation::NotIn("status", {Text("error"), Text("y")})});
+  EXPECT_EQ(row.at("status"), Text("x"));
+  // An empty list excludes nothing.
+  row = this->MustWin("v1", {{"status", Text("z")}}, {Expectation::NotIn("status", {})});
+  EXPECT_EQ(row.at("status"), Text("z"));
+}
+
+TYPED_TEST(StateStoreContractTest, ConditionalUpdateIsNull) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustLose("v1", {{"host", Text("h1")}}, {Expectation::IsNull("status")});
+  Row row = this->MustWin("v1", {{"host", Text("h1")}}, {Expectation::IsNull("host")});
+  EXPECT_EQ(row.at("host"), Text("h1"));
+  this->MustLose("v1", {{"host", Text("h2")}}, {Expectation::IsNull("host")});
+}
+
+TYPED_TEST(StateStoreContractTest, ConditionalUpdateIsNotNull) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustLose("v1", {{"status", Text("x")}}, {Expectation::IsNotNull("host")});
+  Row row = this->MustWin("v1", {{"status", Text("x")}}, {Expectation::IsNotNull("status")});
+  EXPECT_EQ(row.at("status"), Text("x"));
+}
+
+TYPED_TEST(StateStoreContractTest, NullColumnMatchesOnlyNegativeAndNullExpectations) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));  // host is NULL.
+  this->MustLose("v1", {{"status", Text("x")}}, {Expectation::Equals("host", Text("h"))});
+  this->MustLose("v1", {{"status", Text("x")}}, {Expectation::In("host", {Text("h"), Text("")})});
+  this->MustLose("v1", {{"status", Text("x")}}, {Expectation::IsNotNull("host")});
+  this->MustWin("v1", {{"status", Text("a")}}, {Expectation::NotEquals("host", Text("h"))});
+  this->MustWin("v1", {{"status", Text("b")}}, {Expectation::NotIn("host", {Text("h")})});
+  this->MustWin("v1", {{"status", Text("c")}}, {Expectation::IsNull("host")});
+  // Setting a column to NULL makes it NULL again, and NULL is not the empty string.
+  this->MustWin("v1", {{"host", Text("")}}, {});
+  this->MustLose("v1", {{"status", Text("x")}}, {Expectation::IsNull("host")});
+  Row row = this->MustWin("v1", {{"host", kNull}}, {Expectation::Equals("host", Text(""))});
+  EXPECT_EQ(row.at("host"), kNull);
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v1").at("host"), kNull);
+}
+
+TYPED_TEST(StateStoreContractTest, AllExpectationsMustHold) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustLose("v1",
+                 {{"status", Text("x")}},
+                 {Expectation::Equals("status", Text("available")),
+                  Expectation::Equals("project_id", Text("other"))});
+  this->MustWin("v1",
+                {{"status", Text("x")}},
+                {Expectation::Equals("status", Text("available")),
+                 Expectation::Equals("project_id", Text("p1")),
+                 Expectation::Equals("size_gib", Int(0))});
+}
+
+TYPED_TEST(StateStoreContractTest, UpdateReturnsTheWholeUpdatedRow) {
+  Row before = this->MustInsert(Table::kVolumes, Volume("v1"));
+  Row values{{"status", Text("deleting_queued")},
+             {"operation_id", Text("op-1")},
+             {"size_gib", Int(7)},
+             {"display_name", Text("n")}};
+  Row row = this->MustWin("v1", values, {Expectation::Equals("status", Text("available"))});
+  Row expected = before;
+  for (const auto& [name, value] : values) {
+    expected[name] = value;
+  }
+  EXPECT_EQ(row, expected);
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v1"), expected);
+}
+
+TYPED_TEST(StateStoreContractTest, UpdateWithNoValuesIsAnAtomicCheck) {
+  Row before = this->MustInsert(Table::kVolumes, Volume("v1"));
+  EXPECT_EQ(this->MustWin("v1", {}, {Expectation::Equals("status", Text("available"))}), before);
+  this->MustLose("v1", {}, {Expectation::Equals("status", Text("error"))});
+}
+
+TYPED_TEST(StateStoreContractTest, UpdatingAMissingIdChangesNothing) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  auto updated =
+      this->store().ConditionalUpdate(Table::kVolumes, "v2", {{"status", Text("x")}}, {}, {});
+  ASSERT_TRUE(updated) << updated.error().ToString();
+  EXPECT_FALSE(updated->has_value());
+  auto missing = this->store().Get(Table::kVolumes, "v2");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v1").at("status"), Text("available"));
+}
+
+TYPED_TEST(StateStoreContractTest, GuardBlocksWhileALiveRowReferencesTheTarget) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustInsert(Table::kVolumes, Volume("v2"));
+  this->MustInsert(Table::kSnapshots, Snapshot("s1", "v1"));
+  this->MustInsert(Table::kSnapshots, Snapshot("s2", "v1"));
+  const std::vector<Guard> guards = {Guard::NoLiveRowReferences(Table::kSnapshots, "volume_id")};
+  const Row values{{"status", Text("deleting_queued")}};
+  const std::vector<Expectation> expected = {Expectation::Equals("status", Text("available"))};
+
+  Row before = this->MustGet(Table::kVolumes, "v1");
+  auto blocked = this->store().ConditionalUpdate(Table::kVolumes, "v1", values, expected, guards);
+  ASSERT_TRUE(blocked) << blocked.error().ToString();
+  EXPECT_FALSE(blocked->has_value());
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v1"), before);
+
+  // Snapshots of another volume do not block v2.
+  auto other = this->store().ConditionalUpdate(Table::kVolumes, "v2", values, expected, guards);
+  ASSERT_TRUE(other) << other.error().ToString();
+  EXPECT_TRUE(other->has_value());
+
+  // One soft-deleted snapshot is not enough while another is live.
+  auto deleted =
+      this->store().ConditionalUpdate(Table::kSnapshots, "s1", {{"deleted", Int(1)}}, {}, {});
+  ASSERT_TRUE(deleted && deleted->has_value());
+  blocked = this->store().ConditionalUpdate(Table::kVolumes, "v1", values, expected, guards);
+  ASSERT_TRUE(blocked) << blocked.error().ToString();
+  EXPECT_FALSE(blocked->has_value());
+
+  deleted = this->store().ConditionalUpdate(Table::kSnapshots, "s2", {{"deleted", Int(1)}}, {}, {});
+  ASSERT_TRUE(deleted && deleted->has_value());
+  auto allowed = this->store().ConditionalUpdate(Table::kVolumes, "v1", values, expected, guards);
+  ASSERT_TRUE(allowed) << allowed.error().ToString();
+  ASSERT_TRUE(allowed->has_value());
+  EXPECT_EQ((*allowed)->at("status"), Text("deleting_queued"));
+}
+
+TYPED_TEST(StateStoreContractTest, GuardAndExpectationMustBothHold) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  const std::vector<Guard> guards = {Guard::NoLiveRowReferences(Table::kSnapshots, "volume_id")};
+  auto lost = this->store().ConditionalUpdate(Table::kVolumes,
+                                              "v1",
+                                              {{"status", Text("x")}},
+                                              {Expectation::Equals("status", Text("error"))},
+                                              guards);
+  ASSERT_TRUE(lost) << lost.error().ToString();
+  EXPECT_FALSE(lost->has_value());
+}
+
+TYPED_TEST(StateStoreContractTest, ExactlyOneOfSixteenRacingThreadsWinsEachRound) {
+  constexpr int kThreads = 16;
+  constexpr int kRounds = 100;
+  std::atomic<int> winners{0};
+  std::atomic<int> winner_index{-1};
+  std::atomic<int> errors{0};
+  std::string round_id;
+  std::barrier sync(kThreads + 1);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < kRounds; ++round) {
+        sync.arrive_and_wait();  // The round's row exists.
+        auto updated = this->store().ConditionalUpdate(
+            Table::kVolumes,
+            round_id,
+            {{"status", Text("deleting_queued")}, {"operation_id", Value(std::to_string(t))}},
+            {Expectation::Equals("status", Text("available"))},
+            {});
+        if (!updated) {
+          errors.fetch_add(1);
+        } else if (updated->has_value()) {
+          winners.fetch_add(1);
+          winner_index.store(t);
+          if ((*updated)->at("operation_id") != Value(std::to_string(t))) {
+            errors.fetch_add(1);
+          }
+        }
+        sync.arrive_and_wait();  // Everyone is done with the round.
+      }
+    });
+  }
+  int bad_rounds = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    round_id = "race-" + std::to_string(round);
+    winners.store(0);
+    winner_index.store(-1);
+    this->MustInsert(Table::kVolumes, Volume(round_id));
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();
+    if (winners.load() != 1) {
+      ++bad_rounds;
+      continue;
+    }
+    Row row = this->MustGet(Table::kVolumes, round_id);
+    EXPECT_EQ(row.at("status"), Text("deleting_queued"));
+    EXPECT_EQ(row.at("operation_id"), Value(std::to_string(winner_index.load())));
+  }
+  for (std::thread& thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(bad_rounds, 0);
+  EXPECT_EQ(errors.load(), 0);
+}
+
+// --- List ---------------------------------------------------------------------------------------
+
+// Rows for the list tests: two projects, several statuses, NULL and tied names and sizes.
+void InsertListRows(ports::StateStore& store) {
+  struct Spec {
+    const char* id;
+    const char* project;
+    const char* status;
+    std::optional<const char*> name;
+    std::int64_t size;
+    std::int64_t deleted;
+  };
+
+  const Spec specs[] = {
+      {"a1", "p1", "available", "beta", 5, 0},
+      {"a2", "p1", "error", std::nullopt, 5, 0},
+      {"a3", "p2", "available", "alpha", 1, 0},
+      {"a4", "p1", "available", "beta", 3, 0},
+      {"a5", "p2", "creating", std::nullopt, 9, 0},
+      {"a6", "p1", "deleted", "alpha", 2, 1},
+      {"a7", "p1", "available", "", 5, 0},
+      {"a8", "p2", "error", "gamma", 3, 0},
+      {"a9", "p1", "available", "alpha", 5, 0},
+      {"b0", "p1", "creating", "beta", 5, 0},
+  };
+  for (const Spec& spec : specs) {
+    Row row = Volume(spec.id);
+    row["project_id"] = Value(std::string(spec.project));
+    row["status"] = Value(std::string(spec.status));
+    row["display_name"] = spec.name ? Value(std::string(*spec.name)) : Value();
+    row["size_gib"] = Value(spec.size);
+    row["deleted"] = Value(spec.deleted);
+    auto inserted = store.Insert(Table::kVolumes, row);
+    ASSERT_TRUE(inserted) << inserted.error().ToString();
+  }
+}
+
+TYPED_TEST(StateStoreContractTest, ListWithoutSortIsByIdAndSkipsDeletedRows) {
+  InsertListRows(this->store());
+  EXPECT_EQ(this->ListIds(Table::kVolumes, {}),
+            (std::vector<std::string>{"a1", "a2", "a3", "a4", "a5", "a7", "a8", "a9", "b0"}));
+  ListQuery all;
+  all.include_deleted = true;
+  EXPECT_EQ(this->ListIds(Table::kVolumes, all),
+            (std::vector<std::string>{"a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "b0"}));
+  ListQuery only_deleted;
+  only_deleted.include_deleted = true;
+  only_deleted.filters = {Expectation::Equals("deleted", Int(1))};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, only_deleted), (std::vector<std::string>{"a6"}));
+  EXPECT_TRUE(this->ListIds(Table::kSnapshots, all).empty());
+}
+
+TYPED_TEST(StateStoreContractTest, ListFiltersCombine) {
+  InsertListRows(this->store());
+  ListQuery query;
+  query.filters = {Expectation::Equals("project_id", Text("p1")),
+                   Expectation::In("status", {Text("available"), Text("error")})};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query),
+            (std::vector<std::string>{"a1", "a2", "a4", "a7", "a9"}));
+  query.filters = {Expectation::NotEquals("display_name", Text("beta"))};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query),
+            (std::vector<std::string>{"a2", "a3", "a5", "a7", "a8", "a9"}));
+  query.filters = {Expectation::NotIn("display_name", {Text("beta"), Text("alpha")}),
+                   Expectation::IsNotNull("display_name")};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query), (std::vector<std::string>{"a7", "a8"}));
+  query.filters = {Expectation::IsNull("display_name")};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query), (std::vector<std::string>{"a2", "a5"}));
+  query.filters = {Expectation::In("status", {})};
+  EXPECT_TRUE(this->ListIds(Table::kVolumes, query).empty());
+  query.filters = {Expectation::NotIn("status", {}), Expectation::Equals("size_gib", Int(3))};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query), (std::vector<std::string>{"a4", "a8"}));
+}
+
+TYPED_TEST(StateStoreContractTest, ListSortsByKeysThenIdWithNullNamesAsEmpty) {
+  InsertListRows(this->store());
+  ListQuery query;
+  // Name ascending: NULL and "" first (as ''), tie-broken by size descending, then id descending.
+  query.sort = {SortKey{"display_name", true}, SortKey{"size_gib", false}};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query),
+            (std::vector<std::string>{"a5", "a7", "a2", "a9", "a3", "b0", "a1", "a4", "a8"}));
+  query.sort = {SortKey{"size_gib", false}, SortKey{"display_name", true}};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query),
+            (std::vector<std::string>{"a5", "a2", "a7", "a9", "a1", "b0", "a4", "a8", "a3"}));
+  query.sort = {SortKey{"size_gib", true}, SortKey{"id", true}};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query),
+            (std::vector<std::string>{"a3", "a4", "a8", "a1", "a2", "a7", "a9", "b0", "a5"}));
+  query.sort = {SortKey{"size_gib", true}};  // The id tie-breaker follows the last key.
+  query.limit = 4;
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query),
+            (std::vector<std::string>{"a3", "a4", "a8", "a1"}));
+  query.sort = {SortKey{"size_gib", false}};
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query),
+            (std::vector<std::string>{"a5", "b0", "a9", "a7"}));
+  query.limit = 0;
+  EXPECT_TRUE(this->ListIds(Table::kVolumes, query).empty());
+  query.limit = -1;
+  ExpectInvalid(this->store().List(Table::kVolumes, query));
+}
+
+TYPED_TEST(StateStoreContractTest, MarkerPaginationWalksEveryRowOnceInOrder) {
+  InsertListRows(this->store());
+  const std::vector<std::vector<SortKey>> orders = {
+      {},
+      {SortKey{"display_name", true}, SortKey{"size_gib", false}},
+      {SortKey{"display_name", false}, SortKey{"size_gib", true}},
+      {SortKey{"size_gib", false}, SortKey{"display_name", true}},
+      {SortKey{"status", true}, SortKey{"display_name", false}, SortKey{"project_id", true}},
+  };
+  for (bool include_deleted : {false, true}) {
+    for (const std::vector<SortKey>& order : orders) {
+      SCOPED_TRACE(testing::Message() << "keys=" << order.size() << " deleted=" << include_deleted);
+      ListQuery full;
+      full.sort = order;
+      full.include_deleted = include_deleted;
+      std::vector<std::string> expected = this->ListIds(Table::kVolumes, full);
+      ASSERT_EQ(expected.size(), include_deleted ? 10u : 9u);
+
+      std::vector<std::string> walked;
+      ListQuery page = full;
+      page.limit = 3;
+      for (int pages = 0; pages < 10; ++pages) {
+        std::vector<std::string> ids = this->ListIds(Table::kVolumes, page);
+        EXPECT_LE(ids.size(), 3u);
+        walked.insert(walked.end(), ids.begin(), ids.end());
+        if (ids.size() < 3) {
+          break;
+        }
+        page.marker_id = ids.back();
+      }
+      EXPECT_EQ(walked, expected);
+    }
+  }
+}
+
+TYPED_TEST(StateStoreContractTest, MarkerMayBeADeletedRowButMustExist) {
+  InsertListRows(this->store());
+  ListQuery query;
+  query.marker_id = "a6";  // Soft-deleted, but still a valid place in the order.
+  EXPECT_EQ(this->ListIds(Table::kVolumes, query),
+            (std::vector<std::string>{"a7", "a8", "a9", "b0"}));
+  query.marker_id = "nope";
+  auto result = this->store().List(Table::kVolumes, query);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace clinker::adapters

@@ -1,0 +1,157 @@
+"""End-to-end: bad requests get Cinder-shaped errors and change nothing.
+
+Goal: every malformed or forbidden request is answered with the status and fault name Cinder
+uses (`{"badRequest": {"code": 400, "message": ...}}`, `itemNotFound` 404, 406 for an
+unsupported microversion) and leaves no trace: no row in clinker.db, no change in the listing,
+no change to an existing volume.
+
+Method: one daemon (all roles) per test; raw HTTP with the noauth token. Before each bad request
+the test snapshots the volumes table (row count) and the API listing; after it, both must be
+equal. Volumes of project A are probed from project B, which must not learn they exist.
+"""
+
+import sys
+import uuid
+
+# No __pycache__ in the source tree: ctest runs these files from a checkout.
+sys.dont_write_bytecode = True
+
+import clinker_harness as h  # noqa: E402
+
+# Cinder's Fault maps statuses without a name of their own (406 among them) to computeFault
+# (cinder/api/openstack/wsgi.py: Fault).
+NOT_ACCEPTABLE_FAULT = "computeFault"
+
+
+class BadInputTest(h.DaemonTestCase):
+
+    def snapshot(self):
+        d = self.daemon
+        listing = d.request("GET", "volumes/detail")
+        self.assertEqual(listing.status, 200, listing)
+        volumes = sorted((v["id"], v["status"], v["name"], v["size"])
+                         for v in listing.json()["volumes"])
+        return d.db_volume_count(), volumes
+
+    def assertRejected(self, status, name, method, path, **kwargs):
+        """Sends the request, checks the error body, and that nothing changed."""
+        before = self.snapshot()
+        resp = self.daemon.request(method, path, **kwargs)
+        self.assertCinderError(resp, status, name)
+        self.assertEqual(self.snapshot(), before, "%r changed the state" % resp)
+        return resp
+
+    def test_malformed_json_body(self):
+        for raw in ('{"volume": {"size": 1', "not json", "", "[1, 2]", "null", '"volume"'):
+            with self.subTest(body=raw):
+                self.assertRejected(400, "badRequest", "POST", "volumes", raw_body=raw)
+
+    def test_missing_volume_element(self):
+        for body in ({}, {"size": 1}, {"volume": None}, {"volume": 1}, {"volume": []}):
+            with self.subTest(body=body):
+                self.assertRejected(400, "badRequest", "POST", "volumes", body=body)
+
+    def test_wrong_types_on_create(self):
+        cases = [
+            {"size": "abc"},
+            {"size": 1.5},
+            {"size": True},
+            {"size": [1]},
+            {"size": 1, "name": 5},
+            {"size": 1, "description": 5},
+            {"size": 1, "metadata": "not-an-object"},
+            {"size": 1, "metadata": ["a", "b"]},
+            {"size": 1, "metadata": {"key": 5}},
+        ]
+        for volume in cases:
+            with self.subTest(volume=volume):
+                self.assertRejected(400, "badRequest", "POST", "volumes", body={"volume": volume})
+
+    def test_sizes_out_of_range(self):
+        for size in (0, -1, 10**12, "0", "-1"):
+            with self.subTest(size=size):
+                self.assertRejected(400,
+                                    "badRequest",
+                                    "POST",
+                                    "volumes",
+                                    body={"volume": {
+                                        "size": size
+                                    }})
+
+    def test_unknown_volume_is_not_found(self):
+        missing = str(uuid.uuid4())
+        self.assertRejected(404, "itemNotFound", "GET", "volumes/%s" % missing)
+        self.assertRejected(404,
+                            "itemNotFound",
+                            "PUT",
+                            "volumes/%s" % missing,
+                            body={"volume": {
+                                "name": "x"
+                            }})
+        self.assertRejected(404, "itemNotFound", "DELETE", "volumes/%s" % missing)
+
+    def test_other_projects_volume_is_not_found(self):
+        d = self.daemon
+        volume_id = d.create_volume(size=1, name="owned-by-a", project=h.PROJECT_A)["id"]
+        d.wait_for_status(volume_id, "available", project=h.PROJECT_A)
+
+        path = "volumes/%s" % volume_id
+        self.assertRejected(404, "itemNotFound", "GET", path, project=h.PROJECT_B)
+        self.assertRejected(404,
+                            "itemNotFound",
+                            "PUT",
+                            path,
+                            project=h.PROJECT_B,
+                            body={"volume": {
+                                "name": "stolen"
+                            }})
+        self.assertRejected(404, "itemNotFound", "DELETE", path, project=h.PROJECT_B)
+
+        listing_b = d.request("GET", "volumes/detail", project=h.PROJECT_B)
+        self.assertEqual(listing_b.status, 200, listing_b)
+        self.assertEqual(listing_b.json()["volumes"], [], listing_b)
+
+        volume = d.show_volume(volume_id, project=h.PROJECT_A)
+        self.assertEqual(volume["name"], "owned-by-a", volume)
+        self.assertEqual(volume["status"], "available", volume)
+
+    def test_wrong_types_on_update(self):
+        d = self.daemon
+        volume_id = d.create_volume(size=1, name="target")["id"]
+        d.wait_for_status(volume_id, "available")
+        path = "volumes/%s" % volume_id
+        for volume in ({"name": 5}, {"metadata": "x"}, {"metadata": [1]}):
+            with self.subTest(volume=volume):
+                self.assertRejected(400, "badRequest", "PUT", path, body={"volume": volume})
+        self.assertRejected(400, "badRequest", "PUT", path, raw_body='{"volume": {"name": ')
+        self.assertEqual(d.show_volume(volume_id)["name"], "target")
+
+    def test_unsupported_microversion_is_not_acceptable(self):
+        for method, path, body in (("GET", "volumes", None), ("POST", "volumes", {
+                "volume": {
+                    "size": 1
+                }
+        })):
+            with self.subTest(method=method):
+                self.assertRejected(406,
+                                    NOT_ACCEPTABLE_FAULT,
+                                    method,
+                                    path,
+                                    body=body,
+                                    microversion="3.999")
+
+    def test_malformed_microversion_is_bad_request(self):
+        for version in ("3.x", "3", "three", "3.01", "latest.0"):
+            with self.subTest(version=version):
+                self.assertRejected(400,
+                                    "badRequest",
+                                    "POST",
+                                    "volumes",
+                                    body={"volume": {
+                                        "size": 1
+                                    }},
+                                    microversion=version)
+
+
+if __name__ == "__main__":
+    h.main()

@@ -1,0 +1,325 @@
+// Goal: check that the Scheduler records a back-end for each queued volume exactly once, forwards
+// the create job to that back-end's topic, forwards a redelivered job to the back-end already
+// recorded (never to a new one), drops jobs for volumes no longer queued for that operation, and
+// fails a volume clearly when no back-end exists.
+//
+// Method: Scheduler over MemoryStateStore, a MemoryBroker and a FakeClock. Rows are written
+// directly (Insert of VolumeToRow); deliveries carry JobMessage::ToJson(). The scheduler
+// publishes through a MemoryJobQueue wrapped in a recorder, so "nothing forwarded" covers every
+// topic; forwarded jobs are read back by MemoryJobQueue sessions subscribed to the back-end
+// topics.
+#include "clinker/services/scheduler.h"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "clinker/adapters/memory/memory_job_queue.h"
+#include "clinker/adapters/memory/memory_state_store.h"
+#include "clinker/core/time_format.h"
+#include "clinker/core/uuid.h"
+#include "clinker/domain/status.h"
+#include "clinker/services/job_message.h"
+#include "clinker/services/volume_record.h"
+#include "support/fake_clock.h"
+
+namespace clinker::services {
+
+static void PrintTo(JobOutcome outcome, std::ostream* out) {
+  *out << (outcome == JobOutcome::kDone ? "kDone" : "kRetryLater");
+}
+
+namespace {
+
+using adapters::MemoryBroker;
+using adapters::MemoryJobQueue;
+using adapters::MemoryStateStore;
+using domain::Operation;
+using domain::VolumeStatus;
+using test_support::FakeClock;
+
+constexpr std::string_view kProject = "0123456789abcdef0123456789abcdef";
+constexpr std::string_view kBackendA = "node1@file";
+constexpr std::string_view kBackendB = "node2@file";
+
+// Forwards to a real session and remembers the topic of every successful publish.
+class RecordingJobQueue final : public ports::JobQueue {
+ public:
+  explicit RecordingJobQueue(ports::JobQueue& inner) : inner_(inner) {}
+
+  Result<std::string> Publish(std::string_view topic, std::string_view payload) override {
+    Result<std::string> published = inner_.Publish(topic, payload);
+    if (published) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      topics_.emplace_back(topic);
+    }
+    return published;
+  }
+
+  Result<void> Subscribe(const std::vector<std::string>& topics) override {
+    return inner_.Subscribe(topics);
+  }
+
+  Result<std::optional<ports::Delivery>> Receive(std::chrono::milliseconds wait) override {
+    return inner_.Receive(wait);
+  }
+
+  Result<void> Ack(const ports::Delivery& delivery) override { return inner_.Ack(delivery); }
+
+  Result<void> Requeue(const ports::Delivery& delivery) override {
+    return inner_.Requeue(delivery);
+  }
+
+  std::vector<std::string> PublishedTopics() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return topics_;
+  }
+
+ private:
+  ports::JobQueue& inner_;
+  mutable std::mutex mutex_;
+  std::vector<std::string> topics_;
+};
+
+std::optional<std::string> TextColumn(const ports::Row& row, std::string_view column) {
+  auto it = row.find(column);
+  if (it == row.end() || !std::holds_alternative<std::string>(it->second)) {
+    return std::nullopt;
+  }
+  return std::get<std::string>(it->second);
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  SchedulerTest() : broker_(std::make_shared<MemoryBroker>()), session_(broker_), publisher_(session_) {}
+
+  std::unique_ptr<Scheduler> MakeScheduler(std::vector<std::string> backends) {
+    SchedulerOptions options;
+    options.backends = std::move(backends);
+    return std::make_unique<Scheduler>(store_, publisher_, clock_, std::move(options));
+  }
+
+  struct Queued {
+    std::string volume_id;
+    std::string operation_id;
+  };
+
+  Queued InsertVolume(VolumeStatus status = VolumeStatus::kCreatingQueued,
+                      std::optional<std::string> host = std::nullopt,
+                      bool deleted = false) {
+    Volume volume;
+    volume.id = NewUuid();
+    volume.project_id = std::string(kProject);
+    volume.user_id = "user";
+    volume.status = status;
+    volume.size_gib = 1;
+    volume.availability_zone = "nova";
+    volume.host = std::move(host);
+    volume.operation_id = NewUuid();
+    volume.created_at = FormatTimestamp(clock_.WallNow());
+    volume.deleted = deleted;
+    Result<void> inserted = store_.Insert(ports::Table::kVolumes, VolumeToRow(volume));
+    EXPECT_TRUE(inserted.has_value()) << inserted.error().ToString();
+    return Queued{volume.id, *volume.operation_id};
+  }
+
+  static ports::Delivery CreateJob(const std::string& volume_id,
+                                   const std::string& operation_id,
+                                   bool redelivered = false) {
+    ports::Delivery delivery;
+    delivery.job_id = NewUuid();
+    delivery.topic = "scheduler";
+    delivery.payload =
+        JobMessage{Operation::kCreateVolume, volume_id, operation_id, std::string(kProject)}
+            .ToJson();
+    delivery.redelivered = redelivered;
+    delivery.delivery_count = redelivered ? 2 : 1;
+    return delivery;
+  }
+
+  ports::Row ReadRow(const std::string& id) {
+    auto row = store_.Get(ports::Table::kVolumes, id);
+    EXPECT_TRUE(row.has_value());
+    return row ? *row : ports::Row{};
+  }
+
+  // Every job ready on a back-end topic, in order, taken by a fresh consumer session.
+  std::vector<std::string> TakeForwarded(std::string_view backend) {
+    MemoryJobQueue consumer(broker_);
+    EXPECT_TRUE(consumer.Subscribe({"volume." + std::string(backend)}).has_value());
+    std::vector<std::string> payloads;
+    for (int i = 0; i < 100; ++i) {
+      auto received = consumer.Receive(std::chrono::milliseconds(0));
+      EXPECT_TRUE(received.has_value());
+      if (!received || !received->has_value()) {
+        break;
+      }
+      payloads.push_back((*received)->payload);
+      EXPECT_TRUE(consumer.Ack(**received).has_value());
+    }
+    return payloads;
+  }
+
+  MemoryStateStore store_;
+  FakeClock clock_;
+  std::shared_ptr<MemoryBroker> broker_;
+  MemoryJobQueue session_;
+  RecordingJobQueue publisher_;
+};
+
+TEST_F(SchedulerTest, QueuedVolumeGetsAHostAndItsJobIsForwarded) {
+  auto scheduler = MakeScheduler({std::string(kBackendA)});
+  Queued volume = InsertVolume();
+  ports::Delivery job = CreateJob(volume.volume_id, volume.operation_id);
+
+  EXPECT_EQ(scheduler->Handle(job), JobOutcome::kDone);
+
+  ports::Row row = ReadRow(volume.volume_id);
+  EXPECT_EQ(TextColumn(row, "host"), std::string(kBackendA) + "#default");
+  EXPECT_EQ(TextColumn(row, "status"), "creating_queued") << "the scheduler must not start it";
+  EXPECT_EQ(TextColumn(row, "operation_id"), volume.operation_id);
+  EXPECT_EQ(TakeForwarded(kBackendA), std::vector<std::string>{job.payload});
+  EXPECT_EQ(publisher_.PublishedTopics(), std::vector<std::string>{"volume.node1@file"});
+}
+
+TEST_F(SchedulerTest, BackEndsAreChosenInTurn) {
+  auto scheduler = MakeScheduler({std::string(kBackendA), std::string(kBackendB)});
+  std::vector<std::optional<std::string>> hosts;
+  for (int i = 0; i < 4; ++i) {
+    Queued volume = InsertVolume();
+    EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    hosts.push_back(TextColumn(ReadRow(volume.volume_id), "host"));
+  }
+
+  const std::string a = std::string(kBackendA) + "#default";
+  const std::string b = std::string(kBackendB) + "#default";
+  EXPECT_EQ(hosts, (std::vector<std::optional<std::string>>{a, b, a, b}));
+  EXPECT_EQ(TakeForwarded(kBackendA).size(), 2u);
+  EXPECT_EQ(TakeForwarded(kBackendB).size(), 2u);
+}
+
+// The scheduler died after recording the host and before acking: the redelivered job goes to
+// the back-end already recorded, even though the turn has moved on, so the volume never
+// changes back-end.
+TEST_F(SchedulerTest, RedeliveryForwardsToTheRecordedBackEnd) {
+  auto scheduler = MakeScheduler({std::string(kBackendA), std::string(kBackendB)});
+  Queued volume = InsertVolume();
+  ports::Delivery job = CreateJob(volume.volume_id, volume.operation_id);
+  ASSERT_EQ(scheduler->Handle(job), JobOutcome::kDone);
+
+  ports::Delivery redelivery = job;
+  redelivery.redelivered = true;
+  redelivery.delivery_count = 2;
+  EXPECT_EQ(scheduler->Handle(redelivery), JobOutcome::kDone);
+
+  EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendA) + "#default");
+  EXPECT_EQ(TakeForwarded(kBackendA), (std::vector<std::string>{job.payload, job.payload}));
+  EXPECT_TRUE(TakeForwarded(kBackendB).empty());
+}
+
+TEST_F(SchedulerTest, RedeliveryUsesTheHostInTheRowNotTheConfiguredList) {
+  // Recorded by another scheduler whose configuration listed another back-end.
+  auto scheduler = MakeScheduler({std::string(kBackendA)});
+  Queued volume = InsertVolume(VolumeStatus::kCreatingQueued, std::string(kBackendB) + "#pool2");
+
+  EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id, true)),
+            JobOutcome::kDone);
+
+  EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendB) + "#pool2");
+  EXPECT_EQ(TakeForwarded(kBackendB).size(), 1u);
+  EXPECT_TRUE(TakeForwarded(kBackendA).empty());
+}
+
+TEST_F(SchedulerTest, JobForAVolumeNoLongerQueuedForItIsDroppedWithoutForwarding) {
+  auto scheduler = MakeScheduler({std::string(kBackendA)});
+  std::vector<std::pair<std::string, ports::Delivery>> cases;
+  {
+    Queued deleted = InsertVolume(VolumeStatus::kDeleted, std::nullopt, /*deleted=*/true);
+    cases.emplace_back("deleted", CreateJob(deleted.volume_id, deleted.operation_id));
+  }
+  {
+    Queued other = InsertVolume();
+    cases.emplace_back("another operation id", CreateJob(other.volume_id, NewUuid()));
+  }
+  {
+    Queued available = InsertVolume(VolumeStatus::kAvailable, std::string(kBackendA) + "#default");
+    cases.emplace_back("available", CreateJob(available.volume_id, available.operation_id));
+  }
+  {
+    Queued errored = InsertVolume(VolumeStatus::kError);
+    cases.emplace_back("error, never scheduled",
+                       CreateJob(errored.volume_id, errored.operation_id));
+  }
+  cases.emplace_back("unknown volume", CreateJob(NewUuid(), NewUuid()));
+
+  for (const auto& [label, job] : cases) {
+    SCOPED_TRACE(label);
+    auto message = JobMessage::FromJson(job.payload);
+    ASSERT_TRUE(message.has_value());
+    auto before = store_.Get(ports::Table::kVolumes, message->resource_id);
+
+    EXPECT_EQ(scheduler->Handle(job), JobOutcome::kDone);
+
+    auto after = store_.Get(ports::Table::kVolumes, message->resource_id);
+    EXPECT_EQ(before.has_value(), after.has_value());
+    if (before && after) {
+      EXPECT_TRUE(*before == *after) << "the row changed";
+    }
+  }
+  EXPECT_TRUE(publisher_.PublishedTopics().empty());
+}
+
+TEST_F(SchedulerTest, NoBackEndSetsTheVolumeToErrorWithAReason) {
+  auto scheduler = MakeScheduler({});
+  Queued volume = InsertVolume();
+
+  EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+            JobOutcome::kDone);
+
+  ports::Row row = ReadRow(volume.volume_id);
+  EXPECT_EQ(TextColumn(row, "status"), "error");
+  std::optional<std::string> reason = TextColumn(row, "status_reason");
+  ASSERT_TRUE(reason.has_value());
+  EXPECT_FALSE(reason->empty());
+  EXPECT_EQ(TextColumn(row, "host"), std::nullopt);
+  EXPECT_TRUE(publisher_.PublishedTopics().empty());
+}
+
+TEST_F(SchedulerTest, MalformedOrForeignPayloadIsDroppedWithoutForwarding) {
+  auto scheduler = MakeScheduler({std::string(kBackendA)});
+  Queued volume = InsertVolume();
+  ports::Row before = ReadRow(volume.volume_id);
+  std::vector<std::string> payloads = {
+      "",
+      "{{",
+      "{}",
+      R"({"operation": "create_volume", "resource_id": ")" + volume.volume_id + R"("})",
+      // A delete job has no business on the scheduler topic.
+      JobMessage{Operation::kDeleteVolume, volume.volume_id, volume.operation_id,
+                 std::string(kProject)}
+          .ToJson(),
+  };
+  for (const std::string& payload : payloads) {
+    SCOPED_TRACE(payload);
+    ports::Delivery delivery;
+    delivery.job_id = NewUuid();
+    delivery.topic = "scheduler";
+    delivery.payload = payload;
+    EXPECT_EQ(scheduler->Handle(delivery), JobOutcome::kDone);
+  }
+  EXPECT_TRUE(ReadRow(volume.volume_id) == before);
+  EXPECT_TRUE(publisher_.PublishedTopics().empty());
+}
+
+}  // namespace
+}  // namespace clinker::services

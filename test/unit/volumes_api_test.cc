@@ -1,0 +1,822 @@
+// Goal: check the Cinder v3 volume API as a client sees it, through ApiService::Handle: status
+// codes, fault bodies, the fields of each view, pagination and sorting, the microversion and
+// request-id headers, and the side effects behind each answer (the row in the StateStore, the
+// job on the queue) — including that a refused request leaves no row and no job, and that racing
+// deletes queue exactly one job.
+//
+// Method: ApiService over VolumesApi over MemoryStateStore, a MemoryBroker (the API publishes
+// through a MemoryJobQueue session wrapped in a recorder that counts every publish, whatever its
+// topic) and a FakeClock advanced between creates so created_at order is known. Requests are
+// plain ports::HttpRequest values with a noauth token "user:<project>". Jobs are checked by a
+// second MemoryJobQueue session subscribed to the expected topic, and rows by reading the store.
+#include "clinker/services/volumes_api.h"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "clinker/adapters/memory/memory_job_queue.h"
+#include "clinker/adapters/memory/memory_state_store.h"
+#include "clinker/core/time_format.h"
+#include "clinker/core/uuid.h"
+#include "clinker/domain/status.h"
+#include "clinker/services/api_service.h"
+#include "clinker/services/job_message.h"
+#include "clinker/services/microversion.h"
+
+#include "support/fake_clock.h"
+
+namespace clinker::services {
+namespace {
+
+using adapters::MemoryBroker;
+using adapters::MemoryJobQueue;
+using adapters::MemoryStateStore;
+using domain::VolumeStatus;
+using nlohmann::json;
+using ports::Expectation;
+using test_support::FakeClock;
+
+constexpr std::string_view kProject = "0123456789abcdef0123456789abcdef";
+constexpr std::string_view kOtherProject = "fedcba9876543210fedcba9876543210";
+constexpr std::string_view kBaseUrl = "http://clinker.test:8776";
+constexpr std::string_view kHost = "h@file#default";
+
+using Query = std::vector<std::pair<std::string, std::string>>;
+
+// Forwards to a real session and remembers every successful publish, so a test can say "no job
+// at all was published", not only "none on the topic I looked at".
+class RecordingJobQueue final : public ports::JobQueue {
+ public:
+  explicit RecordingJobQueue(ports::JobQueue& inner) : inner_(inner) {}
+
+  Result<std::string> Publish(std::string_view topic, std::string_view payload) override {
+    Result<std::string> published = inner_.Publish(topic, payload);
+    if (published) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      topics_.emplace_back(topic);
+    }
+    return published;
+  }
+
+  Result<void> Subscribe(const std::vector<std::string>& topics) override {
+    return inner_.Subscribe(topics);
+  }
+
+  Result<std::optional<ports::Delivery>> Receive(std::chrono::milliseconds wait) override {
+    return inner_.Receive(wait);
+  }
+
+  Result<void> Ack(const ports::Delivery& delivery) override { return inner_.Ack(delivery); }
+
+  Result<void> Requeue(const ports::Delivery& delivery) override {
+    return inner_.Requeue(delivery);
+  }
+
+  std::vector<std::string> PublishedTopics() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return topics_;
+  }
+
+ private:
+  ports::JobQueue& inner_;
+  mutable std::mutex mutex_;
+  std::vector<std::string> topics_;
+};
+
+std::string ResponseHeader(const ports::HttpResponse& response, std::string_view name) {
+  for (const auto& [key, value] : response.headers) {
+    if (key.size() == name.size() &&
+        std::equal(key.begin(), key.end(), name.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return value;
+    }
+  }
+  return "";
+}
+
+json Body(const ports::HttpResponse& response) {
+  json body = json::parse(response.body, nullptr, false);
+  EXPECT_FALSE(body.is_discarded()) << "response body is not JSON: " << response.body;
+  return body;
+}
+
+std::optional<std::string> TextColumn(const ports::Row& row, std::string_view column) {
+  auto it = row.find(column);
+  if (it == row.end() || !std::holds_alternative<std::string>(it->second)) {
+    return std::nullopt;
+  }
+  return std::get<std::string>(it->second);
+}
+
+std::int64_t IntegerColumn(const ports::Row& row, std::string_view column) {
+  auto it = row.find(column);
+  if (it == row.end() || !std::holds_alternative<std::int64_t>(it->second)) {
+    ADD_FAILURE() << "column " << column << " is not an integer";
+    return -1;
+  }
+  return std::get<std::int64_t>(it->second);
+}
+
+// The marker of a "next" link, which must point back at the same collection with the limit.
+std::optional<std::string> NextMarker(const json& body, const std::string& expected_prefix) {
+  if (!body.contains("volumes_links")) {
+    return std::nullopt;
+  }
+  const json& links = body["volumes_links"];
+  EXPECT_TRUE(links.is_array() && links.size() == 1) << links.dump();
+  if (!links.is_array() || links.empty()) {
+    return std::nullopt;
+  }
+  EXPECT_EQ(links[0].value("rel", ""), "next");
+  std::string href = links[0].value("href", "");
+  EXPECT_EQ(href.rfind(expected_prefix, 0), 0u) << href;
+  std::size_t question = href.find('?');
+  if (question == std::string::npos) {
+    ADD_FAILURE() << "next link without a query: " << href;
+    return std::nullopt;
+  }
+  std::string query = href.substr(question + 1);
+  std::optional<std::string> marker;
+  bool has_limit = false;
+  std::size_t start = 0;
+  while (start <= query.size()) {
+    std::size_t amp = query.find('&', start);
+    if (amp == std::string::npos) {
+      amp = query.size();
+    }
+    std::string item = query.substr(start, amp - start);
+    if (item.rfind("marker=", 0) == 0) {
+      marker = item.substr(7);
+    }
+    if (item == "limit=2") {
+      has_limit = true;
+    }
+    start = amp + 1;
+  }
+  EXPECT_TRUE(has_limit) << "the next link lost the page size: " << href;
+  EXPECT_TRUE(marker.has_value()) << href;
+  return marker;
+}
+
+// Decodes an application/x-www-form-urlencoded query string, as a client library does before it
+// sends the parameters back.
+Query DecodeQuery(std::string_view text) {
+  auto decode = [](std::string_view raw) {
+    std::string out;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '+') {
+        out += ' ';
+      } else if (raw[i] == '%' && i + 2 < raw.size() &&
+                 std::isxdigit(static_cast<unsigned char>(raw[i + 1])) != 0 &&
+                 std::isxdigit(static_cast<unsigned char>(raw[i + 2])) != 0) {
+        out += static_cast<char>(std::stoi(std::string(raw.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+      } else {
+        out += raw[i];
+      }
+    }
+    return out;
+  };
+  Query query;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t amp = text.find('&', start);
+    if (amp == std::string_view::npos) {
+      amp = text.size();
+    }
+    std::string_view item = text.substr(start, amp - start);
+    std::size_t equals = item.find('=');
+    query.emplace_back(decode(item.substr(0, equals)),
+                       equals == std::string_view::npos ? "" : decode(item.substr(equals + 1)));
+    start = amp + 1;
+  }
+  return query;
+}
+
+class VolumesApiTest : public ::testing::Test {
+ protected:
+  VolumesApiTest()
+      : broker_(std::make_shared<MemoryBroker>()),
+        session_(broker_),
+        publisher_(session_),
+        volumes_(store_, publisher_, clock_, VolumesApiOptions{}),
+        service_(volumes_) {}
+
+  static std::string VolumesPath(std::string_view project = kProject) {
+    return "/v3/" + std::string(project) + "/volumes";
+  }
+
+  static ports::HttpRequest Request(std::string method,
+                                    std::string path,
+                                    std::string body = "",
+                                    Query query = {},
+                                    std::string_view project = kProject) {
+    ports::HttpRequest request;
+    request.method = std::move(method);
+    request.path = std::move(path);
+    request.query = std::move(query);
+    request.body = std::move(body);
+    request.base_url = std::string(kBaseUrl);
+    request.headers = {{"X-Auth-Token", "user:" + std::string(project)},
+                       {"Content-Type", "application/json"}};
+    return request;
+  }
+
+  // Every response, whatever its status, must carry a request id.
+  ports::HttpResponse Send(const ports::HttpRequest& request) {
+    ports::HttpResponse response = service_.Handle(request);
+    EXPECT_EQ(ResponseHeader(response, "x-openstack-request-id").rfind("req-", 0), 0u)
+        << request.method << " " << request.path << " -> " << response.status;
+    return response;
+  }
+
+  ports::HttpResponse Get(const std::string& path, Query query = {}) {
+    return Send(Request("GET", path, "", std::move(query)));
+  }
+
+  std::string CreateVolume(const std::string& name, std::int64_t size_gib = 1) {
+    json body = {{"volume", {{"name", name}, {"size", size_gib}}}};
+    ports::HttpResponse response = Send(Request("POST", VolumesPath(), body.dump()));
+    EXPECT_EQ(response.status, 202) << response.body;
+    json created = Body(response);
+    clock_.Advance(std::chrono::seconds(1));
+    return created["volume"].value("id", "");
+  }
+
+  ports::Row ReadRow(const std::string& id) {
+    auto row = store_.Get(ports::Table::kVolumes, id);
+    EXPECT_TRUE(row.has_value()) << row.error().ToString();
+    return row ? *row : ports::Row{};
+  }
+
+  // What the volume manager and scheduler would have done: the volume is on a back-end.
+  void SetStatus(const std::string& id,
+                 VolumeStatus status,
+                 std::optional<std::string> host = std::string(kHost)) {
+    ports::Row values = {{"status", std::string(domain::StoredName(status))},
+                         {"host", host ? ports::Value(*host) : ports::Value(std::monostate{})}};
+    auto updated = store_.ConditionalUpdate(ports::Table::kVolumes, id, values, {}, {});
+    ASSERT_TRUE(updated.has_value()) << updated.error().ToString();
+    ASSERT_TRUE(updated->has_value());
+  }
+
+  std::size_t RowCount() {
+    ports::ListQuery query;
+    query.include_deleted = true;
+    auto rows = store_.List(ports::Table::kVolumes, query);
+    EXPECT_TRUE(rows.has_value());
+    return rows ? rows->size() : 0;
+  }
+
+  void InsertSnapshot(const std::string& volume_id, bool deleted) {
+    ports::Row row = {{"id", NewUuid()},
+                      {"project_id", std::string(kProject)},
+                      {"user_id", "user"},
+                      {"volume_id", volume_id},
+                      {"status", deleted ? "deleted" : "available"},
+                      {"size_gib", std::int64_t{1}},
+                      {"created_at", FormatTimestamp(clock_.WallNow())},
+                      {"deleted", std::int64_t{deleted ? 1 : 0}}};
+    auto inserted = store_.Insert(ports::Table::kSnapshots, row);
+    ASSERT_TRUE(inserted.has_value()) << inserted.error().ToString();
+  }
+
+  // A fresh consumer session on `topic`; its next job, if any is ready.
+  std::optional<ports::Delivery> TakeJob(const std::string& topic) {
+    MemoryJobQueue consumer(broker_);
+    EXPECT_TRUE(consumer.Subscribe({topic}).has_value());
+    auto received = consumer.Receive(std::chrono::milliseconds(0));
+    EXPECT_TRUE(received.has_value());
+    if (!received || !received->has_value()) {
+      return std::nullopt;
+    }
+    EXPECT_TRUE(consumer.Ack(**received).has_value());
+    return **received;
+  }
+
+  static void ExpectFault(const ports::HttpResponse& response, int status, std::string_view name) {
+    EXPECT_EQ(response.status, status) << response.body;
+    json body = json::parse(response.body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << response.body;
+    ASSERT_EQ(body.size(), 1u) << response.body;
+    ASSERT_TRUE(body.contains(name)) << response.body;
+    EXPECT_EQ(body[std::string(name)].value("code", 0), status);
+    ASSERT_TRUE(body[std::string(name)].contains("message"));
+    ASSERT_TRUE(body[std::string(name)]["message"].is_string());
+    EXPECT_FALSE(body[std::string(name)]["message"].get<std::string>().empty());
+  }
+
+  MemoryStateStore store_;
+  FakeClock clock_;
+  std::shared_ptr<MemoryBroker> broker_;
+  MemoryJobQueue session_;
+  RecordingJobQueue publisher_;
+  VolumesApi volumes_;
+  ApiService service_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Create
+
+TEST_F(VolumesApiTest, CreateAcceptsAVolumeQueuesItsJobAndStoresItQueued) {
+  json request = {{"volume", {{"name", "vol-a"}, {"size", 3}, {"description", "first"}}}};
+  ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+
+  ASSERT_EQ(response.status, 202) << response.body;
+  json volume = Body(response)["volume"];
+  std::string id = volume.value("id", "");
+  EXPECT_TRUE(IsUuid(id)) << id;
+  EXPECT_EQ(volume.value("status", ""), "creating");
+  EXPECT_EQ(volume.value("size", 0), 3);
+  EXPECT_EQ(volume.value("name", ""), "vol-a");
+  EXPECT_EQ(volume.value("description", ""), "first");
+  EXPECT_EQ(volume.value("availability_zone", ""), "nova");
+  EXPECT_EQ(volume["os-vol-tenant-attr:tenant_id"], std::string(kProject));
+  EXPECT_EQ(volume.value("user_id", ""), "user");
+  EXPECT_EQ(volume.value("created_at", ""), FormatTimestamp(FakeClock().WallNow()));
+  ASSERT_TRUE(volume["links"].is_array());
+  ASSERT_EQ(volume["links"].size(), 2u);
+  EXPECT_EQ(volume["links"][0]["rel"], "self");
+  EXPECT_EQ(volume["links"][0]["href"], std::string(kBaseUrl) + VolumesPath() + "/" + id);
+  EXPECT_EQ(volume["links"][1]["rel"], "bookmark");
+  EXPECT_EQ(volume["links"][1]["href"],
+            std::string(kBaseUrl) + "/" + std::string(kProject) + "/volumes/" + id);
+
+  ports::Row row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "status"), "creating_queued");
+  EXPECT_EQ(TextColumn(row, "host"), std::nullopt);
+  EXPECT_EQ(IntegerColumn(row, "size_gib"), 3);
+  std::optional<std::string> operation_id = TextColumn(row, "operation_id");
+  ASSERT_TRUE(operation_id.has_value());
+
+  EXPECT_EQ(publisher_.PublishedTopics(), std::vector<std::string>{"scheduler"});
+  std::optional<ports::Delivery> job = TakeJob("scheduler");
+  ASSERT_TRUE(job.has_value());
+  auto message = JobMessage::FromJson(job->payload);
+  ASSERT_TRUE(message.has_value()) << job->payload;
+  EXPECT_EQ(message->operation, domain::Operation::kCreateVolume);
+  EXPECT_EQ(message->resource_id, id);
+  EXPECT_EQ(message->operation_id, *operation_id);
+  EXPECT_EQ(message->project_id, kProject);
+  EXPECT_FALSE(TakeJob("scheduler").has_value()) << "one create queued two jobs";
+}
+
+TEST_F(VolumesApiTest, CreateRefusesBadInputWithBadRequestAndStoresNothing) {
+  const std::vector<std::string> bodies = {
+      "{not json",
+      R"({"volumes": {"size": 1}})",
+      R"({"volume": 1})",
+      R"({"volume": {"size": 0}})",
+      R"({"volume": {"size": -1}})",
+      R"({"volume": {"size": "abc"}})",
+      R"({"volume": {"size": 1.5}})",
+      R"({"volume": {"size": true}})",
+      R"({"volume": {"size": 1000000000000}})",
+      R"({"volume": {"name": "no size"}})",
+      R"({"volume": {"size": 1, "name": 5}})",
+      R"({"volume": {"size": 1, "metadata": "not an object"}})",
+      R"({"volume": {"size": 1, "metadata": ["a"]}})",
+      R"({"volume": {"size": 1, "metadata": {"bad!key": "v"}}})",
+      R"({"volume": {"size": 1, "availability_zone": "mars"}})",
+      R"({"volume": {"size": 1, "multiattach": true}})",
+  };
+  for (const std::string& body : bodies) {
+    SCOPED_TRACE(body);
+    ExpectFault(Send(Request("POST", VolumesPath(), body)), 400, "badRequest");
+  }
+  EXPECT_EQ(RowCount(), 0u);
+  EXPECT_TRUE(publisher_.PublishedTopics().empty());
+  EXPECT_EQ(broker_->ReadyCount("scheduler"), 0u);
+}
+
+TEST_F(VolumesApiTest, CreateFromASnapshotIsNotFoundAndStoresNothing) {
+  std::string body = R"({"volume": {"size": 1, "snapshot_id": ")" + NewUuid() + R"("}})";
+  ExpectFault(Send(Request("POST", VolumesPath(), body)), 404, "itemNotFound");
+  EXPECT_EQ(RowCount(), 0u);
+  EXPECT_TRUE(publisher_.PublishedTopics().empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Show and list
+
+TEST_F(VolumesApiTest, ShowReturnsTheVolumeOfTheCallersProjectOnly) {
+  std::string id = CreateVolume("mine", 2);
+
+  ports::HttpResponse shown = Get(VolumesPath() + "/" + id);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  json volume = Body(shown)["volume"];
+  EXPECT_EQ(volume.value("id", ""), id);
+  EXPECT_EQ(volume.value("name", ""), "mine");
+  EXPECT_EQ(volume.value("size", 0), 2);
+  EXPECT_EQ(volume.value("status", ""), "creating");
+
+  ExpectFault(Get(VolumesPath() + "/" + NewUuid()), 404, "itemNotFound");
+  ExpectFault(Send(Request("GET", VolumesPath(kOtherProject) + "/" + id, "", {}, kOtherProject)),
+              404,
+              "itemNotFound");
+}
+
+TEST_F(VolumesApiTest, ListShowsSummariesAndDetailShowsFullViews) {
+  std::string first = CreateVolume("one");
+  std::string second = CreateVolume("two");
+  // Another project's volume must not show up.
+  json other = {{"volume", {{"name", "theirs"}, {"size", 1}}}};
+  ASSERT_EQ(
+      Send(Request("POST", VolumesPath(kOtherProject), other.dump(), {}, kOtherProject)).status,
+      202);
+
+  ports::HttpResponse listed = Get(VolumesPath());
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  json items = Body(listed)["volumes"];
+  ASSERT_EQ(items.size(), 2u) << items.dump();
+  std::set<std::string> ids;
+  for (const json& item : items) {
+    EXPECT_EQ(item.size(), 3u) << item.dump();
+    EXPECT_TRUE(item.contains("id") && item.contains("name") && item.contains("links"))
+        << item.dump();
+    ids.insert(item.value("id", ""));
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{first, second}));
+
+  ports::HttpResponse detailed = Get(VolumesPath() + "/detail");
+  ASSERT_EQ(detailed.status, 200) << detailed.body;
+  json details = Body(detailed)["volumes"];
+  ASSERT_EQ(details.size(), 2u);
+  for (const json& item : details) {
+    EXPECT_EQ(item.value("status", ""), "creating");
+    EXPECT_EQ(item.value("size", 0), 1);
+    EXPECT_TRUE(item.contains("created_at") && item.contains("metadata") &&
+                item.contains("os-vol-host-attr:host"))
+        << item.dump();
+  }
+  EXPECT_FALSE(Body(detailed).contains("volumes_links"));
+}
+
+TEST_F(VolumesApiTest, PaginationWithMarkersVisitsEveryVolumeOnce) {
+  constexpr int kVolumes = 5;
+  std::vector<std::string> created;
+  for (int i = 0; i < kVolumes; ++i) {
+    created.push_back(CreateVolume("vol-" + std::to_string(i)));
+  }
+  const std::string prefix = std::string(kBaseUrl) + VolumesPath() + "?";
+
+  std::vector<std::string> seen;
+  std::optional<std::string> marker;
+  int pages = 0;
+  do {
+    ASSERT_LT(++pages, 10) << "pagination does not end";
+    Query query = {{"limit", "2"}};
+    if (marker) {
+      query.emplace_back("marker", *marker);
+    }
+    ports::HttpResponse page = Get(VolumesPath(), query);
+    ASSERT_EQ(page.status, 200) << page.body;
+    json body = Body(page);
+    EXPECT_LE(body["volumes"].size(), 2u);
+    for (const json& item : body["volumes"]) {
+      seen.push_back(item.value("id", ""));
+    }
+    marker = NextMarker(body, prefix);
+    if (marker) {
+      EXPECT_EQ(*marker, seen.back());
+    }
+  } while (marker);
+
+  // Default order: newest first.
+  std::vector<std::string> expected(created.rbegin(), created.rend());
+  EXPECT_EQ(seen, expected);
+  EXPECT_EQ(pages, 3);
+}
+
+// A next link is followed verbatim by clients (cinderclient), so the parameters it repeats must
+// be URL-encoded: a name filter holding '&' must come back as the same filter, as Cinder's
+// urlencode-built links do.
+TEST_F(VolumesApiTest, NextLinkEncodesTheFiltersItRepeats) {
+  const std::string name = "R&D 100%";
+  std::string first = CreateVolume(name);
+  std::string second = CreateVolume(name);
+  CreateVolume("other");
+
+  ports::HttpResponse page = Get(VolumesPath(), {{"name", name}, {"limit", "1"}});
+  ASSERT_EQ(page.status, 200) << page.body;
+  json body = Body(page);
+  ASSERT_EQ(body["volumes"].size(), 1u);
+  EXPECT_EQ(body["volumes"][0].value("id", ""), second);
+  ASSERT_TRUE(body.contains("volumes_links")) << page.body;
+  std::string href = body["volumes_links"][0].value("href", "");
+  std::size_t question = href.find('?');
+  ASSERT_NE(question, std::string::npos) << href;
+  Query next_query = DecodeQuery(std::string_view(href).substr(question + 1));
+
+  std::string name_param;
+  for (const auto& [key, value] : next_query) {
+    if (key == "name") {
+      name_param = value;
+    }
+  }
+  EXPECT_EQ(name_param, name) << "next link: " << href;
+  ports::HttpResponse next = Get(VolumesPath(), next_query);
+  ASSERT_EQ(next.status, 200) << next.body;
+  json next_body = Body(next);
+  ASSERT_EQ(next_body["volumes"].size(), 1u) << "next link: " << href << "\n" << next.body;
+  EXPECT_EQ(next_body["volumes"][0].value("id", ""), first);
+}
+
+TEST_F(VolumesApiTest, ListRefusesBadLimitsAndUnknownMarkers) {
+  CreateVolume("one");
+  ExpectFault(Get(VolumesPath(), {{"limit", "-1"}}), 400, "badRequest");
+  ExpectFault(Get(VolumesPath(), {{"limit", "abc"}}), 400, "badRequest");
+  ExpectFault(Get(VolumesPath() + "/detail", {{"limit", "-1"}}), 400, "badRequest");
+  ExpectFault(Get(VolumesPath(), {{"marker", NewUuid()}}), 404, "itemNotFound");
+}
+
+TEST_F(VolumesApiTest, ListSortsAndRefusesBadSortParameters) {
+  CreateVolume("charlie");
+  CreateVolume("alpha");
+  CreateVolume("bravo");
+
+  ports::HttpResponse ascending = Get(VolumesPath(), {{"sort", "name:asc"}});
+  ASSERT_EQ(ascending.status, 200) << ascending.body;
+  std::vector<std::string> names;
+  json ascending_body = Body(ascending);
+  for (const json& item : ascending_body["volumes"]) {
+    names.push_back(item.value("name", ""));
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"alpha", "bravo", "charlie"}));
+
+  ports::HttpResponse descending = Get(VolumesPath(), {{"sort", "name:desc"}});
+  ASSERT_EQ(descending.status, 200);
+  ASSERT_EQ(Body(descending)["volumes"].size(), 3u);
+  EXPECT_EQ(Body(descending)["volumes"][0].value("name", ""), "charlie");
+
+  ExpectFault(Get(VolumesPath(), {{"sort", "name:asc"}, {"sort_key", "name"}}), 400, "badRequest");
+  ExpectFault(Get(VolumesPath(), {{"sort", "bogus:asc"}}), 400, "badRequest");
+  ExpectFault(Get(VolumesPath(), {{"sort_key", "bogus"}}), 400, "badRequest");
+}
+
+TEST_F(VolumesApiTest, StatusFilterUsesTheApiStatusName) {
+  std::string queued_a = CreateVolume("a");
+  std::string queued_b = CreateVolume("b");
+  std::string ready = CreateVolume("c");
+  SetStatus(ready, VolumeStatus::kAvailable);
+
+  std::set<std::string> creating;
+  json creating_body = Body(Get(VolumesPath(), {{"status", "creating"}}));
+  for (const json& item : creating_body["volumes"]) {
+    creating.insert(item.value("id", ""));
+  }
+  EXPECT_EQ(creating, (std::set<std::string>{queued_a, queued_b}));
+
+  json available = Body(Get(VolumesPath(), {{"status", "available"}}))["volumes"];
+  ASSERT_EQ(available.size(), 1u);
+  EXPECT_EQ(available[0].value("id", ""), ready);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Update
+
+TEST_F(VolumesApiTest, UpdateChangesNameDescriptionAndMetadata) {
+  std::string id = CreateVolume("before");
+  json request = {
+      {"volume", {{"name", "after"}, {"description", "desc"}, {"metadata", {{"k", "v"}}}}}};
+
+  ports::HttpResponse updated = Send(Request("PUT", VolumesPath() + "/" + id, request.dump()));
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  json volume = Body(updated)["volume"];
+  EXPECT_EQ(volume.value("name", ""), "after");
+  EXPECT_EQ(volume.value("description", ""), "desc");
+  EXPECT_EQ(volume["metadata"], json({{"k", "v"}}));
+
+  json shown = Body(Get(VolumesPath() + "/" + id))["volume"];
+  EXPECT_EQ(shown.value("name", ""), "after");
+  EXPECT_EQ(shown.value("description", ""), "desc");
+  EXPECT_EQ(shown["metadata"], json({{"k", "v"}}));
+  ports::Row row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "display_name"), "after");
+  EXPECT_EQ(TextColumn(row, "status"), "creating_queued") << "an update must not touch status";
+}
+
+TEST_F(VolumesApiTest, UpdateOfAnotherProjectsVolumeIsNotFound) {
+  std::string id = CreateVolume("mine");
+  ports::Row before = ReadRow(id);
+  json request = {{"volume", {{"name", "stolen"}}}};
+
+  ExpectFault(Send(Request(
+                  "PUT", VolumesPath(kOtherProject) + "/" + id, request.dump(), {}, kOtherProject)),
+              404,
+              "itemNotFound");
+
+  EXPECT_TRUE(ReadRow(id) == before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delete
+
+TEST_F(VolumesApiTest, DeleteQueuesOneJobOnTheVolumesBackEnd) {
+  std::string id = CreateVolume("doomed");
+  SetStatus(id, VolumeStatus::kAvailable);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  ports::HttpResponse deleted = Send(Request("DELETE", VolumesPath() + "/" + id));
+  EXPECT_EQ(deleted.status, 202) << deleted.body;
+
+  ports::Row row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "status"), "deleting_queued");
+  EXPECT_EQ(IntegerColumn(row, "deleted"), 0);
+  std::optional<std::string> operation_id = TextColumn(row, "operation_id");
+  ASSERT_TRUE(operation_id.has_value());
+  std::vector<std::string> topics = publisher_.PublishedTopics();
+  ASSERT_EQ(topics.size(), published_before + 1);
+  EXPECT_EQ(topics.back(), "volume.h@file");
+  std::optional<ports::Delivery> job = TakeJob("volume.h@file");
+  ASSERT_TRUE(job.has_value());
+  auto message = JobMessage::FromJson(job->payload);
+  ASSERT_TRUE(message.has_value()) << job->payload;
+  EXPECT_EQ(message->operation, domain::Operation::kDeleteVolume);
+  EXPECT_EQ(message->resource_id, id);
+  EXPECT_EQ(message->operation_id, *operation_id);
+
+  // The API shows the volume as deleting; a second delete is refused and queues nothing.
+  EXPECT_EQ(Body(Get(VolumesPath() + "/" + id))["volume"].value("status", ""), "deleting");
+  ExpectFault(Send(Request("DELETE", VolumesPath() + "/" + id)), 400, "badRequest");
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
+  EXPECT_EQ(TextColumn(ReadRow(id), "operation_id"), operation_id);
+}
+
+TEST_F(VolumesApiTest, RacingDeletesQueueExactlyOneJob) {
+  constexpr int kThreads = 16;
+  std::string id = CreateVolume("contended");
+  SetStatus(id, VolumeStatus::kAvailable);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  std::latch start(kThreads);
+  std::vector<int> statuses(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      ports::HttpRequest request = Request("DELETE", VolumesPath() + "/" + id);
+      start.arrive_and_wait();
+      statuses[static_cast<std::size_t>(i)] = Send(request).status;
+    });
+  }
+  for (std::thread& thread : threads) {
+    thread.join();
+  }
+
+  int accepted = 0;
+  int refused = 0;
+  for (int status : statuses) {
+    accepted += status == 202 ? 1 : 0;
+    refused += status == 400 ? 1 : 0;
+  }
+  EXPECT_EQ(accepted, 1);
+  EXPECT_EQ(refused, kThreads - 1);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
+  EXPECT_EQ(broker_->ReadyCount("volume.h@file"), 1u);
+  EXPECT_EQ(TextColumn(ReadRow(id), "status"), "deleting_queued");
+}
+
+TEST_F(VolumesApiTest, DeleteOfAVolumeWithALiveSnapshotIsRefused) {
+  std::string id = CreateVolume("has-snapshot");
+  SetStatus(id, VolumeStatus::kAvailable);
+  InsertSnapshot(id, /*deleted=*/false);
+  ports::Row before = ReadRow(id);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  ExpectFault(Send(Request("DELETE", VolumesPath() + "/" + id)), 400, "badRequest");
+
+  EXPECT_TRUE(ReadRow(id) == before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+TEST_F(VolumesApiTest, DeleteIgnoresDeletedSnapshots) {
+  std::string id = CreateVolume("old-snapshot");
+  SetStatus(id, VolumeStatus::kAvailable);
+  InsertSnapshot(id, /*deleted=*/true);
+
+  EXPECT_EQ(Send(Request("DELETE", VolumesPath() + "/" + id)).status, 202);
+  EXPECT_EQ(TextColumn(ReadRow(id), "status"), "deleting_queued");
+}
+
+TEST_F(VolumesApiTest, DeleteOfAnUnscheduledErrorVolumeRetiresItAtOnce) {
+  std::string id = CreateVolume("never-scheduled");
+  SetStatus(id, VolumeStatus::kError, std::nullopt);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  EXPECT_EQ(Send(Request("DELETE", VolumesPath() + "/" + id)).status, 202);
+
+  ports::Row row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "status"), "deleted");
+  EXPECT_EQ(IntegerColumn(row, "deleted"), 1);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+  ExpectFault(Get(VolumesPath() + "/" + id), 404, "itemNotFound");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Microversions, versions documents, routing, noauth
+
+TEST_F(VolumesApiTest, MicroversionIsNegotiatedAndEchoed) {
+  ports::HttpResponse plain = Get(VolumesPath());
+  EXPECT_EQ(plain.status, 200);
+  EXPECT_EQ(ResponseHeader(plain, "OpenStack-API-Version"), "volume 3.0");
+  EXPECT_EQ(ResponseHeader(plain, "Vary"), "OpenStack-API-Version");
+
+  auto with_version = [this](const std::string& value) {
+    ports::HttpRequest request = Request("GET", VolumesPath());
+    request.headers.emplace_back("OpenStack-API-Version", value);
+    return Send(request);
+  };
+  ports::HttpResponse v35 = with_version("volume 3.5");
+  EXPECT_EQ(v35.status, 200);
+  EXPECT_EQ(ResponseHeader(v35, "OpenStack-API-Version"), "volume 3.5");
+
+  ports::HttpResponse latest = with_version("volume latest");
+  EXPECT_EQ(latest.status, 200);
+  EXPECT_EQ(ResponseHeader(latest, "OpenStack-API-Version"),
+            "volume " + kMaxMicroversion.ToString());
+
+  ports::HttpResponse too_new = with_version("volume 3.999");
+  EXPECT_EQ(too_new.status, 406) << too_new.body;
+  EXPECT_EQ(ResponseHeader(too_new, "OpenStack-API-Version").rfind("volume ", 0), 0u);
+  EXPECT_EQ(ResponseHeader(too_new, "Vary"), "OpenStack-API-Version");
+
+  ports::HttpResponse malformed = with_version("volume 3.x");
+  ExpectFault(malformed, 400, "badRequest");
+  EXPECT_EQ(ResponseHeader(malformed, "OpenStack-API-Version"), "volume 3.0");
+}
+
+TEST_F(VolumesApiTest, VersionDocumentsAreServedAtTheRootAndAtV3) {
+  ports::HttpResponse root = Send(Request("GET", "/"));
+  EXPECT_EQ(root.status, 300);
+  json versions = Body(root)["versions"];
+  ASSERT_TRUE(versions.is_array() && versions.size() == 1) << root.body;
+  EXPECT_EQ(versions[0].value("version", ""), kMaxMicroversion.ToString());
+  EXPECT_EQ(versions[0].value("min_version", ""), kMinMicroversion.ToString());
+  EXPECT_EQ(versions[0].value("id", ""), "v3.0");
+
+  ports::HttpResponse v3 = Send(Request("GET", "/v3/"));
+  EXPECT_EQ(v3.status, 200);
+  EXPECT_EQ(Body(v3)["versions"][0].value("version", ""), kMaxMicroversion.ToString());
+}
+
+TEST_F(VolumesApiTest, ProjectInTheUrlMustBeHexAndMatchTheToken) {
+  ports::HttpResponse mismatch = Send(Request("GET", VolumesPath(kOtherProject), "", {}, kProject));
+  ExpectFault(mismatch, 400, "badRequest");
+  EXPECT_EQ(Body(mismatch)["badRequest"].value("message", ""), "Malformed request url");
+
+  ExpectFault(Send(Request("GET", "/v3/not-a-project!/volumes")), 404, "itemNotFound");
+  ExpectFault(Send(Request("GET", "/v3/NOTHEX/volumes")), 404, "itemNotFound");
+}
+
+TEST_F(VolumesApiTest, RequestWithoutATokenGetsOneFromNoauth) {
+  ports::HttpRequest request = Request("GET", VolumesPath());
+  request.headers.clear();
+
+  ports::HttpResponse response = Send(request);
+
+  EXPECT_EQ(response.status, 204);
+  EXPECT_FALSE(ResponseHeader(response, "X-Auth-Token").empty());
+  EXPECT_EQ(RowCount(), 0u);
+}
+
+TEST_F(VolumesApiTest, EveryResponseCarriesAFreshRequestId) {
+  std::string id = CreateVolume("x");
+  std::vector<ports::HttpRequest> requests = {
+      Request("GET", "/"),
+      Request("GET", "/v3/"),
+      Request("GET", VolumesPath()),
+      Request("GET", VolumesPath() + "/" + id),
+      Request("GET", VolumesPath() + "/" + NewUuid()),
+      Request("POST", VolumesPath(), "{bad"),
+      Request("DELETE", VolumesPath() + "/" + id),
+      Request("GET", "/nowhere"),
+  };
+  std::set<std::string> request_ids;
+  for (const ports::HttpRequest& request : requests) {
+    ports::HttpResponse response = Send(request);
+    std::string request_id = ResponseHeader(response, "x-openstack-request-id");
+    EXPECT_FALSE(request_id.empty()) << request.method << " " << request.path;
+    request_ids.insert(request_id);
+  }
+  EXPECT_EQ(request_ids.size(), requests.size()) << "request ids repeat";
+}
+
+}  // namespace
+}  // namespace clinker::services
