@@ -9,7 +9,8 @@
 #   make bench    run bench_create_latency against a throwaway daemon
 #   make clean    remove the preset build directories
 #
-# Knobs: PRESET (release|debug|asan|tsan), BUILD_DIR, JOBS, CTEST_ARGS, RUN_ARGS, BENCH_ARGS.
+# Knobs: PRESET (release|debug|asan|tsan), BUILD_DIR, ASAN_BUILD_DIR, JOBS, TEST_TIMEOUT,
+# CTEST_ARGS, LISTEN, PORT, STATE_DIR, RUN_ARGS, BENCH_ARGS.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -17,6 +18,7 @@ SHELL := bash
 
 PRESET ?= release
 BUILD_DIR ?= build/$(PRESET)
+ASAN_BUILD_DIR ?= build/asan
 # The reference machine has 2 cores; raise it on bigger ones (make JOBS=8 test).
 JOBS ?= 2
 # Default per-test timeout in seconds; tests that set their own TIMEOUT (e2e) keep it.
@@ -29,6 +31,8 @@ RUN_ARGS ?=
 BENCH_ARGS ?=
 
 CXX_DIRS := src bin test bench
+FREE_PORT_PY := import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
+  print(s.getsockname()[1])
 CXX_FILES = $(shell find $(CXX_DIRS) -type f \( -name '*.h' -o -name '*.cc' \) | sort)
 
 .PHONY: setup configure build run test asan format format-check bench clean
@@ -57,11 +61,12 @@ test: build
 	  --timeout $(TEST_TIMEOUT) $(CTEST_ARGS)
 
 asan: setup
-	@$(MAKE) --no-print-directory PRESET=asan BUILD_DIR=build/asan build/asan/build.ninja
-	cmake --build build/asan -j $(JOBS)
+	@$(MAKE) --no-print-directory PRESET=asan BUILD_DIR=$(ASAN_BUILD_DIR) \
+	  $(ASAN_BUILD_DIR)/build.ninja
+	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir build/asan --output-on-failure --no-tests=error -j $(JOBS) \
+	  ctest --test-dir $(ASAN_BUILD_DIR) --output-on-failure --no-tests=error -j $(JOBS) \
 	  --timeout $(TEST_TIMEOUT) $(CTEST_ARGS)
 
 format: setup
@@ -76,7 +81,7 @@ format-check: setup
 bench: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clinkerd bench_create_latency
 	@dir="$$(mktemp -d)"; \
-	port="$$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"; \
+	port="$$(python3 -c '$(FREE_PORT_PY)')"; \
 	$(BUILD_DIR)/clinkerd --listen 127.0.0.1 --port "$$port" --state-dir "$$dir/state" \
 	  --log-level warn 2>"$$dir/clinkerd.log" & pid=$$!; \
 	stop() { kill "$$pid" 2>/dev/null || return 0; \
@@ -93,7 +98,7 @@ bench: configure
 	if [[ "$$ready" != 1 ]]; then echo "clinkerd did not become ready:" >&2; \
 	  tail -n 20 "$$dir/clinkerd.log" >&2; exit 1; fi; \
 	echo "bench: clinkerd pid $$pid on 127.0.0.1:$$port"; \
-	$(BUILD_DIR)/bench_create_latency --endpoint "http://127.0.0.1:$$port" $(BENCH_ARGS)
+	$(BUILD_DIR)/bench_create_latency --host 127.0.0.1 --port "$$port" --pid "$$pid" $(BENCH_ARGS)
 
 clean:
 	rm -rf build/release build/debug build/asan build/tsan

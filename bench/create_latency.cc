@@ -16,10 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
-
-#include <CLI/CLI.hpp>
 
 namespace {
 
@@ -117,8 +116,9 @@ class Client {
 
 int main(int argc, char** argv) {
   Settings settings;
-  CLI::App app("Measures create→available latency and create+delete cycles per second of a "
-               "running Clinker API (noauth).");
+  CLI::App app(
+      "Measures create→available latency and create+delete cycles per second of a "
+      "running Clinker API (noauth).");
   app.add_option("--host", settings.host, "API address");
   app.add_option("--port", settings.port, "API port");
   app.add_option("--project", settings.project, "Project id (hex)");

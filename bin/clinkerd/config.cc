@@ -1,7 +1,5 @@
 #include "clinkerd/config.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -9,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 namespace clinkerd {
 namespace {
@@ -51,19 +50,26 @@ class TomlReader {
   TomlReader(const toml::table& root, std::string file) : root_(root), file_(std::move(file)) {}
 
   clinker::Result<void> Read(Config* config) {
-    static const std::set<std::string> kSections = {"service", "api", "scheduler", "volume",
-                                                    "database", "log"};
+    static const std::set<std::string> kSections = {
+        "service", "api", "scheduler", "volume", "database", "log"};
     for (const auto& [key, node] : root_) {
       if (!kSections.contains(std::string(key.str())) || !node.is_table()) {
         return Fail("unknown section [" + std::string(key.str()) + "]");
       }
     }
     CLINKER_RETURN_IF_ERROR(Known("service", {"roles", "host", "state_dir"}));
-    CLINKER_RETURN_IF_ERROR(Known("api", {"listen", "port", "threads", "max_limit",
-                                          "max_volume_size_gib", "availability_zone"}));
-    CLINKER_RETURN_IF_ERROR(Known("scheduler", {"backends"}));
-    CLINKER_RETURN_IF_ERROR(Known("volume", {"backend", "volume_dir", "workers", "lock_timeout_s",
-                                             "driver_delay_ms", "driver_journal"}));
+    CLINKER_RETURN_IF_ERROR(Known(
+        "api",
+        {"listen", "port", "threads", "max_limit", "max_volume_size_gib", "availability_zone"}));
+    CLINKER_RETURN_IF_ERROR(
+        Known("scheduler", {"backends", "requeue_after_s", "sweep_interval_s"}));
+    CLINKER_RETURN_IF_ERROR(Known("volume",
+                                  {"backend",
+                                   "volume_dir",
+                                   "workers",
+                                   "lock_timeout_s",
+                                   "driver_delay_ms",
+                                   "driver_journal"}));
     CLINKER_RETURN_IF_ERROR(Known("database", {"sqlite_synchronous"}));
     CLINKER_RETURN_IF_ERROR(Known("log", {"level", "format"}));
 
@@ -93,6 +99,8 @@ class TomlReader {
         config->scheduler_backends.push_back(item.as_string()->get());
       }
     }
+    CLINKER_RETURN_IF_ERROR(Integer("scheduler", "requeue_after_s", &config->requeue_after_s));
+    CLINKER_RETURN_IF_ERROR(Integer("scheduler", "sweep_interval_s", &config->sweep_interval_s));
     CLINKER_RETURN_IF_ERROR(Text("volume", "backend", &config->backend));
     CLINKER_RETURN_IF_ERROR(Text("volume", "volume_dir", &config->volume_dir));
     CLINKER_RETURN_IF_ERROR(Integer("volume", "workers", &config->workers));
@@ -123,7 +131,8 @@ class TomlReader {
     return {};
   }
 
-  clinker::Result<void> Text(const std::string& section, const std::string& key,
+  clinker::Result<void> Text(const std::string& section,
+                             const std::string& key,
                              std::string* out) const {
     const toml::node* node = root_.at_path(section + "." + key).node();
     if (node == nullptr) {
@@ -137,8 +146,7 @@ class TomlReader {
   }
 
   template <class T>
-  clinker::Result<void> Integer(const std::string& section, const std::string& key,
-                                T* out) const {
+  clinker::Result<void> Integer(const std::string& section, const std::string& key, T* out) const {
     const toml::node* node = root_.at_path(section + "." + key).node();
     if (node == nullptr) {
       return {};
@@ -197,6 +205,9 @@ clinker::Result<void> Validate(Config* config) {
   if (config->workers < 1 || config->workers > 256) {
     return fail("workers: " + std::to_string(config->workers) + " must be 1-256");
   }
+  if (config->requeue_after_s < 1 || config->sweep_interval_s < 1) {
+    return fail("requeue_after_s and sweep_interval_s: must be at least 1");
+  }
   if (config->lock_timeout_s < 1) {
     return fail("lock_timeout_s: must be at least 1");
   }
@@ -206,8 +217,8 @@ clinker::Result<void> Validate(Config* config) {
   if (config->sqlite_synchronous != "normal" && config->sqlite_synchronous != "full") {
     return fail("sqlite_synchronous: '" + config->sqlite_synchronous + "' (use normal or full)");
   }
-  if (config->log_level != "debug" && config->log_level != "info" &&
-      config->log_level != "warn" && config->log_level != "error") {
+  if (config->log_level != "debug" && config->log_level != "info" && config->log_level != "warn" &&
+      config->log_level != "error") {
     return fail("log level: '" + config->log_level + "' (use debug, info, warn or error)");
   }
   if (config->log_format != "json" && config->log_format != "text") {
@@ -239,22 +250,28 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
       log_format, synchronous;
   std::optional<int> port, workers, delay_ms;
   app.add_option("-c,--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
-  app.add_option("--role", roles,
+  app.add_option("--role",
+                 roles,
                  "Roles to run: all (default) or a comma-separated subset of api,scheduler,volume");
   app.add_option("--listen", listen, "API listen address (default 127.0.0.1)");
   app.add_option("--port", port, "API port (default 8776; 0 picks a free port)");
-  app.add_option("--state-dir", state_dir,
+  app.add_option("--state-dir",
+                 state_dir,
                  "Directory for the SQLite database (state and jobs), locks and volumes "
                  "(default ./var)");
   app.add_option("--host", host, "This service's host name (default: the machine's hostname)");
-  app.add_option("--volume-dir", volume_dir,
+  app.add_option("--volume-dir",
+                 volume_dir,
                  "Where the file back-end keeps volumes (default <state-dir>/volumes)");
   app.add_option("--workers", workers, "Volume jobs run at once (default 4)");
-  app.add_option("--driver-delay-ms", delay_ms,
+  app.add_option("--driver-delay-ms",
+                 delay_ms,
                  "Delay injected into every back-end operation, for tests (default 0)");
-  app.add_option("--driver-journal", journal,
+  app.add_option("--driver-journal",
+                 journal,
                  "Append one JSON line per completed back-end operation to this file (tests)");
-  app.add_option("--sqlite-synchronous", synchronous,
+  app.add_option("--sqlite-synchronous",
+                 synchronous,
                  "normal (survives a process crash, default) or full (also survives power loss)");
   app.add_option("--log-level", log_level, "debug, info (default), warn or error");
   app.add_option("--log-format", log_format, "json (default) or text");

@@ -26,6 +26,8 @@ struct Config {
   std::string availability_zone = "nova";
   // [scheduler]
   std::vector<std::string> scheduler_backends;  // Default: this node's "<host>@<backend>".
+  int requeue_after_s = 60;                     // Re-publish the job of a volume queued this long.
+  int sweep_interval_s = 10;
   // [volume]
   std::string backend = "file";
   std::string volume_dir;  // Default: <state_dir>/volumes.
@@ -40,6 +42,7 @@ struct Config {
   std::string log_format = "json";
 
   bool HasRole(std::string_view role) const;
+
   std::string BackendAddress() const { return host + "@" + backend; }
 };
 

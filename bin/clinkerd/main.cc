@@ -1,12 +1,12 @@
 // clinkerd: wires the ports to their adapters for the roles this process runs, then waits for
 // SIGTERM or SIGINT and shuts down cleanly: the API stops accepting, every running job finishes
 // and is acked, and jobs not started stay in the queue for another node.
-#include <signal.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <optional>
+
+#include <signal.h>
 
 #include "clinker/adapters/file/file_lock_manager.h"
 #include "clinker/adapters/file/file_storage_driver.h"
@@ -17,10 +17,12 @@
 #include "clinker/core/log.h"
 #include "clinker/services/api_service.h"
 #include "clinker/services/job_worker_pool.h"
+#include "clinker/services/requeue_sweeper.h"
 #include "clinker/services/scheduler.h"
 #include "clinker/services/topics.h"
 #include "clinker/services/volume_manager.h"
 #include "clinker/services/volumes_api.h"
+
 #include "clinkerd/config.h"
 
 namespace {
@@ -29,7 +31,10 @@ using clinker::adapters::sqlite::SqliteJobQueue;
 
 int Fail(std::string_view what, const clinker::Error& error) {
   clinker::log::Error("clinkerd.start_failed", {{"what", what}, {"error", error.message}});
-  std::fprintf(stderr, "clinkerd: %.*s: %s\n", static_cast<int>(what.size()), what.data(),
+  std::fprintf(stderr,
+               "clinkerd: %.*s: %s\n",
+               static_cast<int>(what.size()),
+               what.data(),
                error.message.c_str());
   return 1;
 }
@@ -38,9 +43,9 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::error_code ec;
   std::filesystem::create_directories(config.state_dir, ec);
   if (ec) {
-    return Fail("state_dir", clinker::Error{clinker::ErrorCode::kUnavailable,
-                                            "cannot create " + config.state_dir + ": " +
-                                                ec.message()});
+    return Fail("state_dir",
+                clinker::Error{clinker::ErrorCode::kUnavailable,
+                               "cannot create " + config.state_dir + ": " + ec.message()});
   }
   clinker::adapters::sqlite::Database::Options database;
   database.path = config.state_dir + "/clinker.db";
@@ -74,23 +79,23 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     options.max_limit = config.max_limit;
     options.max_volume_size_gib = config.max_volume_size_gib;
     options.availability_zone = config.availability_zone;
-    volumes_api = std::make_unique<clinker::services::VolumesApi>(**store, *api_queue, clock,
-                                                                  options);
+    volumes_api =
+        std::make_unique<clinker::services::VolumesApi>(**store, *api_queue, clock, options);
     api = std::make_unique<clinker::services::ApiService>(*volumes_api);
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;
     http_options.threads = config.api_threads;
     http = std::make_unique<clinker::adapters::HttpServer>(
-        http_options, [&api](const clinker::ports::HttpRequest& request) {
-          return api->Handle(request);
-        });
+        http_options,
+        [&api](const clinker::ports::HttpRequest& request) { return api->Handle(request); });
   }
 
   // Scheduler role.
   std::unique_ptr<SqliteJobQueue> scheduler_queue;
   std::unique_ptr<clinker::services::Scheduler> scheduler;
   std::unique_ptr<clinker::services::JobWorkerPool> scheduler_pool;
+  std::unique_ptr<clinker::services::RequeueSweeper> sweeper;
   if (config.HasRole("scheduler")) {
     auto queue = open_queue(1);
     if (!queue) {
@@ -102,7 +107,9 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
       return Fail("job queue", subscribed.error());
     }
     scheduler = std::make_unique<clinker::services::Scheduler>(
-        **store, *scheduler_queue, clock,
+        **store,
+        *scheduler_queue,
+        clock,
         clinker::services::SchedulerOptions{config.scheduler_backends, "default"});
     scheduler_pool = std::make_unique<clinker::services::JobWorkerPool>(
         *scheduler_queue,
@@ -110,6 +117,12 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
           return scheduler->Handle(delivery);
         },
         clinker::services::JobWorkerPool::Options{"scheduler", 1});
+    sweeper = std::make_unique<clinker::services::RequeueSweeper>(
+        **store,
+        *scheduler_queue,
+        clock,
+        clinker::services::RequeueSweeperOptions{std::chrono::seconds(config.sweep_interval_s),
+                                                 std::chrono::seconds(config.requeue_after_s)});
   }
 
   // Volume role.
@@ -145,8 +158,8 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     driver = std::move(*created_driver);
     clinker::services::VolumeManagerOptions manager_options;
     manager_options.lock_timeout = std::chrono::seconds(config.lock_timeout_s);
-    manager = std::make_unique<clinker::services::VolumeManager>(**store, *locks, *driver, clock,
-                                                                 manager_options);
+    manager = std::make_unique<clinker::services::VolumeManager>(
+        **store, *locks, *driver, clock, manager_options);
     volume_pool = std::make_unique<clinker::services::JobWorkerPool>(
         *volume_queue,
         [&manager](const clinker::ports::Delivery& delivery) { return manager->Handle(delivery); },
@@ -155,6 +168,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
 
   if (scheduler_pool) {
     scheduler_pool->Start();
+    sweeper->Start();
   }
   if (volume_pool) {
     volume_pool->Start();
@@ -181,6 +195,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     http->Stop();
   }
   if (scheduler_pool) {
+    sweeper->Stop();
     scheduler_pool->Stop();
   }
   if (volume_pool) {

@@ -9,9 +9,13 @@ Method:
   until `GET /` answers, and stops it by PID: SIGTERM, then SIGKILL after a bound. `kill()` is a
   SIGKILL (a crash); `start()` again reuses the same state dir (a restart).
 - `Daemon.request()` is raw HTTP (http.client, so nothing follows redirects or hides a status)
-  with the noauth token `user:project` and a microversion header.
+  with the noauth token `user:project` and a microversion header. `Daemon.prepare()` sends all
+  of a request but its last byte, so racing requests can be released together.
+- `Daemon.db_rows()` reads the daemon's SQLite file read-only; `Daemon.journal()` reads the
+  driver journal (`--driver-journal`).
 - `Daemon.cinder()` runs Debian's python3-cinderclient CLI in noauth mode and parses its tables.
-- `wait_for()` and `Daemon.wait_for_status()` are the only loops: each is bounded in time.
+- Every loop is bounded: waits by a deadline (`wait_for()`, `Daemon.wait_for_status()`), retries
+  by a count.
 
 Python 3 standard library only: it runs under Debian's /usr/bin/python3, next to the distribution's
 cinderclient. Every wait has a deadline; every child is stopped by PID in `close()`.
@@ -245,8 +249,9 @@ class Daemon:
         """Starts clinkerd on the same state dir and waits until `GET /` answers.
 
         `extra_args` replaces the flags given to the constructor for this start only. The port is
-        kept across restarts when it is still free, else (or when the daemon could not bind it)
-        a new free port is used: three attempts in all.
+        kept across restarts; when the daemon exits because it cannot bind it ("Address already
+        in use": another process won the race for a free port), a new one is tried, three
+        attempts in all.
         """
         assert self.proc is None, "daemon already running"
         args = self.extra_args if extra_args is None else list(extra_args)
@@ -274,7 +279,7 @@ class Daemon:
                 last_error = e
                 exited = self.proc.poll() is not None
                 self.kill()
-                if not exited or "address" not in self.stderr_tail().lower():
+                if not exited or "address already in use" not in self.stderr_tail().lower():
                     raise
         raise last_error
 
@@ -318,7 +323,7 @@ class Daemon:
         return self._reap()
 
     def kill(self):
-        """SIGKILL: the daemon gets no chance to clean up, like a power cut of the process."""
+        """SIGKILL: a crash. The daemon cleans nothing up; what it wrote stays (page cache)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:

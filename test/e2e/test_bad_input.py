@@ -33,11 +33,19 @@ class BadInputTest(h.DaemonTestCase):
                          for v in listing.json()["volumes"])
         return d.db_volume_count(), volumes
 
-    def assertRejected(self, status, name, method, path, **kwargs):
-        """Sends the request, checks the error body, and that nothing changed."""
+    def assertRejected(self, status, name, method, path, echo=True, **kwargs):
+        """Sends the request, checks the error body, and that nothing changed.
+
+        With `echo`, the error must also carry the microversion it was asked for (Cinder sets
+        `OpenStack-API-Version` on every response, errors included).
+        """
         before = self.snapshot()
         resp = self.daemon.request(method, path, **kwargs)
         self.assertCinderError(resp, status, name)
+        if echo:
+            self.assertEqual(resp.header("OpenStack-API-Version"),
+                             "volume %s" % kwargs.get("microversion", h.DEFAULT_MICROVERSION),
+                             resp)
         self.assertEqual(self.snapshot(), before, "%r changed the state" % resp)
         return resp
 
@@ -138,7 +146,8 @@ class BadInputTest(h.DaemonTestCase):
                                     method,
                                     path,
                                     body=body,
-                                    microversion="3.999")
+                                    microversion="3.999",
+                                    echo=False)
 
     def test_malformed_microversion_is_bad_request(self):
         for version in ("3.x", "3", "three", "3.01", "latest.0"):
@@ -150,7 +159,8 @@ class BadInputTest(h.DaemonTestCase):
                                     body={"volume": {
                                         "size": 1
                                     }},
-                                    microversion=version)
+                                    microversion=version,
+                                    echo=False)
 
 
 if __name__ == "__main__":

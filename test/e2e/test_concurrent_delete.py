@@ -31,7 +31,8 @@ class ConcurrentDeleteTest(h.DaemonTestCase):
         # The journal path lives in the daemon's temp dir, known only once it exists.
         self.daemon = h.Daemon()
         self.addCleanup(self.daemon.close)
-        self.daemon.start(["--driver-journal", self.daemon.journal_path, "--driver-delay-ms", "1000"])
+        self.daemon.start(
+            ["--driver-journal", self.daemon.journal_path, "--driver-delay-ms", "1000"])
 
     def test_one_delete_wins(self):
         d = self.daemon

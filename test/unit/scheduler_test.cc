@@ -30,6 +30,7 @@
 #include "clinker/domain/status.h"
 #include "clinker/services/job_message.h"
 #include "clinker/services/volume_record.h"
+
 #include "support/fake_clock.h"
 
 namespace clinker::services {
@@ -100,7 +101,8 @@ std::optional<std::string> TextColumn(const ports::Row& row, std::string_view co
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  SchedulerTest() : broker_(std::make_shared<MemoryBroker>()), session_(broker_), publisher_(session_) {}
+  SchedulerTest()
+      : broker_(std::make_shared<MemoryBroker>()), session_(broker_), publisher_(session_) {}
 
   std::unique_ptr<Scheduler> MakeScheduler(std::vector<std::string> backends) {
     SchedulerOptions options;
@@ -283,8 +285,7 @@ TEST_F(SchedulerTest, NoBackEndSetsTheVolumeToErrorWithAReason) {
   auto scheduler = MakeScheduler({});
   Queued volume = InsertVolume();
 
-  EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
-            JobOutcome::kDone);
+  EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)), JobOutcome::kDone);
 
   ports::Row row = ReadRow(volume.volume_id);
   EXPECT_EQ(TextColumn(row, "status"), "error");
@@ -305,8 +306,8 @@ TEST_F(SchedulerTest, MalformedOrForeignPayloadIsDroppedWithoutForwarding) {
       "{}",
       R"({"operation": "create_volume", "resource_id": ")" + volume.volume_id + R"("})",
       // A delete job has no business on the scheduler topic.
-      JobMessage{Operation::kDeleteVolume, volume.volume_id, volume.operation_id,
-                 std::string(kProject)}
+      JobMessage{
+          Operation::kDeleteVolume, volume.volume_id, volume.operation_id, std::string(kProject)}
           .ToJson(),
   };
   for (const std::string& payload : payloads) {

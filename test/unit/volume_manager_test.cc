@@ -432,6 +432,7 @@ TEST(VolumeManagerConcurrencyTest, SameCreateJobOnEightThreadsCallsTheDriverOnce
   std::latch start(kThreads);
   std::vector<JobOutcome> outcomes(kThreads, JobOutcome::kRetryLater);
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&, i] {
       ports::Delivery delivery;

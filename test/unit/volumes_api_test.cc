@@ -48,7 +48,6 @@ using adapters::MemoryJobQueue;
 using adapters::MemoryStateStore;
 using domain::VolumeStatus;
 using nlohmann::json;
-using ports::Expectation;
 using test_support::FakeClock;
 
 constexpr std::string_view kProject = "0123456789abcdef0123456789abcdef";
@@ -472,6 +471,7 @@ TEST_F(VolumesApiTest, ListShowsSummariesAndDetailShowsFullViews) {
 TEST_F(VolumesApiTest, PaginationWithMarkersVisitsEveryVolumeOnce) {
   constexpr int kVolumes = 5;
   std::vector<std::string> created;
+  created.reserve(kVolumes);
   for (int i = 0; i < kVolumes; ++i) {
     created.push_back(CreateVolume("vol-" + std::to_string(i)));
   }
@@ -669,6 +669,7 @@ TEST_F(VolumesApiTest, RacingDeletesQueueExactlyOneJob) {
   std::latch start(kThreads);
   std::vector<int> statuses(kThreads, 0);
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&, i] {
       ports::HttpRequest request = Request("DELETE", VolumesPath() + "/" + id);

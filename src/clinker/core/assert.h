@@ -7,9 +7,9 @@ namespace clinker::internal {
 [[noreturn]] void AssertFailed(const char* condition, const char* why, const char* file, int line);
 }  // namespace clinker::internal
 
-#define CLINKER_ASSERT(condition, why)                                           \
-  do {                                                                           \
-    if (!(condition)) {                                                          \
-      ::clinker::internal::AssertFailed(#condition, (why), __FILE__, __LINE__);  \
-    }                                                                            \
+#define CLINKER_ASSERT(condition, why)                                          \
+  do {                                                                          \
+    if (!(condition)) {                                                         \
+      ::clinker::internal::AssertFailed(#condition, (why), __FILE__, __LINE__); \
+    }                                                                           \
   } while (false)

@@ -57,12 +57,12 @@ class [[nodiscard]] Result : public tl::expected<T, Error> {
 // can nest (e.g. inside a lambda within another use) without shadowing.
 #define CLINKER_RETURN_IF_ERROR(expr) \
   CLINKER_RETURN_IF_ERROR_IMPL_(CLINKER_CONCAT_(clinker_result_, __LINE__), expr)
-#define CLINKER_RETURN_IF_ERROR_IMPL_(tmp, expr)         \
-  do {                                                   \
-    auto tmp = (expr);                                   \
-    if (!tmp) {                                          \
-      return ::tl::unexpected(std::move(tmp).error());   \
-    }                                                    \
+#define CLINKER_RETURN_IF_ERROR_IMPL_(tmp, expr)       \
+  do {                                                 \
+    auto tmp = (expr);                                 \
+    if (!tmp) {                                        \
+      return ::tl::unexpected(std::move(tmp).error()); \
+    }                                                  \
   } while (false)
 
 // Declares `lhs` from a Result<T> expression, or propagates its error.

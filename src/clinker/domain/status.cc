@@ -13,20 +13,30 @@ constexpr std::array kVolumeStatuses = {
                      "creating",
                      Phase::kQueued,
                      Operation::kCreateVolume},
+    VolumeStatusInfo{VolumeStatus::kCreating,
+                     "creating",
+                     "creating",
+                     Phase::kInProgress,
+                     Operation::kCreateVolume},
     VolumeStatusInfo{
-        VolumeStatus::kCreating, "creating", "creating", Phase::kInProgress, Operation::kCreateVolume},
-    VolumeStatusInfo{VolumeStatus::kAvailable, "available", "available", Phase::kAtRest, std::nullopt},
+        VolumeStatus::kAvailable, "available", "available", Phase::kAtRest, std::nullopt},
     VolumeStatusInfo{VolumeStatus::kDeletingQueued,
                      "deleting_queued",
                      "deleting",
                      Phase::kQueued,
                      Operation::kDeleteVolume},
-    VolumeStatusInfo{
-        VolumeStatus::kDeleting, "deleting", "deleting", Phase::kInProgress, Operation::kDeleteVolume},
+    VolumeStatusInfo{VolumeStatus::kDeleting,
+                     "deleting",
+                     "deleting",
+                     Phase::kInProgress,
+                     Operation::kDeleteVolume},
     VolumeStatusInfo{VolumeStatus::kDeleted, "deleted", "deleted", Phase::kDeleted, std::nullopt},
     VolumeStatusInfo{VolumeStatus::kError, "error", "error", Phase::kAtRest, std::nullopt},
-    VolumeStatusInfo{
-        VolumeStatus::kErrorDeleting, "error_deleting", "error_deleting", Phase::kAtRest, std::nullopt},
+    VolumeStatusInfo{VolumeStatus::kErrorDeleting,
+                     "error_deleting",
+                     "error_deleting",
+                     Phase::kAtRest,
+                     std::nullopt},
 };
 
 }  // namespace
@@ -69,7 +79,9 @@ bool IsRedoable(Operation operation) {
   return false;
 }
 
-std::span<const VolumeStatusInfo> AllVolumeStatuses() { return kVolumeStatuses; }
+std::span<const VolumeStatusInfo> AllVolumeStatuses() {
+  return kVolumeStatuses;
+}
 
 const VolumeStatusInfo& Describe(VolumeStatus status) {
   for (const VolumeStatusInfo& info : kVolumeStatuses) {

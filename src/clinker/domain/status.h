@@ -55,8 +55,15 @@ struct VolumeStatusInfo {
 std::span<const VolumeStatusInfo> AllVolumeStatuses();
 const VolumeStatusInfo& Describe(VolumeStatus status);
 std::optional<VolumeStatus> ParseStoredVolumeStatus(std::string_view stored);
-inline std::string_view StoredName(VolumeStatus status) { return Describe(status).stored; }
-inline std::string_view ApiName(VolumeStatus status) { return Describe(status).api; }
+
+inline std::string_view StoredName(VolumeStatus status) {
+  return Describe(status).stored;
+}
+
+inline std::string_view ApiName(VolumeStatus status) {
+  return Describe(status).api;
+}
+
 // Every internal status the API shows as `api_status` (for list filters); empty if none.
 std::vector<VolumeStatus> StatusesShownAs(std::string_view api_status);
 

@@ -37,8 +37,8 @@ struct ResourceState {
 
 struct JobDecision {
   JobAction action;
-  int rule;                // Row number in the table (docs/ARCHITECTURE.md lists them).
-  std::string_view why;    // Human-readable; goes to logs and error reasons.
+  int rule;              // Row number in the table (docs/ARCHITECTURE.md lists them).
+  std::string_view why;  // Human-readable; goes to logs and error reasons.
 };
 
 JobDecision DecideJob(const ResourceState& resource, Operation job_operation);
@@ -49,7 +49,7 @@ struct RuleRow {
   int rule;
   Phase phase;
   std::string_view relation;
-  std::string_view job_access;  // "read", "write" or "any"
+  std::string_view job_access;          // "read", "write" or "any"
   std::string_view resource_operation;  // "redoable", "other" or "any"
   JobAction action;
   std::string_view why;

@@ -30,10 +30,10 @@
 namespace clinker::ports {
 
 struct Delivery {
-  std::string job_id;      // Stable across redeliveries of the same job.
+  std::string job_id;  // Stable across redeliveries of the same job.
   std::string topic;
-  std::string payload;     // Opaque to the queue; services use JSON.
-  bool redelivered = false;       // True if an earlier delivery of this job was not acked.
+  std::string payload;              // Opaque to the queue; services use JSON.
+  bool redelivered = false;         // True if an earlier delivery of this job was not acked.
   std::int64_t delivery_count = 1;  // 1 on the first delivery.
 };
 

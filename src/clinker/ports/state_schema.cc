@@ -1,6 +1,7 @@
 #include "clinker/ports/state_schema.h"
 
 #include <array>
+#include <charconv>
 #include <string>
 
 namespace clinker::ports {
@@ -86,9 +87,9 @@ const ColumnSpec* FindColumn(Table table, std::string_view column) {
 Result<void> CheckValue(Table table, std::string_view column, const Value& value) {
   const ColumnSpec* spec = FindColumn(table, column);
   if (spec == nullptr) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "table " + std::string(TableName(table)) + " has no column " +
-                         std::string(column));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "table " + std::string(TableName(table)) + " has no column " + std::string(column));
   }
   if (std::holds_alternative<std::monostate>(value)) {
     if (!spec->nullable) {
@@ -101,6 +102,104 @@ Result<void> CheckValue(Table table, std::string_view column, const Value& value
   if (is_text != (spec->type == ColumnType::kText)) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "wrong value type for column " + std::string(column));
+  }
+  return {};
+}
+
+Result<const ColumnSpec*> RequireColumn(Table table, std::string_view column) {
+  const ColumnSpec* spec = FindColumn(table, column);
+  if (spec == nullptr) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "table " + std::string(TableName(table)) + " has no column " + std::string(column));
+  }
+  return spec;
+}
+
+Result<void> CheckExpectation(Table table, const Expectation& expectation) {
+  CLINKER_RETURN_IF_ERROR(RequireColumn(table, expectation.column));
+  std::size_t count = expectation.values.size();
+  switch (expectation.kind) {
+    case Expectation::Kind::kEquals:
+    case Expectation::Kind::kNotEquals:
+      if (count != 1) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "expectation on " + expectation.column + " needs exactly one value");
+      }
+      break;
+    case Expectation::Kind::kIsNull:
+    case Expectation::Kind::kIsNotNull:
+      if (count != 0) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "null expectation on " + expectation.column + " takes no value");
+      }
+      break;
+    case Expectation::Kind::kIn:
+    case Expectation::Kind::kNotIn:
+      break;
+  }
+  for (const Value& value : expectation.values) {
+    if (std::holds_alternative<std::monostate>(value)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "NULL compared with " + expectation.column + ": use IsNull / IsNotNull");
+    }
+    CLINKER_RETURN_IF_ERROR(CheckValue(table, expectation.column, value));
+  }
+  return {};
+}
+
+namespace {
+
+Result<Value> DefaultValue(const ColumnSpec& spec) {
+  if (spec.type == ColumnType::kText) {
+    return Value(std::string(spec.default_value));
+  }
+  std::int64_t number = 0;
+  const char* begin = spec.default_value.data();
+  const char* end = begin + spec.default_value.size();
+  auto [ptr, ec] = std::from_chars(begin, end, number);
+  if (ec != std::errc() || ptr != end) {
+    return MakeError(ErrorCode::kInternal,
+                     "bad integer default for column " + std::string(spec.name));
+  }
+  return Value(number);
+}
+
+}  // namespace
+
+Result<Row> CompleteRow(Table table, const Row& row) {
+  for (const auto& [name, value] : row) {
+    CLINKER_RETURN_IF_ERROR(CheckValue(table, name, value));
+  }
+  auto id = row.find("id");
+  if (id == row.end() || !std::holds_alternative<std::string>(id->second) ||
+      std::get<std::string>(id->second).empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a row needs a non-empty id");
+  }
+  Row complete;
+  for (const ColumnSpec& spec : Columns(table)) {
+    auto found = row.find(spec.name);
+    if (found != row.end()) {
+      complete.emplace(std::string(spec.name), found->second);
+    } else if (spec.nullable) {
+      complete.emplace(std::string(spec.name), std::monostate{});
+    } else if (!spec.default_value.empty()) {
+      CLINKER_ASSIGN_OR_RETURN(Value value, DefaultValue(spec));
+      complete.emplace(std::string(spec.name), std::move(value));
+    } else {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "column " + std::string(spec.name) + " is required");
+    }
+  }
+  return complete;
+}
+
+Result<void> CheckUpdateValues(Table table, const Row& values) {
+  for (const auto& [name, value] : values) {
+    CLINKER_RETURN_IF_ERROR(CheckValue(table, name, value));
+    if (name == "id") {
+      return MakeError(ErrorCode::kInvalidArgument, "id cannot be updated");
+    }
   }
   return {};
 }

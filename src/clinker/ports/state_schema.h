@@ -33,4 +33,23 @@ const ColumnSpec* FindColumn(Table table, std::string_view column);
 // kInvalidArgument unless the column exists and the value fits it (NULL only where nullable).
 Result<void> CheckValue(Table table, std::string_view column, const Value& value);
 
+// The checks every StateStore adapter makes before touching its engine, shared so that all
+// adapters refuse exactly the same calls (the contract tests hold them to it).
+
+// The column's spec, or kInvalidArgument naming the table and column.
+Result<const ColumnSpec*> RequireColumn(Table table, std::string_view column);
+
+// kInvalidArgument for an unknown column, a wrong value count for the kind (one for kEquals /
+// kNotEquals, none for the null kinds), a NULL value (use kIsNull / kIsNotNull) or a value of
+// the wrong type.
+Result<void> CheckExpectation(Table table, const Expectation& expectation);
+
+// The row as stored: every column of the table, from `row`, else NULL where nullable, else the
+// column's default. kInvalidArgument for an unknown column, a bad value, an empty or missing
+// id, or a missing required column without a default.
+Result<Row> CompleteRow(Table table, const Row& row);
+
+// kInvalidArgument for an unknown column, a bad value, or an attempt to change `id`.
+Result<void> CheckUpdateValues(Table table, const Row& values);
+
 }  // namespace clinker::ports

@@ -60,8 +60,9 @@ HttpResponse FaultFromError(const Error& error) {
       return Fault(503, "The service is temporarily unavailable: " + error.message);
     case ErrorCode::kDriverFailed:
     case ErrorCode::kInternal:
-      return Fault(500, "The server has either erred or is incapable of performing the requested "
-                        "operation.");
+      return Fault(500,
+                   "The server has either erred or is incapable of performing the requested "
+                   "operation.");
   }
   return Fault(500, "internal error");
 }

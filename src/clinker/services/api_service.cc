@@ -33,9 +33,10 @@ HttpResponse VersionsDocument(const HttpRequest& request, int status) {
       {"min_version", kMinMicroversion.ToString()},
       {"updated", "2026-11-25T00:00:00Z"},
       {"links",
-       nlohmann::json::array(
-           {{{"href", "https://docs.openstack.org/"}, {"rel", "describedby"}, {"type", "text/html"}},
-            {{"href", request.base_url + "/v3/"}, {"rel", "self"}}})},
+       nlohmann::json::array({{{"href", "https://docs.openstack.org/"},
+                               {"rel", "describedby"},
+                               {"type", "text/html"}},
+                              {{"href", request.base_url + "/v3/"}, {"rel", "self"}}})},
       {"media-types",
        nlohmann::json::array({{{"base", "application/json"},
                                {"type", "application/vnd.openstack.volume+json;version=3"}}})},
@@ -49,7 +50,9 @@ bool IsProjectId(const std::string& text) {
   return std::regex_match(text, kPattern);
 }
 
-HttpResponse MethodNotAllowed() { return Fault(405, "The method is not allowed for this resource."); }
+HttpResponse MethodNotAllowed() {
+  return Fault(405, "The method is not allowed for this resource.");
+}
 
 }  // namespace
 
@@ -96,11 +99,10 @@ HttpResponse ApiService::Route(const HttpRequest& request) {
       negotiated.version = kMinMicroversion;
       break;
     case MicroversionRequest::Outcome::kUnsupported:
-      response = Fault(406,
-                       "Version " + negotiated.version.ToString() +
-                           " is not supported by the API. Minimum is " +
-                           kMinMicroversion.ToString() + " and maximum is " +
-                           kMaxMicroversion.ToString() + ".");
+      response = Fault(
+          406,
+          "Version " + negotiated.version.ToString() + " is not supported by the API. Minimum is " +
+              kMinMicroversion.ToString() + " and maximum is " + kMaxMicroversion.ToString() + ".");
       break;
     case MicroversionRequest::Outcome::kOk:
       response = RouteV3(request);
@@ -129,7 +131,8 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
     std::string user = request.Header("X-Auth-User");
     std::string project = request.Header("X-Auth-Project-Id");
     response.headers.emplace_back(
-        "X-Auth-Token", (user.empty() ? "admin" : user) + ":" + (project.empty() ? "admin" : project));
+        "X-Auth-Token",
+        (user.empty() ? "admin" : user) + ":" + (project.empty() ? "admin" : project));
     response.headers.emplace_back("X-Server-Management-Url", request.base_url + request.path);
     return response;
   }

@@ -7,7 +7,9 @@ namespace clinker::services {
 JobWorkerPool::JobWorkerPool(ports::JobQueue& queue, Handler handler, Options options)
     : queue_(queue), handler_(std::move(handler)), options_(std::move(options)) {}
 
-JobWorkerPool::~JobWorkerPool() { Stop(); }
+JobWorkerPool::~JobWorkerPool() {
+  Stop();
+}
 
 void JobWorkerPool::Start() {
   for (int i = 0; i < options_.workers; ++i) {
@@ -64,7 +66,8 @@ void JobWorkerPool::WorkerLoop(int worker_index) {
     }
     if (auto acked = queue_.Ack(delivery); !acked) {
       // Unacked, the job will be delivered again; the stuck-job rules recognise it as done.
-      log::Warn("job.ack_failed", {{"job_id", delivery.job_id}, {"error", acked.error().ToString()}});
+      log::Warn("job.ack_failed",
+                {{"job_id", delivery.job_id}, {"error", acked.error().ToString()}});
     }
   }
 }

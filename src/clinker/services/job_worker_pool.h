@@ -2,8 +2,9 @@
 // acknowledge each job only after the handler finished it. The ack-after-completion is what
 // makes a dead worker's job come back to the queue for a survivor.
 //
-// Stop() lets every running job finish (no new job is received), then returns: a job that was
-// not started is never taken from the queue, so nothing needs requeueing.
+// Stop() lets every running job finish, then returns. Workers take no job after it, except that a
+// worker already waiting in Receive may still take one published within `receive_wait`; that job
+// also runs to completion and is acked. Jobs never taken stay queued, so nothing needs requeueing.
 // Thread safe. Start and Stop are called once each, from one thread.
 #pragma once
 

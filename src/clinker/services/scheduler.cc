@@ -48,16 +48,15 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
     return JobOutcome::kDone;
   }
 
-  std::string backend =
-      options_.backends[next_backend_.fetch_add(1) % options_.backends.size()];
+  std::string backend = options_.backends[next_backend_.fetch_add(1) % options_.backends.size()];
   std::vector<Expectation> expected = still_ours;
   expected.push_back(Expectation::IsNull("host"));
-  auto scheduled = store_.ConditionalUpdate(ports::Table::kVolumes,
-                                            volume_id,
-                                            {{"host", backend + "#" + options_.pool},
-                                             {"updated_at", now}},
-                                            expected,
-                                            {});
+  auto scheduled =
+      store_.ConditionalUpdate(ports::Table::kVolumes,
+                               volume_id,
+                               {{"host", backend + "#" + options_.pool}, {"updated_at", now}},
+                               expected,
+                               {});
   if (!scheduled) {
     return JobOutcome::kRetryLater;
   }

@@ -9,7 +9,9 @@
 
 namespace clinker::services {
 
-inline std::string SchedulerTopic() { return "scheduler"; }
+inline std::string SchedulerTopic() {
+  return "scheduler";
+}
 
 // `backend_address` is "<host>@<backend>", the part of a volume's host before any "#pool".
 inline std::string VolumeTopic(std::string_view backend_address) {

@@ -45,13 +45,12 @@ bool VolumeManager::WriteStatus(const std::string& volume_id,
                                 const std::string& operation_id,
                                 const ports::Row& values) {
   for (int attempt = 0; attempt < options_.final_write_attempts; ++attempt) {
-    auto written = store_.ConditionalUpdate(
-        ports::Table::kVolumes,
-        volume_id,
-        values,
-        {Expectation::Equals("status", Status(expected_status)),
-         Expectation::Equals("operation_id", operation_id)},
-        {});
+    auto written = store_.ConditionalUpdate(ports::Table::kVolumes,
+                                            volume_id,
+                                            values,
+                                            {Expectation::Equals("status", Status(expected_status)),
+                                             Expectation::Equals("operation_id", operation_id)},
+                                            {});
     if (written) {
       return written->has_value();
     }
@@ -100,7 +99,8 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
     }
     auto volume = VolumeFromRow(*row);
     if (!volume) {
-      log::Error("volume.unreadable", {{"volume_id", volume_id}, {"error", volume.error().message}});
+      log::Error("volume.unreadable",
+                 {{"volume_id", volume_id}, {"error", volume.error().message}});
       return JobOutcome::kDone;
     }
     const domain::VolumeStatusInfo& info = domain::Describe(volume->status);

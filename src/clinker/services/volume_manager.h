@@ -48,7 +48,8 @@ class VolumeManager {
                    domain::VolumeStatus expected_status,
                    const std::string& operation_id,
                    const ports::Row& values);
-  Result<void> RunDriver(domain::Operation operation, const Volume& volume,
+  Result<void> RunDriver(domain::Operation operation,
+                         const Volume& volume,
                          const std::string& operation_id);
 
   ports::StateStore& store_;

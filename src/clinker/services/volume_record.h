@@ -46,7 +46,11 @@ std::string MetadataToJson(const std::map<std::string, std::string>& metadata);
 
 // Small helpers for building rows.
 ports::Value TextOrNull(const std::optional<std::string>& text);
-inline ports::Value Text(std::string_view text) { return std::string(text); }
+
+inline ports::Value Text(std::string_view text) {
+  return std::string(text);
+}
+
 inline ports::Value Status(domain::VolumeStatus status) {
   return std::string(domain::StoredName(status));
 }

@@ -46,8 +46,8 @@ Result<json> ParseBody(const HttpRequest& request, std::string_view root) {
     return tl::unexpected(BadRequest("Malformed request body"));
   }
   if (!body.is_object() || !body.contains(root) || !body[std::string(root)].is_object()) {
-    return tl::unexpected(BadRequest("Missing required element '" + std::string(root) +
-                                     "' in request body."));
+    return tl::unexpected(
+        BadRequest("Missing required element '" + std::string(root) + "' in request body."));
   }
   return body[std::string(root)];
 }
@@ -99,8 +99,9 @@ Result<std::map<std::string, std::string>> ParseMetadata(const json& value) {
                                        "' must be 1 to 255 characters of [a-zA-Z0-9-_:. /]"));
     }
     if (!item.is_string() || item.get<std::string>().size() > kMaxTextLength) {
-      return tl::unexpected(BadRequest("Invalid input for field/attribute metadata: the value of '" +
-                                       key + "' must be a string of at most 255 characters"));
+      return tl::unexpected(
+          BadRequest("Invalid input for field/attribute metadata: the value of '" + key +
+                     "' must be a string of at most 255 characters"));
     }
     metadata[key] = item.get<std::string>();
   }
@@ -130,8 +131,8 @@ Result<std::int64_t> ParseSize(const json& value, std::int64_t max_size_gib) {
                                      "' must be an integer and greater than 0"));
   }
   if (size > max_size_gib) {
-    return tl::unexpected(BadRequest("Invalid input received: Volume size " +
-                                     std::to_string(size) + " GiB exceeds the largest size " +
+    return tl::unexpected(BadRequest("Invalid input received: Volume size " + std::to_string(size) +
+                                     " GiB exceeds the largest size " +
                                      std::to_string(max_size_gib) + " GiB"));
   }
   return size;
@@ -150,10 +151,9 @@ Result<std::int64_t> ParseNonNegative(std::string_view name, const std::string& 
   std::int64_t value = 0;
   bool digits = !text.empty() && text.size() <= 18 &&
                 std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-  bool negative = text.size() > 1 && text[0] == '-' &&
-                  std::all_of(text.begin() + 1, text.end(), [](char c) {
-                    return c >= '0' && c <= '9';
-                  });
+  bool negative =
+      text.size() > 1 && text[0] == '-' &&
+      std::all_of(text.begin() + 1, text.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (negative) {
     return tl::unexpected(BadRequest(std::string(name) + " param must be positive"));
   }
@@ -211,8 +211,8 @@ Result<bool> ParseDirection(const std::string& direction) {
   if (direction == "asc") {
     return true;
   }
-  return tl::unexpected(BadRequest("Invalid sort direction '" + direction +
-                                   "'; use 'asc' or 'desc'"));
+  return tl::unexpected(
+      BadRequest("Invalid sort direction '" + direction + "'; use 'asc' or 'desc'"));
 }
 
 // `sort=key1:asc,key2` (preferred) or the deprecated `sort_key` / `sort_dir`; never both.
@@ -224,8 +224,9 @@ Result<std::vector<ports::SortKey>> ParseSort(const HttpRequest& request) {
   bool has_key = request.QueryValue("sort_key", &sort_key);
   bool has_dir = request.QueryValue("sort_dir", &sort_dir);
   if (has_sort && (has_key || has_dir)) {
-    return tl::unexpected(BadRequest("The 'sort_key' and 'sort_dir' parameters are deprecated "
-                                     "and cannot be used with the 'sort' parameter."));
+    return tl::unexpected(
+        BadRequest("The 'sort_key' and 'sort_dir' parameters are deprecated "
+                   "and cannot be used with the 'sort' parameter."));
   }
   std::vector<std::pair<std::string, std::string>> wanted;
   if (has_sort) {
@@ -316,6 +317,23 @@ std::vector<ports::Value> StoredNames(std::span<const VolumeStatus> statuses) {
   return names;
 }
 
+// Percent-encodes everything but RFC 3986 unreserved characters, for query strings.
+std::string UrlEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0x0f]);
+    }
+  }
+  return out;
+}
+
 // The query string of a "next" link: the request's own parameters with the marker replaced.
 std::string NextLink(const RequestContext& context,
                      const HttpRequest& request,
@@ -326,9 +344,9 @@ std::string NextLink(const RequestContext& context,
     if (key == "marker") {
       continue;
     }
-    query += key + "=" + value + "&";
+    query += UrlEncode(key) + "=" + UrlEncode(value) + "&";
   }
-  query += "marker=" + last_id;
+  query += "marker=" + UrlEncode(last_id);
   return context.link_base + "/" + std::string(collection) + "?" + query;
 }
 
@@ -377,8 +395,7 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
       }
       return Fault(400,
                    std::string("Invalid input received: creating a volume from ") +
-                       (std::string_view(key) == "source_volid" ? "another volume"
-                                                                : "an image") +
+                       (std::string_view(key) == "source_volid" ? "another volume" : "an image") +
                        " is not supported by this release");
     }
   }
@@ -394,18 +411,19 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
   if (spec.contains("availability_zone") && !spec["availability_zone"].is_null()) {
     if (!spec["availability_zone"].is_string() ||
         spec["availability_zone"].get<std::string>() != options_.availability_zone) {
-      return Fault(400, "Invalid input received: Availability zone '" +
-                            (spec["availability_zone"].is_string()
-                                 ? spec["availability_zone"].get<std::string>()
-                                 : spec["availability_zone"].dump()) +
-                            "' is invalid.");
+      return Fault(
+          400,
+          "Invalid input received: Availability zone '" +
+              (spec["availability_zone"].is_string() ? spec["availability_zone"].get<std::string>()
+                                                     : spec["availability_zone"].dump()) +
+              "' is invalid.");
     }
   }
   if (spec.contains("volume_type") && !spec["volume_type"].is_null()) {
     if (!spec["volume_type"].is_string() ||
         spec["volume_type"].get<std::string>() != options_.default_volume_type) {
-      return Fault(404, "Volume type with name " + spec["volume_type"].dump() +
-                            " could not be found.");
+      return Fault(404,
+                   "Volume type with name " + spec["volume_type"].dump() + " could not be found.");
     }
   }
 
@@ -418,8 +436,8 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
   if (auto inserted = store_.Insert(ports::Table::kVolumes, VolumeToRow(volume)); !inserted) {
     return FaultFromError(inserted.error());
   }
-  JobMessage job{domain::Operation::kCreateVolume, volume.id, *volume.operation_id,
-                 volume.project_id};
+  JobMessage job{
+      domain::Operation::kCreateVolume, volume.id, *volume.operation_id, volume.project_id};
   if (auto published = queue_.Publish(SchedulerTopic(), job.ToJson()); !published) {
     // The job was not queued: take the volume back (soft delete) so nothing is left creating
     // forever, and tell the client to retry.
@@ -464,8 +482,8 @@ HttpResponse VolumesApi::List(const RequestContext& context,
                               bool detail) {
   ports::ListQuery query;
   std::string value;
-  bool all_tenants = context.is_admin && request.QueryValue("all_tenants", &value) &&
-                     TruthyParameter(value);
+  bool all_tenants =
+      context.is_admin && request.QueryValue("all_tenants", &value) && TruthyParameter(value);
   if (!all_tenants) {
     query.filters.push_back(Expectation::Equals("project_id", context.project_id));
   } else if (request.QueryValue("project_id", &value)) {
@@ -475,8 +493,7 @@ HttpResponse VolumesApi::List(const RequestContext& context,
     query.filters.push_back(Expectation::Equals("display_name", value));
   }
   if (request.QueryValue("status", &value)) {
-    query.filters.push_back(
-        Expectation::In("status", StoredNames(domain::StatusesShownAs(value))));
+    query.filters.push_back(Expectation::In("status", StoredNames(domain::StatusesShownAs(value))));
   }
   if (request.QueryValue("availability_zone", &value)) {
     query.filters.push_back(Expectation::Equals("availability_zone", value));

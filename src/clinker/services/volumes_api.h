@@ -20,7 +20,7 @@
 namespace clinker::services {
 
 struct VolumesApiOptions {
-  std::int64_t max_limit = 1000;            // osapi_max_limit: page size cap and default.
+  std::int64_t max_limit = 1000;             // osapi_max_limit: page size cap and default.
   std::int64_t max_volume_size_gib = 16384;  // Larger sizes are refused with 400.
   std::string availability_zone = "nova";
   std::string default_volume_type = "__DEFAULT__";

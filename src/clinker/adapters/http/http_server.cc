@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 namespace clinker::adapters {
 namespace {
@@ -30,7 +31,9 @@ ports::HttpRequest ToRequest(const httplib::Request& in, const std::string& base
 HttpServer::HttpServer(Options options, Handler handler)
     : options_(std::move(options)), handler_(std::move(handler)) {}
 
-HttpServer::~HttpServer() { Stop(); }
+HttpServer::~HttpServer() {
+  Stop();
+}
 
 Result<void> HttpServer::Start() {
   server_ = std::make_unique<httplib::Server>();
@@ -46,8 +49,7 @@ Result<void> HttpServer::Start() {
   server_->set_payload_max_length(options_.max_body_bytes);
   std::string base_url = "http://" + options_.listen_address + ":";
   auto serve = [this, base_url](const httplib::Request& in, httplib::Response& out) {
-    ports::HttpResponse response =
-        handler_(ToRequest(in, base_url + std::to_string(bound_port_)));
+    ports::HttpResponse response = handler_(ToRequest(in, base_url + std::to_string(bound_port_)));
     out.status = response.status;
     for (const auto& [key, value] : response.headers) {
       out.set_header(key, value);
@@ -73,17 +75,31 @@ Result<void> HttpServer::Start() {
                       "application/json");
     }
   });
+  // Debian's compiled cpp-httplib listens with a backlog of 5, so a burst of new connections
+  // overflows the accept queue and clients wait a second for the SYN retry. The socket-options
+  // hook sees the listening socket before bind (it must then set SO_REUSEADDR itself, as the
+  // default hook does); listening again on it afterwards raises the backlog (Linux allows it).
+  int listening_fd = -1;
+  server_->set_socket_options([&listening_fd](int fd) {
+    int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listening_fd = fd;
+  });
   // Port 0 asks the kernel for a free port (tests); port() tells which.
-  int bound = options_.port == 0 ? server_->bind_to_any_port(options_.listen_address)
-                                 : (server_->bind_to_port(options_.listen_address, options_.port)
-                                        ? options_.port
-                                        : -1);
+  int bound =
+      options_.port == 0
+          ? server_->bind_to_any_port(options_.listen_address)
+          : (server_->bind_to_port(options_.listen_address, options_.port) ? options_.port : -1);
   if (bound <= 0) {
     return MakeError(ErrorCode::kUnavailable,
                      "cannot listen on " + options_.listen_address + ":" +
                          std::to_string(options_.port) + ": " + std::strerror(errno));
   }
   bound_port_ = bound;
+  if (listening_fd >= 0 && listen(listening_fd, options_.listen_backlog) != 0) {
+    return MakeError(ErrorCode::kUnavailable,
+                     std::string("cannot set the listen backlog: ") + std::strerror(errno));
+  }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return {};
 }

@@ -35,6 +35,7 @@ class HttpServer {
     std::chrono::seconds keep_alive_timeout{2};
     std::chrono::seconds read_timeout{10};
     std::size_t max_body_bytes = 1 << 20;
+    int listen_backlog = 1024;  // Pending connections the kernel queues before accept.
   };
 
   HttpServer(Options options, Handler handler);

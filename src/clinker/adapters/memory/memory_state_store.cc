@@ -18,103 +18,6 @@ using ports::Row;
 using ports::Table;
 using ports::Value;
 
-// The validation below mirrors sqlite_state_store.cc on purpose: the two adapters must refuse
-// exactly the same calls, which the contract tests check.
-
-Result<const ColumnSpec*> Column(Table table, std::string_view column) {
-  const ColumnSpec* spec = ports::FindColumn(table, column);
-  if (spec == nullptr) {
-    return MakeError(
-        ErrorCode::kInvalidArgument,
-        "table " + std::string(ports::TableName(table)) + " has no column " + std::string(column));
-  }
-  return spec;
-}
-
-Result<void> CheckExpectation(Table table, const Expectation& expectation) {
-  CLINKER_RETURN_IF_ERROR(Column(table, expectation.column));
-  std::size_t count = expectation.values.size();
-  switch (expectation.kind) {
-    case Expectation::Kind::kEquals:
-    case Expectation::Kind::kNotEquals:
-      if (count != 1) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "expectation on " + expectation.column + " needs exactly one value");
-      }
-      break;
-    case Expectation::Kind::kIsNull:
-    case Expectation::Kind::kIsNotNull:
-      if (count != 0) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "null expectation on " + expectation.column + " takes no value");
-      }
-      break;
-    case Expectation::Kind::kIn:
-    case Expectation::Kind::kNotIn:
-      break;
-  }
-  for (const Value& value : expectation.values) {
-    if (std::holds_alternative<std::monostate>(value)) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "NULL compared with " + expectation.column + ": use IsNull / IsNotNull");
-    }
-    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, expectation.column, value));
-  }
-  return {};
-}
-
-Result<Value> DefaultValue(const ColumnSpec& spec) {
-  if (spec.type == ColumnType::kText) {
-    return Value(std::string(spec.default_value));
-  }
-  std::int64_t number = 0;
-  const char* begin = spec.default_value.data();
-  const char* end = begin + spec.default_value.size();
-  auto [ptr, ec] = std::from_chars(begin, end, number);
-  if (ec != std::errc() || ptr != end) {
-    return MakeError(ErrorCode::kInternal,
-                     "bad integer default for column " + std::string(spec.name));
-  }
-  return Value(number);
-}
-
-// The row as stored: every column of the table, from `row` or its default.
-Result<Row> CompleteRow(Table table, const Row& row) {
-  for (const auto& [name, value] : row) {
-    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, name, value));
-  }
-  auto id = row.find("id");
-  if (id == row.end() || std::get<std::string>(id->second).empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, "a row needs a non-empty id");
-  }
-  Row complete;
-  for (const ColumnSpec& spec : ports::Columns(table)) {
-    auto found = row.find(spec.name);
-    if (found != row.end()) {
-      complete.emplace(std::string(spec.name), found->second);
-    } else if (spec.nullable) {
-      complete.emplace(std::string(spec.name), std::monostate{});
-    } else if (!spec.default_value.empty()) {
-      CLINKER_ASSIGN_OR_RETURN(Value value, DefaultValue(spec));
-      complete.emplace(std::string(spec.name), std::move(value));
-    } else {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "column " + std::string(spec.name) + " is required");
-    }
-  }
-  return complete;
-}
-
-Result<void> CheckUpdateValues(Table table, const Row& values) {
-  for (const auto& [name, value] : values) {
-    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, name, value));
-    if (name == "id") {
-      return MakeError(ErrorCode::kInvalidArgument, "id cannot be updated");
-    }
-  }
-  return {};
-}
-
 const Value& ValueOf(const Row& row, std::string_view column) {
   static const Value kNull;
   auto found = row.find(column);
@@ -163,7 +66,7 @@ struct ResolvedSortKey {
 Result<std::vector<ResolvedSortKey>> ResolveSort(Table table, const ports::ListQuery& query) {
   std::vector<ResolvedSortKey> keys;
   for (const ports::SortKey& key : query.sort) {
-    CLINKER_ASSIGN_OR_RETURN(const ColumnSpec* spec, Column(table, key.column));
+    CLINKER_ASSIGN_OR_RETURN(const ColumnSpec* spec, ports::RequireColumn(table, key.column));
     keys.push_back({spec, key.ascending});
   }
   bool id_ascending = keys.empty() ? true : keys.back().ascending;
@@ -205,7 +108,7 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
 }
 
 Result<void> MemoryStateStore::Insert(Table table, const Row& row) {
-  CLINKER_ASSIGN_OR_RETURN(Row complete, CompleteRow(table, row));
+  CLINKER_ASSIGN_OR_RETURN(Row complete, ports::CompleteRow(table, row));
   std::string id = std::get<std::string>(complete.at("id"));
   std::lock_guard<std::mutex> lock(mutex_);
   auto [it, inserted] = RowsOf(table).emplace(id, std::move(complete));
@@ -229,7 +132,7 @@ Result<Row> MemoryStateStore::Get(Table table, std::string_view id) {
 
 Result<std::vector<Row>> MemoryStateStore::List(Table table, const ports::ListQuery& query) {
   for (const Expectation& filter : query.filters) {
-    CLINKER_RETURN_IF_ERROR(CheckExpectation(table, filter));
+    CLINKER_RETURN_IF_ERROR(ports::CheckExpectation(table, filter));
   }
   CLINKER_ASSIGN_OR_RETURN(std::vector<ResolvedSortKey> keys, ResolveSort(table, query));
   if (query.limit && *query.limit < 0) {
@@ -282,12 +185,12 @@ Result<std::optional<Row>> MemoryStateStore::ConditionalUpdate(
     const Row& values,
     const std::vector<Expectation>& expected,
     const std::vector<ports::Guard>& guards) {
-  CLINKER_RETURN_IF_ERROR(CheckUpdateValues(table, values));
+  CLINKER_RETURN_IF_ERROR(ports::CheckUpdateValues(table, values));
   for (const Expectation& expectation : expected) {
-    CLINKER_RETURN_IF_ERROR(CheckExpectation(table, expectation));
+    CLINKER_RETURN_IF_ERROR(ports::CheckExpectation(table, expectation));
   }
   for (const ports::Guard& guard : guards) {
-    CLINKER_RETURN_IF_ERROR(Column(guard.table, guard.column));
+    CLINKER_RETURN_IF_ERROR(ports::RequireColumn(guard.table, guard.column));
   }
 
   std::lock_guard<std::mutex> lock(mutex_);

@@ -74,16 +74,6 @@ CREATE INDEX snapshots_volume_id ON snapshots (volume_id, deleted);
 
 constexpr std::array<std::string_view, 1> kMigrations = {kMigration1};
 
-Result<const ColumnSpec*> Column(Table table, std::string_view column) {
-  const ColumnSpec* spec = ports::FindColumn(table, column);
-  if (spec == nullptr) {
-    return MakeError(
-        ErrorCode::kInvalidArgument,
-        "table " + std::string(ports::TableName(table)) + " has no column " + std::string(column));
-  }
-  return spec;
-}
-
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
   std::string out;
@@ -114,38 +104,6 @@ Value SortValue(const ColumnSpec& spec, const Value& value) {
     return std::int64_t{0};
   }
   return value;
-}
-
-Result<void> CheckExpectation(Table table, const Expectation& expectation) {
-  CLINKER_RETURN_IF_ERROR(Column(table, expectation.column));
-  std::size_t count = expectation.values.size();
-  switch (expectation.kind) {
-    case Expectation::Kind::kEquals:
-    case Expectation::Kind::kNotEquals:
-      if (count != 1) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "expectation on " + expectation.column + " needs exactly one value");
-      }
-      break;
-    case Expectation::Kind::kIsNull:
-    case Expectation::Kind::kIsNotNull:
-      if (count != 0) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "null expectation on " + expectation.column + " takes no value");
-      }
-      break;
-    case Expectation::Kind::kIn:
-    case Expectation::Kind::kNotIn:
-      break;
-  }
-  for (const Value& value : expectation.values) {
-    if (std::holds_alternative<std::monostate>(value)) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "NULL compared with " + expectation.column + ": use IsNull / IsNotNull");
-    }
-    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, expectation.column, value));
-  }
-  return {};
 }
 
 // SQL text plus its bound parameters, built together so they cannot drift apart.
@@ -215,58 +173,6 @@ void AppendCondition(Sql& sql,
   }
 }
 
-Result<Value> DefaultValue(const ColumnSpec& spec) {
-  if (spec.type == ColumnType::kText) {
-    return Value(std::string(spec.default_value));
-  }
-  std::int64_t number = 0;
-  const char* begin = spec.default_value.data();
-  const char* end = begin + spec.default_value.size();
-  auto [ptr, ec] = std::from_chars(begin, end, number);
-  if (ec != std::errc() || ptr != end) {
-    return MakeError(ErrorCode::kInternal,
-                     "bad integer default for column " + std::string(spec.name));
-  }
-  return Value(number);
-}
-
-// Every column of the table in schema order, from the row or its default.
-Result<std::vector<Value>> InsertValues(Table table, const Row& row) {
-  for (const auto& [name, value] : row) {
-    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, name, value));
-  }
-  auto id = row.find("id");
-  if (id == row.end() || std::get<std::string>(id->second).empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, "a row needs a non-empty id");
-  }
-  std::vector<Value> values;
-  for (const ColumnSpec& spec : ports::Columns(table)) {
-    auto found = row.find(spec.name);
-    if (found != row.end()) {
-      values.push_back(found->second);
-    } else if (spec.nullable) {
-      values.emplace_back(std::monostate{});
-    } else if (!spec.default_value.empty()) {
-      CLINKER_ASSIGN_OR_RETURN(Value value, DefaultValue(spec));
-      values.push_back(std::move(value));
-    } else {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "column " + std::string(spec.name) + " is required");
-    }
-  }
-  return values;
-}
-
-Result<void> CheckUpdateValues(Table table, const Row& values) {
-  for (const auto& [name, value] : values) {
-    CLINKER_RETURN_IF_ERROR(ports::CheckValue(table, name, value));
-    if (name == "id") {
-      return MakeError(ErrorCode::kInvalidArgument, "id cannot be updated");
-    }
-  }
-  return {};
-}
-
 Result<std::optional<Row>> QueryOptionalRow(sqlite::Database& db, const Sql& sql) {
   CLINKER_ASSIGN_OR_RETURN(sqlite::Statement statement, db.Prepare(sql.text));
   CLINKER_RETURN_IF_ERROR(statement.BindAll(sql.params));
@@ -289,7 +195,7 @@ struct ResolvedSortKey {
 Result<std::vector<ResolvedSortKey>> ResolveSort(Table table, const ports::ListQuery& query) {
   std::vector<ResolvedSortKey> keys;
   for (const ports::SortKey& key : query.sort) {
-    CLINKER_ASSIGN_OR_RETURN(const ColumnSpec* spec, Column(table, key.column));
+    CLINKER_ASSIGN_OR_RETURN(const ColumnSpec* spec, ports::RequireColumn(table, key.column));
     keys.push_back({spec, key.ascending});
   }
   bool id_ascending = keys.empty() ? true : keys.back().ascending;
@@ -342,14 +248,14 @@ std::span<const std::string_view> SqliteStateStore::Migrations() {
 SqliteStateStore::SqliteStateStore(std::unique_ptr<sqlite::Database> db) : db_(std::move(db)) {}
 
 Result<void> SqliteStateStore::Insert(Table table, const Row& row) {
-  CLINKER_ASSIGN_OR_RETURN(std::vector<Value> values, InsertValues(table, row));
+  CLINKER_ASSIGN_OR_RETURN(Row complete, ports::CompleteRow(table, row));
   Sql sql;
   sql.text = "INSERT INTO " + TableIdent(table) + " (";
-  bool first = true;
+  std::vector<Value> values;
   for (const ColumnSpec& spec : ports::Columns(table)) {
-    sql.text += first ? "" : ", ";
+    sql.text += values.empty() ? "" : ", ";
     sql.text += Ident("", spec);
-    first = false;
+    values.push_back(complete.find(spec.name)->second);
   }
   sql.text += ") VALUES ";
   sql.ParamList(values);
@@ -387,7 +293,7 @@ Result<Row> SqliteStateStore::Get(Table table, std::string_view id) {
 
 Result<std::vector<Row>> SqliteStateStore::List(Table table, const ports::ListQuery& query) {
   for (const Expectation& filter : query.filters) {
-    CLINKER_RETURN_IF_ERROR(CheckExpectation(table, filter));
+    CLINKER_RETURN_IF_ERROR(ports::CheckExpectation(table, filter));
   }
   CLINKER_ASSIGN_OR_RETURN(std::vector<ResolvedSortKey> keys, ResolveSort(table, query));
   if (query.limit && *query.limit < 0) {
@@ -445,12 +351,12 @@ Result<std::optional<Row>> SqliteStateStore::ConditionalUpdate(
     const Row& values,
     const std::vector<Expectation>& expected,
     const std::vector<ports::Guard>& guards) {
-  CLINKER_RETURN_IF_ERROR(CheckUpdateValues(table, values));
+  CLINKER_RETURN_IF_ERROR(ports::CheckUpdateValues(table, values));
   for (const Expectation& expectation : expected) {
-    CLINKER_RETURN_IF_ERROR(CheckExpectation(table, expectation));
+    CLINKER_RETURN_IF_ERROR(ports::CheckExpectation(table, expectation));
   }
   for (const ports::Guard& guard : guards) {
-    CLINKER_RETURN_IF_ERROR(Column(guard.table, guard.column));
+    CLINKER_RETURN_IF_ERROR(ports::RequireColumn(guard.table, guard.column));
   }
 
   // The alias keeps `target."id"` unambiguous when a guard looks at the same table.
