@@ -5,6 +5,8 @@
 #   make test     build (release) and run every test (unit, contract, e2e) with ctest
 #   make build    configure (CMake preset) and build
 #   make asan     configure, build and test the asan preset (ASan + UBSan)
+#   make tsan     configure, build and test the tsan preset (ThreadSanitizer)
+#   make tidy     clang-tidy on src, bin and bench
 #   make format / format-check   clang-format the C++ sources / check them (CI)
 #   make bench    run bench_create_latency against a throwaway daemon
 #   make clean    remove the preset build directories
@@ -19,6 +21,7 @@ SHELL := bash
 PRESET ?= release
 BUILD_DIR ?= build/$(PRESET)
 ASAN_BUILD_DIR ?= build/asan
+TSAN_BUILD_DIR ?= build/tsan
 # The reference machine has 2 cores; raise it on bigger ones (make JOBS=8 test).
 JOBS ?= 2
 # Default per-test timeout in seconds; tests that set their own TIMEOUT (e2e) keep it.
@@ -35,7 +38,7 @@ FREE_PORT_PY := import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
   print(s.getsockname()[1])
 CXX_FILES = $(shell find $(CXX_DIRS) -type f \( -name '*.h' -o -name '*.cc' \) | sort)
 
-.PHONY: setup configure build run test asan format format-check bench clean
+.PHONY: setup configure build run test asan tsan tidy format format-check bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -68,6 +71,22 @@ asan: setup
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD_DIR) --output-on-failure --no-tests=error -j $(JOBS) \
 	  --timeout $(TEST_TIMEOUT) $(CTEST_ARGS)
+
+# The concurrency code (ports' adapters, services, the daemon) under ThreadSanitizer: every test,
+# the end-to-end ones included, since they run the daemon built with the same flags.
+tsan: setup
+	@$(MAKE) --no-print-directory PRESET=tsan BUILD_DIR=$(TSAN_BUILD_DIR) \
+	  $(TSAN_BUILD_DIR)/build.ninja
+	cmake --build $(TSAN_BUILD_DIR) -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(TSAN_BUILD_DIR) --output-on-failure --no-tests=error -j $(JOBS) \
+	  --timeout $(TEST_TIMEOUT) $(CTEST_ARGS)
+
+# clang-tidy (.clang-tidy, warnings are errors) on every source file of src, bin and bench; the
+# headers they include are checked through them. Uses the release build's compile commands.
+TIDY_FILES = $(shell find src bin bench -type f -name '*.cc' | sort)
+tidy: configure
+	printf '%s\n' $(TIDY_FILES) | xargs -P $(JOBS) -n 1 clang-tidy -p $(BUILD_DIR) --quiet
 
 format: setup
 	clang-format -i $(CXX_FILES)

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
@@ -33,6 +34,7 @@ struct Settings {
   int poll_us = 200;
   int timeout_s = 30;
   int pid = 0;
+  bool keep = false;
 };
 
 long RssKib(int pid) {
@@ -51,7 +53,8 @@ double Percentile(std::vector<double> values, double fraction) {
     return 0;
   }
   std::sort(values.begin(), values.end());
-  auto index = static_cast<std::size_t>(fraction * static_cast<double>(values.size() - 1) + 0.5);
+  auto index =
+      static_cast<std::size_t>(std::lround(fraction * static_cast<double>(values.size() - 1)));
   return values[std::min(index, values.size() - 1)];
 }
 
@@ -112,9 +115,7 @@ class Client {
   std::string base_;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   Settings settings;
   CLI::App app(
       "Measures create→available latency and create+delete cycles per second of a "
@@ -127,6 +128,8 @@ int main(int argc, char** argv) {
   app.add_option("--poll-us", settings.poll_us, "Pause between status polls, microseconds");
   app.add_option("--timeout-s", settings.timeout_s, "Give up on one volume after this long");
   app.add_option("--pid", settings.pid, "Daemon pid, to report its resident memory");
+  app.add_flag(
+      "--keep", settings.keep, "Keep the volumes (no deletes): measures memory with many volumes");
   CLI11_PARSE(app, argc, argv);
 
   long rss_before = settings.pid > 0 ? RssKib(settings.pid) : -1;
@@ -135,6 +138,7 @@ int main(int argc, char** argv) {
   std::atomic<int> failures{0};
   auto started = Clock::now();
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(settings.clients));
   for (int c = 0; c < settings.clients; ++c) {
     threads.emplace_back([&] {
       Client client(settings);
@@ -149,6 +153,9 @@ int main(int argc, char** argv) {
         {
           std::lock_guard<std::mutex> lock(mutex);
           latencies_ms.push_back(ms);
+        }
+        if (settings.keep) {
+          continue;
         }
         if (!client.Delete(id) || !client.WaitFor(id, "")) {
           ++failures;
@@ -170,9 +177,22 @@ int main(int argc, char** argv) {
               Percentile(latencies_ms, 0.50),
               Percentile(latencies_ms, 0.99),
               Percentile(latencies_ms, 1.0));
-  std::printf("create_delete_cycles_per_s=%.1f\n", seconds > 0 ? cycles / seconds : 0.0);
+  std::printf("%s=%.1f\n",
+              settings.keep ? "creates_per_s" : "create_delete_cycles_per_s",
+              seconds > 0 ? cycles / seconds : 0.0);
   if (settings.pid > 0) {
     std::printf("daemon_rss_kib before=%ld after=%ld\n", rss_before, RssKib(settings.pid));
   }
   return failures.load() == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "bench_create_latency: %s\n", error.what());
+    return 1;
+  }
 }

@@ -15,7 +15,7 @@ packages=(
   g++ cmake ninja-build pkg-config make
   libsqlite3-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
   libexpected-dev libcpp-httplib-dev libgtest-dev libgmock-dev
-  python3 python3-cinderclient sqlite3 clang-format
+  python3 python3-cinderclient sqlite3 clang-format clang-tidy
 )
 
 missing=()

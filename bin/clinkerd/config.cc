@@ -118,7 +118,7 @@ class TomlReader {
     return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, file_ + ": " + message);
   }
 
-  clinker::Result<void> Known(const std::string& section, std::set<std::string> keys) const {
+  clinker::Result<void> Known(const std::string& section, const std::set<std::string>& keys) const {
     const toml::table* table = root_[section].as_table();
     if (table == nullptr) {
       return {};
@@ -246,9 +246,18 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   CLI::App app(kDescription, "clinkerd");
   app.set_version_flag("--version", kVersion);
   std::string config_file;
-  std::optional<std::string> roles, host, state_dir, listen, volume_dir, journal, log_level,
-      log_format, synchronous;
-  std::optional<int> port, workers, delay_ms;
+  std::optional<std::string> roles;
+  std::optional<std::string> host;
+  std::optional<std::string> state_dir;
+  std::optional<std::string> listen;
+  std::optional<std::string> volume_dir;
+  std::optional<std::string> journal;
+  std::optional<std::string> log_level;
+  std::optional<std::string> log_format;
+  std::optional<std::string> synchronous;
+  std::optional<int> port;
+  std::optional<int> workers;
+  std::optional<int> delay_ms;
   app.add_option("-c,--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
   app.add_option("--role",
                  roles,
@@ -280,7 +289,9 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    result.exit_code = app.exit(error);
+    // CLI11 prints the help, the version or the error; a usage error exits 2 like any other
+    // bad setting, whatever CLI11's own code for it.
+    result.exit_code = app.exit(error) == 0 ? 0 : 2;
     return result;
   }
 

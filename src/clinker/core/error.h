@@ -50,6 +50,8 @@ class [[nodiscard]] Result : public tl::expected<T, Error> {
 
 }  // namespace clinker
 
+// The temporaries and left-hand sides below are declarations, which parentheses would break.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define CLINKER_CONCAT_INNER_(a, b) a##b
 #define CLINKER_CONCAT_(a, b) CLINKER_CONCAT_INNER_(a, b)
 
@@ -74,3 +76,4 @@ class [[nodiscard]] Result : public tl::expected<T, Error> {
     return ::tl::unexpected(std::move(tmp).error());   \
   }                                                    \
   lhs = std::move(*tmp)
+// NOLINTEND(bugprone-macro-parentheses)

@@ -12,6 +12,7 @@ struct Microversion {
   int major = 3;
   int minor = 0;
 
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads defaulted <=> (llvm#46235).
   auto operator<=>(const Microversion&) const = default;
   std::string ToString() const;
 };

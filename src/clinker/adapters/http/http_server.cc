@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include <httplib.h>
 #include <sys/socket.h>
@@ -93,12 +94,14 @@ Result<void> HttpServer::Start() {
   if (bound <= 0) {
     return MakeError(ErrorCode::kUnavailable,
                      "cannot listen on " + options_.listen_address + ":" +
-                         std::to_string(options_.port) + ": " + std::strerror(errno));
+                         std::to_string(options_.port) + ": " +
+                         std::system_category().message(errno));
   }
   bound_port_ = bound;
   if (listening_fd >= 0 && listen(listening_fd, options_.listen_backlog) != 0) {
-    return MakeError(ErrorCode::kUnavailable,
-                     std::string("cannot set the listen backlog: ") + std::strerror(errno));
+    return MakeError(
+        ErrorCode::kUnavailable,
+        std::string("cannot set the listen backlog: ") + std::system_category().message(errno));
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return {};

@@ -44,6 +44,7 @@ class MemoryJobQueue;
 class MemoryBroker {
  public:
   MemoryBroker() = default;
+  ~MemoryBroker() = default;
   MemoryBroker(const MemoryBroker&) = delete;
   MemoryBroker& operator=(const MemoryBroker&) = delete;
 

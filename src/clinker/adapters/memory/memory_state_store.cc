@@ -150,7 +150,9 @@ Result<std::vector<Row>> MemoryStateStore::List(Table table, const ports::ListQu
     marker = &found->second;
   }
   std::vector<const Row*> selected;
-  for (const auto& [id, row] : rows) {
+  for (const auto& entry : rows) {
+    // A named reference, not a structured binding: clang 14 (clang-tidy) cannot capture those.
+    const Row& row = entry.second;
     if (!query.include_deleted && !IsLive(row)) {
       continue;
     }
