@@ -2,10 +2,14 @@
 // simulator can rely on the port alone.
 //
 // Method: one typed test suite, instantiated once per adapter. A factory per adapter opens any
-// number of consumer sessions on one shared queue (one MemoryBroker, or one SQLite file in a
-// fresh temp dir), so the tests can play several consumers. Timing claims are checked with
-// generous bounds (the machine is shared); every wait and loop is bounded in time and count.
-// Crash behaviour with real processes is in test/unit/sqlite_job_queue_test.cc.
+// number of consumer sessions on one shared queue (one MemoryBroker, one SQLite file in a fresh
+// temp dir, or the RabbitMQ broker that the "rabbitmq" CTest fixture started), so the tests can
+// play several consumers. RabbitMQ is shared by every test process of a ctest run, so its factory
+// prefixes every topic with a random per-test prefix (hidden from the test by a decorator);
+// without the fixture's settings the RabbitMQ tests fail and say how to start the broker. Timing
+// claims are checked with generous bounds (the machine is shared); every wait and loop is bounded
+// in time and count. Crash behaviour with real processes is in test/unit/sqlite_job_queue_test.cc
+// and test/unit/rabbitmq_job_queue_test.cc.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -16,15 +20,22 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include "clinker/adapters/memory/memory_job_queue.h"
+#include "clinker/adapters/rabbitmq/rabbitmq_job_queue.h"
 #include "clinker/adapters/sqlite/sqlite_job_queue.h"
+#include "clinker/core/uuid.h"
 #include "clinker/ports/job_queue.h"
+
+#include "support/test_servers.h"
 
 namespace clinker {
 namespace {
@@ -90,6 +101,99 @@ class SqliteQueueFactory {
   std::string dir_;
 };
 
+// Hides a per-test topic prefix: the test sees "a", the broker a queue "<prefix>a". Empty topics
+// pass through unchanged, so the adapter's own validation is what the tests check.
+class PrefixedJobQueue final : public ports::JobQueue {
+ public:
+  PrefixedJobQueue(std::unique_ptr<ports::JobQueue> inner, std::string prefix)
+      : inner_(std::move(inner)), prefix_(std::move(prefix)) {}
+
+  Result<std::string> Publish(std::string_view topic, std::string_view payload) override {
+    return inner_->Publish(Prefixed(topic), payload);
+  }
+
+  Result<void> Subscribe(const std::vector<std::string>& topics) override {
+    std::vector<std::string> prefixed;
+    for (const std::string& topic : topics) {
+      prefixed.push_back(Prefixed(topic));
+    }
+    return inner_->Subscribe(prefixed);
+  }
+
+  Result<std::optional<ports::Delivery>> Receive(milliseconds wait) override {
+    auto delivery = inner_->Receive(wait);
+    if (delivery && delivery->has_value()) {
+      std::string& topic = (*delivery)->topic;
+      if (topic.rfind(prefix_, 0) == 0) {
+        topic.erase(0, prefix_.size());
+      } else {
+        ADD_FAILURE() << "delivery from a foreign topic: " << topic;
+      }
+    }
+    return delivery;
+  }
+
+  Result<void> Ack(const ports::Delivery& delivery) override {
+    return inner_->Ack(WithPrefix(delivery));
+  }
+
+  Result<void> Requeue(const ports::Delivery& delivery) override {
+    return inner_->Requeue(WithPrefix(delivery));
+  }
+
+ private:
+  std::string Prefixed(std::string_view topic) const {
+    return topic.empty() ? std::string() : prefix_ + std::string(topic);
+  }
+
+  ports::Delivery WithPrefix(const ports::Delivery& delivery) const {
+    ports::Delivery copy = delivery;
+    copy.topic = Prefixed(copy.topic);
+    return copy;
+  }
+
+  std::unique_ptr<ports::JobQueue> inner_;
+  std::string prefix_;
+};
+
+class RabbitMqQueueFactory {
+ public:
+  Result<std::unique_ptr<ports::JobQueue>> Open(int max_in_flight) {
+    auto host = test_support::TestServerSetting("rabbitmq", "CLINKER_TEST_RMQ_HOST");
+    auto port = test_support::TestServerSetting("rabbitmq", "CLINKER_TEST_RMQ_PORT");
+    auto user = test_support::TestServerSetting("rabbitmq", "CLINKER_TEST_RMQ_USER");
+    auto password = test_support::TestServerSetting("rabbitmq", "CLINKER_TEST_RMQ_PASSWORD");
+    if (!host || !port || !user || !password) {
+      std::string env_path = test_support::TestServerEnvPath("rabbitmq");
+      std::string message =
+          "RabbitMQ test settings missing (" +
+          (env_path.empty() ? std::string("CLINKER_TEST_SERVERS_DIR is not set") : env_path) +
+          "): run through ctest, whose \"rabbitmq\" fixture runs scripts/test_server_rabbitmq.sh, "
+          "or start one with `scripts/test_server_rabbitmq.sh start DIR` and set "
+          "CLINKER_TEST_SERVERS_DIR to the parent of DIR (DIR named rabbitmq)";
+      ADD_FAILURE() << message;
+      return MakeError(ErrorCode::kUnavailable, message);
+    }
+    adapters::rabbitmq::RabbitMqJobQueue::Options options;
+    options.host = *host;
+    options.port = atoi(port->c_str());
+    options.user = *user;
+    options.password = *password;
+    options.max_in_flight = max_in_flight;
+    options.heartbeat = std::chrono::seconds(5);
+    auto queue = adapters::rabbitmq::RabbitMqJobQueue::Open(options);
+    if (!queue) {
+      return tl::unexpected(queue.error());
+    }
+    return std::unique_ptr<ports::JobQueue>(
+        std::make_unique<PrefixedJobQueue>(std::move(*queue), prefix_));
+  }
+
+ private:
+  // Queues are named after topics and the broker is shared by parallel test processes.
+  const std::string prefix_ = "contract-" + NewUuid().substr(0, 8) + ".";
+};
+
 template <class Factory>
 class JobQueueContractTest : public ::testing::Test {
  protected:
@@ -134,7 +238,7 @@ class JobQueueContractTest : public ::testing::Test {
   Factory factory_;
 };
 
-using Adapters = ::testing::Types<MemoryQueueFactory, SqliteQueueFactory>;
+using Adapters = ::testing::Types<MemoryQueueFactory, SqliteQueueFactory, RabbitMqQueueFactory>;
 
 class AdapterNames {
  public:
@@ -142,8 +246,10 @@ class AdapterNames {
   static std::string GetName(int) {
     if constexpr (std::is_same_v<T, MemoryQueueFactory>) {
       return "Memory";
-    } else {
+    } else if constexpr (std::is_same_v<T, SqliteQueueFactory>) {
       return "Sqlite";
+    } else {
+      return "RabbitMq";
     }
   }
 };

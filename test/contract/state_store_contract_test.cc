@@ -1,14 +1,20 @@
 // Contract tests for the StateStore port (ports/state_store.h).
 //
 // Goal: every adapter keeps the same promises, so services tested on MemoryStateStore behave the
-// same on SqliteStateStore: validation against ports/state_schema.h, Insert defaults, NULL
-// semantics of each expectation kind, guards, exactly one winner of a racing conditional update,
-// and List order and keyset pagination.
+// same on SqliteStateStore and PostgresStateStore: validation against ports/state_schema.h,
+// Insert defaults, NULL semantics of each expectation kind, guards, exactly one winner of a
+// racing conditional update, and List order (byte-wise text, NULL as '' or 0) and keyset
+// pagination.
 //
-// Method: one typed test suite, instantiated once per adapter. Each test gets a fresh store (the
-// SQLite one in a fresh temporary directory, removed afterwards). Failed conditional updates are
-// checked to leave the row exactly as it was. The race test runs 16 threads on one shared store
-// for 100 rounds, released together by a barrier, and counts winners per round.
+// Method: one typed test suite, instantiated once per adapter. Each test gets a fresh store: the
+// SQLite one in a fresh temporary directory (removed afterwards), the PostgreSQL one in a fresh
+// database (CREATE DATABASE clinker_test_<random> on the server the CTest fixture "postgres"
+// started, named in $CLINKER_TEST_SERVERS_DIR/postgres/env; dropped afterwards), so test
+// processes can run in parallel. Without that server the PostgreSQL tests fail, saying how to
+// start it; they never skip. Failed conditional updates are checked to leave the row exactly as
+// it was. The race test runs 16 threads on one shared store for 100 rounds, released together by
+// a barrier, and counts winners per round.
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <filesystem>
@@ -20,12 +26,17 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <pqxx/pqxx>
 #include <stdlib.h>
 
 #include "clinker/adapters/memory/memory_state_store.h"
+#include "clinker/adapters/postgres/postgres_state_store.h"
 #include "clinker/adapters/sqlite/sqlite_state_store.h"
+#include "clinker/core/uuid.h"
 #include "clinker/ports/state_schema.h"
 #include "clinker/ports/state_store.h"
+
+#include "support/test_servers.h"
 
 namespace clinker::adapters {
 namespace {
@@ -41,7 +52,8 @@ using ports::Value;
 class TempDir {
  public:
   TempDir() {
-    const char* base = getenv("TMPDIR");
+    // Read before any test thread starts; nothing sets the environment.
+    const char* base = getenv("TMPDIR");  // NOLINT(concurrency-mt-unsafe)
     std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
                           "/clinker_state_contract_XXXXXX";
     std::vector<char> buffer(pattern.begin(), pattern.end());
@@ -67,33 +79,133 @@ class TempDir {
   std::string path_;
 };
 
+// The URI of database `name` on the server of `uri` (same host, port, user and options).
+std::string WithDatabase(const std::string& uri, const std::string& name) {
+  std::size_t scheme = uri.find("://");
+  if (scheme == std::string::npos) {
+    return uri + " dbname=" + name;
+  }
+  std::size_t query = uri.find('?', scheme + 3);
+  std::size_t path = uri.find('/', scheme + 3);
+  if (path == std::string::npos || (query != std::string::npos && path > query)) {
+    path = query == std::string::npos ? uri.size() : query;
+  }
+  std::string rest = query == std::string::npos ? "" : uri.substr(query);
+  return uri.substr(0, path) + "/" + name + rest;
+}
+
+// A fresh database on the PostgreSQL test server, dropped (and any session left in it ended) on
+// destruction. error() says why there is none.
+class PostgresTestDatabase {
+ public:
+  PostgresTestDatabase() {
+    std::optional<std::string> server =
+        test_support::TestServerSetting("postgres", "CLINKER_TEST_PG_URI");
+    if (!server) {
+      std::string path = test_support::TestServerEnvPath("postgres");
+      error_ = "no PostgreSQL test server: " +
+               (path.empty() ? std::string("CLINKER_TEST_SERVERS_DIR is not set")
+                             : "CLINKER_TEST_PG_URI not found in " + path) +
+               ". Run these tests through ctest (its fixture servers.postgres.start runs "
+               "scripts/test_server_postgres.sh), or run `scripts/test_server_postgres.sh start "
+               "DIR/postgres` and export CLINKER_TEST_SERVERS_DIR=DIR.";
+      return;
+    }
+    server_uri_ = *server;
+    std::string name = "clinker_test_" + NewUuid();
+    name.erase(std::remove(name.begin(), name.end(), '-'), name.end());
+    try {
+      pqxx::connection connection(server_uri_);
+      pqxx::nontransaction tx(connection);
+      tx.exec("CREATE DATABASE " + tx.quote_name(name));
+      name_ = name;
+      uri_ = WithDatabase(server_uri_, name_);
+    } catch (const std::exception& e) {
+      error_ = "cannot create a test database on " + server_uri_ + ": " + e.what();
+    }
+  }
+
+  PostgresTestDatabase(const PostgresTestDatabase&) = delete;
+  PostgresTestDatabase& operator=(const PostgresTestDatabase&) = delete;
+
+  ~PostgresTestDatabase() {
+    if (name_.empty()) {
+      return;
+    }
+    try {
+      pqxx::connection connection(server_uri_);
+      pqxx::nontransaction tx(connection);
+      tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name_) + " WITH (FORCE)");
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "cannot drop test database " << name_ << ": " << e.what();
+    }
+  }
+
+  const std::string& uri() const { return uri_; }
+
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string server_uri_;
+  std::string name_;
+  std::string uri_;
+  std::string error_;
+};
+
+// Makes each test's store and owns what it lives in; declared before the store in the fixture,
+// so the store closes first.
 template <class Store>
-struct StoreFactory;
+class StoreFactory;
 
 template <>
-struct StoreFactory<MemoryStateStore> {
-  static Result<std::unique_ptr<ports::StateStore>> Make(const std::string& /*dir*/) {
+class StoreFactory<MemoryStateStore> {
+ public:
+  Result<std::unique_ptr<ports::StateStore>> Make() {
     return std::unique_ptr<ports::StateStore>(std::make_unique<MemoryStateStore>());
   }
 };
 
 template <>
-struct StoreFactory<SqliteStateStore> {
-  static Result<std::unique_ptr<ports::StateStore>> Make(const std::string& dir) {
+class StoreFactory<SqliteStateStore> {
+ public:
+  Result<std::unique_ptr<ports::StateStore>> Make() {
+    if (dir_.path().empty()) {
+      return MakeError(ErrorCode::kInternal, "mkdtemp failed");
+    }
     sqlite::Database::Options options;
-    options.path = dir + "/state.db";
+    options.path = dir_.path() + "/state.db";
     CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStateStore> store,
                              SqliteStateStore::Open(options));
     return std::unique_ptr<ports::StateStore>(std::move(store));
   }
+
+ private:
+  TempDir dir_;
+};
+
+template <>
+class StoreFactory<PostgresStateStore> {
+ public:
+  Result<std::unique_ptr<ports::StateStore>> Make() {
+    if (!database_.error().empty()) {
+      return MakeError(ErrorCode::kUnavailable, database_.error());
+    }
+    PostgresStateStore::Options options;
+    options.uri = database_.uri();
+    CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<PostgresStateStore> store,
+                             PostgresStateStore::Open(options));
+    return std::unique_ptr<ports::StateStore>(std::move(store));
+  }
+
+ private:
+  PostgresTestDatabase database_;
 };
 
 template <class Store>
 class StateStoreContractTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
-    auto made = StoreFactory<Store>::Make(dir_.path());
+    auto made = factory_.Make();
     ASSERT_TRUE(made) << made.error().ToString();
     store_ = std::move(*made);
   }
@@ -146,8 +258,8 @@ class StateStoreContractTest : public ::testing::Test {
     return ids;
   }
 
-  // Declared first so the store closes before the directory goes.
-  TempDir dir_;
+  // Declared first so the store closes before its directory or database goes.
+  StoreFactory<Store> factory_;
   std::unique_ptr<ports::StateStore> store_;
 };
 
@@ -157,11 +269,14 @@ struct StoreNames {
     if (std::is_same_v<T, MemoryStateStore>) {
       return "Memory";
     }
+    if (std::is_same_v<T, PostgresStateStore>) {
+      return "Postgres";
+    }
     return "Sqlite";
   }
 };
 
-using StoreTypes = ::testing::Types<MemoryStateStore, SqliteStateStore>;
+using StoreTypes = ::testing::Types<MemoryStateStore, SqliteStateStore, PostgresStateStore>;
 TYPED_TEST_SUITE(StateStoreContractTest, StoreTypes, StoreNames);
 
 constexpr char kCreatedAt[] = "2024-01-01T00:00:00.000000";
@@ -522,6 +637,7 @@ TYPED_TEST(StateStoreContractTest, ExactlyOneOfSixteenRacingThreadsWinsEachRound
   std::string round_id;
   std::barrier sync(kThreads + 1);
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int round = 0; round < kRounds; ++round) {
@@ -573,12 +689,12 @@ TYPED_TEST(StateStoreContractTest, ExactlyOneOfSixteenRacingThreadsWinsEachRound
 // Rows for the list tests: two projects, several statuses, NULL and tied names and sizes.
 void InsertListRows(ports::StateStore& store) {
   struct Spec {
-    const char* id;
-    const char* project;
-    const char* status;
+    const char* id = nullptr;
+    const char* project = nullptr;
+    const char* status = nullptr;
     std::optional<const char*> name;
-    std::int64_t size;
-    std::int64_t deleted;
+    std::int64_t size = 0;
+    std::int64_t deleted = 0;
   };
 
   const Spec specs[] = {

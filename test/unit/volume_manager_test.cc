@@ -1,15 +1,17 @@
 // Goal: show that VolumeManager applies the stuck-job rules end to end: for each status a volume
 // can be found in when a create or delete job arrives, the job's outcome, the row it leaves and
 // the driver calls it makes are the ones the design promises, whether the job is fresh or a
-// redelivery; and that the volume lock is never left held.
+// redelivery; that the volume lock is taken in the mode the operation needs; and that it is never
+// left held.
 //
 // Method: real in-memory adapters (MemoryStateStore, MemoryLockManager, MemoryStorageDriver) and
 // a FakeClock. Each case writes the volume row directly (Insert of VolumeToRow), builds a
 // ports::Delivery carrying JobMessage::ToJson(), calls Handle, then reads the raw row back
-// (stored status name, status_reason, deleted) and the driver's call log. Every rule case runs
-// twice through a value-parameterised suite: as a first delivery and as a redelivery (the flag
-// must not change the decision, which rests on the row alone). A final test races 8 threads
-// delivering one create job and counts driver calls.
+// (stored status name, status_reason, deleted) and the driver's call log. Lock modes are observed
+// from a driver hook that tries a shared TryAcquire on the volume's lock while the job runs.
+// Every rule case runs twice through a value-parameterised suite: as a first delivery and as a
+// redelivery (the flag must not change the decision, which rests on the row alone). A final test
+// races 8 threads delivering one create job and counts driver calls.
 #include "clinker/services/volume_manager.h"
 
 #include <chrono>
@@ -209,6 +211,37 @@ TEST_P(VolumeManagerRuleTest, CreateMarksTheVolumeCreatingBeforeCallingTheDriver
   EXPECT_EQ(TextColumn(Read(id), "status"), "available");
 }
 
+// Create and delete write the volume (domain::AccessOf is kWrite), so they must hold its lock
+// exclusively: while the driver runs, even a reader of the volume is refused.
+TEST_P(VolumeManagerRuleTest, CreateAndDeleteHoldTheVolumeLockExclusively) {
+  for (Operation operation : {Operation::kCreateVolume, Operation::kDeleteVolume}) {
+    SCOPED_TRACE(std::string(domain::OperationName(operation)));
+    std::string operation_id = NewUuid();
+    std::string id =
+        InsertVolume(operation == Operation::kCreateVolume ? VolumeStatus::kCreatingQueued
+                                                           : VolumeStatus::kDeletingQueued,
+                     operation_id);
+    bool hook_ran = false;
+    std::optional<ErrorCode> reader_error;
+    driver_.OnCall([&, id](const MemoryStorageDriver::Call&) {
+      hook_ran = true;
+      auto reader = locks_.TryAcquire(ports::LockRequest::Shared(VolumeLockName(id)));
+      if (!reader) {
+        reader_error = reader.error().code;
+      }
+    });
+
+    EXPECT_EQ(Run(JobFor(operation, id, operation_id)), JobOutcome::kDone);
+    driver_.OnCall(nullptr);
+
+    ASSERT_TRUE(hook_ran) << "the driver was not called";
+    EXPECT_EQ(reader_error, ErrorCode::kBusy) << "a reader got the lock while the job ran";
+    // Released afterwards: a reader gets in now.
+    auto reader = locks_.TryAcquire(ports::LockRequest::Shared(VolumeLockName(id)));
+    EXPECT_TRUE(reader.has_value()) << reader.error().ToString();
+  }
+}
+
 TEST_P(VolumeManagerRuleTest, CreateFoundCreatingSetsErrorWithoutCallingTheDriver) {
   // A node died between marking the volume creating and finishing: a create cannot safely be
   // redone, so the volume goes to error with a reason the user can read.
@@ -355,7 +388,7 @@ TEST_P(VolumeManagerRuleTest, LockHeldElsewhereGivesTheJobBackAndChangesNothing)
   std::string operation_id = NewUuid();
   std::string id = InsertVolume(VolumeStatus::kCreatingQueued, operation_id);
   ports::Row before = Read(id);
-  auto held = locks_.TryAcquire(VolumeLockName(id));
+  auto held = locks_.TryAcquire(ports::LockRequest::Exclusive(VolumeLockName(id)));
   ASSERT_TRUE(held.has_value()) << held.error().ToString();
 
   EXPECT_EQ(manager_.Handle(JobFor(Operation::kCreateVolume, id, operation_id)),

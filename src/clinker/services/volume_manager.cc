@@ -81,12 +81,18 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
   }
   const std::string& volume_id = message->resource_id;
   const std::string& operation_id = message->operation_id;
-  auto lock = locks_.Acquire(VolumeLockName(volume_id), options_.lock_timeout);
+  // The mode follows what the operation does to the volume (lock_names.h has the table).
+  const ports::LockRequest lock_request = VolumeLockRequest(volume_id, message->operation);
+  auto lock = locks_.Acquire(lock_request, options_.lock_timeout);
   if (!lock) {
     log::Warn("volume.lock_not_acquired",
-              {{"volume_id", volume_id}, {"error", lock.error().ToString()}});
+              {{"volume_id", volume_id},
+               {"lock_mode", ports::LockModeName(lock_request.mode)},
+               {"error", lock.error().ToString()}});
     return JobOutcome::kRetryLater;
   }
+  // Logged with every decision, so that the log shows which grant each action ran under.
+  const auto fencing_token = static_cast<long long>((*lock)->fencing_token());
 
   for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
     auto row = store_.Get(ports::Table::kVolumes, volume_id);
@@ -114,7 +120,9 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
                {"status", info.stored},
                {"redelivered", delivery.redelivered},
                {"action", domain::JobActionName(decision.action)},
-               {"rule", static_cast<long long>(decision.rule)}});
+               {"rule", static_cast<long long>(decision.rule)},
+               {"lock_mode", ports::LockModeName((*lock)->mode())},
+               {"fencing_token", fencing_token}});
     std::string now = FormatTimestamp(clock_.WallNow());
 
     switch (decision.action) {

@@ -1,11 +1,12 @@
 // VolumeManager: runs volume jobs on one back-end, applying the stuck-job rules.
 //
-// For each job: take the volume's lock, read the volume, ask domain::DecideJob what this job is
-// (fresh, a dead node's, or a duplicate), move the volume from its queued status to its
+// For each job: take the volume's lock (exclusive for an operation that writes the volume, shared
+// for one that only reads it: services/lock_names.h), read the volume, ask domain::DecideJob what
+// this job is (fresh, a dead node's, or a duplicate), move the volume from its queued status to its
 // in-progress status with a conditional update, call the driver, write the final status, release
 // the lock; the worker pool then acks. Because the in-progress status is written before the
 // driver is called, a node that picks up a redelivered job can tell a job nobody started from one
-// that was interrupted.
+// that was interrupted. The decision log line carries the lock's fencing token.
 //
 // Thread safe: Handle runs on several workers at once; the per-volume lock serialises jobs on
 // one volume.

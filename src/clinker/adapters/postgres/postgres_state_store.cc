@@ -1,0 +1,942 @@
+#include "clinker/adapters/postgres/postgres_state_store.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include <pqxx/pqxx>
+
+#include "clinker/core/assert.h"
+#include "clinker/core/log.h"
+#include "clinker/ports/state_schema.h"
+
+namespace clinker::adapters {
+namespace {
+
+using ports::ColumnSpec;
+using ports::ColumnType;
+using ports::Expectation;
+using ports::Row;
+using ports::Table;
+using ports::Value;
+
+// Migrations are frozen once released: a schema change is a new entry appended here (and in
+// ports/state_schema.cc and every other adapter), never an edit of an old one. Text columns use
+// the "C" collation so that indexes, comparisons and ORDER BY are byte-wise whatever the
+// database's default collation is, as in SQLite and MemoryStateStore.
+constexpr std::string_view kMigration1 = R"sql(
+CREATE TABLE volumes (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  project_id TEXT COLLATE "C" NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL,
+  status TEXT COLLATE "C" NOT NULL,
+  status_reason TEXT COLLATE "C",
+  size_gib BIGINT NOT NULL DEFAULT 0,
+  display_name TEXT COLLATE "C",
+  display_description TEXT COLLATE "C",
+  metadata TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+  availability_zone TEXT COLLATE "C" NOT NULL DEFAULT 'nova',
+  volume_type TEXT COLLATE "C",
+  host TEXT COLLATE "C",
+  cluster_name TEXT COLLATE "C",
+  attach_status TEXT COLLATE "C" NOT NULL DEFAULT 'detached',
+  migration_status TEXT COLLATE "C",
+  snapshot_id TEXT COLLATE "C",
+  source_volid TEXT COLLATE "C",
+  bootable BIGINT NOT NULL DEFAULT 0,
+  multiattach BIGINT NOT NULL DEFAULT 0,
+  operation_id TEXT COLLATE "C",
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX volumes_project_id ON volumes (project_id, deleted, created_at);
+CREATE INDEX volumes_deleted_created_at ON volumes (deleted, created_at);
+CREATE TABLE snapshots (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  project_id TEXT COLLATE "C" NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL,
+  volume_id TEXT COLLATE "C" NOT NULL,
+  status TEXT COLLATE "C" NOT NULL,
+  status_reason TEXT COLLATE "C",
+  size_gib BIGINT NOT NULL DEFAULT 0,
+  display_name TEXT COLLATE "C",
+  display_description TEXT COLLATE "C",
+  metadata TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+  operation_id TEXT COLLATE "C",
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX snapshots_project_id ON snapshots (project_id, deleted, created_at);
+CREATE INDEX snapshots_deleted_created_at ON snapshots (deleted, created_at);
+CREATE INDEX snapshots_volume_id ON snapshots (volume_id, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 1> kMigrations = {kMigration1};
+
+constexpr std::string_view kComponent = "state";
+
+// One key for every component's migrations ("clinkerM" in ASCII): migrations of different
+// components then never run at once, which costs nothing and rules out DDL deadlocks between
+// them.
+constexpr std::int64_t kMigrationLockKey = 0x636C696E6B65724D;
+
+constexpr std::chrono::microseconds kBackoffBase{2000};
+constexpr std::chrono::microseconds kBackoffMax{500000};
+
+// libpq refuses a connect_timeout below 2 s (it treats 1 as 2).
+constexpr std::int64_t kConnectTimeoutMinSeconds = 2;
+
+bool StartsWith(std::string_view text, std::string_view prefix) {
+  return text.substr(0, prefix.size()) == prefix;
+}
+
+bool IsUri(std::string_view uri) {
+  return StartsWith(uri, "postgresql://") || StartsWith(uri, "postgres://");
+}
+
+// host:port of the server, for messages: the URI itself may carry a password.
+std::string DescribeTarget(std::string_view uri) {
+  std::string host;
+  std::string port;
+  if (IsUri(uri)) {
+    std::string_view rest = uri.substr(uri.find("://") + 3);
+    rest = rest.substr(0, rest.find_first_of("/?"));
+    if (std::size_t at = rest.rfind('@'); at != std::string_view::npos) {
+      rest = rest.substr(at + 1);
+    }
+    std::size_t colon = rest.rfind(':');
+    std::size_t bracket = rest.rfind(']');  // [IPv6]:port
+    if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+      host = rest.substr(0, colon);
+      port = rest.substr(colon + 1);
+    } else {
+      host = rest;
+    }
+  } else {
+    std::size_t position = 0;
+    while (position < uri.size()) {
+      std::size_t end = uri.find(' ', position);
+      std::string_view token =
+          uri.substr(position, end == std::string_view::npos ? end : end - position);
+      if (StartsWith(token, "host=") || (host.empty() && StartsWith(token, "hostaddr="))) {
+        host = token.substr(token.find('=') + 1);
+      } else if (StartsWith(token, "port=")) {
+        port = token.substr(5);
+      }
+      if (end == std::string_view::npos) {
+        break;
+      }
+      position = end + 1;
+    }
+  }
+  return (host.empty() ? std::string("localhost") : host) + ":" +
+         (port.empty() ? std::string("5432") : port);
+}
+
+std::string BuildConninfo(const PostgresStateStore::Options& options) {
+  std::int64_t seconds = std::max<std::int64_t>(kConnectTimeoutMinSeconds,
+                                                (options.connect_timeout.count() + 999) / 1000);
+  // Keepalives let a connection to a vanished server fail in about 20 s instead of hanging for
+  // the kernel's two hours. Later duplicates of a parameter win in libpq, so these apply.
+  std::vector<std::pair<std::string, std::string>> parameters = {
+      {"connect_timeout", std::to_string(seconds)},
+      {"fallback_application_name", "clinker"},
+      {"keepalives", "1"},
+      {"keepalives_idle", "10"},
+      {"keepalives_interval", "3"},
+      {"keepalives_count", "3"},
+  };
+  std::string conninfo = options.uri;
+  bool uri = IsUri(conninfo);
+  char separator = conninfo.find('?') == std::string::npos ? '?' : '&';
+  for (const auto& [key, value] : parameters) {
+    if (uri) {
+      conninfo += separator;
+      separator = '&';
+    } else {
+      conninfo += ' ';
+    }
+    conninfo += key;
+    conninfo += '=';
+    conninfo += value;
+  }
+  return conninfo;
+}
+
+std::string Trim(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) {
+    text.pop_back();
+  }
+  return text;
+}
+
+// Identifiers in SQL text come only from the schema's constants, never from the caller.
+std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
+  std::string out;
+  if (!qualifier.empty()) {
+    out += qualifier;
+    out += '.';
+  }
+  out += '"';
+  out += spec.name;
+  out += '"';
+  return out;
+}
+
+std::string TableIdent(Table table) {
+  return "\"" + std::string(ports::TableName(table)) + "\"";
+}
+
+// Every column in schema order: rows are read by position.
+std::string ColumnList(Table table, std::string_view qualifier) {
+  std::string out;
+  for (const ColumnSpec& spec : ports::Columns(table)) {
+    out += out.empty() ? "" : ", ";
+    out += Ident(qualifier, spec);
+  }
+  return out;
+}
+
+// NULL sorts as the type's zero value ('' or 0), text byte-wise, as in MemoryStateStore.
+std::string SortExpr(const ColumnSpec& spec) {
+  if (spec.type == ColumnType::kText) {
+    return "COALESCE(" + Ident("", spec) + ", '') COLLATE \"C\"";
+  }
+  return "COALESCE(" + Ident("", spec) + ", 0)";
+}
+
+Value SortValue(const ColumnSpec& spec, const Value& value) {
+  if (std::holds_alternative<std::monostate>(value)) {
+    if (spec.type == ColumnType::kText) {
+      return std::string();
+    }
+    return std::int64_t{0};
+  }
+  return value;
+}
+
+// PostgreSQL text cannot hold a NUL byte, and libpq passes text parameters NUL-terminated: such
+// a value would be cut short silently.
+bool HasNul(const Value& value) {
+  const auto* text = std::get_if<std::string>(&value);
+  return text != nullptr && text->find('\0') != std::string::npos;
+}
+
+Result<void> CheckStorable(std::string_view what, const Value& value) {
+  if (HasNul(value)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string(what) + ": PostgreSQL text cannot contain a NUL byte");
+  }
+  return {};
+}
+
+// SQL text plus its bound parameters, built together so they cannot drift apart. Each
+// placeholder is cast to the column's type, so the server never has to guess it.
+struct Sql {
+  std::string text;
+  std::vector<std::optional<std::string>> params;
+
+  void Param(const Value& value, ColumnType type) {
+    if (const auto* number = std::get_if<std::int64_t>(&value)) {
+      params.emplace_back(std::to_string(*number));
+    } else if (const auto* string = std::get_if<std::string>(&value)) {
+      params.emplace_back(*string);
+    } else {
+      params.emplace_back(std::nullopt);
+    }
+    text += "$" + std::to_string(params.size());
+    text += type == ColumnType::kText ? "::text" : "::bigint";
+  }
+
+  void ParamList(const std::vector<Value>& values, ColumnType type) {
+    text += '(';
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (i > 0) {
+        text += ", ";
+      }
+      Param(values[i], type);
+    }
+    text += ')';
+  }
+};
+
+pqxx::result Exec(pqxx::transaction_base& tx, const Sql& sql) {
+  std::vector<const char*> pointers;
+  pointers.reserve(sql.params.size());
+  for (const std::optional<std::string>& param : sql.params) {
+    pointers.push_back(param ? param->c_str() : nullptr);
+  }
+  return tx.exec_params(sql.text, pqxx::prepare::make_dynamic_params(pointers));
+}
+
+// Appends " AND <condition>". The expectation was checked by CheckExpectation.
+void AppendCondition(Sql& sql,
+                     Table table,
+                     std::string_view qualifier,
+                     const Expectation& expectation) {
+  const ColumnSpec* spec = ports::FindColumn(table, expectation.column);
+  CLINKER_ASSERT(spec != nullptr, "expectation column not checked");
+  std::string column = Ident(qualifier, *spec);
+  if (spec->type == ColumnType::kText) {
+    column += " COLLATE \"C\"";
+  }
+  sql.text += " AND ";
+  switch (expectation.kind) {
+    case Expectation::Kind::kEquals:
+      sql.text += column + " = ";
+      sql.Param(expectation.values[0], spec->type);
+      break;
+    case Expectation::Kind::kNotEquals:
+      sql.text += "(" + column + " IS NULL OR " + column + " <> ";
+      sql.Param(expectation.values[0], spec->type);
+      sql.text += ")";
+      break;
+    case Expectation::Kind::kIn:
+      if (expectation.values.empty()) {
+        sql.text += "FALSE";
+      } else {
+        sql.text += column + " IN ";
+        sql.ParamList(expectation.values, spec->type);
+      }
+      break;
+    case Expectation::Kind::kNotIn:
+      if (expectation.values.empty()) {
+        sql.text += "TRUE";
+      } else {
+        sql.text += "(" + column + " IS NULL OR " + column + " NOT IN ";
+        sql.ParamList(expectation.values, spec->type);
+        sql.text += ")";
+      }
+      break;
+    case Expectation::Kind::kIsNull:
+      sql.text += column + " IS NULL";
+      break;
+    case Expectation::Kind::kIsNotNull:
+      sql.text += column + " IS NOT NULL";
+      break;
+  }
+}
+
+Result<void> CheckExpectations(Table table, const std::vector<Expectation>& expectations) {
+  for (const Expectation& expectation : expectations) {
+    CLINKER_RETURN_IF_ERROR(ports::CheckExpectation(table, expectation));
+    for (const Value& value : expectation.values) {
+      CLINKER_RETURN_IF_ERROR(CheckStorable("expectation on " + expectation.column, value));
+    }
+  }
+  return {};
+}
+
+// A row selected as ColumnList(table).
+Result<Row> ReadRow(Table table, const pqxx::row& result_row) {
+  std::span<const ColumnSpec> columns = ports::Columns(table);
+  if (result_row.size() != columns.size()) {
+    return MakeError(ErrorCode::kInternal,
+                     "PostgreSQL returned " + std::to_string(result_row.size()) + " columns for " +
+                         std::string(ports::TableName(table)));
+  }
+  Row row;
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    const ColumnSpec& spec = columns[i];
+    pqxx::field field = result_row[static_cast<pqxx::row::size_type>(i)];
+    if (field.is_null()) {
+      row.emplace(std::string(spec.name), std::monostate{});
+    } else if (spec.type == ColumnType::kText) {
+      row.emplace(std::string(spec.name), std::string(field.c_str(), field.size()));
+    } else {
+      std::int64_t number = 0;
+      const char* begin = field.c_str();
+      const char* end = begin + field.size();
+      auto [ptr, ec] = std::from_chars(begin, end, number);
+      if (ec != std::errc() || ptr != end) {
+        return MakeError(ErrorCode::kInternal,
+                         "PostgreSQL returned a non-integer " + std::string(spec.name));
+      }
+      row.emplace(std::string(spec.name), number);
+    }
+  }
+  return row;
+}
+
+Result<std::optional<Row>> ReadOptionalRow(Table table, const pqxx::result& result) {
+  if (result.empty()) {
+    return std::optional<Row>();
+  }
+  CLINKER_ASSERT(result.size() == 1, "a query by primary key returned two rows");
+  CLINKER_ASSIGN_OR_RETURN(Row row, ReadRow(table, result[0]));
+  return std::optional<Row>(std::move(row));
+}
+
+struct ResolvedSortKey {
+  const ColumnSpec* spec;
+  bool ascending;
+};
+
+Result<std::vector<ResolvedSortKey>> ResolveSort(Table table, const ports::ListQuery& query) {
+  std::vector<ResolvedSortKey> keys;
+  for (const ports::SortKey& key : query.sort) {
+    CLINKER_ASSIGN_OR_RETURN(const ColumnSpec* spec, ports::RequireColumn(table, key.column));
+    keys.push_back({spec, key.ascending});
+  }
+  bool id_ascending = keys.empty() ? true : keys.back().ascending;
+  keys.push_back({ports::FindColumn(table, "id"), id_ascending});
+  return keys;
+}
+
+// Rows strictly after the marker in the order `keys`: (k1 > m1) OR (k1 = m1 AND k2 > m2) ...,
+// with < for descending keys.
+void AppendAfterMarker(Sql& sql, const std::vector<ResolvedSortKey>& keys, const Row& marker) {
+  sql.text += " AND (";
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (i > 0) {
+      sql.text += " OR ";
+    }
+    sql.text += "(";
+    for (std::size_t j = 0; j <= i; ++j) {
+      const ResolvedSortKey& key = keys[j];
+      auto found = marker.find(key.spec->name);
+      Value marker_value = found == marker.end() ? Value() : found->second;
+      if (j > 0) {
+        sql.text += " AND ";
+      }
+      sql.text += SortExpr(*key.spec);
+      if (j < i) {
+        sql.text += " = ";
+      } else {
+        sql.text += key.ascending ? " > " : " < ";
+      }
+      sql.Param(SortValue(*key.spec, marker_value), key.spec->type);
+    }
+    sql.text += ")";
+  }
+  sql.text += ")";
+}
+
+// Server notices (and libpqxx's own warnings) go to the structured log instead of stderr.
+class NoticeLogger final : public pqxx::errorhandler {
+ public:
+  NoticeLogger(pqxx::connection_base& connection, std::string target)
+      : pqxx::errorhandler(connection), target_(std::move(target)) {}
+
+  bool operator()(const char message[]) noexcept override {
+    std::string_view text(message);
+    while (!text.empty() && text.back() == '\n') {
+      text.remove_suffix(1);
+    }
+    bool routine = StartsWith(text, "NOTICE:") || StartsWith(text, "INFO:") ||
+                   StartsWith(text, "DEBUG:") || StartsWith(text, "LOG:");
+    log::Write(routine ? log::Level::kDebug : log::Level::kWarn,
+               "postgres.notice",
+               {{"server", target_}, {"message", text}});
+    return false;  // Handled: do not pass it on to libpqxx's default (stderr).
+  }
+
+ private:
+  std::string target_;
+};
+
+}  // namespace
+
+// The connection pool and the retry loop every method runs in.
+class PostgresStateStore::Pool {
+ public:
+  // How a body runs: kAutocommit is one statement without BEGIN; kRead a REPEATABLE READ
+  // read-only transaction; kWrite a SERIALIZABLE one (see the header); kMigrate READ COMMITTED,
+  // serialised by the advisory lock and safe to run again, so even an unknown outcome is retried.
+  enum class Access { kAutocommit, kRead, kWrite, kMigrate };
+
+  Pool(const Options& options, std::string conninfo, std::string target)
+      : options_(options),
+        conninfo_(std::move(conninfo)),
+        target_(std::move(target)),
+        slots_(static_cast<std::size_t>(options.connections)) {
+    // Last in, first out: the slot used most recently (connected) is taken first.
+    for (auto slot = slots_.rbegin(); slot != slots_.rend(); ++slot) {
+      idle_.push_back(&*slot);
+    }
+  }
+
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  ~Pool() {
+    for (Slot& slot : slots_) {
+      Close(slot);
+    }
+  }
+
+  const std::string& target() const { return target_; }
+
+  // Opens one connection, retrying until options.connect_timeout has passed.
+  Result<void> ConnectFirst() {
+    auto start = std::chrono::steady_clock::now();
+    auto deadline = start + options_.connect_timeout;
+    Lease lease(*this);
+    Error last{ErrorCode::kUnavailable, ""};
+    for (int attempt = 1;; ++attempt) {
+      Result<void> connected = Connect(lease.slot());
+      if (connected) {
+        return {};
+      }
+      last = connected.error();
+      std::chrono::microseconds delay = BackoffDelay(attempt);
+      if (std::chrono::steady_clock::now() + delay >= deadline) {
+        break;
+      }
+      std::this_thread::sleep_for(delay);
+    }
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    return MakeError(ErrorCode::kUnavailable,
+                     last.message + " (gave up after " + std::to_string(waited.count()) + " ms)");
+  }
+
+  // Runs `body(transaction)` on a pooled connection, retrying transient failures (see the
+  // header); Body is Result<T>(pqxx::transaction_base&). Errors the body returns are final, and a
+  // write whose body fails is rolled back.
+  template <class T, class Body>
+  Result<T> Run(Access access, std::string_view operation, Body&& body) {
+    Error last{ErrorCode::kUnavailable, "no attempt"};
+    for (int attempt = 0; attempt <= options_.retries_max; ++attempt) {
+      if (attempt > 0) {
+        std::this_thread::sleep_for(BackoffDelay(attempt));
+      }
+      Lease lease(*this);
+      Slot& slot = lease.slot();
+      if (slot.connection != nullptr && !slot.connection->is_open()) {
+        Close(slot);
+      }
+      if (slot.connection == nullptr) {
+        Result<void> connected = Connect(slot);
+        if (!connected) {
+          last = connected.error();
+          continue;
+        }
+      }
+      bool committing = false;
+      auto describe = [&](ErrorCode code, std::string_view what, const std::exception& e) {
+        return Error{code,
+                     std::string(operation) + " on " + target_ + ": " + std::string(what) + ": " +
+                         Trim(e.what())};
+      };
+      auto fail = [&](ErrorCode code, std::string_view what, const std::exception& e) {
+        return tl::unexpected<Error>(describe(code, what, e));
+      };
+      try {
+        return RunOnce<T>(access, *slot.connection, body, committing);
+      } catch (const pqxx::in_doubt_error& e) {
+        Close(slot);
+        if (access == Access::kWrite) {
+          return fail(ErrorCode::kOutcomeUnknown, "connection lost during COMMIT", e);
+        }
+        last = describe(ErrorCode::kUnavailable, "connection lost", e);
+      } catch (const pqxx::statement_completion_unknown& e) {
+        if (access == Access::kWrite) {
+          return fail(ErrorCode::kOutcomeUnknown, "outcome unknown", e);
+        }
+        last = describe(ErrorCode::kUnavailable, "outcome unknown", e);
+      } catch (const pqxx::transaction_rollback& e) {
+        // 40001 / 40P01: the engine rolled the transaction back; running it again is safe.
+        // (In libpqxx 6.4 this does not derive from sql_error.)
+        last = describe(ErrorCode::kUnavailable, "serialization failure or deadlock", e);
+      } catch (const pqxx::broken_connection& e) {
+        Close(slot);
+        if (committing && access == Access::kWrite) {
+          return fail(ErrorCode::kOutcomeUnknown, "connection lost during COMMIT", e);
+        }
+        // Before COMMIT the server rolls an open transaction back when the connection goes.
+        last = describe(ErrorCode::kUnavailable, "connection lost", e);
+      } catch (const pqxx::unique_violation& e) {
+        return fail(ErrorCode::kConflict, "a row with this id exists", e);
+      } catch (const pqxx::data_exception& e) {
+        return fail(ErrorCode::kInvalidArgument, "value refused", e);
+      } catch (const pqxx::sql_error& e) {
+        const std::string& state = e.sqlstate();
+        bool connection_gone =
+            !slot.connection->is_open() || StartsWith(state, "08") || StartsWith(state, "57P");
+        if (connection_gone) {
+          Close(slot);
+          if (committing && access == Access::kWrite) {
+            return fail(ErrorCode::kOutcomeUnknown, "connection lost during COMMIT", e);
+          }
+          last = describe(ErrorCode::kUnavailable, "connection lost (" + state + ")", e);
+        } else if (state == "55P03") {
+          last = describe(ErrorCode::kUnavailable, "lock not available", e);
+        } else {
+          return fail(ErrorCode::kInternal, "SQLSTATE " + state, e);
+        }
+      } catch (const std::exception& e) {
+        if (!slot.connection->is_open()) {
+          Close(slot);
+          if (committing && access == Access::kWrite) {
+            return fail(ErrorCode::kOutcomeUnknown, "connection lost during COMMIT", e);
+          }
+          last = describe(ErrorCode::kUnavailable, "connection lost", e);
+        } else {
+          return fail(ErrorCode::kInternal, "unexpected failure", e);
+        }
+      }
+    }
+    last.message += " (gave up after " + std::to_string(options_.retries_max + 1) + " attempts)";
+    return tl::unexpected<Error>(std::move(last));
+  }
+
+ private:
+  struct Slot {
+    std::unique_ptr<pqxx::connection> connection;
+    // Registered on `connection`; declared after it so it goes first.
+    std::unique_ptr<NoticeLogger> notices;
+  };
+
+  // One slot, held by one thread until the lease ends.
+  class Lease {
+   public:
+    explicit Lease(Pool& pool) : pool_(pool) {
+      std::unique_lock<std::mutex> lock(pool_.mutex_);
+      pool_.idle_changed_.wait(lock, [this] { return !pool_.idle_.empty(); });
+      slot_ = pool_.idle_.back();
+      pool_.idle_.pop_back();
+    }
+
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+
+    ~Lease() {
+      {
+        std::lock_guard<std::mutex> lock(pool_.mutex_);
+        pool_.idle_.push_back(slot_);
+      }
+      pool_.idle_changed_.notify_one();
+    }
+
+    Slot& slot() { return *slot_; }
+
+   private:
+    Pool& pool_;
+    Slot* slot_ = nullptr;
+  };
+
+  template <class T, class Body>
+  static Result<T> RunOnce(Access access,
+                           pqxx::connection& connection,
+                           Body& body,
+                           bool& committing) {
+    switch (access) {
+      case Access::kAutocommit: {
+        pqxx::nontransaction tx(connection);
+        return body(static_cast<pqxx::transaction_base&>(tx));
+      }
+      case Access::kRead: {
+        pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(connection);
+        Result<T> result = body(static_cast<pqxx::transaction_base&>(tx));
+        if (result) {
+          tx.commit();
+        }
+        return result;
+      }
+      case Access::kWrite: {
+        pqxx::transaction<pqxx::serializable> tx(connection);
+        Result<T> result = body(static_cast<pqxx::transaction_base&>(tx));
+        if (result) {
+          committing = true;
+          tx.commit();
+        }
+        return result;
+      }
+      case Access::kMigrate: {
+        pqxx::transaction<pqxx::read_committed> tx(connection);
+        Result<T> result = body(static_cast<pqxx::transaction_base&>(tx));
+        if (result) {
+          tx.commit();
+        }
+        return result;
+      }
+    }
+    CLINKER_ASSERT(false, "unknown access kind");
+  }
+
+  Result<void> Connect(Slot& slot) {
+    Close(slot);
+    try {
+      auto connection = std::make_unique<pqxx::connection>(conninfo_);
+      slot.notices = std::make_unique<NoticeLogger>(*connection, target_);
+      slot.connection = std::move(connection);
+      return {};
+    } catch (const std::exception& e) {
+      Close(slot);
+      return MakeError(ErrorCode::kUnavailable,
+                       "cannot connect to PostgreSQL at " + target_ + ": " + Trim(e.what()));
+    }
+  }
+
+  static void Close(Slot& slot) {
+    slot.notices.reset();
+    slot.connection.reset();
+  }
+
+  // Full jitter in [d/2, d], d doubling from kBackoffBase up to kBackoffMax, so racing retriers
+  // spread out instead of colliding again.
+  static std::chrono::microseconds BackoffDelay(int attempt) {
+    thread_local std::mt19937_64 random(std::random_device{}());
+    std::int64_t ceiling = kBackoffBase.count() << std::min(attempt - 1, 20);
+    ceiling = std::min<std::int64_t>(ceiling, kBackoffMax.count());
+    std::uniform_int_distribution<std::int64_t> pick(ceiling / 2, ceiling);
+    return std::chrono::microseconds(pick(random));
+  }
+
+  const Options options_;
+  const std::string conninfo_;
+  const std::string target_;
+  std::vector<Slot> slots_;  // Never resized: idle_ points into it.
+  std::mutex mutex_;
+  std::condition_variable idle_changed_;
+  std::vector<Slot*> idle_;  // Guarded by mutex_.
+};
+
+Result<std::unique_ptr<PostgresStateStore>> PostgresStateStore::Open(const Options& options) {
+  if (options.uri.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "PostgreSQL URI is empty");
+  }
+  if (options.connections < 1) {
+    return MakeError(ErrorCode::kInvalidArgument, "connections must be at least 1");
+  }
+  if (options.connect_timeout <= std::chrono::milliseconds::zero()) {
+    return MakeError(ErrorCode::kInvalidArgument, "connect_timeout must be positive");
+  }
+  if (options.retries_max < 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "retries_max must not be negative");
+  }
+  auto pool = std::make_unique<Pool>(options, BuildConninfo(options), DescribeTarget(options.uri));
+  CLINKER_RETURN_IF_ERROR(pool->ConnectFirst());
+  std::unique_ptr<PostgresStateStore> store(new PostgresStateStore(std::move(pool)));
+  CLINKER_RETURN_IF_ERROR(store->Migrate());
+  return store;
+}
+
+std::span<const std::string_view> PostgresStateStore::Migrations() {
+  return kMigrations;
+}
+
+PostgresStateStore::PostgresStateStore(std::unique_ptr<Pool> pool) : pool_(std::move(pool)) {}
+
+PostgresStateStore::~PostgresStateStore() = default;
+
+Result<void> PostgresStateStore::Migrate() {
+  const std::string& target = pool_->target();
+  return pool_->Run<void>(
+      Pool::Access::kMigrate, "migrate", [&target](pqxx::transaction_base& tx) -> Result<void> {
+        // Held until COMMIT: concurrent Opens apply each migration exactly once.
+        tx.exec_params("SELECT pg_advisory_xact_lock($1::bigint)",
+                       std::to_string(kMigrationLockKey));
+        tx.exec(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "component TEXT NOT NULL, version BIGINT NOT NULL, "
+            "applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (component, version))");
+        pqxx::result applied =
+            tx.exec_params("SELECT version FROM schema_migrations WHERE component = $1::text",
+                           std::string(kComponent));
+        std::set<std::int64_t> versions;
+        for (const pqxx::row& row : applied) {
+          versions.insert(row[0].as<std::int64_t>());
+        }
+        for (std::size_t i = 0; i < kMigrations.size(); ++i) {
+          auto version = static_cast<std::int64_t>(i + 1);
+          if (versions.count(version) != 0) {
+            continue;
+          }
+          tx.exec(std::string(kMigrations[i]));
+          tx.exec_params(
+              "INSERT INTO schema_migrations (component, version) VALUES ($1::text, $2::bigint)",
+              std::string(kComponent),
+              std::to_string(version));
+          log::Info("state_store.migrated",
+                    {{"engine", std::string_view("postgres")},
+                     {"server", target},
+                     {"component", kComponent},
+                     {"version", static_cast<long long>(version)}});
+        }
+        if (!versions.empty() &&
+            *versions.rbegin() > static_cast<std::int64_t>(kMigrations.size())) {
+          log::Warn("state_store.schema_newer",
+                    {{"server", target},
+                     {"component", kComponent},
+                     {"version", static_cast<long long>(*versions.rbegin())},
+                     {"known", static_cast<long long>(kMigrations.size())}});
+        }
+        return {};
+      });
+}
+
+Result<void> PostgresStateStore::Insert(Table table, const Row& row) {
+  CLINKER_ASSIGN_OR_RETURN(Row complete, ports::CompleteRow(table, row));
+  Sql sql;
+  sql.text = "INSERT INTO " + TableIdent(table) + " (" + ColumnList(table, "") + ") VALUES (";
+  bool first = true;
+  for (const ColumnSpec& spec : ports::Columns(table)) {
+    const Value& value = complete.find(spec.name)->second;
+    CLINKER_RETURN_IF_ERROR(CheckStorable(spec.name, value));
+    sql.text += first ? "" : ", ";
+    first = false;
+    sql.Param(value, spec.type);
+  }
+  sql.text += ")";
+  return pool_->Run<void>(Pool::Access::kWrite,
+                          "insert into " + std::string(ports::TableName(table)),
+                          [&sql](pqxx::transaction_base& tx) -> Result<void> {
+                            Exec(tx, sql);
+                            return {};
+                          });
+}
+
+Result<Row> PostgresStateStore::Get(Table table, std::string_view id) {
+  std::string not_found =
+      std::string(ports::TableName(table)) + " " + std::string(id) + " not found";
+  Value id_value{std::string(id)};
+  if (HasNul(id_value)) {
+    return MakeError(ErrorCode::kNotFound, not_found);  // No stored id can hold one.
+  }
+  Sql sql;
+  sql.text = "SELECT " + ColumnList(table, "") + " FROM " + TableIdent(table) + " WHERE \"id\" = ";
+  sql.Param(id_value, ColumnType::kText);
+  CLINKER_ASSIGN_OR_RETURN(
+      std::optional<Row> row,
+      pool_->Run<std::optional<Row>>(
+          Pool::Access::kAutocommit,
+          "get from " + std::string(ports::TableName(table)),
+          [&](pqxx::transaction_base& tx) { return ReadOptionalRow(table, Exec(tx, sql)); }));
+  if (!row) {
+    return MakeError(ErrorCode::kNotFound, not_found);
+  }
+  return std::move(*row);
+}
+
+Result<std::vector<Row>> PostgresStateStore::List(Table table, const ports::ListQuery& query) {
+  CLINKER_RETURN_IF_ERROR(CheckExpectations(table, query.filters));
+  CLINKER_ASSIGN_OR_RETURN(std::vector<ResolvedSortKey> keys, ResolveSort(table, query));
+  if (query.limit && *query.limit < 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "limit must not be negative");
+  }
+  std::string marker_missing;
+  if (query.marker_id) {
+    marker_missing = "marker " + *query.marker_id + " not found";
+    if (HasNul(Value(*query.marker_id))) {
+      return MakeError(ErrorCode::kNotFound, marker_missing);
+    }
+  }
+  auto read = [&](pqxx::transaction_base& tx) -> Result<std::vector<Row>> {
+    Sql sql;
+    sql.text = "SELECT " + ColumnList(table, "") + " FROM " + TableIdent(table) + " WHERE TRUE";
+    if (!query.include_deleted) {
+      sql.text += " AND \"deleted\" = 0";
+    }
+    for (const Expectation& filter : query.filters) {
+      AppendCondition(sql, table, "", filter);
+    }
+    if (query.marker_id) {
+      Sql marker_sql;
+      marker_sql.text =
+          "SELECT " + ColumnList(table, "") + " FROM " + TableIdent(table) + " WHERE \"id\" = ";
+      marker_sql.Param(Value(*query.marker_id), ColumnType::kText);
+      CLINKER_ASSIGN_OR_RETURN(std::optional<Row> marker,
+                               ReadOptionalRow(table, Exec(tx, marker_sql)));
+      if (!marker) {
+        return MakeError(ErrorCode::kNotFound, marker_missing);
+      }
+      AppendAfterMarker(sql, keys, *marker);
+    }
+    sql.text += " ORDER BY ";
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      sql.text += i > 0 ? ", " : "";
+      sql.text += SortExpr(*keys[i].spec);
+      sql.text += keys[i].ascending ? " ASC" : " DESC";
+    }
+    if (query.limit) {
+      sql.text += " LIMIT ";
+      sql.Param(Value(*query.limit), ColumnType::kInteger);
+    }
+    pqxx::result result = Exec(tx, sql);
+    std::vector<Row> rows;
+    rows.reserve(result.size());
+    for (const pqxx::row& result_row : result) {
+      CLINKER_ASSIGN_OR_RETURN(Row row, ReadRow(table, result_row));
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  };
+  // A marker needs its own statement; one snapshot keeps it consistent with the page.
+  return pool_->Run<std::vector<Row>>(
+      query.marker_id ? Pool::Access::kRead : Pool::Access::kAutocommit,
+      "list " + std::string(ports::TableName(table)),
+      read);
+}
+
+Result<std::optional<Row>> PostgresStateStore::ConditionalUpdate(
+    Table table,
+    std::string_view id,
+    const Row& values,
+    const std::vector<Expectation>& expected,
+    const std::vector<ports::Guard>& guards) {
+  CLINKER_RETURN_IF_ERROR(ports::CheckUpdateValues(table, values));
+  for (const auto& [name, value] : values) {
+    CLINKER_RETURN_IF_ERROR(CheckStorable(name, value));
+  }
+  CLINKER_RETURN_IF_ERROR(CheckExpectations(table, expected));
+  for (const ports::Guard& guard : guards) {
+    CLINKER_RETURN_IF_ERROR(ports::RequireColumn(guard.table, guard.column));
+  }
+  Value id_value{std::string(id)};
+  if (HasNul(id_value)) {
+    return std::optional<Row>();  // No stored id can hold one: a missing row.
+  }
+
+  // The alias keeps `target."id"` unambiguous when a guard looks at the same table.
+  Sql sql;
+  sql.text = "UPDATE " + TableIdent(table) + " AS target SET ";
+  if (values.empty()) {
+    sql.text += "\"id\" = target.\"id\"";
+  }
+  bool first = true;
+  for (const auto& [name, value] : values) {
+    const ColumnSpec* spec = ports::FindColumn(table, name);
+    sql.text += first ? "" : ", ";
+    first = false;
+    sql.text += Ident("", *spec) + " = ";
+    sql.Param(value, spec->type);
+  }
+  sql.text += " WHERE target.\"id\" = ";
+  sql.Param(id_value, ColumnType::kText);
+  for (const Expectation& expectation : expected) {
+    AppendCondition(sql, table, "target", expectation);
+  }
+  for (const ports::Guard& guard : guards) {
+    const ColumnSpec* spec = ports::FindColumn(guard.table, guard.column);
+    if (spec->type != ColumnType::kText) {
+      // An integer never equals a text id (as in MemoryStateStore): such a guard always holds.
+      continue;
+    }
+    // Race-free only because the transaction is SERIALIZABLE (see the header).
+    sql.text += " AND NOT EXISTS (SELECT 1 FROM " + TableIdent(guard.table) + " AS ref WHERE " +
+                Ident("ref", *spec) + " = target.\"id\" AND ref.\"deleted\" = 0)";
+  }
+  sql.text += " RETURNING " + ColumnList(table, "target");
+
+  return pool_->Run<std::optional<Row>>(
+      Pool::Access::kWrite,
+      "conditional update of " + std::string(ports::TableName(table)),
+      [&](pqxx::transaction_base& tx) { return ReadOptionalRow(table, Exec(tx, sql)); });
+}
+
+}  // namespace clinker::adapters
