@@ -44,6 +44,103 @@ std::vector<std::string> SplitRoles(const std::string& text) {
   return roles;
 }
 
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+// Percent-decodes one URL component; `what` names it in the error.
+clinker::Result<std::string> PercentDecode(std::string_view text, const std::string& what) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out.push_back(text[i]);
+      continue;
+    }
+    int high = i + 2 < text.size() ? HexDigit(text[i + 1]) : -1;
+    int low = i + 2 < text.size() ? HexDigit(text[i + 2]) : -1;
+    if (high < 0 || low < 0) {
+      return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                                "bad percent-encoding in the " + what);
+    }
+    out.push_back(static_cast<char>(high * 16 + low));
+    i += 2;
+  }
+  return out;
+}
+
+struct Authority {
+  std::string_view userinfo;  // Empty when absent.
+  bool has_userinfo = false;
+  std::string_view host;
+  std::string_view port;  // Empty when absent.
+  std::string_view rest;  // From the first '/' or '?' on.
+};
+
+// Splits "[userinfo@]host[:port]" off the front of what follows "scheme://". An IPv6 host is
+// written in brackets, which are dropped.
+clinker::Result<Authority> SplitAuthority(std::string_view text) {
+  Authority authority;
+  std::size_t end = text.find_first_of("/?");
+  if (end == std::string_view::npos) {
+    end = text.size();
+  }
+  std::string_view hostport = text.substr(0, end);
+  authority.rest = text.substr(end);
+  if (std::size_t at = hostport.rfind('@'); at != std::string_view::npos) {
+    authority.userinfo = hostport.substr(0, at);
+    authority.has_userinfo = true;
+    hostport = hostport.substr(at + 1);
+  }
+  if (!hostport.empty() && hostport.front() == '[') {
+    std::size_t close = hostport.find(']');
+    if (close == std::string_view::npos) {
+      return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, "unclosed '[' in the host");
+    }
+    authority.host = hostport.substr(1, close - 1);
+    std::string_view after = hostport.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                                  "unexpected text after the host");
+      }
+      authority.port = after.substr(1);
+    }
+    return authority;
+  }
+  std::size_t colon = hostport.rfind(':');
+  if (colon != std::string_view::npos && hostport.find(',') == std::string_view::npos) {
+    authority.host = hostport.substr(0, colon);
+    authority.port = hostport.substr(colon + 1);
+  } else {
+    authority.host = hostport;
+  }
+  return authority;
+}
+
+clinker::Result<int> ParsePort(std::string_view text) {
+  if (text.empty() || text.size() > 5 ||
+      text.find_first_not_of("0123456789") != std::string_view::npos) {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                              "the port must be a number 1-65535");
+  }
+  int port = std::stoi(std::string(text));
+  if (port < 1 || port > 65535) {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                              "the port must be a number 1-65535");
+  }
+  return port;
+}
+
 // Reads one TOML table into the config, refusing keys it does not know.
 class TomlReader {
  public:
@@ -51,7 +148,7 @@ class TomlReader {
 
   clinker::Result<void> Read(Config* config) {
     static const std::set<std::string> kSections = {
-        "service", "api", "scheduler", "volume", "database", "log"};
+        "service", "api", "scheduler", "volume", "database", "queue", "log"};
     for (const auto& [key, node] : root_) {
       if (!kSections.contains(std::string(key.str())) || !node.is_table()) {
         return Fail("unknown section [" + std::string(key.str()) + "]");
@@ -70,7 +167,8 @@ class TomlReader {
                                    "lock_timeout_s",
                                    "driver_delay_ms",
                                    "driver_journal"}));
-    CLINKER_RETURN_IF_ERROR(Known("database", {"sqlite_synchronous"}));
+    CLINKER_RETURN_IF_ERROR(Known("database", {"url", "sqlite_synchronous"}));
+    CLINKER_RETURN_IF_ERROR(Known("queue", {"url"}));
     CLINKER_RETURN_IF_ERROR(Known("log", {"level", "format"}));
 
     std::string roles;
@@ -107,7 +205,9 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Integer("volume", "lock_timeout_s", &config->lock_timeout_s));
     CLINKER_RETURN_IF_ERROR(Integer("volume", "driver_delay_ms", &config->driver_delay_ms));
     CLINKER_RETURN_IF_ERROR(Text("volume", "driver_journal", &config->driver_journal));
+    CLINKER_RETURN_IF_ERROR(Text("database", "url", &config->database_url));
     CLINKER_RETURN_IF_ERROR(Text("database", "sqlite_synchronous", &config->sqlite_synchronous));
+    CLINKER_RETURN_IF_ERROR(Text("queue", "url", &config->queue_url));
     CLINKER_RETURN_IF_ERROR(Text("log", "level", &config->log_level));
     CLINKER_RETURN_IF_ERROR(Text("log", "format", &config->log_format));
     return {};
@@ -217,6 +317,20 @@ clinker::Result<void> Validate(Config* config) {
   if (config->sqlite_synchronous != "normal" && config->sqlite_synchronous != "full") {
     return fail("sqlite_synchronous: '" + config->sqlite_synchronous + "' (use normal or full)");
   }
+  if (!config->database_url.empty()) {
+    auto server = PostgresServerName(config->database_url);
+    if (!server) {
+      return fail("[database] url: " + server.error().message);
+    }
+    config->database_server = *server;
+  }
+  if (!config->queue_url.empty()) {
+    auto server = ParseAmqpUrl(config->queue_url);
+    if (!server) {
+      return fail("[queue] url: " + server.error().message);
+    }
+    config->queue_server = *server;
+  }
   if (config->log_level != "debug" && config->log_level != "info" && config->log_level != "warn" &&
       config->log_level != "error") {
     return fail("log level: '" + config->log_level + "' (use debug, info, warn or error)");
@@ -238,6 +352,74 @@ clinker::Result<void> Validate(Config* config) {
 
 }  // namespace
 
+clinker::Result<AmqpServer> ParseAmqpUrl(std::string_view url) {
+  constexpr std::string_view kScheme = "amqp://";
+  if (!url.starts_with(kScheme)) {
+    return clinker::MakeError(
+        clinker::ErrorCode::kInvalidArgument,
+        "must be empty (the embedded SQLite queue) or amqp://user:password@host:port/vhost");
+  }
+  CLINKER_ASSIGN_OR_RETURN(Authority authority, SplitAuthority(url.substr(kScheme.size())));
+  AmqpServer server;
+  if (authority.host.empty()) {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, "the broker's host is missing");
+  }
+  CLINKER_ASSIGN_OR_RETURN(server.host, PercentDecode(authority.host, "host"));
+  if (!authority.port.empty()) {
+    CLINKER_ASSIGN_OR_RETURN(server.port, ParsePort(authority.port));
+  }
+  if (authority.has_userinfo) {
+    std::string_view user = authority.userinfo;
+    std::string_view password;
+    bool has_password = false;
+    if (std::size_t colon = user.find(':'); colon != std::string_view::npos) {
+      password = user.substr(colon + 1);
+      user = user.substr(0, colon);
+      has_password = true;
+    }
+    CLINKER_ASSIGN_OR_RETURN(server.user, PercentDecode(user, "user"));
+    if (has_password) {
+      CLINKER_ASSIGN_OR_RETURN(server.password, PercentDecode(password, "password"));
+    }
+  }
+  std::string_view rest = authority.rest;
+  if (rest.find('?') != std::string_view::npos) {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                              "query parameters (?...) are not supported");
+  }
+  if (!rest.empty()) {
+    std::string_view vhost = rest.substr(1);  // After the '/'.
+    if (vhost.find('/') != std::string_view::npos) {
+      return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                                "a '/' in the vhost must be written %2F");
+    }
+    if (!vhost.empty()) {
+      CLINKER_ASSIGN_OR_RETURN(server.vhost, PercentDecode(vhost, "vhost"));
+    }
+  }
+  return server;
+}
+
+clinker::Result<std::string> PostgresServerName(std::string_view url) {
+  std::string_view rest;
+  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
+    if (url.starts_with(scheme)) {
+      rest = url.substr(scheme.size());
+      break;
+    }
+  }
+  if (rest.data() == nullptr) {
+    return clinker::MakeError(
+        clinker::ErrorCode::kInvalidArgument,
+        "must be empty (SQLite in state_dir) or postgresql://user:password@host:port/dbname");
+  }
+  CLINKER_ASSIGN_OR_RETURN(Authority authority, SplitAuthority(rest));
+  // libpq's defaults: a local connection, port 5432.
+  std::string host = authority.host.empty() ? "localhost" : std::string(authority.host);
+  std::string port = authority.port.empty() ? "5432" : std::string(authority.port);
+  return host + ":" + port;
+}
+
 bool Config::HasRole(std::string_view role) const {
   return std::find(roles.begin(), roles.end(), role) != roles.end();
 }
@@ -255,6 +437,8 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   std::optional<std::string> log_level;
   std::optional<std::string> log_format;
   std::optional<std::string> synchronous;
+  std::optional<std::string> database_url;
+  std::optional<std::string> queue_url;
   std::optional<int> port;
   std::optional<int> workers;
   std::optional<int> delay_ms;
@@ -266,8 +450,8 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   app.add_option("--port", port, "API port (default 8776; 0 picks a free port)");
   app.add_option("--state-dir",
                  state_dir,
-                 "Directory for the SQLite database (state and jobs), locks and volumes "
-                 "(default ./var)");
+                 "Directory for locks, volumes and the SQLite database (state and jobs, "
+                 "unless --database-url / --queue-url name servers) (default ./var)");
   app.add_option("--host", host, "This service's host name (default: the machine's hostname)");
   app.add_option("--volume-dir",
                  volume_dir,
@@ -282,6 +466,14 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   app.add_option("--sqlite-synchronous",
                  synchronous,
                  "normal (survives a process crash, default) or full (also survives power loss)");
+  app.add_option("--database-url",
+                 database_url,
+                 "State database: empty (default) for SQLite in the state dir, or "
+                 "postgresql://user:password@host:port/dbname");
+  app.add_option("--queue-url",
+                 queue_url,
+                 "Job queue: empty (default) for the embedded SQLite queue, or "
+                 "amqp://user:password@host:port/vhost (RabbitMQ)");
   app.add_option("--log-level", log_level, "debug, info (default), warn or error");
   app.add_option("--log-format", log_format, "json (default) or text");
 
@@ -331,6 +523,8 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   take(config.driver_delay_ms, delay_ms);
   take(config.driver_journal, journal);
   take(config.sqlite_synchronous, synchronous);
+  take(config.database_url, database_url);
+  take(config.queue_url, queue_url);
   take(config.log_level, log_level);
   take(config.log_format, log_format);
   if (auto valid = Validate(&config); !valid) {

@@ -6,11 +6,30 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "clinker/core/error.h"
 
 namespace clinkerd {
+
+// A RabbitMQ broker as named by `[queue] url` (amqp://user:password@host:port/vhost).
+struct AmqpServer {
+  std::string host;
+  int port = 5672;
+  std::string user = "guest";
+  std::string password = "guest";
+  std::string vhost = "/";
+};
+
+// Parses amqp://[user[:password]@]host[:port][/vhost], percent-decoding user, password and vhost
+// (an absent or empty vhost is "/"). kInvalidArgument otherwise; the message never quotes the URL,
+// which may carry a password.
+clinker::Result<AmqpServer> ParseAmqpUrl(std::string_view url);
+
+// "host:port" of a postgresql:// (or postgres://) URL, for messages that must not quote the URL
+// (it may carry a password). kInvalidArgument for another scheme.
+clinker::Result<std::string> PostgresServerName(std::string_view url);
 
 struct Config {
   // [service]
@@ -36,7 +55,12 @@ struct Config {
   int driver_delay_ms = 0;
   std::string driver_journal;
   // [database]
+  std::string database_url;     // Empty: SQLite in state_dir; else a postgresql:// URL.
+  std::string database_server;  // "host:port" of database_url, for messages (set by parsing).
   std::string sqlite_synchronous = "normal";
+  // [queue]
+  std::string queue_url;                   // Empty: the embedded SQLite queue; else amqp://.
+  std::optional<AmqpServer> queue_server;  // Parsed queue_url (set by parsing).
   // [log]
   std::string log_level = "info";
   std::string log_format = "json";

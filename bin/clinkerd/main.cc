@@ -1,6 +1,12 @@
 // clinkerd: wires the ports to their adapters for the roles this process runs, then waits for
 // SIGTERM or SIGINT and shuts down cleanly: the API stops accepting, every running job finishes
 // and is acked, and jobs not started stay in the queue for another node.
+//
+// State lives in SQLite under state_dir unless `[database] url` names a PostgreSQL server; jobs go
+// through the embedded SQLite queue unless `[queue] url` names a RabbitMQ broker. Locks are always
+// file locks under <state_dir>/locks. A start-up failure prints one line naming the setting to
+// fix and exits 1; a server URL is never printed (it may carry a password), only host:port.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -12,6 +18,8 @@
 #include "clinker/adapters/file/file_storage_driver.h"
 #include "clinker/adapters/http/http_server.h"
 #include "clinker/adapters/os/system_clock.h"
+#include "clinker/adapters/postgres/postgres_state_store.h"
+#include "clinker/adapters/rabbitmq/rabbitmq_job_queue.h"
 #include "clinker/adapters/sqlite/sqlite_job_queue.h"
 #include "clinker/adapters/sqlite/sqlite_state_store.h"
 #include "clinker/core/log.h"
@@ -28,6 +36,8 @@
 namespace {
 
 using clinker::adapters::sqlite::SqliteJobQueue;
+using clinker::ports::JobQueue;
+using clinker::ports::StateStore;
 
 int Fail(std::string_view what, const clinker::Error& error) {
   clinker::log::Error("clinkerd.start_failed", {{"what", what}, {"error", error.message}});
@@ -37,6 +47,50 @@ int Fail(std::string_view what, const clinker::Error& error) {
                what.data(),
                error.message.c_str());
   return 1;
+}
+
+// The message for a server that could not be reached: "cannot connect to host:port: <reason>"
+// on one line, whatever each adapter's own wording. Other errors keep the adapter's message
+// (which names host:port, never the URL).
+clinker::Error ServerError(const std::string& server, const clinker::Error& error) {
+  std::string reason = error.message;
+  bool unreachable = false;
+  for (const std::string& prefix : {"cannot connect to PostgreSQL at " + server + ": ",
+                                    "RabbitMQ at " + server + ": cannot connect: "}) {
+    if (reason.starts_with(prefix)) {
+      reason.erase(0, prefix.size());
+      unreachable = true;
+    }
+  }
+  if (!unreachable) {
+    return error;
+  }
+  std::string line;
+  for (char c : reason) {
+    if (c == '\n' || c == '\t') {
+      if (!line.empty() && line.back() != ' ') {
+        line.push_back(' ');
+      }
+    } else {
+      line.push_back(c);
+    }
+  }
+  return clinker::Error{error.code, "cannot connect to " + server + ": " + line};
+}
+
+// PostgreSQL connections this process may use at once: a worker thread holds one per statement.
+int PostgresConnections(const clinkerd::Config& config) {
+  int connections = 1;
+  if (config.HasRole("api")) {
+    connections += std::min(config.api_threads, 16);
+  }
+  if (config.HasRole("scheduler")) {
+    connections += 2;
+  }
+  if (config.HasRole("volume")) {
+    connections += config.workers;
+  }
+  return std::min(connections, 64);
 }
 
 int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
@@ -50,29 +104,65 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   clinker::adapters::sqlite::Database::Options database;
   database.path = config.state_dir + "/clinker.db";
   database.synchronous = config.sqlite_synchronous;
-  auto open_queue = [&](int max_in_flight) {
+  // One queue session per role, so that each role's jobs are held (and given back on a crash)
+  // apart from the others'.
+  auto open_queue = [&](int max_in_flight) -> clinker::Result<std::unique_ptr<JobQueue>> {
+    if (config.queue_server) {
+      const clinkerd::AmqpServer& server = *config.queue_server;
+      clinker::adapters::rabbitmq::RabbitMqJobQueue::Options options;
+      options.host = server.host;
+      options.port = server.port;
+      options.user = server.user;
+      options.password = server.password;
+      options.vhost = server.vhost;
+      options.max_in_flight = max_in_flight;
+      auto queue = clinker::adapters::rabbitmq::RabbitMqJobQueue::Open(options);
+      if (!queue) {
+        return tl::unexpected(
+            ServerError(server.host + ":" + std::to_string(server.port), queue.error()));
+      }
+      return std::unique_ptr<JobQueue>(std::move(*queue));
+    }
     SqliteJobQueue::Options options;
     options.database = database;
     options.sessions_dir = config.state_dir + "/queue-sessions";
     options.max_in_flight = max_in_flight;
-    return SqliteJobQueue::Open(options);
+    auto queue = SqliteJobQueue::Open(options);
+    if (!queue) {
+      return tl::unexpected(queue.error());
+    }
+    return std::unique_ptr<JobQueue>(std::move(*queue));
   };
+  const std::string queue_setting = config.queue_server ? "[queue] url" : "job queue";
 
   clinker::adapters::SystemClock clock;
-  auto store = clinker::adapters::SqliteStateStore::Open(database);
-  if (!store) {
-    return Fail("state database " + database.path, store.error());
+  std::unique_ptr<StateStore> store;
+  if (!config.database_url.empty()) {
+    clinker::adapters::PostgresStateStore::Options options;
+    options.uri = config.database_url;
+    options.connections = PostgresConnections(config);
+    auto opened = clinker::adapters::PostgresStateStore::Open(options);
+    if (!opened) {
+      return Fail("[database] url", ServerError(config.database_server, opened.error()));
+    }
+    store = std::move(*opened);
+  } else {
+    auto opened = clinker::adapters::SqliteStateStore::Open(database);
+    if (!opened) {
+      return Fail("state database " + database.path, opened.error());
+    }
+    store = std::move(*opened);
   }
 
   // API role.
-  std::unique_ptr<SqliteJobQueue> api_queue;
+  std::unique_ptr<JobQueue> api_queue;
   std::unique_ptr<clinker::services::VolumesApi> volumes_api;
   std::unique_ptr<clinker::services::ApiService> api;
   std::unique_ptr<clinker::adapters::HttpServer> http;
   if (config.HasRole("api")) {
     auto queue = open_queue(1);
     if (!queue) {
-      return Fail("job queue", queue.error());
+      return Fail(queue_setting, queue.error());
     }
     api_queue = std::move(*queue);
     clinker::services::VolumesApiOptions options;
@@ -80,7 +170,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     options.max_volume_size_gib = config.max_volume_size_gib;
     options.availability_zone = config.availability_zone;
     volumes_api =
-        std::make_unique<clinker::services::VolumesApi>(**store, *api_queue, clock, options);
+        std::make_unique<clinker::services::VolumesApi>(*store, *api_queue, clock, options);
     api = std::make_unique<clinker::services::ApiService>(*volumes_api);
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
@@ -92,22 +182,22 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   }
 
   // Scheduler role.
-  std::unique_ptr<SqliteJobQueue> scheduler_queue;
+  std::unique_ptr<JobQueue> scheduler_queue;
   std::unique_ptr<clinker::services::Scheduler> scheduler;
   std::unique_ptr<clinker::services::JobWorkerPool> scheduler_pool;
   std::unique_ptr<clinker::services::RequeueSweeper> sweeper;
   if (config.HasRole("scheduler")) {
     auto queue = open_queue(1);
     if (!queue) {
-      return Fail("job queue", queue.error());
+      return Fail(queue_setting, queue.error());
     }
     scheduler_queue = std::move(*queue);
     if (auto subscribed = scheduler_queue->Subscribe({clinker::services::SchedulerTopic()});
         !subscribed) {
-      return Fail("job queue", subscribed.error());
+      return Fail(queue_setting, subscribed.error());
     }
     scheduler = std::make_unique<clinker::services::Scheduler>(
-        **store,
+        *store,
         *scheduler_queue,
         clock,
         clinker::services::SchedulerOptions{config.scheduler_backends, "default"});
@@ -118,7 +208,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         },
         clinker::services::JobWorkerPool::Options{"scheduler", 1});
     sweeper = std::make_unique<clinker::services::RequeueSweeper>(
-        **store,
+        *store,
         *scheduler_queue,
         clock,
         clinker::services::RequeueSweeperOptions{std::chrono::seconds(config.sweep_interval_s),
@@ -126,7 +216,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   }
 
   // Volume role.
-  std::unique_ptr<SqliteJobQueue> volume_queue;
+  std::unique_ptr<JobQueue> volume_queue;
   std::unique_ptr<clinker::adapters::FileLockManager> locks;
   std::unique_ptr<clinker::adapters::FileStorageDriver> driver;
   std::unique_ptr<clinker::services::VolumeManager> manager;
@@ -134,12 +224,12 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   if (config.HasRole("volume")) {
     auto queue = open_queue(config.workers);
     if (!queue) {
-      return Fail("job queue", queue.error());
+      return Fail(queue_setting, queue.error());
     }
     volume_queue = std::move(*queue);
     std::string topic = clinker::services::VolumeTopic(config.BackendAddress());
     if (auto subscribed = volume_queue->Subscribe({topic}); !subscribed) {
-      return Fail("job queue", subscribed.error());
+      return Fail(queue_setting, subscribed.error());
     }
     auto created_locks = clinker::adapters::FileLockManager::Create(config.state_dir + "/locks");
     if (!created_locks) {
@@ -159,7 +249,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     clinker::services::VolumeManagerOptions manager_options;
     manager_options.lock_timeout = std::chrono::seconds(config.lock_timeout_s);
     manager = std::make_unique<clinker::services::VolumeManager>(
-        **store, *locks, *driver, clock, manager_options);
+        *store, *locks, *driver, clock, manager_options);
     volume_pool = std::make_unique<clinker::services::JobWorkerPool>(
         *volume_queue,
         [&manager](const clinker::ports::Delivery& delivery) { return manager->Handle(delivery); },
@@ -180,13 +270,21 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     clinker::log::Info("api.listening",
                        {{"listen", config.listen}, {"port", static_cast<long long>(http->port())}});
   }
-  clinker::log::Info("clinkerd.started",
-                     {{"host", config.host},
-                      {"backend", config.BackendAddress()},
-                      {"state_dir", config.state_dir},
-                      {"api", config.HasRole("api")},
-                      {"scheduler", config.HasRole("scheduler")},
-                      {"volume", config.HasRole("volume")}});
+  clinker::log::Info(
+      "clinkerd.started",
+      {{"host", config.host},
+       {"backend", config.BackendAddress()},
+       {"state_dir", config.state_dir},
+       {"database",
+        config.database_url.empty() ? "sqlite" : "postgresql " + config.database_server},
+       {"queue",
+        config.queue_server
+            ? "rabbitmq " + config.queue_server->host + ":" +
+                  std::to_string(config.queue_server->port) + " vhost " + config.queue_server->vhost
+            : "sqlite"},
+       {"api", config.HasRole("api")},
+       {"scheduler", config.HasRole("scheduler")},
+       {"volume", config.HasRole("volume")}});
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
