@@ -9,6 +9,11 @@
 #   make tidy     clang-tidy on src, bin and bench
 #   make format / format-check   clang-format the C++ sources / check them (CI)
 #   make bench    run bench_create_latency against a throwaway daemon
+#   make cluster  build (release) and run a local cluster in the foreground: PostgreSQL, RabbitMQ,
+#                 etcd, the API + scheduler on 127.0.0.1:8776 and 3 volume nodes (Ctrl-C stops)
+#   make bench-takeover    time a volume node's takeover after a SIGKILL mid-job (servers)
+#   make bench-throughput  bench_create_latency on the embedded default and on a 1- and 3-node
+#                          cluster on PostgreSQL + RabbitMQ
 #   make clean    remove the preset build directories
 #
 # Knobs: PRESET (release|debug|asan|tsan), BUILD_DIR, ASAN_BUILD_DIR, JOBS, TEST_TIMEOUT,
@@ -38,7 +43,8 @@ FREE_PORT_PY := import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
   print(s.getsockname()[1])
 CXX_FILES = $(shell find $(CXX_DIRS) -type f \( -name '*.h' -o -name '*.cc' \) | sort)
 
-.PHONY: setup configure build run test asan tsan tidy format format-check bench clean
+.PHONY: setup configure build run test asan tsan tidy format format-check bench clean cluster \
+  bench-takeover bench-throughput
 
 setup:
 	@bash scripts/setup.sh
@@ -119,6 +125,22 @@ bench: configure
 	  tail -n 20 "$$dir/clinkerd.log" >&2; exit 1; fi; \
 	echo "bench: clinkerd pid $$pid on 127.0.0.1:$$port"; \
 	$(BUILD_DIR)/bench_create_latency --host 127.0.0.1 --port "$$port" --pid "$$pid" $(BENCH_ARGS)
+
+# A local cluster for trying it out (scripts/cluster.sh): runs until Ctrl-C; KEEP=1 keeps its
+# temp dir (logs, data).
+cluster: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target clinkerd
+	exec env CLINKERD=$(BUILD_DIR)/clinkerd LISTEN=$(LISTEN) PORT=$(PORT) bash scripts/cluster.sh
+
+# Benchmarks on servers (they start and stop PostgreSQL, RabbitMQ and etcd themselves).
+bench-takeover: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target clinkerd
+	/usr/bin/python3 bench/takeover.py --clinkerd $(BUILD_DIR)/clinkerd $(BENCH_ARGS)
+
+bench-throughput: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target clinkerd bench_create_latency
+	/usr/bin/python3 bench/throughput.py --clinkerd $(BUILD_DIR)/clinkerd \
+	  --bench $(BUILD_DIR)/bench_create_latency $(BENCH_ARGS)
 
 clean:
 	rm -rf build/release build/debug build/asan build/tsan

@@ -148,18 +148,20 @@ class TomlReader {
 
   clinker::Result<void> Read(Config* config) {
     static const std::set<std::string> kSections = {
-        "service", "api", "scheduler", "volume", "database", "queue", "log"};
+        "service", "api", "scheduler", "volume", "database", "queue", "locks", "log"};
     for (const auto& [key, node] : root_) {
       if (!kSections.contains(std::string(key.str())) || !node.is_table()) {
         return Fail("unknown section [" + std::string(key.str()) + "]");
       }
     }
-    CLINKER_RETURN_IF_ERROR(Known("service", {"roles", "host", "state_dir"}));
+    CLINKER_RETURN_IF_ERROR(Known(
+        "service",
+        {"roles", "host", "cluster", "state_dir", "report_interval_s", "service_down_time_s"}));
     CLINKER_RETURN_IF_ERROR(Known(
         "api",
         {"listen", "port", "threads", "max_limit", "max_volume_size_gib", "availability_zone"}));
     CLINKER_RETURN_IF_ERROR(
-        Known("scheduler", {"backends", "requeue_after_s", "sweep_interval_s"}));
+        Known("scheduler", {"clusters", "backends", "requeue_after_s", "sweep_interval_s"}));
     CLINKER_RETURN_IF_ERROR(Known("volume",
                                   {"backend",
                                    "volume_dir",
@@ -168,7 +170,9 @@ class TomlReader {
                                    "driver_delay_ms",
                                    "driver_journal"}));
     CLINKER_RETURN_IF_ERROR(Known("database", {"url", "sqlite_synchronous"}));
-    CLINKER_RETURN_IF_ERROR(Known("queue", {"url"}));
+    CLINKER_RETURN_IF_ERROR(Known("queue", {"url", "heartbeat_s"}));
+    CLINKER_RETURN_IF_ERROR(
+        Known("locks", {"url", "lease_ttl_s", "heartbeat_interval_ms", "missed_heartbeats"}));
     CLINKER_RETURN_IF_ERROR(Known("log", {"level", "format"}));
 
     std::string roles;
@@ -177,6 +181,10 @@ class TomlReader {
       config->roles = SplitRoles(roles);
     }
     CLINKER_RETURN_IF_ERROR(Text("service", "host", &config->host));
+    CLINKER_RETURN_IF_ERROR(Text("service", "cluster", &config->cluster));
+    CLINKER_RETURN_IF_ERROR(Integer("service", "report_interval_s", &config->report_interval_s));
+    CLINKER_RETURN_IF_ERROR(
+        Integer("service", "service_down_time_s", &config->service_down_time_s));
     CLINKER_RETURN_IF_ERROR(Text("service", "state_dir", &config->state_dir));
     CLINKER_RETURN_IF_ERROR(Text("api", "listen", &config->listen));
     CLINKER_RETURN_IF_ERROR(Integer("api", "port", &config->port));
@@ -184,19 +192,8 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Integer("api", "max_limit", &config->max_limit));
     CLINKER_RETURN_IF_ERROR(Integer("api", "max_volume_size_gib", &config->max_volume_size_gib));
     CLINKER_RETURN_IF_ERROR(Text("api", "availability_zone", &config->availability_zone));
-    if (const toml::node* backends = root_.at_path("scheduler.backends").node()) {
-      const toml::array* array = backends->as_array();
-      if (array == nullptr) {
-        return Fail("[scheduler] backends must be an array of \"host@backend\" strings");
-      }
-      config->scheduler_backends.clear();
-      for (const toml::node& item : *array) {
-        if (!item.is_string()) {
-          return Fail("[scheduler] backends must be an array of \"host@backend\" strings");
-        }
-        config->scheduler_backends.push_back(item.as_string()->get());
-      }
-    }
+    CLINKER_RETURN_IF_ERROR(Addresses("clusters", "cluster@backend", &config->scheduler_clusters));
+    CLINKER_RETURN_IF_ERROR(Addresses("backends", "host@backend", &config->scheduler_backends));
     CLINKER_RETURN_IF_ERROR(Integer("scheduler", "requeue_after_s", &config->requeue_after_s));
     CLINKER_RETURN_IF_ERROR(Integer("scheduler", "sweep_interval_s", &config->sweep_interval_s));
     CLINKER_RETURN_IF_ERROR(Text("volume", "backend", &config->backend));
@@ -208,6 +205,12 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Text("database", "url", &config->database_url));
     CLINKER_RETURN_IF_ERROR(Text("database", "sqlite_synchronous", &config->sqlite_synchronous));
     CLINKER_RETURN_IF_ERROR(Text("queue", "url", &config->queue_url));
+    CLINKER_RETURN_IF_ERROR(Integer("queue", "heartbeat_s", &config->queue_heartbeat_s));
+    CLINKER_RETURN_IF_ERROR(Text("locks", "url", &config->lock_url));
+    CLINKER_RETURN_IF_ERROR(Integer("locks", "lease_ttl_s", &config->lease_ttl_s));
+    CLINKER_RETURN_IF_ERROR(
+        Integer("locks", "heartbeat_interval_ms", &config->heartbeat_interval_ms));
+    CLINKER_RETURN_IF_ERROR(Integer("locks", "missed_heartbeats", &config->missed_heartbeats));
     CLINKER_RETURN_IF_ERROR(Text("log", "level", &config->log_level));
     CLINKER_RETURN_IF_ERROR(Text("log", "format", &config->log_format));
     return {};
@@ -216,6 +219,29 @@ class TomlReader {
  private:
   clinker::Result<void> Fail(const std::string& message) const {
     return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, file_ + ": " + message);
+  }
+
+  // [scheduler] <key>: an array of "<name>@<backend>" strings.
+  clinker::Result<void> Addresses(const std::string& key,
+                                  const std::string& shape,
+                                  std::vector<std::string>* out) const {
+    const toml::node* node = root_.at_path("scheduler." + key).node();
+    if (node == nullptr) {
+      return {};
+    }
+    std::string message = "[scheduler] " + key + " must be an array of \"" + shape + "\" strings";
+    const toml::array* array = node->as_array();
+    if (array == nullptr) {
+      return Fail(message);
+    }
+    out->clear();
+    for (const toml::node& item : *array) {
+      if (!item.is_string()) {
+        return Fail(message);
+      }
+      out->push_back(item.as_string()->get());
+    }
+    return {};
   }
 
   clinker::Result<void> Known(const std::string& section, const std::set<std::string>& keys) const {
@@ -284,6 +310,14 @@ clinker::Result<void> Validate(Config* config) {
   if (config->host.find_first_of("@# ") != std::string::npos) {
     return fail("host: '" + config->host + "' must not contain '@', '#' or spaces");
   }
+  if (config->report_interval_s < 1 || config->service_down_time_s <= config->report_interval_s) {
+    return fail("report_interval_s (" + std::to_string(config->report_interval_s) +
+                ") must be at least 1 and below service_down_time_s (" +
+                std::to_string(config->service_down_time_s) + ")");
+  }
+  if (config->cluster.find_first_of("@# ") != std::string::npos) {
+    return fail("cluster: '" + config->cluster + "' must not contain '@', '#' or spaces");
+  }
   if (config->backend.empty() || config->backend.find_first_of("@# ") != std::string::npos) {
     return fail("backend: '" + config->backend + "' must be non-empty without '@', '#' or spaces");
   }
@@ -344,8 +378,57 @@ clinker::Result<void> Validate(Config* config) {
   if (config->volume_dir.empty()) {
     config->volume_dir = config->state_dir + "/volumes";
   }
-  if (config->scheduler_backends.empty()) {
-    config->scheduler_backends.push_back(config->BackendAddress());
+  for (const auto* addresses : {&config->scheduler_clusters, &config->scheduler_backends}) {
+    for (const std::string& address : *addresses) {
+      std::size_t at = address.find('@');
+      if (at == 0 || at == std::string::npos || at + 1 == address.size() ||
+          address.find_first_of("# ") != std::string::npos ||
+          address.find('@', at + 1) != std::string::npos) {
+        return fail(
+            "[scheduler] " +
+            std::string(addresses == &config->scheduler_clusters ? "clusters" : "backends") +
+            ": '" + address + "' is not \"<name>@<backend>\"");
+      }
+    }
+  }
+  if (config->scheduler_clusters.empty() && config->scheduler_backends.empty()) {
+    if (config->cluster.empty()) {
+      config->scheduler_backends.push_back(config->BackendAddress());
+    } else {
+      config->scheduler_clusters.push_back(config->ClusterAddress());
+    }
+  }
+  // On a shared database, volume services of one back-end run side by side on several nodes:
+  // they share its jobs through the cluster's queue, so the cluster must be named.
+  if (config->HasRole("volume") && !config->database_url.empty() && config->cluster.empty()) {
+    return fail(
+        "cluster: required for the volume role on PostgreSQL ([database] url): the volume "
+        "services of a back-end share its jobs through their cluster; set [service] cluster or "
+        "--cluster");
+  }
+  if (!config->lock_url.empty()) {
+    auto server = ParseEtcdUrl(config->lock_url);
+    if (!server) {
+      return fail("[locks] url: " + server.error().message);
+    }
+    config->lock_server = *server;
+  }
+  if (config->queue_heartbeat_s < 1 || config->queue_heartbeat_s > 600) {
+    return fail("[queue] heartbeat_s: " + std::to_string(config->queue_heartbeat_s) +
+                " must be 1-600");
+  }
+  if (config->heartbeat_interval_ms < 1 || config->missed_heartbeats < 1) {
+    return fail("[locks] heartbeat_interval_ms and missed_heartbeats: must be at least 1");
+  }
+  // The node must declare its lease lost (after missed_heartbeats beats) before etcd can expire
+  // it and grant its locks to another node, with one more interval as a margin.
+  if (config->lease_ttl_s < 1 ||
+      static_cast<long long>(config->lease_ttl_s) * 1000 <=
+          static_cast<long long>(config->missed_heartbeats + 1) * config->heartbeat_interval_ms) {
+    return fail("[locks] lease_ttl_s (" + std::to_string(config->lease_ttl_s) +
+                " s) must exceed (missed_heartbeats (" + std::to_string(config->missed_heartbeats) +
+                ") + 1) x heartbeat_interval_ms (" + std::to_string(config->heartbeat_interval_ms) +
+                " ms)");
   }
   return {};
 }
@@ -400,6 +483,29 @@ clinker::Result<AmqpServer> ParseAmqpUrl(std::string_view url) {
   return server;
 }
 
+clinker::Result<EtcdServer> ParseEtcdUrl(std::string_view url) {
+  constexpr std::string_view kScheme = "etcd://";
+  if (!url.starts_with(kScheme)) {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                              "must be empty (file locks in state_dir) or etcd://host:port");
+  }
+  CLINKER_ASSIGN_OR_RETURN(Authority authority, SplitAuthority(url.substr(kScheme.size())));
+  if (authority.host.empty() || authority.has_userinfo) {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                              "must be etcd://host:port (no user, no password)");
+  }
+  if (!authority.rest.empty() && authority.rest != "/") {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                              "must be etcd://host:port (no path)");
+  }
+  EtcdServer server;
+  server.host = std::string(authority.host);
+  if (!authority.port.empty()) {
+    CLINKER_ASSIGN_OR_RETURN(server.port, ParsePort(authority.port));
+  }
+  return server;
+}
+
 clinker::Result<std::string> PostgresServerName(std::string_view url) {
   std::string_view rest;
   for (std::string_view scheme : {"postgresql://", "postgres://"}) {
@@ -430,6 +536,8 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   std::string config_file;
   std::optional<std::string> roles;
   std::optional<std::string> host;
+  std::optional<std::string> cluster;
+  std::optional<std::string> lock_url;
   std::optional<std::string> state_dir;
   std::optional<std::string> listen;
   std::optional<std::string> volume_dir;
@@ -453,6 +561,11 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
                  "Directory for locks, volumes and the SQLite database (state and jobs, "
                  "unless --database-url / --queue-url name servers) (default ./var)");
   app.add_option("--host", host, "This service's host name (default: the machine's hostname)");
+  app.add_option("--cluster",
+                 cluster,
+                 "Cluster of this node's volume service: every member consumes the cluster's "
+                 "jobs for the back-end (Active/Active). Required for the volume role with "
+                 "--database-url");
   app.add_option("--volume-dir",
                  volume_dir,
                  "Where the file back-end keeps volumes (default <state-dir>/volumes)");
@@ -474,6 +587,10 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
                  queue_url,
                  "Job queue: empty (default) for the embedded SQLite queue, or "
                  "amqp://user:password@host:port/vhost (RabbitMQ)");
+  app.add_option("--lock-url",
+                 lock_url,
+                 "Lock manager: empty (default) for file locks in the state dir (one machine), "
+                 "or etcd://host:port");
   app.add_option("--log-level", log_level, "debug, info (default), warn or error");
   app.add_option("--log-format", log_format, "json (default) or text");
 
@@ -515,6 +632,8 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
     }
   };
   take(config.host, host);
+  take(config.cluster, cluster);
+  take(config.lock_url, lock_url);
   take(config.state_dir, state_dir);
   take(config.listen, listen);
   take(config.port, port);

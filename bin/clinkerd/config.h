@@ -27,6 +27,14 @@ struct AmqpServer {
 // which may carry a password.
 clinker::Result<AmqpServer> ParseAmqpUrl(std::string_view url);
 
+// An etcd server as named by `[locks] url` (etcd://host:port, port 2379 by default).
+struct EtcdServer {
+  std::string host;
+  int port = 2379;
+};
+
+clinker::Result<EtcdServer> ParseEtcdUrl(std::string_view url);
+
 // "host:port" of a postgresql:// (or postgres://) URL, for messages that must not quote the URL
 // (it may carry a password). kInvalidArgument for another scheme.
 clinker::Result<std::string> PostgresServerName(std::string_view url);
@@ -35,7 +43,12 @@ struct Config {
   // [service]
   std::vector<std::string> roles = {"api", "scheduler", "volume"};
   std::string host;  // Default: the machine's hostname.
+  // The cluster this node's volume service belongs to. Empty: not clustered (its back-end's
+  // jobs reach this node only). Required for the volume role on PostgreSQL.
+  std::string cluster;
   std::string state_dir = "./var";
+  int report_interval_s = 10;    // Heartbeat period of the scheduler and volume services.
+  int service_down_time_s = 60;  // A service whose last heartbeat is older is shown down.
   // [api]
   std::string listen = "127.0.0.1";
   int port = 8776;
@@ -44,8 +57,10 @@ struct Config {
   std::int64_t max_volume_size_gib = 16384;
   std::string availability_zone = "nova";
   // [scheduler]
-  std::vector<std::string> scheduler_backends;  // Default: this node's "<host>@<backend>".
-  int requeue_after_s = 60;                     // Re-publish the job of a volume queued this long.
+  // Default: this node's "<cluster>@<backend>" when it has a cluster, else "<host>@<backend>".
+  std::vector<std::string> scheduler_clusters;
+  std::vector<std::string> scheduler_backends;
+  int requeue_after_s = 60;  // Re-publish the job of a volume queued this long.
   int sweep_interval_s = 10;
   // [volume]
   std::string backend = "file";
@@ -61,6 +76,15 @@ struct Config {
   // [queue]
   std::string queue_url;                   // Empty: the embedded SQLite queue; else amqp://.
   std::optional<AmqpServer> queue_server;  // Parsed queue_url (set by parsing).
+  // AMQP heartbeat: a node that stops answering (hung, paused, cut off) loses its connection, and
+  // its unacknowledged jobs go to another node, after about two of these.
+  int queue_heartbeat_s = 10;
+  // [locks]
+  std::string lock_url;                   // Empty: file locks in state_dir; else etcd://.
+  std::optional<EtcdServer> lock_server;  // Parsed lock_url (set by parsing).
+  int lease_ttl_s = 2;                    // etcd leases count whole seconds.
+  int heartbeat_interval_ms = 400;
+  int missed_heartbeats = 3;
   // [log]
   std::string log_level = "info";
   std::string log_format = "json";
@@ -68,6 +92,8 @@ struct Config {
   bool HasRole(std::string_view role) const;
 
   std::string BackendAddress() const { return host + "@" + backend; }
+
+  std::string ClusterAddress() const { return cluster + "@" + backend; }
 };
 
 struct ParsedCommandLine {

@@ -14,6 +14,7 @@
 
 #include <signal.h>
 
+#include "clinker/adapters/etcd/etcd_lock_manager.h"
 #include "clinker/adapters/file/file_lock_manager.h"
 #include "clinker/adapters/file/file_storage_driver.h"
 #include "clinker/adapters/http/http_server.h"
@@ -23,10 +24,13 @@
 #include "clinker/adapters/sqlite/sqlite_job_queue.h"
 #include "clinker/adapters/sqlite/sqlite_state_store.h"
 #include "clinker/core/log.h"
+#include "clinker/core/metrics.h"
 #include "clinker/services/api_service.h"
 #include "clinker/services/job_worker_pool.h"
 #include "clinker/services/requeue_sweeper.h"
 #include "clinker/services/scheduler.h"
+#include "clinker/services/service_registry.h"
+#include "clinker/services/services_api.h"
 #include "clinker/services/topics.h"
 #include "clinker/services/volume_manager.h"
 #include "clinker/services/volumes_api.h"
@@ -116,6 +120,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
       options.password = server.password;
       options.vhost = server.vhost;
       options.max_in_flight = max_in_flight;
+      options.heartbeat = std::chrono::seconds(config.queue_heartbeat_s);
       auto queue = clinker::adapters::rabbitmq::RabbitMqJobQueue::Open(options);
       if (!queue) {
         return tl::unexpected(
@@ -157,6 +162,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   // API role.
   std::unique_ptr<JobQueue> api_queue;
   std::unique_ptr<clinker::services::VolumesApi> volumes_api;
+  std::unique_ptr<clinker::services::ServicesApi> services_api;
   std::unique_ptr<clinker::services::ApiService> api;
   std::unique_ptr<clinker::adapters::HttpServer> http;
   if (config.HasRole("api")) {
@@ -171,7 +177,11 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     options.availability_zone = config.availability_zone;
     volumes_api =
         std::make_unique<clinker::services::VolumesApi>(*store, *api_queue, clock, options);
-    api = std::make_unique<clinker::services::ApiService>(*volumes_api);
+    services_api = std::make_unique<clinker::services::ServicesApi>(
+        *store,
+        clock,
+        clinker::services::ServicesApiOptions{std::chrono::seconds(config.service_down_time_s)});
+    api = std::make_unique<clinker::services::ApiService>(*volumes_api, *services_api);
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;
@@ -200,7 +210,8 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         *store,
         *scheduler_queue,
         clock,
-        clinker::services::SchedulerOptions{config.scheduler_backends, "default"});
+        clinker::services::SchedulerOptions{
+            config.scheduler_clusters, config.scheduler_backends, "default"});
     scheduler_pool = std::make_unique<clinker::services::JobWorkerPool>(
         *scheduler_queue,
         [&scheduler](const clinker::ports::Delivery& delivery) {
@@ -217,7 +228,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
 
   // Volume role.
   std::unique_ptr<JobQueue> volume_queue;
-  std::unique_ptr<clinker::adapters::FileLockManager> locks;
+  std::unique_ptr<clinker::ports::LockManager> locks;
   std::unique_ptr<clinker::adapters::FileStorageDriver> driver;
   std::unique_ptr<clinker::services::VolumeManager> manager;
   std::unique_ptr<clinker::services::JobWorkerPool> volume_pool;
@@ -227,15 +238,41 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
       return Fail(queue_setting, queue.error());
     }
     volume_queue = std::move(*queue);
-    std::string topic = clinker::services::VolumeTopic(config.BackendAddress());
-    if (auto subscribed = volume_queue->Subscribe({topic}); !subscribed) {
+    // A clustered node takes its cluster's jobs and its own; an unclustered one, its own.
+    std::vector<std::string> topics = {clinker::services::VolumeTopic(config.BackendAddress())};
+    if (!config.cluster.empty()) {
+      topics.push_back(clinker::services::VolumeTopic(config.ClusterAddress()));
+    }
+    if (auto subscribed = volume_queue->Subscribe(topics); !subscribed) {
       return Fail(queue_setting, subscribed.error());
     }
-    auto created_locks = clinker::adapters::FileLockManager::Create(config.state_dir + "/locks");
-    if (!created_locks) {
-      return Fail("locks", created_locks.error());
+    if (config.lock_server) {
+      clinker::adapters::etcd::EtcdLockManager::Options options;
+      options.host = config.lock_server->host;
+      options.port = config.lock_server->port;
+      options.lease_ttl = std::chrono::seconds(config.lease_ttl_s);
+      options.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_interval_ms);
+      options.missed_heartbeats = config.missed_heartbeats;
+      auto opened = clinker::adapters::etcd::EtcdLockManager::Open(options);
+      if (!opened) {
+        return Fail(
+            "[locks] url",
+            ServerError(config.lock_server->host + ":" + std::to_string(config.lock_server->port),
+                        opened.error()));
+      }
+      locks = std::move(*opened);
+    } else {
+      auto created_locks = clinker::adapters::FileLockManager::Create(config.state_dir + "/locks");
+      if (!created_locks) {
+        return Fail("locks", created_locks.error());
+      }
+      locks = std::move(*created_locks);
     }
-    locks = std::move(*created_locks);
+    // A lost lease: the volume manager stops the affected jobs (Lock::IsLost); the log says so.
+    locks->SetLostCallback([](const std::string& name, std::uint64_t fencing_token) {
+      clinker::log::Error(
+          "locks.lost", {{"lock", name}, {"fencing_token", static_cast<long long>(fencing_token)}});
+    });
     clinker::adapters::FileStorageDriver::Options driver_options;
     driver_options.volume_dir = config.volume_dir;
     driver_options.backend_name = config.backend;
@@ -256,12 +293,40 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         clinker::services::JobWorkerPool::Options{"volume", config.workers});
   }
 
+  // Each service shows up in os-services (and its cluster in clusters) once it runs.
+  std::vector<std::unique_ptr<clinker::services::ServiceRegistry>> registries;
+  auto register_service = [&](std::string binary,
+                              std::string host,
+                              std::optional<std::string> cluster_name) -> clinker::Result<void> {
+    clinker::services::ServiceRegistryOptions options;
+    options.binary = std::move(binary);
+    options.host = std::move(host);
+    options.cluster_name = std::move(cluster_name);
+    options.availability_zone = config.availability_zone;
+    options.report_interval = std::chrono::seconds(config.report_interval_s);
+    registries.push_back(
+        std::make_unique<clinker::services::ServiceRegistry>(*store, clock, std::move(options)));
+    return registries.back()->Start();
+  };
   if (scheduler_pool) {
     scheduler_pool->Start();
     sweeper->Start();
+    if (auto registered = register_service("cinder-scheduler", config.host, std::nullopt);
+        !registered) {
+      return Fail("service registration", registered.error());
+    }
   }
   if (volume_pool) {
     volume_pool->Start();
+    std::optional<std::string> cluster_name;
+    if (!config.cluster.empty()) {
+      cluster_name = config.ClusterAddress();
+    }
+    if (auto registered =
+            register_service("cinder-volume", config.BackendAddress(), std::move(cluster_name));
+        !registered) {
+      return Fail("service registration", registered.error());
+    }
   }
   if (http) {
     if (auto started = http->Start(); !started) {
@@ -273,6 +338,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   clinker::log::Info(
       "clinkerd.started",
       {{"host", config.host},
+       {"cluster", config.cluster},
        {"backend", config.BackendAddress()},
        {"state_dir", config.state_dir},
        {"database",
@@ -282,6 +348,10 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
             ? "rabbitmq " + config.queue_server->host + ":" +
                   std::to_string(config.queue_server->port) + " vhost " + config.queue_server->vhost
             : "sqlite"},
+       {"locks",
+        config.lock_server
+            ? "etcd " + config.lock_server->host + ":" + std::to_string(config.lock_server->port)
+            : "file"},
        {"api", config.HasRole("api")},
        {"scheduler", config.HasRole("scheduler")},
        {"volume", config.HasRole("volume")}});
@@ -299,7 +369,17 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   if (volume_pool) {
     volume_pool->Stop();
   }
-  clinker::log::Info("clinkerd.stopped");
+  // Deregistered last: the service is shown up for as long as it still finishes jobs.
+  for (auto& registry : registries) {
+    registry->Stop().IgnoreError("the row goes down after service_down_time anyway");
+  }
+  // For benchmarks: what the run cost in database round trips.
+  clinker::log::Info(
+      "clinkerd.stopped",
+      {{"write_transactions",
+        static_cast<long long>(clinker::metrics::Global().write_transactions.load())},
+       {"read_transactions",
+        static_cast<long long>(clinker::metrics::Global().read_transactions.load())}});
   return 0;
 }
 

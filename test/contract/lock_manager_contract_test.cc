@@ -1,19 +1,23 @@
 // Goal: prove that every LockManager adapter meets the contract in ports/lock_manager.h (modes,
 // writer preference, reader limits, fencing tokens, errors, release), so that the in-memory fake
-// used by service tests behaves like the flock-based production adapter.
+// used by service tests behaves like the flock-based and etcd-based production adapters.
 //
-// Method: one typed suite (TYPED_TEST_SUITE_P) instantiated for MemoryLockManager and
-// FileLockManager. Exclusion is checked with "inside" counters that each holder bumps while it
-// holds the lock (8 threads x 200 exclusive grants never overlap; N readers are seen inside
-// together; a cap of 2 is never exceeded and is reached); waiting is checked with TryAcquire and
-// short Acquire timeouts; writer preference with a writer requested while readers arrive back to
-// back; tokens by collecting every grant's token from many threads mixing modes. Then file-only
-// tests with real processes: 8 forked workers x 200 exclusive grants log "begin"/"end" lines with
-// their tokens, and the log must alternate strictly with strictly increasing tokens; a SIGKILLed
-// holder (writer or capped reader) frees its lock; a program spawned by a holder does not inherit
-// it (O_CLOEXEC); tokens continue in a new manager on the same directory. Memory-only tests check
-// ExpireForTest / ReleaseAllForTest (IsLost, one callback per lost grant). Every wait is bounded
-// and every forked child is killed by PID if the test stops early.
+// Method: one typed suite (TYPED_TEST_SUITE_P) instantiated for MemoryLockManager,
+// FileLockManager and EtcdLockManager (on the etcd of the CTest fixture "etcd", with 2 s leases;
+// skipped when that server's env file is missing). Exclusion is checked with "inside" counters
+// that each holder bumps while it holds the lock (8 threads x 200 exclusive grants never
+// overlap; N readers are seen inside together; a cap of 2 is never exceeded and is reached);
+// waiting is checked with TryAcquire and short Acquire timeouts; writer preference with a writer
+// requested while readers arrive back to back; tokens by collecting every grant's token from many
+// threads mixing modes. Then file-only tests with real processes: 8 forked workers x 200
+// exclusive grants log "begin"/"end" lines with their tokens, and the log must alternate strictly
+// with strictly increasing tokens; a SIGKILLed holder (writer or capped reader) frees its lock; a
+// program spawned by a holder does not inherit it (O_CLOEXEC); tokens continue in a new manager
+// on the same directory. Memory-only tests check ExpireForTest / ReleaseAllForTest (IsLost, one
+// callback per lost grant). Etcd-only tests repeat the forked-workers log check against etcd,
+// SIGKILL a holder (its lease expires: the waiter gets in within TTL + 1 s) and check tokens
+// across managers. Every wait is bounded and every forked child is killed by PID if the test
+// stops early.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -21,9 +25,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -40,8 +46,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clinker/adapters/etcd/etcd_lock_manager.h"
 #include "clinker/adapters/file/file_lock_manager.h"
 #include "clinker/adapters/memory/memory_lock_manager.h"
+#include "clinker/core/uuid.h"
+
+#include "support/test_servers.h"
 
 extern char** environ;
 
@@ -130,10 +140,55 @@ struct FileFactory {
   }
 };
 
+// The etcd started by the CTest fixture "etcd", with short lease times so that the tests stay
+// fast. Every manager gets a prefix of its own, so tests sharing the server never meet.
+std::optional<etcd::EtcdLockManager::Options> EtcdTestOptions() {
+  auto host = test_support::TestServerSetting("etcd", "CLINKER_TEST_ETCD_HOST");
+  auto port = test_support::TestServerSetting("etcd", "CLINKER_TEST_ETCD_PORT");
+  if (!host || !port) {
+    return std::nullopt;
+  }
+  etcd::EtcdLockManager::Options options;
+  options.host = *host;
+  options.port = std::stoi(*port);
+  options.key_prefix = "/clinker-test/" + NewUuid() + "/";
+  options.lease_ttl = std::chrono::seconds(2);
+  options.heartbeat_interval = milliseconds(250);
+  options.missed_heartbeats = 3;
+  options.request_timeout = milliseconds(3000);
+  return options;
+}
+
+std::unique_ptr<ports::LockManager> OpenEtcd(const etcd::EtcdLockManager::Options& options) {
+  auto manager = etcd::EtcdLockManager::Open(options);
+  EXPECT_TRUE(manager.has_value()) << manager.error().ToString();
+  return manager ? std::move(*manager) : nullptr;
+}
+
+struct EtcdFactory {
+  // Non-empty when the fixture's server is not there (the suite is then skipped, not failed).
+  static std::string SkipReason() {
+    return EtcdTestOptions() ? std::string()
+                             : "no etcd: " + test_support::TestServerEnvPath("etcd") +
+                                   " is missing (run through ctest, which starts it)";
+  }
+
+  static std::unique_ptr<ports::LockManager> Make(const std::string& /*dir*/) {
+    auto options = EtcdTestOptions();
+    return options ? OpenEtcd(*options) : nullptr;
+  }
+};
+
 template <class Factory>
 class LockManagerContractTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    if constexpr (requires { Factory::SkipReason(); }) {
+      const std::string reason = Factory::SkipReason();
+      if (!reason.empty()) {
+        GTEST_SKIP() << reason;
+      }
+    }
     manager_ = Factory::Make(temp_dir_.path());
     ASSERT_NE(manager_, nullptr);
   }
@@ -688,13 +743,15 @@ REGISTER_TYPED_TEST_SUITE_P(LockManagerContractTest,
                             WriterIsNotStarvedByAStreamOfReaders,
                             TokensIncreaseAcrossAllGrantsOfAName);
 
-using Factories = ::testing::Types<MemoryFactory, FileFactory>;
+using Factories = ::testing::Types<MemoryFactory, FileFactory, EtcdFactory>;
 
 class FactoryNames {
  public:
   template <class T>
   static std::string GetName(int /*index*/) {
-    return std::is_same_v<T, MemoryFactory> ? "Memory" : "File";
+    return std::is_same_v<T, MemoryFactory> ? "Memory"
+           : std::is_same_v<T, FileFactory> ? "File"
+                                            : "Etcd";
   }
 };
 
@@ -857,14 +914,24 @@ bool ReadByte(int fd, milliseconds timeout, char* byte) {
 
 constexpr int kWorkerRounds = 200;
 
+// Opens a manager in a forked child (nullptr on failure).
+using ManagerOpener = std::function<std::unique_ptr<ports::LockManager>()>;
+
+ManagerOpener FileOpener(const std::string& lock_dir) {
+  return [lock_dir]() -> std::unique_ptr<ports::LockManager> {
+    auto manager = FileLockManager::Create(lock_dir);
+    return manager ? std::move(*manager) : nullptr;
+  };
+}
+
 // The body of a forked worker: kWorkerRounds rounds of lock, "begin <pid> <token>", pause,
 // "end <pid>", unlock. Exits with the number of failed rounds (0 expected); never returns.
-[[noreturn]] void AppendUnderLock(const std::string& lock_dir, const std::string& log_path) {
-  auto manager = FileLockManager::Create(lock_dir);
+[[noreturn]] void AppendUnderLock(const ManagerOpener& open_manager, const std::string& log_path) {
+  std::unique_ptr<ports::LockManager> manager = open_manager();
   int failures = manager ? 0 : kWorkerRounds;
   const std::string pid = std::to_string(::getpid());
   for (int round = 0; manager && round < kWorkerRounds; ++round) {
-    auto lock = (*manager)->Acquire(Exclusive("volume/shared"), milliseconds(20000));
+    auto lock = manager->Acquire(Exclusive("volume/shared"), milliseconds(20000));
     if (!lock) {
       ++failures;
       continue;
@@ -879,13 +946,15 @@ constexpr int kWorkerRounds = 200;
     }
     failures += written ? 0 : 1;
   }
+  manager.reset();  // Joins the manager's threads (if any) before _exit.
   ::_exit(failures > 100 ? 100 : failures);
 }
 
-TEST(FileLockManagerTest, ForkedProcessesNeverHoldTheLockTogetherAndTokensIncrease) {
-  TempDir temp_dir;
-  const std::string lock_dir = temp_dir.path() + "/locks";
-  const std::string log_path = temp_dir.path() + "/log";
+// Forks kProcesses workers (AppendUnderLock), waits for them, and checks the log: strictly
+// alternating begin/end lines, strictly increasing tokens, every round of every worker present.
+void RunForkedWorkersAndCheckTheLog(const ManagerOpener& open_manager,
+                                    const std::string& log_path,
+                                    milliseconds worker_timeout) {
   constexpr int kProcesses = 8;
   Children children;
   std::vector<pid_t> pids;
@@ -893,13 +962,13 @@ TEST(FileLockManagerTest, ForkedProcessesNeverHoldTheLockTogetherAndTokensIncrea
     const pid_t pid = ::fork();
     ASSERT_GE(pid, 0) << "fork failed";
     if (pid == 0) {
-      AppendUnderLock(lock_dir, log_path);
+      AppendUnderLock(open_manager, log_path);
     }
     children.Add(pid);
     pids.push_back(pid);
   }
   for (pid_t pid : pids) {
-    EXPECT_EQ(children.Wait(pid, milliseconds(25000)), 0) << "worker " << pid;
+    EXPECT_EQ(children.Wait(pid, worker_timeout), 0) << "worker " << pid;
   }
 
   std::ifstream log(log_path);
@@ -936,9 +1005,17 @@ TEST(FileLockManagerTest, ForkedProcessesNeverHoldTheLockTogetherAndTokensIncrea
   }
 }
 
-// Forks a child that takes `request` from a manager on `lock_dir`, reports 'L' (or 'F') on a
-// pipe and sleeps until killed. Returns its pid, or -1 if it did not report 'L'.
-pid_t ForkHolder(const std::string& lock_dir, const LockRequest& request, Children* children) {
+TEST(FileLockManagerTest, ForkedProcessesNeverHoldTheLockTogetherAndTokensIncrease) {
+  TempDir temp_dir;
+  RunForkedWorkersAndCheckTheLog(
+      FileOpener(temp_dir.path() + "/locks"), temp_dir.path() + "/log", milliseconds(25000));
+}
+
+// Forks a child that takes `request` from a manager `open_manager` makes, reports 'L' (or 'F')
+// on a pipe and sleeps until killed. Returns its pid, or -1 if it did not report 'L'.
+pid_t ForkHolder(const ManagerOpener& open_manager,
+                 const LockRequest& request,
+                 Children* children) {
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) {
     return -1;
@@ -948,10 +1025,10 @@ pid_t ForkHolder(const std::string& lock_dir, const LockRequest& request, Childr
     return -1;
   }
   if (pid == 0) {
-    auto manager = FileLockManager::Create(lock_dir);
+    std::unique_ptr<ports::LockManager> manager = open_manager();
     ports::LockPtr lock;
     if (manager) {
-      auto taken = (*manager)->TryAcquire(request);
+      auto taken = manager->TryAcquire(request);
       if (taken) {
         lock = std::move(*taken);
       }
@@ -977,7 +1054,7 @@ TEST(FileLockManagerTest, KilledHolderLosesTheLock) {
   auto manager = FileLockManager::Create(lock_dir);
   ASSERT_TRUE(manager.has_value()) << manager.error().ToString();
   Children children;
-  const pid_t pid = ForkHolder(lock_dir, Exclusive("volume/a"), &children);
+  const pid_t pid = ForkHolder(FileOpener(lock_dir), Exclusive("volume/a"), &children);
   ASSERT_GT(pid, 0) << "the child could not take the lock";
 
   auto busy = (*manager)->TryAcquire(Exclusive("volume/a"));
@@ -999,7 +1076,7 @@ TEST(FileLockManagerTest, KilledReaderFreesItsSlot) {
   auto manager = FileLockManager::Create(lock_dir);
   ASSERT_TRUE(manager.has_value()) << manager.error().ToString();
   Children children;
-  const pid_t pid = ForkHolder(lock_dir, Shared("volume/a", 1), &children);
+  const pid_t pid = ForkHolder(FileOpener(lock_dir), Shared("volume/a", 1), &children);
   ASSERT_GT(pid, 0) << "the child could not take the lock";
 
   auto busy = (*manager)->TryAcquire(Shared("volume/a", 1));
@@ -1174,6 +1251,78 @@ TEST(FileLockManagerTest, LockFilesStayInTheLockDirectory) {
   auto almost = (*manager)->TryAcquire(Shared(std::string(NAME_MAX - 7, 'b'), 1));
   ASSERT_FALSE(almost.has_value());
   EXPECT_EQ(almost.error().code, ErrorCode::kInvalidArgument);
+}
+
+// ---- Etcd-only: real processes against the fixture's etcd. ----
+
+// Tests that need the fixture's etcd; skipped (with the reason) when it is not there.
+class EtcdLockManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_ = EtcdTestOptions();
+    if (!options_) {
+      GTEST_SKIP() << EtcdFactory::SkipReason();
+    }
+  }
+
+  std::optional<etcd::EtcdLockManager::Options> options_;
+};
+
+ManagerOpener EtcdOpener(const etcd::EtcdLockManager::Options& options) {
+  return [options]() -> std::unique_ptr<ports::LockManager> {
+    auto manager = etcd::EtcdLockManager::Open(options);
+    return manager ? std::move(*manager) : nullptr;
+  };
+}
+
+TEST_F(EtcdLockManagerTest, ForkedProcessesNeverHoldTheLockTogetherAndTokensIncrease) {
+  const std::optional<etcd::EtcdLockManager::Options>& options = options_;
+  TempDir temp_dir;
+  RunForkedWorkersAndCheckTheLog(
+      EtcdOpener(*options), temp_dir.path() + "/log", milliseconds(40000));
+}
+
+// The holder's keys go when etcd expires its lease: a waiter gets in within TTL + 1 s.
+TEST_F(EtcdLockManagerTest, KilledHolderLosesTheLockWhenItsLeaseExpires) {
+  const std::optional<etcd::EtcdLockManager::Options>& options = options_;
+  for (const LockRequest& request : {Exclusive("volume/a"), Shared("volume/b", 1)}) {
+    SCOPED_TRACE(request.name);
+    Children children;
+    // Forked before this process opens a manager, so the child inherits no running threads.
+    const pid_t pid = ForkHolder(EtcdOpener(*options), request, &children);
+    ASSERT_GT(pid, 0) << "the child could not take the lock";
+    std::unique_ptr<ports::LockManager> manager = OpenEtcd(*options);
+    ASSERT_NE(manager, nullptr);
+
+    auto busy = manager->TryAcquire(request);
+    ASSERT_FALSE(busy.has_value());
+    EXPECT_EQ(busy.error().code, ErrorCode::kBusy);
+
+    const Clock::time_point killed_at = Clock::now();
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    const milliseconds limit = options->lease_ttl + milliseconds(1000);
+    auto lock = manager->Acquire(request, limit);
+    ASSERT_TRUE(lock.has_value()) << lock.error().ToString();
+    EXPECT_LT(Clock::now() - killed_at, limit + milliseconds(500));
+    EXPECT_EQ(children.Wait(pid, milliseconds(5000)), -1);
+  }
+}
+
+// The store is the cluster: a new manager on the same prefix continues the tokens.
+TEST_F(EtcdLockManagerTest, TokensContinueInANewManagerOnTheSameCluster) {
+  const std::optional<etcd::EtcdLockManager::Options>& options = options_;
+  std::uint64_t last = 0;
+  for (int generation = 0; generation < 3; ++generation) {
+    SCOPED_TRACE(generation);
+    std::unique_ptr<ports::LockManager> manager = OpenEtcd(*options);
+    ASSERT_NE(manager, nullptr);
+    for (const LockRequest& request : {Exclusive("volume/a"), Shared("volume/a", 2)}) {
+      auto lock = manager->TryAcquire(request);
+      ASSERT_TRUE(lock.has_value()) << lock.error().ToString();
+      EXPECT_GT((*lock)->fencing_token(), last);
+      last = (*lock)->fencing_token();
+    }
+  }
 }
 
 }  // namespace

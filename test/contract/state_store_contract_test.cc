@@ -518,6 +518,28 @@ TYPED_TEST(StateStoreContractTest, ConditionalUpdateIsNotNull) {
   EXPECT_EQ(row.at("status"), Text("x"));
 }
 
+// The fencing check: a write carrying token t holds while the stored token is NULL or <= t, and
+// stores t; an older token then loses.
+TYPED_TEST(StateStoreContractTest, ConditionalUpdateNullOrAtMost) {
+  this->MustInsert(Table::kVolumes, Volume("v1"));  // fencing_token is NULL.
+  Row row = this->MustWin("v1",
+                          {{"fencing_token", Int(7)}, {"status", Text("a")}},
+                          {Expectation::NullOrAtMost("fencing_token", 7)});
+  EXPECT_EQ(row.at("fencing_token"), Int(7));
+  this->MustWin("v1", {{"status", Text("b")}}, {Expectation::NullOrAtMost("fencing_token", 7)});
+  this->MustLose("v1",
+                 {{"fencing_token", Int(5)}, {"status", Text("stale")}},
+                 {Expectation::NullOrAtMost("fencing_token", 5)});
+  row = this->MustWin("v1",
+                      {{"fencing_token", Int(1LL << 62)}, {"status", Text("c")}},
+                      {Expectation::NullOrAtMost("fencing_token", 1LL << 62)});
+  EXPECT_EQ(row.at("fencing_token"), Int(1LL << 62));
+  EXPECT_EQ(row.at("status"), Text("c"));
+  // Only integer columns, with one value.
+  ExpectInvalid(this->store().ConditionalUpdate(
+      Table::kVolumes, "v1", {}, {Expectation::NullOrAtMost("host", 1)}, {}));
+}
+
 TYPED_TEST(StateStoreContractTest, NullColumnMatchesOnlyNegativeAndNullExpectations) {
   this->MustInsert(Table::kVolumes, Volume("v1"));  // host is NULL.
   this->MustLose("v1", {{"status", Text("x")}}, {Expectation::Equals("host", Text("h"))});
@@ -828,6 +850,59 @@ TYPED_TEST(StateStoreContractTest, MarkerMayBeADeletedRowButMustExist) {
   auto result = this->store().List(Table::kVolumes, query);
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().code, ErrorCode::kNotFound);
+}
+
+// --- Services and clusters ----------------------------------------------------------------------
+
+// The heartbeat tables: every column round-trips (the "binary" column included, a keyword in
+// SQL), defaults fill in, a nullable integer (heartbeat_at) can be set and cleared, a duplicate
+// cluster id is kConflict (members racing to create their cluster rely on it), and the tables
+// are separate from each other.
+TYPED_TEST(StateStoreContractTest, ServicesAndClustersRoundTrip) {
+  Row service = {{"id", Text("cinder-volume:node1@lvm")},
+                 {"binary", Text("cinder-volume")},
+                 {"host", Text("node1@lvm")},
+                 {"cluster_name", Text("c1@lvm")},
+                 {"heartbeat_at", Int(1767225600123)},
+                 {"created_at", Text(kCreatedAt)}};
+  Row stored = this->MustInsert(Table::kServices, service);
+  EXPECT_EQ(stored.size(), ports::Columns(Table::kServices).size());
+  EXPECT_EQ(stored.at("binary"), Text("cinder-volume"));
+  EXPECT_EQ(stored.at("heartbeat_at"), Int(1767225600123));
+  EXPECT_EQ(stored.at("availability_zone"), Text("nova"));
+  EXPECT_EQ(stored.at("disabled"), Int(0));
+  EXPECT_EQ(stored.at("disabled_reason"), kNull);
+  EXPECT_EQ(stored.at("deleted"), Int(0));
+
+  auto cleared =
+      this->store().ConditionalUpdate(Table::kServices,
+                                      "cinder-volume:node1@lvm",
+                                      {{"heartbeat_at", kNull}},
+                                      {Expectation::Equals("binary", Text("cinder-volume")),
+                                       Expectation::Equals("deleted", Int(0))},
+                                      {});
+  ASSERT_TRUE(cleared) << cleared.error().ToString();
+  ASSERT_TRUE(cleared->has_value());
+  EXPECT_EQ((*cleared)->at("heartbeat_at"), kNull);
+
+  Row cluster = {{"id", Text("cinder-volume:c1@lvm")},
+                 {"name", Text("c1@lvm")},
+                 {"binary", Text("cinder-volume")},
+                 {"created_at", Text(kCreatedAt)}};
+  Row stored_cluster = this->MustInsert(Table::kClusters, cluster);
+  EXPECT_EQ(stored_cluster.size(), ports::Columns(Table::kClusters).size());
+  EXPECT_EQ(stored_cluster.at("disabled"), Int(0));
+  auto again = this->store().Insert(Table::kClusters, cluster);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  EXPECT_FALSE(this->store().Get(Table::kServices, "cinder-volume:c1@lvm"));
+
+  ListQuery members;
+  members.filters = {Expectation::Equals("cluster_name", Text("c1@lvm")),
+                     Expectation::Equals("binary", Text("cinder-volume"))};
+  members.sort = {SortKey{"binary", true}};
+  EXPECT_EQ(this->ListIds(Table::kServices, members),
+            std::vector<std::string>{"cinder-volume:node1@lvm"});
 }
 
 }  // namespace

@@ -129,7 +129,7 @@ TYPED_TEST_P(StorageDriverContractTest, CreateThenDelete) {
   ASSERT_TRUE(created.has_value()) << created.error().ToString();
   EXPECT_EQ(this->SizeGib(kVolumeA), 1);
 
-  auto deleted = this->driver().DeleteVolume(kVolumeA, "op-2");
+  auto deleted = this->driver().DeleteVolume(kVolumeA, "op-2", 0);
   ASSERT_TRUE(deleted.has_value()) << deleted.error().ToString();
   EXPECT_EQ(this->SizeGib(kVolumeA), std::nullopt);
 }
@@ -143,10 +143,10 @@ TYPED_TEST_P(StorageDriverContractTest, CreateIsIdempotent) {
 
 TYPED_TEST_P(StorageDriverContractTest, DeleteIsIdempotent) {
   ASSERT_TRUE(this->driver().CreateVolume(Spec(kVolumeA, 1)).has_value());
-  ASSERT_TRUE(this->driver().DeleteVolume(kVolumeA, "op-2").has_value());
-  auto again = this->driver().DeleteVolume(kVolumeA, "op-2");
+  ASSERT_TRUE(this->driver().DeleteVolume(kVolumeA, "op-2", 0).has_value());
+  auto again = this->driver().DeleteVolume(kVolumeA, "op-2", 0);
   EXPECT_TRUE(again.has_value()) << again.error().ToString();
-  auto never_created = this->driver().DeleteVolume(kVolumeB, "op-3");
+  auto never_created = this->driver().DeleteVolume(kVolumeB, "op-3", 0);
   EXPECT_TRUE(never_created.has_value()) << never_created.error().ToString();
   EXPECT_EQ(this->SizeGib(kVolumeA), std::nullopt);
 }
@@ -166,7 +166,7 @@ TYPED_TEST_P(StorageDriverContractTest, InvalidIdsAreRejected) {
     auto created = this->driver().CreateVolume(Spec(id, 1));
     ASSERT_FALSE(created.has_value()) << "'" << id << "'";
     EXPECT_EQ(created.error().code, ErrorCode::kInvalidArgument) << "'" << id << "'";
-    auto deleted = this->driver().DeleteVolume(id, "op-2");
+    auto deleted = this->driver().DeleteVolume(id, "op-2", 0);
     ASSERT_FALSE(deleted.has_value()) << "'" << id << "'";
     EXPECT_EQ(deleted.error().code, ErrorCode::kInvalidArgument) << "'" << id << "'";
   }
@@ -204,7 +204,7 @@ TYPED_TEST_P(StorageDriverContractTest, ThreadsMayWorkOnDifferentVolumes) {
     threads.emplace_back([&, i] {
       for (int round = 0; round < 5; ++round) {
         failures[i] += this->driver().CreateVolume(Spec(ids[i], 1)).has_value() ? 0 : 1;
-        failures[i] += this->driver().DeleteVolume(ids[i], "op").has_value() ? 0 : 1;
+        failures[i] += this->driver().DeleteVolume(ids[i], "op", 0).has_value() ? 0 : 1;
       }
       failures[i] += this->driver().CreateVolume(Spec(ids[i], 1)).has_value() ? 0 : 1;
     });
@@ -218,7 +218,41 @@ TYPED_TEST_P(StorageDriverContractTest, ThreadsMayWorkOnDifferentVolumes) {
   }
 }
 
+// A node that took a volume over fences it; the node it took over from (paused, not dead) then
+// carries an older token and must change nothing, before or after the volume is deleted.
+TYPED_TEST_P(StorageDriverContractTest, FenceRefusesOlderTokensAndOutlivesTheVolume) {
+  ports::VolumeSpec stale = Spec(kVolumeA, 1, "op-stale");
+  stale.fencing_token = 5;
+  ASSERT_TRUE(this->driver().CreateVolume(stale).has_value()) << "no fence yet: admitted";
+
+  ASSERT_TRUE(this->driver().Fence(kVolumeA, 7).has_value());
+  EXPECT_TRUE(this->driver().Fence(kVolumeA, 7).has_value()) << "fencing is idempotent";
+  auto older_fence = this->driver().Fence(kVolumeA, 6);
+  ASSERT_FALSE(older_fence.has_value());
+  EXPECT_EQ(older_fence.error().code, ErrorCode::kFenced);
+
+  auto stale_delete = this->driver().DeleteVolume(kVolumeA, "op-stale-delete", 5);
+  ASSERT_FALSE(stale_delete.has_value());
+  EXPECT_EQ(stale_delete.error().code, ErrorCode::kFenced) << stale_delete.error().ToString();
+  EXPECT_EQ(this->SizeGib(kVolumeA), 1) << "a refused delete changes nothing";
+  auto unfenced_delete = this->driver().DeleteVolume(kVolumeA, "op-unfenced", 0);
+  ASSERT_FALSE(unfenced_delete.has_value());
+  EXPECT_EQ(unfenced_delete.error().code, ErrorCode::kFenced);
+
+  ASSERT_TRUE(this->driver().DeleteVolume(kVolumeA, "op-delete", 8).has_value());
+  EXPECT_EQ(this->SizeGib(kVolumeA), std::nullopt);
+  auto resurrect = this->driver().CreateVolume(stale);
+  ASSERT_FALSE(resurrect.has_value());
+  EXPECT_EQ(resurrect.error().code, ErrorCode::kFenced);
+  EXPECT_EQ(this->SizeGib(kVolumeA), std::nullopt) << "a stale create must not bring it back";
+
+  // Other volumes are not affected by this one's fence.
+  EXPECT_TRUE(this->driver().CreateVolume(Spec(kVolumeB, 1)).has_value());
+  EXPECT_EQ(this->SizeGib(kVolumeB), 1);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(StorageDriverContractTest,
+                            FenceRefusesOlderTokensAndOutlivesTheVolume,
                             CreateThenDelete,
                             CreateIsIdempotent,
                             DeleteIsIdempotent,
@@ -291,9 +325,16 @@ TEST_F(FileStorageDriverTest, CreateLeavesNoTempFiles) {
   ASSERT_NE(driver, nullptr);
   ASSERT_TRUE(driver->CreateVolume(Spec(kVolumeA, 1)).has_value());
   ASSERT_FALSE(driver->CreateVolume(Spec(kVolumeA, 3)).has_value());
+  // A create refused by a fence discards the temp file it had written.
+  ASSERT_TRUE(driver->Fence(kVolumeB, 9).has_value());
+  ports::VolumeSpec stale = Spec(kVolumeB, 1, "op-stale");
+  stale.fencing_token = 8;
+  ASSERT_FALSE(driver->CreateVolume(stale).has_value());
   std::vector<std::string> names;
   for (const auto& entry : std::filesystem::directory_iterator(volume_dir())) {
-    names.push_back(entry.path().filename().string());
+    if (entry.is_regular_file()) {
+      names.push_back(entry.path().filename().string());
+    }
   }
   EXPECT_EQ(names, std::vector<std::string>{std::string("volume-") + kVolumeA + ".img"});
 }
@@ -305,7 +346,7 @@ TEST_F(FileStorageDriverTest, DeleteRemovesTempFilesOfACrashedCreate) {
   const std::string other = volume_dir() + "/.volume-" + kVolumeB + ".img.tmp.Ab12Cd";
   std::ofstream(stale).put('x');
   std::ofstream(other).put('x');
-  ASSERT_TRUE(driver->DeleteVolume(kVolumeA, "op-2").has_value());
+  ASSERT_TRUE(driver->DeleteVolume(kVolumeA, "op-2", 0).has_value());
   EXPECT_FALSE(std::filesystem::exists(stale));
   EXPECT_TRUE(std::filesystem::exists(other)) << "another volume's file was removed";
 }
@@ -317,8 +358,8 @@ TEST_F(FileStorageDriverTest, JournalHasOneLinePerCompletedOperation) {
   // Failed operations complete nothing and write nothing.
   ASSERT_FALSE(driver->CreateVolume(Spec(kVolumeA, 2, "op-conflict")).has_value());
   ASSERT_FALSE(driver->CreateVolume(Spec("../x", 1, "op-bad")).has_value());
-  ASSERT_TRUE(driver->DeleteVolume(kVolumeA, "op-delete").has_value());
-  ASSERT_TRUE(driver->DeleteVolume(kVolumeA, "op-delete").has_value());
+  ASSERT_TRUE(driver->DeleteVolume(kVolumeA, "op-delete", 0).has_value());
+  ASSERT_TRUE(driver->DeleteVolume(kVolumeA, "op-delete", 0).has_value());
 
   const std::vector<nlohmann::json> entries = ReadJournal();
   ASSERT_EQ(entries.size(), 3u);
@@ -364,7 +405,7 @@ TEST_F(FileStorageDriverTest, DelayIsHonoured) {
   ASSERT_TRUE(driver->CreateVolume(Spec(kVolumeA, 1)).has_value());
   EXPECT_GE(Clock::now() - start, delay);
   start = Clock::now();
-  ASSERT_TRUE(driver->DeleteVolume(kVolumeA, "op-2").has_value());
+  ASSERT_TRUE(driver->DeleteVolume(kVolumeA, "op-2", 0).has_value());
   EXPECT_GE(Clock::now() - start, delay);
 }
 
@@ -411,11 +452,11 @@ TEST(MemoryStorageDriverTest, FailNextAfterApplyingDoesTheWorkButReportsFailure)
   ASSERT_TRUE(driver.CreateVolume(Spec(kVolumeA, 1)).has_value());
   driver.FailNext(
       ErrorCode::kOutcomeUnknown, "reply lost", MemoryStorageDriver::FailurePoint::kAfterApplying);
-  auto failed = driver.DeleteVolume(kVolumeA, "op-2");
+  auto failed = driver.DeleteVolume(kVolumeA, "op-2", 0);
   ASSERT_FALSE(failed.has_value());
   EXPECT_EQ(failed.error().code, ErrorCode::kOutcomeUnknown);
   EXPECT_FALSE(driver.HasVolume(kVolumeA));
-  EXPECT_TRUE(driver.DeleteVolume(kVolumeA, "op-2").has_value());
+  EXPECT_TRUE(driver.DeleteVolume(kVolumeA, "op-2", 0).has_value());
 }
 
 TEST(MemoryStorageDriverTest, StatsSubtractVolumeSizes) {
@@ -438,7 +479,7 @@ TEST(MemoryStorageDriverTest, HookSeesEveryValidCall) {
   });
   ASSERT_TRUE(driver.CreateVolume(Spec(kVolumeA, 1, "op-1")).has_value());
   ASSERT_FALSE(driver.CreateVolume(Spec("bad/id", 1, "op-bad")).has_value());
-  ASSERT_TRUE(driver.DeleteVolume(kVolumeA, "op-2").has_value());
+  ASSERT_TRUE(driver.DeleteVolume(kVolumeA, "op-2", 0).has_value());
   EXPECT_EQ(seen, (std::vector<std::string>{"create_volume:op-1", "delete_volume:op-2"}));
 }
 

@@ -55,7 +55,7 @@ class ConfigurationTest(unittest.TestCase):
         result = self.run_clinkerd("--help")
         self.assertEqual(result.returncode, 0, result)
         for flag in ("--config", "--role", "--port", "--state-dir", "--workers",
-                     "--driver-delay-ms", "--log-level"):
+                     "--driver-delay-ms", "--log-level", "--cluster", "--lock-url"):
             self.assertIn(flag, result.stdout, result)
 
     def test_bad_flag_values_name_the_setting(self):
@@ -79,6 +79,25 @@ class ConfigurationTest(unittest.TestCase):
             self.run_clinkerd("--config", self.write_config("[api\nport = 1\n")), "line 1")
         self.assertRefused(self.run_clinkerd("--config", os.path.join(self.dir, "missing.toml")),
                            "missing.toml")
+
+    def test_cluster_and_lock_settings_are_checked(self):
+        # Volume services on a shared database must name their cluster.
+        self.assertRefused(
+            self.run_clinkerd("--role", "volume", "--database-url",
+                              "postgresql://u:secret@127.0.0.1:1/db"), "--cluster")
+        self.assertRefused(self.run_clinkerd("--cluster", "a@b"), "cluster")
+        self.assertRefused(self.run_clinkerd("--lock-url", "zk://127.0.0.1:2181"), "[locks] url")
+        self.assertRefused(self.run_clinkerd("--lock-url", "etcd://u:pw@127.0.0.1:2379"),
+                           "[locks] url")
+        # The lease must outlive the beats the node may miss before it gives its locks up.
+        result = self.run_clinkerd("--config", self.write_config(
+            "[locks]\nlease_ttl_s = 2\nheartbeat_interval_ms = 500\nmissed_heartbeats = 3\n"))
+        self.assertRefused(result, "lease_ttl_s (2 s)")
+        for value in ("missed_heartbeats (3)", "heartbeat_interval_ms (500 ms)"):
+            self.assertIn(value, result.stderr)
+        self.assertRefused(
+            self.run_clinkerd("--config", self.write_config("[scheduler]\nclusters = [\"c1\"]\n")),
+            "[scheduler] clusters")
 
     def test_port_in_use_is_reported(self):
         with socket.socket() as taken:

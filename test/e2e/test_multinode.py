@@ -11,7 +11,7 @@ Method: the CTest fixtures `postgres` and `rabbitmq` start the servers and write
 $CLINKER_TEST_SERVERS_DIR/<server>/env. Each test gets a fresh database (CREATE DATABASE through
 psql) and a fresh vhost (the fixture's rabbitmqctl), both dropped after it, so tests share no
 table or queue. One daemon runs the API and the scheduler; two volume-only daemons with the same
---host (so the same queue) and the same --state-dir (so the same lock directory) run the jobs,
+--host and --cluster (so the same queues) and the same --state-dir (so the same lock directory) run the jobs,
 one worker each, with --driver-delay-ms 300 and one shared --driver-journal whose lines carry
 the writer's pid. Twelve volumes are created; once both volume daemons have completed a job one
 of them is SIGKILLed (it is then inside its next job's driver delay). Checks: no volume stays
@@ -26,146 +26,25 @@ import subprocess
 import sys
 import tempfile
 import unittest
-import urllib.parse
 import uuid
 
 # No __pycache__ in the source tree: ctest runs these files from a checkout.
 sys.dont_write_bytecode = True
 
 import clinker_harness as h  # noqa: E402
+from servers import Servers, VolumeNode  # noqa: E402
 
-PSQL = "/usr/lib/postgresql/15/bin/psql"
 DRIVER_DELAY_MS = 300
 VOLUMES = 12
-START_TIMEOUT_S = 30.0
 SETTLE_TIMEOUT_S = 60.0
 # A start-up failure against an unreachable server: connect budget (5 s) plus process start-up.
 FAIL_TIMEOUT_S = 30.0
-TOOL_TIMEOUT_S = 60.0
 PASSWORD = "s3cret-Pw"
-
-
-def read_env(server):
-    """KEY=VALUE lines the fixture of `server` wrote; skips the test when it did not run."""
-    root = os.environ.get("CLINKER_TEST_SERVERS_DIR")
-    if not root:
-        raise unittest.SkipTest("CLINKER_TEST_SERVERS_DIR is not set (run through ctest)")
-    path = os.path.join(root, server, "env")
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = [line.strip() for line in f if "=" in line]
-    except FileNotFoundError:
-        raise unittest.SkipTest("no %s test server (%s missing)" % (server, path))
-    return dict(line.split("=", 1) for line in lines)
 
 
 def closed_port():
     """A loopback port nobody listens on (bound and released at once)."""
     return h.free_port()
-
-
-class Servers:
-    """A fresh PostgreSQL database and RabbitMQ vhost for one test; drop() removes both."""
-
-    def __init__(self):
-        pg = urllib.parse.urlsplit(read_env("postgres")["CLINKER_TEST_PG_URI"])
-        rmq = read_env("rabbitmq")
-        self.rabbitmqctl = os.path.join(os.environ["CLINKER_TEST_SERVERS_DIR"], "rabbitmq",
-                                        "rabbitmqctl")
-        self.pg_host, self.pg_port = pg.hostname, pg.port
-        suffix = uuid.uuid4().hex[:12]
-        self.database = "clinker_e2e_" + suffix
-        # A '/' in the vhost name checks that clinkerd percent-decodes it (%2F).
-        self.vhost = "clinker/e2e-" + suffix
-        self.rmq_host = rmq["CLINKER_TEST_RMQ_HOST"]
-        self.rmq_port = int(rmq["CLINKER_TEST_RMQ_PORT"])
-        self.rmq_user = rmq["CLINKER_TEST_RMQ_USER"]
-        self.rmq_password = rmq["CLINKER_TEST_RMQ_PASSWORD"]
-        self.created_database = False
-        self.created_vhost = False
-        self.psql("CREATE DATABASE %s" % self.database)
-        self.created_database = True
-        self.ctl("add_vhost", self.vhost)
-        self.created_vhost = True
-        self.ctl("set_permissions", "-p", self.vhost, self.rmq_user, ".*", ".*", ".*")
-
-    @property
-    def database_url(self):
-        return "postgresql://postgres@%s:%d/%s" % (self.pg_host, self.pg_port, self.database)
-
-    def queue_url(self, password=None):
-        return "amqp://%s:%s@%s:%d/%s" % (urllib.parse.quote(self.rmq_user, safe=""),
-                                          urllib.parse.quote(password or self.rmq_password,
-                                                             safe=""), self.rmq_host,
-                                          self.rmq_port, urllib.parse.quote(self.vhost, safe=""))
-
-    def psql(self, sql, database="postgres"):
-        proc = subprocess.run([
-            PSQL, "-X", "-q", "-A", "-t", "-F", "\x1f", "-v", "ON_ERROR_STOP=1", "-h",
-            self.pg_host, "-p",
-            str(self.pg_port), "-U", "postgres", "-d", database, "-c", sql
-        ],
-                              stdin=subprocess.DEVNULL,
-                              capture_output=True,
-                              text=True,
-                              timeout=TOOL_TIMEOUT_S,
-                              check=False)
-        if proc.returncode != 0:
-            raise AssertionError("psql %r failed (%d): %s" % (sql, proc.returncode, proc.stderr))
-        return [line.split("\x1f") for line in proc.stdout.splitlines() if line]
-
-    def ctl(self, *args):
-        proc = subprocess.run([self.rabbitmqctl, "-q"] + list(args),
-                              stdin=subprocess.DEVNULL,
-                              capture_output=True,
-                              text=True,
-                              timeout=TOOL_TIMEOUT_S,
-                              check=False)
-        if proc.returncode != 0:
-            raise AssertionError("rabbitmqctl %s failed (%d): %s%s" %
-                                 (" ".join(args), proc.returncode, proc.stdout, proc.stderr))
-
-    def drop(self):
-        if self.created_vhost:
-            self.created_vhost = False
-            self.ctl("delete_vhost", self.vhost)
-        if self.created_database:
-            self.created_database = False
-            self.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.database)
-
-
-class VolumeNode:
-    """A volume-only clinkerd (no API to poll): ready once it logs clinkerd.started."""
-
-    def __init__(self, root, name, args):
-        self.stderr_path = os.path.join(root, "%s.stderr" % name)
-        self._stderr = open(self.stderr_path, "wb")
-        self.argv = [h.CLINKERD, "--role", "volume", "--log-level", "debug"] + args
-        self.proc = subprocess.Popen(self.argv,
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=self._stderr,
-                                     stderr=self._stderr,
-                                     cwd=root)
-        self.pid = self.proc.pid
-
-    def output(self):
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def wait_started(self):
-        def started():
-            if self.proc.poll() is not None:
-                raise AssertionError("volume daemon exited with %d: %s\n%s" %
-                                     (self.proc.returncode, " ".join(self.argv), self.output()))
-            return "clinkerd.started" in self.output()
-
-        h.wait_for(started, START_TIMEOUT_S, "volume daemon %d to start" % self.pid)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=h.STOP_TIMEOUT_S)
-        self._stderr.close()
 
 
 def run_failing(args):
@@ -187,7 +66,7 @@ class MultiNodeTest(unittest.TestCase):
 
     def start_api(self, host):
         daemon = h.Daemon([
-            "--role", "api,scheduler", "--host", host, "--database-url",
+            "--role", "api,scheduler", "--host", host, "--cluster", host, "--database-url",
             self.servers.database_url, "--queue-url",
             self.servers.queue_url()
         ])
@@ -197,7 +76,7 @@ class MultiNodeTest(unittest.TestCase):
 
     def start_volume_node(self, daemon, host, name):
         node = VolumeNode(daemon.root, name, [
-            "--host", host, "--state-dir", daemon.state_dir, "--database-url",
+            "--host", host, "--cluster", host, "--state-dir", daemon.state_dir, "--database-url",
             self.servers.database_url, "--queue-url",
             self.servers.queue_url(), "--workers", "1", "--driver-delay-ms",
             str(DRIVER_DELAY_MS), "--driver-journal", daemon.journal_path
@@ -281,7 +160,7 @@ class MultiNodeTest(unittest.TestCase):
         port = closed_port()
         with tempfile.TemporaryDirectory(prefix="clinker-e2e-") as state_dir:
             code, output = run_failing([
-                "--state-dir", state_dir, "--port", "0", "--database-url",
+                "--state-dir", state_dir, "--port", "0", "--cluster", "c1", "--database-url",
                 "postgresql://postgres:%s@127.0.0.1:%d/clinker" % (PASSWORD, port)
             ])
         self.assertEqual(code, 1, output)
@@ -293,7 +172,7 @@ class MultiNodeTest(unittest.TestCase):
         port = closed_port()
         with tempfile.TemporaryDirectory(prefix="clinker-e2e-") as state_dir:
             code, output = run_failing([
-                "--state-dir", state_dir, "--port", "0", "--database-url",
+                "--state-dir", state_dir, "--port", "0", "--cluster", "c1", "--database-url",
                 self.servers.database_url, "--queue-url",
                 "amqp://guest:%s@127.0.0.1:%d/" % (PASSWORD, port)
             ])

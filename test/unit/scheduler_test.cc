@@ -104,9 +104,11 @@ class SchedulerTest : public ::testing::Test {
   SchedulerTest()
       : broker_(std::make_shared<MemoryBroker>()), session_(broker_), publisher_(session_) {}
 
-  std::unique_ptr<Scheduler> MakeScheduler(std::vector<std::string> backends) {
+  std::unique_ptr<Scheduler> MakeScheduler(std::vector<std::string> backends,
+                                           std::vector<std::string> clusters = {}) {
     SchedulerOptions options;
     options.backends = std::move(backends);
+    options.clusters = std::move(clusters);
     return std::make_unique<Scheduler>(store_, publisher_, clock_, std::move(options));
   }
 
@@ -208,6 +210,34 @@ TEST_F(SchedulerTest, BackEndsAreChosenInTurn) {
   EXPECT_EQ(hosts, (std::vector<std::optional<std::string>>{a, b, a, b}));
   EXPECT_EQ(TakeForwarded(kBackendA).size(), 2u);
   EXPECT_EQ(TakeForwarded(kBackendB).size(), 2u);
+}
+
+// A cluster's volume records the cluster, and its job goes to the queue every member of the
+// cluster consumes; clusters and unclustered back-ends take turns.
+TEST_F(SchedulerTest, ClusteredBackEndGetsTheJobOnTheClusterTopicAndRecordsTheCluster) {
+  auto scheduler = MakeScheduler({std::string(kBackendA)}, {"cluster1@file"});
+  Queued first = InsertVolume();
+  Queued second = InsertVolume();
+  ports::Delivery first_job = CreateJob(first.volume_id, first.operation_id);
+  ASSERT_EQ(scheduler->Handle(first_job), JobOutcome::kDone);
+  ASSERT_EQ(scheduler->Handle(CreateJob(second.volume_id, second.operation_id)), JobOutcome::kDone);
+
+  ports::Row clustered = ReadRow(first.volume_id);
+  EXPECT_EQ(TextColumn(clustered, "cluster_name"), "cluster1@file#default");
+  EXPECT_EQ(TextColumn(clustered, "host"), "cluster1@file#default");
+  ports::Row unclustered = ReadRow(second.volume_id);
+  EXPECT_EQ(TextColumn(unclustered, "cluster_name"), std::nullopt);
+  EXPECT_EQ(TextColumn(unclustered, "host"), std::string(kBackendA) + "#default");
+  EXPECT_EQ(publisher_.PublishedTopics(),
+            (std::vector<std::string>{"volume.cluster1@file", "volume.node1@file"}));
+
+  // A redelivery goes to the recorded cluster again.
+  ports::Delivery redelivery = first_job;
+  redelivery.redelivered = true;
+  redelivery.delivery_count = 2;
+  EXPECT_EQ(scheduler->Handle(redelivery), JobOutcome::kDone);
+  EXPECT_EQ(TakeForwarded("cluster1@file"),
+            (std::vector<std::string>{first_job.payload, first_job.payload}));
 }
 
 // The scheduler died after recording the host and before acking: the redelivered job goes to

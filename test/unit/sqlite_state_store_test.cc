@@ -201,9 +201,12 @@ TEST_F(SqliteStateStoreTest, MigrationIsRecordedOnceAndNotReapplied) {
   { ASSERT_NE(MustOpen(), nullptr); }
   std::vector<Row> first = Query(
       "SELECT component, version, applied_at FROM schema_migrations WHERE component = 'state'");
-  ASSERT_EQ(first.size(), 1u);
-  EXPECT_EQ(first[0].at("version"), Value(std::int64_t{1}));
-  EXPECT_FALSE(std::get<std::string>(first[0].at("applied_at")).empty());
+  // One row per migration, versions 1..N in order.
+  ASSERT_EQ(first.size(), SqliteStateStore::Migrations().size());
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(first[i].at("version"), Value(static_cast<std::int64_t>(i + 1)));
+    EXPECT_FALSE(std::get<std::string>(first[i].at("applied_at")).empty());
+  }
 
   // Reopening with a row present: a re-applied migration 1 would fail on CREATE TABLE or lose
   // the row.
@@ -237,7 +240,8 @@ TEST_F(SqliteStateStoreTest, StoresOpeningAFreshFileTogetherMigrateOnce) {
     ASSERT_TRUE(store) << store.error().ToString();
     stores.push_back(std::move(*store));
   }
-  EXPECT_EQ(Query("SELECT version FROM schema_migrations WHERE component = 'state'").size(), 1u);
+  EXPECT_EQ(Query("SELECT version FROM schema_migrations WHERE component = 'state'").size(),
+            SqliteStateStore::Migrations().size());
   // They share one database: what one writes, another reads.
   ASSERT_TRUE(stores[0]->Insert(Table::kVolumes, Volume("v1")));
   auto row = stores[kOpeners - 1]->Get(Table::kVolumes, "v1");
@@ -249,7 +253,7 @@ TEST_F(SqliteStateStoreTest, StoresOpeningAFreshFileTogetherMigrateOnce) {
 // reverse), and a type, nullability or default that drifted.
 TEST_F(SqliteStateStoreTest, MigratedTablesMatchTheSchema) {
   { ASSERT_NE(MustOpen(), nullptr); }
-  for (Table table : {Table::kVolumes, Table::kSnapshots}) {
+  for (Table table : {Table::kVolumes, Table::kSnapshots, Table::kServices, Table::kClusters}) {
     SCOPED_TRACE(std::string(ports::TableName(table)));
     std::vector<Row> info =
         Query("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('" +

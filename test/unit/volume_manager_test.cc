@@ -259,6 +259,79 @@ TEST_P(VolumeManagerRuleTest, CreateFoundCreatingSetsErrorWithoutCallingTheDrive
   EXPECT_TRUE(driver_.Calls().empty());
 }
 
+// The node that left the volume `creating` may only be paused: the survivor fences the volume
+// with its own token before it decides, so the paused node's driver call is refused when it
+// resumes, and the volume's data stays as the survivor left it (absent here).
+TEST_P(VolumeManagerRuleTest, TakeoverFencesTheVolumeAgainstTheEarlierHolder) {
+  std::string operation_id = NewUuid();
+  std::string id = InsertVolume(VolumeStatus::kCreating, operation_id);
+  // The earlier holder's grant: any token the survivor's grant beats.
+  std::uint64_t earlier_token = 0;
+  {
+    auto earlier = locks_.TryAcquire(ports::LockRequest::Exclusive(VolumeLockName(id)));
+    ASSERT_TRUE(earlier.has_value());
+    earlier_token = (*earlier)->fencing_token();
+  }
+
+  EXPECT_EQ(Run(JobFor(Operation::kCreateVolume, id, operation_id)), JobOutcome::kDone);
+  EXPECT_EQ(TextColumn(Read(id), "status"), "error");
+
+  ports::VolumeSpec late{id, kSizeGib, operation_id, earlier_token};
+  auto resumed = driver_.CreateVolume(late);
+  ASSERT_FALSE(resumed.has_value()) << "the paused holder's create went through";
+  EXPECT_EQ(resumed.error().code, ErrorCode::kFenced);
+  EXPECT_FALSE(driver_.HasVolume(id));
+}
+
+// A newer holder already wrote under a larger token (this node was paused past its lease and
+// the volume moved on): every status write of this job is refused by the database, and nothing
+// reaches the driver.
+TEST_P(VolumeManagerRuleTest, StatusWriteWithAnOlderTokenThanTheStoredOneIsRefused) {
+  std::string operation_id = NewUuid();
+  std::string id = InsertVolume(VolumeStatus::kDeletingQueued, operation_id);
+  ASSERT_TRUE(
+      store_
+          .ConditionalUpdate(
+              ports::Table::kVolumes, id, {{"fencing_token", std::int64_t{1} << 40}}, {}, {})
+          .has_value());
+  ports::Row before = Read(id);
+
+  EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, id, operation_id)), JobOutcome::kRetryLater);
+
+  ports::Row after = Read(id);
+  EXPECT_TRUE(after == before) << "before: " << Dump(before) << "\nafter:  " << Dump(after);
+  EXPECT_TRUE(driver_.Calls().empty());
+}
+
+// A fresh job (nobody left it in progress) does not fence: fences cost a write on the back-end.
+TEST_P(VolumeManagerRuleTest, FreshJobDoesNotFence) {
+  std::string operation_id = NewUuid();
+  std::string id = InsertVolume(VolumeStatus::kCreatingQueued, operation_id);
+  EXPECT_EQ(Run(JobFor(Operation::kCreateVolume, id, operation_id)), JobOutcome::kDone);
+  EXPECT_TRUE(driver_.DeleteVolume(id, "unfenced-delete", 0).has_value());
+  // The volume records the token it was created under.
+  EXPECT_GE(IntegerColumn(Read(id), "fencing_token"), 1);
+}
+
+// The lock is lost while the driver runs (its lease could not be renewed): the job writes no
+// final status, which would be a write from the past once another node holds the volume, and
+// goes back to the queue.
+TEST_P(VolumeManagerRuleTest, LockLostDuringTheDriverCallWritesNothingMore) {
+  std::string operation_id = NewUuid();
+  std::string id = InsertVolume(VolumeStatus::kCreatingQueued, operation_id);
+  driver_.OnCall([&](const MemoryStorageDriver::Call&) {
+    EXPECT_EQ(locks_.ExpireForTest(VolumeLockName(id)), 1u);
+  });
+
+  EXPECT_EQ(manager_.Handle(JobFor(Operation::kCreateVolume, id, operation_id)),
+            JobOutcome::kRetryLater);
+
+  ports::Row row = Read(id);
+  EXPECT_EQ(TextColumn(row, "status"), "creating") << "only the in-progress mark, written "
+                                                      "while the lock was held: "
+                                                   << Dump(row);
+}
+
 TEST_P(VolumeManagerRuleTest, CreateFoundAvailableIsDroppedAsADuplicate) {
   std::string operation_id = NewUuid();
   std::string id = InsertVolume(VolumeStatus::kAvailable, operation_id);

@@ -216,7 +216,8 @@ class VolumesApiTest : public ::testing::Test {
         session_(broker_),
         publisher_(session_),
         volumes_(store_, publisher_, clock_, VolumesApiOptions{}),
-        service_(volumes_) {}
+        services_api_(store_, clock_, ServicesApiOptions{}),
+        service_(volumes_, services_api_) {}
 
   static std::string VolumesPath(std::string_view project = kProject) {
     return "/v3/" + std::string(project) + "/volumes";
@@ -328,6 +329,7 @@ class VolumesApiTest : public ::testing::Test {
   MemoryJobQueue session_;
   RecordingJobQueue publisher_;
   VolumesApi volumes_;
+  ServicesApi services_api_;
   ApiService service_;
 };
 

@@ -33,6 +33,9 @@ constexpr std::array kVolumeColumns = {
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+    // The largest fencing token (ports/lock_manager.h) under which a volume service changed this
+    // volume; a write carrying an older one is refused (migration 3).
+    ColumnSpec{"fencing_token", ColumnType::kInteger, true, ""},
 };
 
 constexpr std::array kSnapshotColumns = {
@@ -53,6 +56,42 @@ constexpr std::array kSnapshotColumns = {
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
 };
 
+// One row per (binary, host): a running service process (cinder-scheduler, cinder-volume, ...).
+// id is ServiceRegistry::ServiceId: "<binary>:<host>", so a restarted service finds and revives
+// its own row, as Cinder's startup cleanup needs. heartbeat_at is the last heartbeat in
+// milliseconds since the Unix epoch (wall clock), NULL once the service stopped cleanly: an
+// integer keeps "is it up" one comparison on every engine.
+constexpr std::array kServiceColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"binary", ColumnType::kText, false, ""},
+    ColumnSpec{"host", ColumnType::kText, false, ""},
+    ColumnSpec{"cluster_name", ColumnType::kText, true, ""},
+    ColumnSpec{"availability_zone", ColumnType::kText, false, "nova"},
+    ColumnSpec{"disabled", ColumnType::kInteger, false, "0"},
+    ColumnSpec{"disabled_reason", ColumnType::kText, true, ""},
+    ColumnSpec{"heartbeat_at", ColumnType::kInteger, true, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+// One row per (binary, name), name being "<cluster>@<backend>". id is ServiceRegistry::ClusterId:
+// "<binary>:<name>", so members racing to create their cluster collide on the primary key and
+// all but one get kConflict, which they ignore. Liveness is not stored: it is derived from the
+// members' heartbeats (domain/service_state.h).
+constexpr std::array kClusterColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"name", ColumnType::kText, false, ""},
+    ColumnSpec{"binary", ColumnType::kText, false, ""},
+    ColumnSpec{"disabled", ColumnType::kInteger, false, "0"},
+    ColumnSpec{"disabled_reason", ColumnType::kText, true, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
 }  // namespace
 
 std::string_view TableName(Table table) {
@@ -61,6 +100,10 @@ std::string_view TableName(Table table) {
       return "volumes";
     case Table::kSnapshots:
       return "snapshots";
+    case Table::kServices:
+      return "services";
+    case Table::kClusters:
+      return "clusters";
   }
   return "volumes";
 }
@@ -71,6 +114,10 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kVolumeColumns;
     case Table::kSnapshots:
       return kSnapshotColumns;
+    case Table::kServices:
+      return kServiceColumns;
+    case Table::kClusters:
+      return kClusterColumns;
   }
   return kVolumeColumns;
 }
@@ -127,6 +174,15 @@ Result<void> CheckExpectation(Table table, const Expectation& expectation) {
                          "expectation on " + expectation.column + " needs exactly one value");
       }
       break;
+    case Expectation::Kind::kNullOrAtMost: {
+      CLINKER_ASSIGN_OR_RETURN(const ColumnSpec* spec, RequireColumn(table, expectation.column));
+      if (count != 1 || spec->type != ColumnType::kInteger) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "at-most expectation on " + expectation.column +
+                             " needs an integer column and exactly one value");
+      }
+      break;
+    }
     case Expectation::Kind::kIsNull:
     case Expectation::Kind::kIsNotNull:
       if (count != 0) {
@@ -226,6 +282,10 @@ Expectation Expectation::IsNull(std::string column) {
 
 Expectation Expectation::IsNotNull(std::string column) {
   return Expectation{std::move(column), Kind::kIsNotNull, {}};
+}
+
+Expectation Expectation::NullOrAtMost(std::string column, std::int64_t value) {
+  return Expectation{std::move(column), Kind::kNullOrAtMost, {Value(value)}};
 }
 
 Guard Guard::NoLiveRowReferences(Table table, std::string column) {

@@ -1,5 +1,6 @@
-// StateStore: durable rows for volumes and snapshots, with a conditional update
-// (compare-and-swap) that is the only way services change a resource's status.
+// StateStore: durable rows for volumes and snapshots (and the services and clusters that report
+// heartbeats), with a conditional update (compare-and-swap) that is the only way services change
+// a resource's status.
 //
 // Contract, for every adapter (checked by test/contract/state_store_contract_test.cc):
 // - Thread safe: one instance may be shared by any number of threads. Several instances (and
@@ -31,13 +32,15 @@ namespace clinker::ports {
 using Value = std::variant<std::monostate, std::int64_t, std::string>;
 using Row = std::map<std::string, Value, std::less<>>;
 
-enum class Table { kVolumes, kSnapshots };
+enum class Table { kVolumes, kSnapshots, kServices, kClusters };
 
 // One expected value of a conditional update or a filter of a list. All expectations of a call
 // must hold together (AND). NULL never equals anything: use kIsNull / kIsNotNull for it, and
 // kNotEquals / kNotIn hold for a NULL column (as in Cinder's conditional_update).
+// kNullOrAtMost ("column IS NULL OR column <= value", integer columns only) is the fencing check:
+// a write carrying fencing token t expects the stored token to be NULL or at most t.
 struct Expectation {
-  enum class Kind { kEquals, kIn, kNotEquals, kNotIn, kIsNull, kIsNotNull };
+  enum class Kind { kEquals, kIn, kNotEquals, kNotIn, kIsNull, kIsNotNull, kNullOrAtMost };
 
   std::string column;
   Kind kind = Kind::kEquals;
@@ -49,6 +52,7 @@ struct Expectation {
   static Expectation NotIn(std::string column, std::vector<Value> values);
   static Expectation IsNull(std::string column);
   static Expectation IsNotNull(std::string column);
+  static Expectation NullOrAtMost(std::string column, std::int64_t value);
 };
 
 // A condition on other rows, evaluated atomically with the update: "no live (deleted = 0) row of

@@ -50,6 +50,15 @@ bool IsProjectId(const std::string& text) {
   return std::regex_match(text, kPattern);
 }
 
+// The first path segment of a project-less URL (/v3/<collection>/...), which is not a project id.
+bool IsResourceCollection(std::string_view segment) {
+  return segment == "volumes" || segment == "os-services" || segment == "clusters";
+}
+
+HttpResponse NotFound() {
+  return Fault(404, "The resource could not be found.");
+}
+
 HttpResponse MethodNotAllowed() {
   return Fault(405, "The method is not allowed for this resource.");
 }
@@ -147,7 +156,7 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   std::size_t first = 1;
   context.link_base = request.base_url + "/v3";
   context.bookmark_base = request.base_url;
-  if (segments[1] != "volumes") {
+  if (!IsResourceCollection(segments[1])) {
     if (!IsProjectId(segments[1])) {
       return Fault(404, "The resource could not be found.");
     }
@@ -160,6 +169,12 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   }
   std::vector<std::string> rest(segments.begin() + static_cast<std::ptrdiff_t>(first),
                                 segments.end());
+  if (!rest.empty() && rest[0] == "os-services") {
+    return RouteServices(context, request, rest);
+  }
+  if (!rest.empty() && rest[0] == "clusters") {
+    return RouteClusters(context, request, rest);
+  }
   if (rest.empty() || rest[0] != "volumes") {
     return Fault(404, "The resource could not be found.");
   }
@@ -192,6 +207,36 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
     return MethodNotAllowed();
   }
   return Fault(404, "The resource could not be found.");
+}
+
+// os-services: only the list so far; its actions (enable, disable, freeze, ...) are 404 until
+// implemented.
+HttpResponse ApiService::RouteServices(const RequestContext& context,
+                                       const HttpRequest& request,
+                                       const std::vector<std::string>& rest) {
+  if (rest.size() != 1) {
+    return NotFound();
+  }
+  return request.method == "GET" ? services_.ListServices(context, request) : MethodNotAllowed();
+}
+
+// /clusters exists from 3.7; below it Cinder answers 404 as for an unknown resource.
+HttpResponse ApiService::RouteClusters(const RequestContext& context,
+                                       const HttpRequest& request,
+                                       const std::vector<std::string>& rest) {
+  if (context.version < kClustersMicroversion || rest.size() > 2) {
+    return NotFound();
+  }
+  if (request.method != "GET") {
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 1) {
+    return services_.ListClusters(context, request, false);
+  }
+  if (rest[1] == "detail") {
+    return services_.ListClusters(context, request, true);
+  }
+  return services_.ShowCluster(context, request, rest[1]);
 }
 
 }  // namespace clinker::services

@@ -9,23 +9,32 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "clinker/ports/http_types.h"
+#include "clinker/services/services_api.h"
 #include "clinker/services/volumes_api.h"
 
 namespace clinker::services {
 
 class ApiService {
  public:
-  explicit ApiService(VolumesApi& volumes) : volumes_(volumes) {}
+  ApiService(VolumesApi& volumes, ServicesApi& services) : volumes_(volumes), services_(services) {}
 
   HttpResponse Handle(const HttpRequest& request);
 
  private:
   HttpResponse Route(const HttpRequest& request);
   HttpResponse RouteV3(const HttpRequest& request);
+  HttpResponse RouteServices(const RequestContext& context,
+                             const HttpRequest& request,
+                             const std::vector<std::string>& rest);
+  HttpResponse RouteClusters(const RequestContext& context,
+                             const HttpRequest& request,
+                             const std::vector<std::string>& rest);
 
   VolumesApi& volumes_;
+  ServicesApi& services_;
 };
 
 }  // namespace clinker::services

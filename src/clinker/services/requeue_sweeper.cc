@@ -50,7 +50,7 @@ Result<int> RequeueSweeper::Sweep() {
     JobMessage job{*info.operation, volume->id, *volume->operation_id, volume->project_id};
     std::string topic;
     if (volume->host) {
-      topic = VolumeTopic(BackendAddressOf(*volume->host));
+      topic = VolumeJobTopic(volume->cluster_name, *volume->host);
     } else if (volume->status == VolumeStatus::kCreatingQueued) {
       topic = SchedulerTopic();
     } else {

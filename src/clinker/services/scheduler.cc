@@ -30,7 +30,7 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
       Expectation::Equals("operation_id", message->operation_id),
       Expectation::Equals("deleted", std::int64_t{0})};
 
-  if (options_.backends.empty()) {
+  if (options_.backends.empty() && options_.clusters.empty()) {
     std::vector<Expectation> expected = still_ours;
     expected.push_back(Expectation::IsNull("host"));
     auto failed = store_.ConditionalUpdate(
@@ -48,21 +48,26 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
     return JobOutcome::kDone;
   }
 
-  std::string backend = options_.backends[next_backend_.fetch_add(1) % options_.backends.size()];
+  std::size_t choice =
+      next_backend_.fetch_add(1) % (options_.clusters.size() + options_.backends.size());
+  bool clustered = choice < options_.clusters.size();
+  std::string backend =
+      clustered ? options_.clusters[choice] : options_.backends[choice - options_.clusters.size()];
+  std::string placement = backend + "#" + options_.pool;
   std::vector<Expectation> expected = still_ours;
   expected.push_back(Expectation::IsNull("host"));
+  ports::Row values = {{"host", placement}, {"updated_at", now}};
+  if (clustered) {
+    values["cluster_name"] = placement;
+  }
   auto scheduled =
-      store_.ConditionalUpdate(ports::Table::kVolumes,
-                               volume_id,
-                               {{"host", backend + "#" + options_.pool}, {"updated_at", now}},
-                               expected,
-                               {});
+      store_.ConditionalUpdate(ports::Table::kVolumes, volume_id, values, expected, {});
   if (!scheduled) {
     return JobOutcome::kRetryLater;
   }
   std::string target;
   if (scheduled->has_value()) {
-    target = backend;
+    target = VolumeTopic(backend);
   } else {
     // Not applied: either scheduled already by an earlier delivery of this job (forward it
     // again to the recorded back-end) or no longer queued for this operation (drop).
@@ -79,14 +84,14 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
       log::Info("scheduler.job_dropped", {{"volume_id", volume_id}, {"job_id", delivery.job_id}});
       return JobOutcome::kDone;
     }
-    target = BackendAddressOf(*volume->host);
+    target = VolumeJobTopic(volume->cluster_name, *volume->host);
   }
-  if (auto published = publisher_.Publish(VolumeTopic(target), delivery.payload); !published) {
+  if (auto published = publisher_.Publish(target, delivery.payload); !published) {
     log::Warn("scheduler.forward_failed",
               {{"volume_id", volume_id}, {"error", published.error().ToString()}});
     return JobOutcome::kRetryLater;
   }
-  log::Debug("scheduler.scheduled", {{"volume_id", volume_id}, {"backend", target}});
+  log::Debug("scheduler.scheduled", {{"volume_id", volume_id}, {"topic", target}});
   return JobOutcome::kDone;
 }
 

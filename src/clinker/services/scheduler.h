@@ -22,7 +22,10 @@
 namespace clinker::services {
 
 struct SchedulerOptions {
-  // Back-end addresses ("<host>@<backend>") that take volumes, chosen in turn.
+  // Clustered back-ends ("<cluster>@<backend>"), then unclustered ones ("<host>@<backend>"): all
+  // take volumes, chosen in turn. A volume scheduled to a cluster records it in `cluster_name`
+  // (and in `host`), so any member of the cluster may run its jobs.
+  std::vector<std::string> clusters;
   std::vector<std::string> backends;
   std::string pool = "default";
 };

@@ -40,16 +40,29 @@ VolumeManager::VolumeManager(ports::StateStore& store,
                              VolumeManagerOptions options)
     : store_(store), locks_(locks), driver_(driver), clock_(clock), options_(options) {}
 
-bool VolumeManager::WriteStatus(const std::string& volume_id,
+bool VolumeManager::WriteStatus(const ports::Lock& lock,
+                                const std::string& volume_id,
                                 VolumeStatus expected_status,
                                 const std::string& operation_id,
                                 const ports::Row& values) {
   for (int attempt = 0; attempt < options_.final_write_attempts; ++attempt) {
+    if (lock.IsLost()) {
+      log::Error("volume.lock_lost",
+                 {{"volume_id", volume_id},
+                  {"fencing_token", static_cast<long long>(lock.fencing_token())}});
+      return false;
+    }
+    // Fencing: the write records this lock's token and is refused if a newer holder already
+    // wrote, so a holder that lost its lock (paused past its lease) cannot write from the past.
+    const auto token = static_cast<std::int64_t>(lock.fencing_token());
+    ports::Row fenced_values = values;
+    fenced_values["fencing_token"] = token;
     auto written = store_.ConditionalUpdate(ports::Table::kVolumes,
                                             volume_id,
-                                            values,
+                                            fenced_values,
                                             {Expectation::Equals("status", Status(expected_status)),
-                                             Expectation::Equals("operation_id", operation_id)},
+                                             Expectation::Equals("operation_id", operation_id),
+                                             Expectation::NullOrAtMost("fencing_token", token)},
                                             {});
     if (written) {
       return written->has_value();
@@ -63,12 +76,14 @@ bool VolumeManager::WriteStatus(const std::string& volume_id,
 
 Result<void> VolumeManager::RunDriver(Operation operation,
                                       const Volume& volume,
-                                      const std::string& operation_id) {
+                                      const std::string& operation_id,
+                                      std::uint64_t fencing_token) {
   switch (operation) {
     case Operation::kCreateVolume:
-      return driver_.CreateVolume(ports::VolumeSpec{volume.id, volume.size_gib, operation_id});
+      return driver_.CreateVolume(
+          ports::VolumeSpec{volume.id, volume.size_gib, operation_id, fencing_token});
     case Operation::kDeleteVolume:
-      return driver_.DeleteVolume(volume.id, operation_id);
+      return driver_.DeleteVolume(volume.id, operation_id, fencing_token);
   }
   return MakeError(ErrorCode::kInternal, "unknown operation");
 }
@@ -95,6 +110,13 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
   const auto fencing_token = static_cast<long long>((*lock)->fencing_token());
 
   for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
+    if ((*lock)->IsLost()) {
+      // Someone else may hold the volume now: stop touching it, and let the queue decide who
+      // runs the job.
+      log::Error("volume.job_stopped_lock_lost",
+                 {{"volume_id", volume_id}, {"fencing_token", fencing_token}});
+      return JobOutcome::kRetryLater;
+    }
     auto row = store_.Get(ports::Table::kVolumes, volume_id);
     if (!row) {
       if (row.error().code == ErrorCode::kNotFound) {
@@ -125,6 +147,18 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
                {"fencing_token", fencing_token}});
     std::string now = FormatTimestamp(clock_.WallNow());
 
+    // A takeover: another holder left this job in progress, and may only be paused. Fence the
+    // volume first, so that holder cannot touch its data once it resumes.
+    if (state.phase == domain::Phase::kInProgress) {
+      if (auto fenced = driver_.Fence(volume_id, (*lock)->fencing_token()); !fenced) {
+        log::Error("volume.fence_failed",
+                   {{"volume_id", volume_id},
+                    {"fencing_token", fencing_token},
+                    {"error", fenced.error().ToString()}});
+        return JobOutcome::kRetryLater;
+      }
+    }
+
     switch (decision.action) {
       case JobAction::kDropDuplicate:
       case JobAction::kFailJob:
@@ -133,7 +167,8 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
       case JobAction::kSetErrorThenProceed: {
         std::string reason = "interrupted while " + std::string(info.stored) +
                              ": the node running it stopped before it finished";
-        if (!WriteStatus(volume_id,
+        if (!WriteStatus(**lock,
+                         volume_id,
                          volume->status,
                          volume->operation_id.value_or(""),
                          {{"status", Status(VolumeStatus::kError)},
@@ -153,7 +188,8 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
     // recorded too: a redo may run under a redelivered job of an earlier id, and the final write
     // below expects the id of the job that did the work.
     VolumeStatus in_progress = domain::InProgressStatusFor(message->operation);
-    if (!WriteStatus(volume_id,
+    if (!WriteStatus(**lock,
+                     volume_id,
                      volume->status,
                      volume->operation_id.value_or(""),
                      {{"status", Status(in_progress)},
@@ -161,7 +197,14 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
                       {"updated_at", now}})) {
       continue;
     }
-    auto done = RunDriver(message->operation, *volume, operation_id);
+    auto done = RunDriver(message->operation, *volume, operation_id, (*lock)->fencing_token());
+    if (!done && done.error().code == ErrorCode::kFenced) {
+      // A newer holder fenced the volume: this job's lock is stale, and every write it could
+      // make would be one from the past.
+      log::Error("volume.job_fenced",
+                 {{"volume_id", volume_id}, {"error", done.error().ToString()}});
+      return JobOutcome::kRetryLater;
+    }
     now = FormatTimestamp(clock_.WallNow());
     ports::Row final_values;
     if (done) {
@@ -180,7 +223,7 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
       log::Error("volume.driver_failed",
                  {{"volume_id", volume_id}, {"error", done.error().ToString()}});
     }
-    if (!WriteStatus(volume_id, in_progress, operation_id, final_values)) {
+    if (!WriteStatus(**lock, volume_id, in_progress, operation_id, final_values)) {
       // Redelivery finds the volume in progress and the stuck-job rules finish the story.
       log::Error("volume.final_status_not_written", {{"volume_id", volume_id}});
       return JobOutcome::kRetryLater;

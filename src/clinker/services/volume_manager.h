@@ -8,11 +8,21 @@
 // driver is called, a node that picks up a redelivered job can tell a job nobody started from one
 // that was interrupted. The decision log line carries the lock's fencing token.
 //
+// Fencing: every driver call carries the lock's fencing token, and a job that finds its volume
+// left in progress by another holder (a takeover) first fences the volume at the back-end with
+// its token, so the earlier holder, if it was only paused, can no longer change the volume's
+// data. Every status write stores the lock's token in the volume's `fencing_token` and expects
+// the stored one to be at most its own, so a write from an earlier holder is refused by the
+// database even if the status it expects happens to be there again. Before every status write
+// the job checks that its lock is not lost; once it is, the job stops at once (no further write
+// for the volume) and goes back to the queue.
+//
 // Thread safe: Handle runs on several workers at once; the per-volume lock serialises jobs on
 // one volume.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "clinker/ports/clock.h"
@@ -44,14 +54,17 @@ class VolumeManager {
 
  private:
   // Writes `values` if the volume still has `expected_status` and `operation_id`, retrying
-  // engine errors a bounded number of times. False if it could not be written.
-  bool WriteStatus(const std::string& volume_id,
+  // engine errors a bounded number of times. False if it could not be written, or if `lock` is
+  // lost (then nothing is written).
+  bool WriteStatus(const ports::Lock& lock,
+                   const std::string& volume_id,
                    domain::VolumeStatus expected_status,
                    const std::string& operation_id,
                    const ports::Row& values);
   Result<void> RunDriver(domain::Operation operation,
                          const Volume& volume,
-                         const std::string& operation_id);
+                         const std::string& operation_id,
+                         std::uint64_t fencing_token);
 
   ports::StateStore& store_;
   ports::LockManager& locks_;

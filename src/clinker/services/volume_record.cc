@@ -65,6 +65,7 @@ Result<Volume> VolumeFromRow(const ports::Row& row) {
   volume.availability_zone = TextOr(row, "availability_zone", "nova");
   volume.volume_type = OptionalText(row, "volume_type");
   volume.host = OptionalText(row, "host");
+  volume.cluster_name = OptionalText(row, "cluster_name");
   volume.attach_status = TextOr(row, "attach_status", "detached");
   volume.migration_status = OptionalText(row, "migration_status");
   volume.snapshot_id = OptionalText(row, "snapshot_id");
@@ -92,6 +93,7 @@ ports::Row VolumeToRow(const Volume& volume) {
       {"availability_zone", volume.availability_zone},
       {"volume_type", TextOrNull(volume.volume_type)},
       {"host", TextOrNull(volume.host)},
+      {"cluster_name", TextOrNull(volume.cluster_name)},
       {"attach_status", volume.attach_status},
       {"migration_status", TextOrNull(volume.migration_status)},
       {"snapshot_id", TextOrNull(volume.snapshot_id)},

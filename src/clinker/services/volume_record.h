@@ -26,6 +26,8 @@ struct Volume {
   std::string availability_zone;
   std::optional<std::string> volume_type;
   std::optional<std::string> host;  // "<host>@<backend>#<pool>" once scheduled.
+  // "<cluster>@<backend>#<pool>" when scheduled to a cluster: its jobs go to the cluster's queue.
+  std::optional<std::string> cluster_name;
   std::string attach_status = "detached";
   std::optional<std::string> migration_status;
   std::optional<std::string> snapshot_id;

@@ -698,7 +698,8 @@ HttpResponse VolumesApi::Delete(const RequestContext& context,
     return Fault(400, kInvalidVolumeForDelete);
   }
   JobMessage job{domain::Operation::kDeleteVolume, volume->id, operation_id, volume->project_id};
-  auto published = queue_.Publish(VolumeTopic(BackendAddressOf(*volume->host)), job.ToJson());
+  auto published =
+      queue_.Publish(VolumeJobTopic(volume->cluster_name, *volume->host), job.ToJson());
   if (!published) {
     // Undo our own queued status (only if it is still ours) so the volume can be deleted again.
     log::Error("volume.delete_not_queued",

@@ -1,6 +1,7 @@
 #include "clinker/adapters/file/file_storage_driver.h"
 
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -158,6 +160,76 @@ void RemoveStaleTempFiles(const std::string& dir, std::string_view volume_id) {
   }
 }
 
+constexpr std::string_view kFenceDir = "/.fences";
+constexpr std::string_view kFenceGuard = "/.fences/.lock";
+
+// flock on the fence guard file for as long as it lives. Each guard opens its own file
+// description, so threads of one process exclude each other as processes do.
+class FenceGuard {
+ public:
+  static Result<FenceGuard> Take(const std::string& volume_dir, int operation) {
+    const std::string path = volume_dir + std::string(kFenceGuard);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return SysError("open", path, errno);
+    }
+    int rc = 0;
+    do {
+      rc = ::flock(fd, operation);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+      const int flock_errno = errno;
+      ::close(fd);
+      return SysError("flock", path, flock_errno);
+    }
+    return FenceGuard(fd);
+  }
+
+  FenceGuard(FenceGuard&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+  FenceGuard& operator=(FenceGuard&&) = delete;
+  FenceGuard(const FenceGuard&) = delete;
+  FenceGuard& operator=(const FenceGuard&) = delete;
+
+  ~FenceGuard() {
+    if (fd_ >= 0) {
+      ::close(fd_);  // Drops the flock.
+    }
+  }
+
+ private:
+  explicit FenceGuard(int fd) : fd_(fd) {}
+
+  int fd_;
+};
+
+// The fence token stored at `path`; 0 when there is none.
+Result<std::uint64_t> ReadFence(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int open_errno = errno;
+    if (open_errno == ENOENT) {
+      return std::uint64_t{0};
+    }
+    return SysError("open", path, open_errno);
+  }
+  char buffer[32] = {};
+  const ssize_t got = ::read(fd, buffer, sizeof(buffer) - 1);
+  const int read_errno = errno;
+  ::close(fd);
+  if (got < 0) {
+    return SysError("read", path, read_errno);
+  }
+  std::uint64_t token = 0;
+  const char* end = buffer + got;
+  auto [next, error] = std::from_chars(buffer, end, token);
+  if (error != std::errc() || next == buffer || (next != end && *next != '\n')) {
+    // Never treated as "no fence": that would let a stale holder through.
+    return MakeError(ErrorCode::kDriverFailed, "corrupt fence file " + path);
+  }
+  return token;
+}
+
 }  // namespace
 
 FileStorageDriver::FileStorageDriver(Options options) : options_(std::move(options)) {}
@@ -175,6 +247,12 @@ Result<std::unique_ptr<FileStorageDriver>> FileStorageDriver::Create(Options opt
   }
   if (!std::filesystem::is_directory(options.volume_dir, error)) {
     return MakeError(ErrorCode::kDriverFailed, options.volume_dir + " is not a directory");
+  }
+  std::filesystem::create_directories(options.volume_dir + std::string(kFenceDir), error);
+  if (error) {
+    return MakeError(
+        ErrorCode::kDriverFailed,
+        "cannot create fence directory in " + options.volume_dir + ": " + error.message());
   }
   return std::unique_ptr<FileStorageDriver>(new FileStorageDriver(std::move(options)));
 }
@@ -198,6 +276,13 @@ Result<void> FileStorageDriver::CreateVolume(const ports::VolumeSpec& spec) {
   if (!existed) {
     CLINKER_ASSIGN_OR_RETURN(std::string temp_path,
                              WriteTempVolume(options_.volume_dir, spec.volume_id, size_bytes));
+    Result<FenceGuard> guard = FenceGuard::Take(options_.volume_dir, LOCK_SH);
+    Result<void> admitted =
+        guard ? CheckFence(spec.volume_id, spec.fencing_token) : tl::unexpected(guard.error());
+    if (!admitted) {
+      ::unlink(temp_path.c_str());
+      return admitted;
+    }
     Result<bool> renamed = RenameNoReplace(temp_path, path);
     if (!renamed || !*renamed) {
       ::unlink(temp_path.c_str());
@@ -215,25 +300,82 @@ Result<void> FileStorageDriver::CreateVolume(const ports::VolumeSpec& spec) {
 }
 
 Result<void> FileStorageDriver::DeleteVolume(std::string_view volume_id,
-                                             std::string_view operation_id) {
+                                             std::string_view operation_id,
+                                             std::uint64_t fencing_token) {
   CLINKER_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
   if (options_.delay.count() > 0) {
     std::this_thread::sleep_for(options_.delay);
   }
   const std::string path = VolumePath(volume_id);
   bool changed = true;
-  if (::unlink(path.c_str()) != 0) {
-    const int unlink_errno = errno;
-    if (unlink_errno != ENOENT) {
-      return SysError("unlink", path, unlink_errno);
+  {
+    CLINKER_ASSIGN_OR_RETURN(FenceGuard guard, FenceGuard::Take(options_.volume_dir, LOCK_SH));
+    CLINKER_RETURN_IF_ERROR(CheckFence(volume_id, fencing_token));
+    if (::unlink(path.c_str()) != 0) {
+      const int unlink_errno = errno;
+      if (unlink_errno != ENOENT) {
+        return SysError("unlink", path, unlink_errno);
+      }
+      changed = false;
     }
-    changed = false;
   }
   RemoveStaleTempFiles(options_.volume_dir, volume_id);
   // Synced even when the file was already gone: a redone delete may follow a crash between
   // the unlink and the directory sync.
   CLINKER_RETURN_IF_ERROR(SyncDirectory(options_.volume_dir));
   return AppendJournal("delete_volume", volume_id, operation_id, changed);
+}
+
+std::string FileStorageDriver::FencePath(std::string_view volume_id) const {
+  return options_.volume_dir + std::string(kFenceDir) + "/volume-" + std::string(volume_id);
+}
+
+Result<void> FileStorageDriver::CheckFence(std::string_view volume_id,
+                                           std::uint64_t fencing_token) const {
+  CLINKER_ASSIGN_OR_RETURN(std::uint64_t fence, ReadFence(FencePath(volume_id)));
+  if (fencing_token < fence) {
+    return MakeError(ErrorCode::kFenced,
+                     "volume " + std::string(volume_id) + " is fenced at token " +
+                         std::to_string(fence) + "; this operation carries " +
+                         std::to_string(fencing_token));
+  }
+  return {};
+}
+
+Result<void> FileStorageDriver::Fence(std::string_view volume_id, std::uint64_t fencing_token) {
+  CLINKER_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
+  CLINKER_ASSIGN_OR_RETURN(FenceGuard guard, FenceGuard::Take(options_.volume_dir, LOCK_EX));
+  const std::string path = FencePath(volume_id);
+  CLINKER_ASSIGN_OR_RETURN(std::uint64_t fence, ReadFence(path));
+  if (fencing_token < fence) {
+    return CheckFence(volume_id, fencing_token);  // The caller's lock is stale: kFenced.
+  }
+  if (fencing_token == fence) {
+    return {};
+  }
+  // Written aside, synced, then renamed over the old fence: a crash leaves the old or the new
+  // token, never a torn one (which ReadFence would refuse anyway).
+  const std::string temp_path = path + ".tmp";
+  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return SysError("open", temp_path, errno);
+  }
+  const std::string text = std::to_string(fencing_token) + "\n";
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const int write_errno = errno;
+  const bool synced = written && ::fsync(fd) == 0;
+  const int sync_errno = errno;
+  ::close(fd);
+  if (!written || !synced) {
+    ::unlink(temp_path.c_str());
+    return SysError(written ? "fsync" : "write", temp_path, written ? sync_errno : write_errno);
+  }
+  if (::rename(temp_path.c_str(), path.c_str()) != 0) {
+    const int rename_errno = errno;
+    ::unlink(temp_path.c_str());
+    return SysError("rename to", path, rename_errno);
+  }
+  return SyncDirectory(options_.volume_dir + std::string(kFenceDir));
 }
 
 Result<ports::BackendStats> FileStorageDriver::GetStats() {

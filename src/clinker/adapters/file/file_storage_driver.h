@@ -12,6 +12,13 @@
 //   ".volume-<id>.img.*.tmp" file).
 // - Errors: kInvalidArgument (bad id, size <= 0, existing volume of another size); kDriverFailed
 //   for any system call failure, with the errno text.
+// - Fences (ports::StorageDriver's fencing): `<volume_dir>/.fences/volume-<id>` holds the
+//   volume's fence token in decimal; it exists only for volumes that were ever fenced (a node
+//   took over another's job), so the common path creates no file for it. Every create/delete
+//   holds LOCK_SH on `<volume_dir>/.fences/.lock` across its fence check and the rename or
+//   unlink that makes its change visible; Fence holds LOCK_EX across its read and rewrite. So a
+//   stale holder either changed the volume before the fence went up, or not at all. Data written
+//   to a temp file before the check is discarded when the check fails.
 // - Journal (optional, for tests): after every successful CreateVolume / DeleteVolume call, one
 //   JSON line {"op","volume_id","operation_id","pid","changed"} is appended with a single
 //   write() on an O_APPEND descriptor, so lines from concurrent processes never interleave.
@@ -21,6 +28,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -46,7 +54,10 @@ class FileStorageDriver final : public ports::StorageDriver {
   static Result<std::unique_ptr<FileStorageDriver>> Create(Options options);
 
   Result<void> CreateVolume(const ports::VolumeSpec& spec) override;
-  Result<void> DeleteVolume(std::string_view volume_id, std::string_view operation_id) override;
+  Result<void> DeleteVolume(std::string_view volume_id,
+                            std::string_view operation_id,
+                            std::uint64_t fencing_token) override;
+  Result<void> Fence(std::string_view volume_id, std::uint64_t fencing_token) override;
   Result<ports::BackendStats> GetStats() override;
 
   const Options& options() const { return options_; }
@@ -56,6 +67,10 @@ class FileStorageDriver final : public ports::StorageDriver {
 
  private:
   explicit FileStorageDriver(Options options);
+
+  std::string FencePath(std::string_view volume_id) const;
+  // kFenced if the volume's fence is above `fencing_token`. Call with the fence guard held.
+  Result<void> CheckFence(std::string_view volume_id, std::uint64_t fencing_token) const;
 
   Result<void> AppendJournal(std::string_view op,
                              std::string_view volume_id,

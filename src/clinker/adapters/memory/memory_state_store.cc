@@ -49,6 +49,9 @@ bool Matches(const Row& row, const Expectation& expectation) {
       return IsNull(value);
     case Expectation::Kind::kIsNotNull:
       return !IsNull(value);
+    case Expectation::Kind::kNullOrAtMost:
+      return IsNull(value) ||
+             std::get<std::int64_t>(value) <= std::get<std::int64_t>(expectation.values[0]);
   }
   return false;
 }
@@ -104,7 +107,18 @@ int CompareRows(const Row& a, const Row& b, const std::vector<ResolvedSortKey>& 
 }  // namespace
 
 MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
-  return table == Table::kVolumes ? volumes_ : snapshots_;
+  switch (table) {
+    case Table::kVolumes:
+      return volumes_;
+    case Table::kSnapshots:
+      return snapshots_;
+    case Table::kServices:
+      return services_;
+    case Table::kClusters:
+      return clusters_;
+  }
+  CLINKER_ASSERT(false, "unknown table");
+  return volumes_;
 }
 
 Result<void> MemoryStateStore::Insert(Table table, const Row& row) {

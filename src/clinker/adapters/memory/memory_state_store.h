@@ -52,6 +52,8 @@ class MemoryStateStore final : public ports::StateStore {
   std::mutex mutex_;
   Rows volumes_;
   Rows snapshots_;
+  Rows services_;
+  Rows clusters_;
 };
 
 }  // namespace clinker::adapters

@@ -49,6 +49,9 @@ Result<void> MemoryStorageDriver::CreateVolume(const ports::VolumeSpec& spec) {
   if (std::optional<Error> failure = TakeFailure(FailurePoint::kBeforeApplying)) {
     return Record(std::move(call), tl::unexpected(std::move(*failure)));
   }
+  if (Result<void> admitted = CheckFence(spec.volume_id, spec.fencing_token); !admitted) {
+    return Record(std::move(call), std::move(admitted));
+  }
   auto it = volumes_.find(spec.volume_id);
   if (it != volumes_.end() && it->second != spec.size_gib) {
     return Record(
@@ -65,7 +68,8 @@ Result<void> MemoryStorageDriver::CreateVolume(const ports::VolumeSpec& spec) {
 }
 
 Result<void> MemoryStorageDriver::DeleteVolume(std::string_view volume_id,
-                                               std::string_view operation_id) {
+                                               std::string_view operation_id,
+                                               std::uint64_t fencing_token) {
   Call call{std::string(kDeleteOp), std::string(volume_id), std::string(operation_id), 0, false};
   Result<void> valid = ValidateVolumeId(volume_id);
   if (!valid) {
@@ -79,6 +83,9 @@ Result<void> MemoryStorageDriver::DeleteVolume(std::string_view volume_id,
   if (std::optional<Error> failure = TakeFailure(FailurePoint::kBeforeApplying)) {
     return Record(std::move(call), tl::unexpected(std::move(*failure)));
   }
+  if (Result<void> admitted = CheckFence(volume_id, fencing_token); !admitted) {
+    return Record(std::move(call), std::move(admitted));
+  }
   auto it = volumes_.find(volume_id);
   if (it != volumes_.end()) {
     volumes_.erase(it);
@@ -87,6 +94,26 @@ Result<void> MemoryStorageDriver::DeleteVolume(std::string_view volume_id,
     return Record(std::move(call), tl::unexpected(std::move(*failure)));
   }
   return Record(std::move(call), {});
+}
+
+Result<void> MemoryStorageDriver::Fence(std::string_view volume_id, std::uint64_t fencing_token) {
+  CLINKER_RETURN_IF_ERROR(ValidateVolumeId(volume_id));
+  std::lock_guard<std::mutex> guard(mutex_);
+  CLINKER_RETURN_IF_ERROR(CheckFence(volume_id, fencing_token));
+  fences_[std::string(volume_id)] = fencing_token;
+  return {};
+}
+
+Result<void> MemoryStorageDriver::CheckFence(std::string_view volume_id,
+                                             std::uint64_t fencing_token) const {
+  auto it = fences_.find(volume_id);
+  if (it != fences_.end() && fencing_token < it->second) {
+    return MakeError(ErrorCode::kFenced,
+                     "volume " + std::string(volume_id) + " is fenced at token " +
+                         std::to_string(it->second) + "; this operation carries " +
+                         std::to_string(fencing_token));
+  }
+  return {};
 }
 
 Result<ports::BackendStats> MemoryStorageDriver::GetStats() {

@@ -43,7 +43,10 @@ class MemoryStorageDriver final : public ports::StorageDriver {
                                std::int64_t total_capacity_gib = 1024);
 
   Result<void> CreateVolume(const ports::VolumeSpec& spec) override;
-  Result<void> DeleteVolume(std::string_view volume_id, std::string_view operation_id) override;
+  Result<void> DeleteVolume(std::string_view volume_id,
+                            std::string_view operation_id,
+                            std::uint64_t fencing_token) override;
+  Result<void> Fence(std::string_view volume_id, std::uint64_t fencing_token) override;
   // free = total - sum of volume sizes (never below 0).
   Result<ports::BackendStats> GetStats() override;
 
@@ -75,6 +78,8 @@ class MemoryStorageDriver final : public ports::StorageDriver {
 
   // Under mutex_: records `call` with the outcome and returns it.
   Result<void> Record(Call call, Result<void> outcome);
+  // Under mutex_: kFenced if the volume's fence is above `fencing_token`.
+  Result<void> CheckFence(std::string_view volume_id, std::uint64_t fencing_token) const;
   // Under mutex_: takes the pending failure if it fires at `point`.
   std::optional<Error> TakeFailure(FailurePoint point);
 
@@ -84,6 +89,7 @@ class MemoryStorageDriver final : public ports::StorageDriver {
 
   mutable std::mutex mutex_;
   std::map<std::string, std::int64_t, std::less<>> volumes_;  // id -> size_gib
+  std::map<std::string, std::uint64_t, std::less<>> fences_;  // id -> fence token
   std::vector<Call> calls_;
   std::optional<PendingFailure> pending_failure_;
 };

@@ -17,6 +17,7 @@
 
 #include "clinker/core/assert.h"
 #include "clinker/core/log.h"
+#include "clinker/core/metrics.h"
 #include "clinker/ports/state_schema.h"
 
 namespace clinker::adapters {
@@ -84,7 +85,42 @@ CREATE INDEX snapshots_deleted_created_at ON snapshots (deleted, created_at);
 CREATE INDEX snapshots_volume_id ON snapshots (volume_id, deleted);
 )sql";
 
-constexpr std::array<std::string_view, 1> kMigrations = {kMigration1};
+// Services and clusters (heartbeats). "binary" is quoted: it is a reserved word in PostgreSQL.
+constexpr std::string_view kMigration2 = R"sql(
+CREATE TABLE services (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  "binary" TEXT COLLATE "C" NOT NULL,
+  host TEXT COLLATE "C" NOT NULL,
+  cluster_name TEXT COLLATE "C",
+  availability_zone TEXT COLLATE "C" NOT NULL DEFAULT 'nova',
+  disabled BIGINT NOT NULL DEFAULT 0,
+  disabled_reason TEXT COLLATE "C",
+  heartbeat_at BIGINT,
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX services_cluster_name ON services (cluster_name, deleted);
+CREATE TABLE clusters (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  name TEXT COLLATE "C" NOT NULL,
+  "binary" TEXT COLLATE "C" NOT NULL,
+  disabled BIGINT NOT NULL DEFAULT 0,
+  disabled_reason TEXT COLLATE "C",
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+)sql";
+
+// Fencing: the token of the lock under which a volume was last changed.
+constexpr std::string_view kMigration3 = R"sql(
+ALTER TABLE volumes ADD COLUMN fencing_token BIGINT;
+)sql";
+
+constexpr std::array<std::string_view, 3> kMigrations = {kMigration1, kMigration2, kMigration3};
 
 constexpr std::string_view kComponent = "state";
 
@@ -326,6 +362,11 @@ void AppendCondition(Sql& sql,
       break;
     case Expectation::Kind::kIsNotNull:
       sql.text += column + " IS NOT NULL";
+      break;
+    case Expectation::Kind::kNullOrAtMost:
+      sql.text += "(" + column + " IS NULL OR " + column + " <= ";
+      sql.Param(expectation.values[0], spec->type);
+      sql.text += ")";
       break;
   }
 }
@@ -636,10 +677,12 @@ class PostgresStateStore::Pool {
                            bool& committing) {
     switch (access) {
       case Access::kAutocommit: {
+        metrics::CountRead();
         pqxx::nontransaction tx(connection);
         return body(static_cast<pqxx::transaction_base&>(tx));
       }
       case Access::kRead: {
+        metrics::CountRead();
         pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(connection);
         Result<T> result = body(static_cast<pqxx::transaction_base&>(tx));
         if (result) {
@@ -648,6 +691,7 @@ class PostgresStateStore::Pool {
         return result;
       }
       case Access::kWrite: {
+        metrics::CountWrite();
         pqxx::transaction<pqxx::serializable> tx(connection);
         Result<T> result = body(static_cast<pqxx::transaction_base&>(tx));
         if (result) {

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <filesystem>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -12,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "clinker/core/assert.h"
+#include "clinker/core/metrics.h"
 #include "clinker/core/time_format.h"
 
 namespace clinker::adapters::sqlite {
@@ -66,6 +69,38 @@ Error MapError(sqlite3* db, int rc, std::string_view context) {
 tl::unexpected<Error> Fail(sqlite3* db, int rc, std::string_view context) {
   return tl::unexpected<Error>(MapError(db, rc, context));
 }
+
+// The process-wide writer gate of a database file, by canonical path (so "./var/x.db" and
+// "var/x.db" share one). Entries live as long as the process; there is one per file ever opened.
+std::shared_ptr<WriterGate> FileWriterGate(const std::string& path) {
+  static std::mutex registry_mutex;
+  static std::map<std::string, std::shared_ptr<WriterGate>> registry;
+  std::error_code error;
+  std::filesystem::path canonical = std::filesystem::weakly_canonical(path, error);
+  std::string key = error ? path : canonical.string();
+  std::lock_guard<std::mutex> guard(registry_mutex);
+  std::shared_ptr<WriterGate>& entry = registry[key];
+  if (!entry) {
+    entry = std::make_shared<WriterGate>();
+  }
+  return entry;
+}
+
+// Leaves a WriterGate when it goes out of scope.
+class GateExit {
+ public:
+  explicit GateExit(WriterGate* gate) : gate_(gate) {}
+
+  GateExit(const GateExit&) = delete;
+  GateExit& operator=(const GateExit&) = delete;
+  GateExit(GateExit&&) = delete;
+  GateExit& operator=(GateExit&&) = delete;
+
+  ~GateExit() { gate_->Leave(); }
+
+ private:
+  WriterGate* gate_;
+};
 
 // Short, growing, jittered pause between whole-transaction retries, so that connections that
 // collided do not collide again in lockstep. busy_timeout already did the long waiting.
@@ -281,7 +316,10 @@ Result<std::unique_ptr<Database>> Database::Open(const Options& options) {
 }
 
 Database::Database(sqlite3* db, Options options)
-    : db_(db), path_(options.path), options_(std::move(options)) {}
+    : db_(db),
+      path_(options.path),
+      options_(std::move(options)),
+      file_writer_gate_(FileWriterGate(path_)) {}
 
 Database::~Database() {
   // close_v2 defers the close until any leaked statement is finalized instead of failing.
@@ -292,7 +330,14 @@ Result<void> Database::WriteTransaction(const std::function<Result<void>(Databas
   for (int attempt = 0;; ++attempt) {
     std::uint64_t busy_before = t_busy_results;
     Result<void> result = [&]() -> Result<void> {
+      if (!file_writer_gate_->TryEnterFor(options_.busy_timeout)) {
+        ++t_busy_results;  // Another connection of this process held the write lock throughout.
+        return MakeError(ErrorCode::kUnavailable,
+                         "database " + path_ + ": write lock busy in this process");
+      }
+      GateExit leave(file_writer_gate_.get());
       std::lock_guard<std::mutex> lock(mutex_);
+      metrics::CountWrite();
       CLINKER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
       Result<void> outcome = body(*this);
       if (outcome) {
@@ -324,6 +369,7 @@ Result<void> Database::Read(const std::function<Result<void>(Database&)>& body) 
     std::uint64_t busy_before = t_busy_results;
     Result<void> result = [&]() -> Result<void> {
       std::lock_guard<std::mutex> lock(mutex_);
+      metrics::CountRead();
       return body(*this);
     }();
     if (result || t_busy_results == busy_before) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -60,6 +61,34 @@ class Statement {
   sqlite3_stmt* stmt_;
 };
 
+// A mutex with a bounded wait, built on std::mutex and a condition variable (ThreadSanitizer
+// does not model std::timed_mutex's timed lock).
+class WriterGate {
+ public:
+  // True once held; false if `timeout` passed first.
+  bool TryEnterFor(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!free_.wait_for(lock, timeout, [this] { return !held_; })) {
+      return false;
+    }
+    held_ = true;
+    return true;
+  }
+
+  void Leave() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      held_ = false;
+    }
+    free_.notify_one();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable free_;
+  bool held_ = false;
+};
+
 class Database {
  public:
   struct Options {
@@ -83,6 +112,14 @@ class Database {
   // Runs `body` in BEGIN IMMEDIATE ... COMMIT under the connection mutex. A body that returns an
   // error rolls back. The whole transaction is retried on SQLITE_BUSY, so `body` must have no
   // effect outside the database.
+  //
+  // Write transactions of every Database of this process on the same file also take one
+  // process-wide mutex first: SQLite's busy handler waits by sleeping (1, 2, 5, 10 ms ...), so
+  // connections of one process that met each other's write lock would sleep far longer than the
+  // sub-millisecond transactions they wait for. Other processes still meet the file lock and the
+  // busy handler. A body must not start a write transaction on another Database of the same file.
+  // Waiting for that mutex counts like waiting for the file lock: at most busy_timeout per attempt,
+  // busy_retries_max retries, then kUnavailable.
   Result<void> WriteTransaction(const std::function<Result<void>(Database&)>& body);
 
   // Runs `body` under the connection mutex without an explicit transaction (each statement is
@@ -108,6 +145,9 @@ class Database {
   sqlite3* db_;
   std::string path_;
   Options options_;
+  // Shared by this process's Databases of path_; waited for at most busy_timeout per attempt,
+  // like the file lock.
+  std::shared_ptr<class WriterGate> file_writer_gate_;
   std::mutex mutex_;
 };
 

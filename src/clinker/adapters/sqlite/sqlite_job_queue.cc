@@ -274,6 +274,14 @@ SqliteJobQueue::SqliteJobQueue(Options options,
       next_reclaim_(std::chrono::steady_clock::now() + options_.reclaim_interval) {}
 
 SqliteJobQueue::~SqliteJobQueue() {
+  // Acked jobs first, so they are not requeued below as if never done.
+  if (std::vector<std::string> acks = TakePendingAcks(); !acks.empty()) {
+    Result<std::optional<ports::Delivery>> flushed = Claim({}, acks);
+    if (!flushed) {
+      log::Warn("queue.ack_flush_failed",
+                {{"session_id", session_id_}, {"error", flushed.error().ToString()}});
+    }
+  }
   Result<std::int64_t> requeued = RequeueSessionJobs(*database_, session_id_);
   if (!requeued) {
     // Not lost: the lock file goes away below, so the next reclaim by any session requeues them.
@@ -330,9 +338,38 @@ Result<void> SqliteJobQueue::Subscribe(const std::vector<std::string>& topics) {
   return {};
 }
 
-Result<std::optional<ports::Delivery>> SqliteJobQueue::Claim(
-    const std::vector<std::string>& topics) {
-  CLINKER_ASSERT(!topics.empty(), "a claim needs at least one topic");
+std::vector<std::string> SqliteJobQueue::TakePendingAcks() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(pending_acks_, {});
+}
+
+void SqliteJobQueue::RestorePendingAcks(const std::vector<std::string>& acks) {
+  std::lock_guard lock(mutex_);
+  pending_acks_.insert(pending_acks_.end(), acks.begin(), acks.end());
+}
+
+Result<bool> SqliteJobQueue::AnyReady(const std::vector<std::string>& topics) {
+  std::string sql = "SELECT 1 FROM queue_jobs WHERE state = 'ready' AND topic IN (?";
+  for (std::size_t i = 1; i < topics.size(); ++i) {
+    sql += ", ?";
+  }
+  sql += ") LIMIT 1";
+  bool ready = false;
+  auto body = [&](Database& db) -> Result<void> {
+    CLINKER_ASSIGN_OR_RETURN(Statement query, db.Prepare(sql));
+    for (std::size_t i = 0; i < topics.size(); ++i) {
+      CLINKER_RETURN_IF_ERROR(query.Bind(static_cast<int>(i) + 1, topics[i]));
+    }
+    CLINKER_ASSIGN_OR_RETURN(ready, query.Step());
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(database_->Read(body));
+  return ready;
+}
+
+Result<std::optional<ports::Delivery>> SqliteJobQueue::Claim(const std::vector<std::string>& topics,
+                                                             const std::vector<std::string>& acks) {
+  CLINKER_ASSERT(!topics.empty() || !acks.empty(), "a claim needs topics or acks");
   std::string sql =
       "UPDATE queue_jobs SET state = 'in_flight', owner_session = ?, claimed_at = ?, "
       "delivery_count = delivery_count + 1 "
@@ -345,6 +382,18 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Claim(
   std::optional<ports::Delivery> delivery;
   auto body = [&](Database& db) -> Result<void> {
     delivery.reset();  // The transaction may run again after SQLITE_BUSY.
+    for (const std::string& job_id : acks) {
+      CLINKER_ASSIGN_OR_RETURN(
+          Statement remove,
+          db.Prepare("DELETE FROM queue_jobs WHERE id = ? AND owner_session = ? "
+                     "AND state = 'in_flight'"));
+      CLINKER_RETURN_IF_ERROR(remove.Bind(1, job_id));
+      CLINKER_RETURN_IF_ERROR(remove.Bind(2, session_id_));
+      CLINKER_RETURN_IF_ERROR(remove.Step());
+    }
+    if (topics.empty()) {
+      return {};
+    }
     CLINKER_ASSIGN_OR_RETURN(Statement claim, db.Prepare(sql));
     CLINKER_RETURN_IF_ERROR(claim.Bind(1, session_id_));
     CLINKER_RETURN_IF_ERROR(claim.Bind(2, Now()));
@@ -416,11 +465,23 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
         std::lock_guard lock(mutex_);
         slot_free = in_flight_.size() < static_cast<std::size_t>(options_.max_in_flight);
       }
-      if (slot_free) {
-        CLINKER_ASSIGN_OR_RETURN(std::optional<ports::Delivery> delivery, Claim(topics));
-        if (delivery.has_value()) {
+      std::vector<std::string> acks = TakePendingAcks();
+      bool look = slot_free;
+      if (look && acks.empty()) {
+        // Nothing to write unless a job is there to claim: check with a lock-free read.
+        Result<bool> ready = AnyReady(topics);
+        look = !ready || *ready;  // On a read error, let the claim report it.
+      }
+      if (look || !acks.empty()) {
+        Result<std::optional<ports::Delivery>> delivery =
+            Claim(look ? topics : std::vector<std::string>{}, acks);
+        if (!delivery) {
+          RestorePendingAcks(acks);
+          return tl::unexpected(std::move(delivery).error());
+        }
+        if (delivery->has_value()) {
           std::lock_guard lock(mutex_);
-          in_flight_.insert(delivery->job_id);
+          in_flight_.insert((*delivery)->job_id);
           return delivery;
         }
       }
@@ -435,22 +496,17 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
 }
 
 Result<void> SqliteJobQueue::Ack(const ports::Delivery& delivery) {
-  // Always asks the database, not only in_flight_: a claim whose commit reported an error may
-  // still have landed, and its ack must then remove it.
-  auto body = [&](Database& db) -> Result<void> {
-    CLINKER_ASSIGN_OR_RETURN(Statement remove,
-                             db.Prepare("DELETE FROM queue_jobs WHERE id = ? AND owner_session = ? "
-                                        "AND state = 'in_flight'"));
-    CLINKER_RETURN_IF_ERROR(remove.Bind(1, delivery.job_id));
-    CLINKER_RETURN_IF_ERROR(remove.Bind(2, session_id_));
-    CLINKER_RETURN_IF_ERROR(remove.Step());
-    return {};
-  };
-  CLINKER_RETURN_IF_ERROR(database_->WriteTransaction(body));
+  // Recorded even when in_flight_ does not know the job: a claim whose commit reported an error
+  // may still have landed, and its ack must then remove it (the delete matches nothing
+  // otherwise).
   bool freed = false;
   {
     std::lock_guard lock(mutex_);
     freed = in_flight_.erase(delivery.job_id) > 0;
+    if (std::find(pending_acks_.begin(), pending_acks_.end(), delivery.job_id) ==
+        pending_acks_.end()) {
+      pending_acks_.push_back(delivery.job_id);
+    }
   }
   if (freed) {
     // A Receive of this session may be waiting for a free slot.

@@ -15,13 +15,23 @@
 //   other session that owns in-flight jobs; if it gets it (or the file is gone) the owner is dead
 //   and its jobs become ready again, flagged redelivered. Liveness is "the process exists": a
 //   stopped (SIGSTOP) or hung process keeps its jobs.
+// - Acks ride on the next claim: Ack frees the session's slot at once and records the job id;
+//   the row is deleted in the same write transaction as this session's next claim attempt (a
+//   Receive), or by the destructor, so a job hop costs one write transaction, not two. Until
+//   then the row stays in flight, owned by this live session, so no one else can take it. If the
+//   process dies in that window (normally well under a millisecond: workers Receive right after
+//   they Ack) the job is delivered again, which consumers tolerate as they tolerate any
+//   duplicate; RabbitMQ's acks are unconfirmed and have the same window.
+// - A Receive that finds nothing ready in a plain read (WAL: no lock) does not start a write
+//   transaction, so idle receivers cost no writes.
 // - Wake-ups: a publish wakes receivers of the same process at once (a process-wide notifier per
 //   database file); publishes by other processes are seen by polling every poll_interval.
 //
 // Contract:
 // - Thread safe: every method may be called from any thread at once. One instance is one
 //   consumer session with its own SQLite connection.
-// - Blocking: Publish, Ack and Requeue block for one short write transaction. Receive blocks up
+// - Blocking: Publish and Requeue block for one short write transaction; Ack does not block.
+// Receive blocks up
 //   to `wait`, sleeping on a condition variable between attempts; a claim already started when
 //   `wait` runs out finishes first (bounded by the database's busy_timeout and retries).
 // - Errors: kInvalidArgument for bad options, an empty topic, or Receive before Subscribe;
@@ -93,8 +103,16 @@ class SqliteJobQueue final : public ports::JobQueue {
                  int lock_fd,
                  std::shared_ptr<QueueNotifier> notifier);
 
-  // One claim attempt: the oldest ready job of `topics`, or nullopt.
-  Result<std::optional<ports::Delivery>> Claim(const std::vector<std::string>& topics);
+  // One claim attempt: the oldest ready job of `topics`, or nullopt; deletes the rows of
+  // `acks` (jobs this session acked) in the same transaction. With no topics, only the acks.
+  Result<std::optional<ports::Delivery>> Claim(const std::vector<std::string>& topics,
+                                               const std::vector<std::string>& acks);
+  // True if a job of `topics` is ready, by a read that takes no lock.
+  Result<bool> AnyReady(const std::vector<std::string>& topics);
+  // Takes the pending acks (under mutex_), to be written by the caller.
+  std::vector<std::string> TakePendingAcks();
+  // Gives back acks whose transaction failed, to be written by the next one.
+  void RestorePendingAcks(const std::vector<std::string>& acks);
   std::string LockPath(std::string_view session_id) const;
 
   const Options options_;
@@ -109,6 +127,7 @@ class SqliteJobQueue final : public ports::JobQueue {
   std::mutex mutex_;                                // Guards the members below.
   std::optional<std::vector<std::string>> topics_;  // Unset until the first Subscribe.
   std::set<std::string, std::less<>> in_flight_;    // Job ids this session holds.
+  std::vector<std::string> pending_acks_;           // Acked, rows not yet deleted.
   std::chrono::steady_clock::time_point next_reclaim_;
 };
 

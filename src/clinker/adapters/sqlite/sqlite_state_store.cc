@@ -72,7 +72,42 @@ CREATE INDEX snapshots_deleted_created_at ON snapshots (deleted, created_at);
 CREATE INDEX snapshots_volume_id ON snapshots (volume_id, deleted);
 )sql";
 
-constexpr std::array<std::string_view, 1> kMigrations = {kMigration1};
+// Services and clusters (heartbeats). "binary" is quoted: it names a collation in SQLite.
+constexpr std::string_view kMigration2 = R"sql(
+CREATE TABLE services (
+  id TEXT NOT NULL PRIMARY KEY,
+  "binary" TEXT NOT NULL,
+  host TEXT NOT NULL,
+  cluster_name TEXT,
+  availability_zone TEXT NOT NULL DEFAULT 'nova',
+  disabled INTEGER NOT NULL DEFAULT 0,
+  disabled_reason TEXT,
+  heartbeat_at INTEGER,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX services_cluster_name ON services (cluster_name, deleted);
+CREATE TABLE clusters (
+  id TEXT NOT NULL PRIMARY KEY,
+  name TEXT NOT NULL,
+  "binary" TEXT NOT NULL,
+  disabled INTEGER NOT NULL DEFAULT 0,
+  disabled_reason TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+)sql";
+
+// Fencing: the token of the lock under which a volume was last changed.
+constexpr std::string_view kMigration3 = R"sql(
+ALTER TABLE volumes ADD COLUMN fencing_token INTEGER;
+)sql";
+
+constexpr std::array<std::string_view, 3> kMigrations = {kMigration1, kMigration2, kMigration3};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
@@ -170,6 +205,11 @@ void AppendCondition(Sql& sql,
     case Expectation::Kind::kIsNotNull:
       sql.text += column + " IS NOT NULL";
       break;
+    case Expectation::Kind::kNullOrAtMost:
+      sql.text += "(" + column + " IS NULL OR " + column + " <= ";
+      sql.Param(expectation.values[0]);
+      sql.text += ")";
+      break;
   }
 }
 
@@ -238,14 +278,18 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
     const sqlite::Database::Options& options) {
   CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> db, sqlite::Database::Open(options));
   CLINKER_RETURN_IF_ERROR(db->Migrate("state", Migrations()));
-  return std::unique_ptr<SqliteStateStore>(new SqliteStateStore(std::move(db)));
+  CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> reader,
+                           sqlite::Database::Open(options));
+  return std::unique_ptr<SqliteStateStore>(new SqliteStateStore(std::move(db), std::move(reader)));
 }
 
 std::span<const std::string_view> SqliteStateStore::Migrations() {
   return kMigrations;
 }
 
-SqliteStateStore::SqliteStateStore(std::unique_ptr<sqlite::Database> db) : db_(std::move(db)) {}
+SqliteStateStore::SqliteStateStore(std::unique_ptr<sqlite::Database> db,
+                                   std::unique_ptr<sqlite::Database> reader)
+    : db_(std::move(db)), reader_(std::move(reader)) {}
 
 Result<void> SqliteStateStore::Insert(Table table, const Row& row) {
   CLINKER_ASSIGN_OR_RETURN(Row complete, ports::CompleteRow(table, row));
@@ -283,7 +327,7 @@ Result<Row> SqliteStateStore::Get(Table table, std::string_view id) {
     CLINKER_ASSIGN_OR_RETURN(row, QueryOptionalRow(db, sql));
     return {};
   };
-  CLINKER_RETURN_IF_ERROR(db_->Read(read));
+  CLINKER_RETURN_IF_ERROR(reader_->Read(read));
   if (!row) {
     return MakeError(ErrorCode::kNotFound,
                      std::string(ports::TableName(table)) + " " + std::string(id) + " not found");
@@ -341,7 +385,7 @@ Result<std::vector<Row>> SqliteStateStore::List(Table table, const ports::ListQu
     }
     return {};
   };
-  CLINKER_RETURN_IF_ERROR(db_->Read(read));
+  CLINKER_RETURN_IF_ERROR(reader_->Read(read));
   return rows;
 }
 

@@ -1,9 +1,11 @@
 // SqliteStateStore: the StateStore port (ports/state_store.h) on one SQLite database file.
 //
 // Contract (beyond the port's):
-// - Owns one sqlite::Database connection. Thread safe: calls on one instance are serialised by
-//   that connection's mutex; several instances, in one or many processes, may open the same file
-//   and every method stays atomic across them (each write is one BEGIN IMMEDIATE transaction, and
+// - Owns two sqlite::Database connections: one for writes, one for reads (Get, List), so that a
+//   read never queues behind a write transaction of the same instance (WAL readers do not block
+//   on writers). Thread safe: calls on one connection are serialised by its mutex; several
+//   instances, in one or many processes, may open the same file and every method stays atomic
+//   across them (each write is one BEGIN IMMEDIATE transaction, and
 //   ConditionalUpdate is a single UPDATE ... RETURNING inside it).
 // - Blocking: every method waits for the file lock (busy_timeout), retrying a busy transaction up
 //   to busy_retries_max times; past that it returns kUnavailable.
@@ -56,9 +58,10 @@ class SqliteStateStore final : public ports::StateStore {
       const std::vector<ports::Guard>& guards) override;
 
  private:
-  explicit SqliteStateStore(std::unique_ptr<sqlite::Database> db);
+  SqliteStateStore(std::unique_ptr<sqlite::Database> db, std::unique_ptr<sqlite::Database> reader);
 
   std::unique_ptr<sqlite::Database> db_;
+  std::unique_ptr<sqlite::Database> reader_;
 };
 
 }  // namespace clinker::adapters
