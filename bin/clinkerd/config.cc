@@ -160,8 +160,12 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Known(
         "api",
         {"listen", "port", "threads", "max_limit", "max_volume_size_gib", "availability_zone"}));
-    CLINKER_RETURN_IF_ERROR(
-        Known("scheduler", {"clusters", "backends", "requeue_after_s", "sweep_interval_s"}));
+    CLINKER_RETURN_IF_ERROR(Known("scheduler",
+                                  {"clusters",
+                                   "backends",
+                                   "max_over_subscription_ratio",
+                                   "requeue_after_s",
+                                   "sweep_interval_s"}));
     CLINKER_RETURN_IF_ERROR(Known("volume",
                                   {"backend",
                                    "volume_dir",
@@ -194,6 +198,12 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Text("api", "availability_zone", &config->availability_zone));
     CLINKER_RETURN_IF_ERROR(Addresses("clusters", "cluster@backend", &config->scheduler_clusters));
     CLINKER_RETURN_IF_ERROR(Addresses("backends", "host@backend", &config->scheduler_backends));
+    if (const toml::node* ratio = root_.at_path("scheduler.max_over_subscription_ratio").node()) {
+      if (!ratio->is_number()) {
+        return Fail("[scheduler] max_over_subscription_ratio must be a number");
+      }
+      config->max_over_subscription_ratio = ratio->value<double>().value_or(0.0);
+    }
     CLINKER_RETURN_IF_ERROR(Integer("scheduler", "requeue_after_s", &config->requeue_after_s));
     CLINKER_RETURN_IF_ERROR(Integer("scheduler", "sweep_interval_s", &config->sweep_interval_s));
     CLINKER_RETURN_IF_ERROR(Text("volume", "backend", &config->backend));
@@ -338,6 +348,11 @@ clinker::Result<void> Validate(Config* config) {
   }
   if (config->workers < 1 || config->workers > 256) {
     return fail("workers: " + std::to_string(config->workers) + " must be 1-256");
+  }
+  if (!(config->max_over_subscription_ratio >= 1.0 &&
+        config->max_over_subscription_ratio <= 1000.0)) {
+    return fail("[scheduler] max_over_subscription_ratio: " +
+                std::to_string(config->max_over_subscription_ratio) + " must be 1-1000");
   }
   if (config->requeue_after_s < 1 || config->sweep_interval_s < 1) {
     return fail("requeue_after_s and sweep_interval_s: must be at least 1");

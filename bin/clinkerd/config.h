@@ -60,7 +60,8 @@ struct Config {
   // Default: this node's "<cluster>@<backend>" when it has a cluster, else "<host>@<backend>".
   std::vector<std::string> scheduler_clusters;
   std::vector<std::string> scheduler_backends;
-  int requeue_after_s = 60;  // Re-publish the job of a volume queued this long.
+  double max_over_subscription_ratio = 20.0;  // Thin provisioning, as Cinder's.
+  int requeue_after_s = 60;                   // Re-publish the job of a volume queued this long.
   int sweep_interval_s = 10;
   // [volume]
   std::string backend = "file";

@@ -26,6 +26,7 @@
 #include "clinker/core/log.h"
 #include "clinker/core/metrics.h"
 #include "clinker/services/api_service.h"
+#include "clinker/services/capability_cache.h"
 #include "clinker/services/job_worker_pool.h"
 #include "clinker/services/requeue_sweeper.h"
 #include "clinker/services/scheduler.h"
@@ -193,6 +194,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
 
   // Scheduler role.
   std::unique_ptr<JobQueue> scheduler_queue;
+  std::unique_ptr<clinker::services::CapabilityCache> capabilities;
   std::unique_ptr<clinker::services::Scheduler> scheduler;
   std::unique_ptr<clinker::services::JobWorkerPool> scheduler_pool;
   std::unique_ptr<clinker::services::RequeueSweeper> sweeper;
@@ -206,12 +208,15 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         !subscribed) {
       return Fail(queue_setting, subscribed.error());
     }
+    // The volume services' capability reports (fanout): the scheduler places a volume only on
+    // a back-end that reported recently with room for it.
+    capabilities = std::make_unique<clinker::services::CapabilityCache>(*scheduler_queue, clock);
+    clinker::services::SchedulerOptions scheduler_options{
+        config.scheduler_clusters, config.scheduler_backends, "default"};
+    scheduler_options.capability_max_age = 3 * std::chrono::seconds(config.report_interval_s);
+    scheduler_options.max_over_subscription_ratio = config.max_over_subscription_ratio;
     scheduler = std::make_unique<clinker::services::Scheduler>(
-        *store,
-        *scheduler_queue,
-        clock,
-        clinker::services::SchedulerOptions{
-            config.scheduler_clusters, config.scheduler_backends, "default"});
+        *store, *scheduler_queue, clock, scheduler_options, capabilities.get());
     scheduler_pool = std::make_unique<clinker::services::JobWorkerPool>(
         *scheduler_queue,
         [&scheduler](const clinker::ports::Delivery& delivery) {
@@ -231,6 +236,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<clinker::ports::LockManager> locks;
   std::unique_ptr<clinker::adapters::FileStorageDriver> driver;
   std::unique_ptr<clinker::services::VolumeManager> manager;
+  std::unique_ptr<clinker::services::CapabilityReporter> reporter;
   std::unique_ptr<clinker::services::JobWorkerPool> volume_pool;
   if (config.HasRole("volume")) {
     auto queue = open_queue(config.workers);
@@ -287,6 +293,12 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     manager_options.lock_timeout = std::chrono::seconds(config.lock_timeout_s);
     manager = std::make_unique<clinker::services::VolumeManager>(
         *store, *locks, *driver, clock, manager_options);
+    clinker::services::CapabilityReporterOptions reporter_options;
+    reporter_options.host = config.host;
+    reporter_options.cluster = config.cluster;
+    reporter_options.report_interval = std::chrono::seconds(config.report_interval_s);
+    reporter = std::make_unique<clinker::services::CapabilityReporter>(
+        *driver, *volume_queue, clock, reporter_options);
     volume_pool = std::make_unique<clinker::services::JobWorkerPool>(
         *volume_queue,
         [&manager](const clinker::ports::Delivery& delivery) { return manager->Handle(delivery); },
@@ -309,6 +321,9 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     return registries.back()->Start();
   };
   if (scheduler_pool) {
+    if (auto listening = capabilities->Start(); !listening) {
+      return Fail(queue_setting, listening.error());
+    }
     scheduler_pool->Start();
     sweeper->Start();
     if (auto registered = register_service("cinder-scheduler", config.host, std::nullopt);
@@ -318,6 +333,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   }
   if (volume_pool) {
     volume_pool->Start();
+    reporter->Start();
     std::optional<std::string> cluster_name;
     if (!config.cluster.empty()) {
       cluster_name = config.ClusterAddress();
@@ -365,8 +381,10 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   if (scheduler_pool) {
     sweeper->Stop();
     scheduler_pool->Stop();
+    capabilities->Stop();
   }
   if (volume_pool) {
+    reporter->Stop();
     volume_pool->Stop();
   }
   // Deregistered last: the service is shown up for as long as it still finishes jobs.

@@ -1,5 +1,6 @@
 // Goal: every JobQueue adapter keeps the promises of ports/job_queue.h, so services and the
-// simulator can rely on the port alone.
+// simulator can rely on the port alone: jobs, and the separate broadcast channel (every listening
+// session gets each broadcast once, others none, and broadcasts and jobs never mix).
 //
 // Method: one typed test suite, instantiated once per adapter. A factory per adapter opens any
 // number of consumer sessions on one shared queue (one MemoryBroker, one SQLite file in a fresh
@@ -141,6 +142,32 @@ class PrefixedJobQueue final : public ports::JobQueue {
     return inner_->Requeue(WithPrefix(delivery));
   }
 
+  Result<void> Broadcast(std::string_view channel, std::string_view payload) override {
+    return inner_->Broadcast(Prefixed(channel), payload);
+  }
+
+  Result<void> Listen(const std::vector<std::string>& channels) override {
+    std::vector<std::string> prefixed;
+    for (const std::string& channel : channels) {
+      prefixed.push_back(Prefixed(channel));
+    }
+    return inner_->Listen(prefixed);
+  }
+
+  Result<std::vector<ports::BroadcastMessage>> ReceiveBroadcasts(milliseconds wait) override {
+    auto messages = inner_->ReceiveBroadcasts(wait);
+    if (messages) {
+      for (ports::BroadcastMessage& message : *messages) {
+        if (message.channel.rfind(prefix_, 0) == 0) {
+          message.channel.erase(0, prefix_.size());
+        } else {
+          ADD_FAILURE() << "broadcast from a foreign channel: " << message.channel;
+        }
+      }
+    }
+    return messages;
+  }
+
  private:
   std::string Prefixed(std::string_view topic) const {
     return topic.empty() ? std::string() : prefix_ + std::string(topic);
@@ -233,6 +260,28 @@ class JobQueueContractTest : public ::testing::Test {
       return std::nullopt;
     }
     return *delivery;
+  }
+
+  // Every broadcast that arrives within `wait`, reading until `count` came or the time is up;
+  // records a failure on error.
+  static std::vector<ports::BroadcastMessage> CollectBroadcasts(ports::JobQueue& queue,
+                                                                std::size_t count,
+                                                                milliseconds wait) {
+    std::vector<ports::BroadcastMessage> collected;
+    auto deadline = Clock::now() + wait;
+    for (int round = 0; round < 1000; ++round) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (left.count() < 0 || collected.size() >= count) {
+        break;
+      }
+      auto messages = queue.ReceiveBroadcasts(left);
+      if (!messages) {
+        ADD_FAILURE() << "receive broadcasts: " << messages.error().ToString();
+        break;
+      }
+      collected.insert(collected.end(), messages->begin(), messages->end());
+    }
+    return collected;
   }
 
   Factory factory_;
@@ -669,6 +718,141 @@ TYPED_TEST(JobQueueContractTest, ConcurrentProducersAndConsumersLoseAndDuplicate
   for (auto& consumer : consumers) {
     EXPECT_FALSE(this->MustReceive(*consumer, milliseconds(0)).has_value());
   }
+}
+
+// --- Broadcasts -------------------------------------------------------------------------------
+
+TYPED_TEST(JobQueueContractTest, EveryListeningSessionGetsEachBroadcastOnce) {
+  auto sender = this->NewSession();
+  auto first = this->NewSession();
+  auto second = this->NewSession();
+  ASSERT_TRUE(sender && first && second);
+  ASSERT_TRUE(first->Listen({"fanout"}));
+  ASSERT_TRUE(second->Listen({"fanout"}));
+
+  ASSERT_TRUE(sender->Broadcast("fanout", R"({"n":1})"));
+  ASSERT_TRUE(sender->Broadcast("fanout", R"({"n":2})"));
+
+  for (ports::JobQueue* listener : {first.get(), second.get()}) {
+    auto messages = this->CollectBroadcasts(*listener, 2, kLongWait);
+    ASSERT_EQ(messages.size(), 2u);
+    EXPECT_EQ(messages[0].channel, "fanout");
+    EXPECT_EQ(messages[0].payload, R"({"n":1})");
+    EXPECT_EQ(messages[1].payload, R"({"n":2})");
+    // Once: nothing more comes.
+    EXPECT_TRUE(this->CollectBroadcasts(*listener, 1, kShortWait).empty());
+  }
+}
+
+TYPED_TEST(JobQueueContractTest, ASessionListeningElsewhereGetsNoBroadcast) {
+  auto sender = this->NewSession();
+  auto listener = this->NewSession();
+  auto other = this->NewSession();
+  ASSERT_TRUE(sender && listener && other);
+  ASSERT_TRUE(listener->Listen({"fanout"}));
+  ASSERT_TRUE(other->Listen({"elsewhere"}));
+
+  ASSERT_TRUE(sender->Broadcast("fanout", "report"));
+
+  // The listener's copy arrived, so the other session's would have had the time to arrive too.
+  EXPECT_EQ(this->CollectBroadcasts(*listener, 1, kLongWait).size(), 1u);
+  EXPECT_TRUE(this->CollectBroadcasts(*other, 1, kShortWait).empty());
+  // Never listening is a caller bug, not an idle channel.
+  auto never = sender->ReceiveBroadcasts(milliseconds(0));
+  ASSERT_FALSE(never);
+  EXPECT_EQ(never.error().code, ErrorCode::kInvalidArgument);
+}
+
+TYPED_TEST(JobQueueContractTest, ReceiveBroadcastsOnASilentChannelReturnsEmptyAfterTheWait) {
+  auto listener = this->NewSession();
+  ASSERT_NE(listener, nullptr);
+  ASSERT_TRUE(listener->Listen({"fanout"}));
+  auto start = Clock::now();
+  auto messages = listener->ReceiveBroadcasts(milliseconds(300));
+  auto elapsed = Clock::now() - start;
+  ASSERT_TRUE(messages);
+  EXPECT_TRUE(messages->empty());
+  EXPECT_GE(elapsed, milliseconds(250));
+  EXPECT_LT(elapsed, kLongWait);
+}
+
+TYPED_TEST(JobQueueContractTest, ListenAgainReplacesTheChannelSet) {
+  auto sender = this->NewSession();
+  auto listener = this->NewSession();
+  ASSERT_TRUE(sender && listener);
+  ASSERT_TRUE(listener->Listen({"old", "kept"}));
+  ASSERT_TRUE(listener->Listen({"kept", "new"}));
+
+  ASSERT_TRUE(sender->Broadcast("old", "dropped"));
+  ASSERT_TRUE(sender->Broadcast("kept", "k"));
+  ASSERT_TRUE(sender->Broadcast("new", "n"));
+
+  auto messages = this->CollectBroadcasts(*listener, 2, kLongWait);
+  ASSERT_EQ(messages.size(), 2u);
+  std::set<std::pair<std::string, std::string>> got;
+  for (const ports::BroadcastMessage& message : messages) {
+    got.emplace(message.channel, message.payload);
+  }
+  EXPECT_EQ(got, (std::set<std::pair<std::string, std::string>>{{"kept", "k"}, {"new", "n"}}));
+  EXPECT_TRUE(this->CollectBroadcasts(*listener, 1, kShortWait).empty());
+}
+
+TYPED_TEST(JobQueueContractTest, EmptyBroadcastChannelIsInvalid) {
+  auto queue = this->NewSession();
+  ASSERT_NE(queue, nullptr);
+  auto sent = queue->Broadcast("", "x");
+  ASSERT_FALSE(sent);
+  EXPECT_EQ(sent.error().code, ErrorCode::kInvalidArgument);
+  auto listened = queue->Listen({""});
+  ASSERT_FALSE(listened);
+  EXPECT_EQ(listened.error().code, ErrorCode::kInvalidArgument);
+}
+
+TYPED_TEST(JobQueueContractTest, JobsAndBroadcastsDoNotMix) {
+  // Same name for the topic and the channel: the two must still stay apart.
+  auto session = this->NewSession(4, {"a"});
+  auto listener = this->NewSession(4, {"b"});
+  ASSERT_TRUE(session && listener);
+  ASSERT_TRUE(session->Listen({"a"}));
+  ASSERT_TRUE(listener->Listen({"a"}));
+
+  std::string id = this->MustPublish(*session, "a", "job");
+  ASSERT_TRUE(session->Broadcast("a", "broadcast"));
+
+  auto delivery = this->MustReceive(*session, kLongWait);
+  ASSERT_TRUE(delivery.has_value());
+  EXPECT_EQ(delivery->job_id, id);
+  EXPECT_EQ(delivery->payload, "job");
+  ASSERT_TRUE(session->Ack(*delivery));
+  EXPECT_FALSE(this->MustReceive(*session, kShortWait).has_value());
+
+  for (ports::JobQueue* receiver : {session.get(), listener.get()}) {
+    auto messages = this->CollectBroadcasts(*receiver, 1, kLongWait);
+    ASSERT_EQ(messages.size(), 1u);
+    EXPECT_EQ(messages[0].payload, "broadcast");
+  }
+  // The session that only listens on "a" got no job of topic "a".
+  EXPECT_FALSE(this->MustReceive(*listener, kShortWait).has_value());
+}
+
+TYPED_TEST(JobQueueContractTest, ABroadcastWakesAWaitingListener) {
+  auto sender = this->NewSession();
+  auto listener = this->NewSession();
+  ASSERT_TRUE(sender && listener);
+  ASSERT_TRUE(listener->Listen({"fanout"}));
+  std::thread later([&] {
+    std::this_thread::sleep_for(milliseconds(100));
+    EXPECT_TRUE(sender->Broadcast("fanout", "late"));
+  });
+  auto start = Clock::now();
+  auto messages = listener->ReceiveBroadcasts(kLongWait);
+  auto elapsed = Clock::now() - start;
+  later.join();
+  ASSERT_TRUE(messages);
+  ASSERT_EQ(messages->size(), 1u);
+  EXPECT_EQ((*messages)[0].payload, "late");
+  // Woken by the broadcast, not by the end of the wait (the SQLite poll interval is 2 s here).
+  EXPECT_LT(elapsed, milliseconds(1500));
 }
 
 }  // namespace

@@ -1,13 +1,18 @@
 // Goal: check that the Scheduler records a back-end for each queued volume exactly once, forwards
 // the create job to that back-end's topic, forwards a redelivered job to the back-end already
 // recorded (never to a new one), drops jobs for volumes no longer queued for that operation, and
-// fails a volume clearly when no back-end exists.
+// fails a volume clearly when no back-end exists. With a CapabilityCache: only back-ends whose
+// latest report is fresh and shows enough free capacity take volumes, in turn; with no report at
+// all the configured list is used; with reports but no eligible back-end the volume fails with
+// Cinder's NoValidBackend wording.
 //
 // Method: Scheduler over MemoryStateStore, a MemoryBroker and a FakeClock. Rows are written
 // directly (Insert of VolumeToRow); deliveries carry JobMessage::ToJson(). The scheduler
 // publishes through a MemoryJobQueue wrapped in a recorder, so "nothing forwarded" covers every
 // topic; forwarded jobs are read back by MemoryJobQueue sessions subscribed to the back-end
-// topics.
+// topics. Capability reports are applied to the cache directly (CapabilityCache::Apply), and
+// their age is driven by the FakeClock's monotonic time; one test sends them through the
+// broker's fanout instead.
 #include "clinker/services/scheduler.h"
 
 #include <chrono>
@@ -16,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <utility>
 #include <variant>
@@ -28,6 +34,8 @@
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
 #include "clinker/domain/status.h"
+#include "clinker/services/capability_cache.h"
+#include "clinker/services/capability_reporter.h"
 #include "clinker/services/job_message.h"
 #include "clinker/services/volume_record.h"
 
@@ -80,6 +88,19 @@ class RecordingJobQueue final : public ports::JobQueue {
     return inner_.Requeue(delivery);
   }
 
+  Result<void> Broadcast(std::string_view channel, std::string_view payload) override {
+    return inner_.Broadcast(channel, payload);
+  }
+
+  Result<void> Listen(const std::vector<std::string>& channels) override {
+    return inner_.Listen(channels);
+  }
+
+  Result<std::vector<ports::BroadcastMessage>> ReceiveBroadcasts(
+      std::chrono::milliseconds wait) override {
+    return inner_.ReceiveBroadcasts(wait);
+  }
+
   std::vector<std::string> PublishedTopics() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return topics_;
@@ -117,15 +138,42 @@ class SchedulerTest : public ::testing::Test {
     std::string operation_id;
   };
 
+  // With capability-based choice; reports go to capabilities_.
+  // No over-subscription unless a test asks for it: free capacity is then the whole rule.
+  std::unique_ptr<Scheduler> MakeCapabilityScheduler(std::vector<std::string> backends,
+                                                     std::vector<std::string> clusters = {},
+                                                     double over_subscription = 1.0) {
+    SchedulerOptions options;
+    options.backends = std::move(backends);
+    options.clusters = std::move(clusters);
+    options.capability_max_age = kMaxAge;
+    options.max_over_subscription_ratio = over_subscription;
+    return std::make_unique<Scheduler>(
+        store_, publisher_, clock_, std::move(options), &capabilities_);
+  }
+
+  void Report(std::string_view backend, std::int64_t free_gib) {
+    CapabilityReport report;
+    report.backend = std::string(backend);
+    report.host = std::string(backend);
+    report.total_capacity_gib = 1000;
+    report.free_capacity_gib = free_gib;
+    report.reported_at = FormatTimestamp(clock_.WallNow());
+    capabilities_.Apply(report);
+  }
+
+  static constexpr std::chrono::seconds kMaxAge{30};
+
   Queued InsertVolume(VolumeStatus status = VolumeStatus::kCreatingQueued,
                       std::optional<std::string> host = std::nullopt,
-                      bool deleted = false) {
+                      bool deleted = false,
+                      std::int64_t size_gib = 1) {
     Volume volume;
     volume.id = NewUuid();
     volume.project_id = std::string(kProject);
     volume.user_id = "user";
     volume.status = status;
-    volume.size_gib = 1;
+    volume.size_gib = size_gib;
     volume.availability_zone = "nova";
     volume.host = std::move(host);
     volume.operation_id = NewUuid();
@@ -178,6 +226,8 @@ class SchedulerTest : public ::testing::Test {
   std::shared_ptr<MemoryBroker> broker_;
   MemoryJobQueue session_;
   RecordingJobQueue publisher_;
+  MemoryJobQueue listener_{broker_};
+  CapabilityCache capabilities_{listener_, clock_};
 };
 
 TEST_F(SchedulerTest, QueuedVolumeGetsAHostAndItsJobIsForwarded) {
@@ -350,6 +400,189 @@ TEST_F(SchedulerTest, MalformedOrForeignPayloadIsDroppedWithoutForwarding) {
   }
   EXPECT_TRUE(ReadRow(volume.volume_id) == before);
   EXPECT_TRUE(publisher_.PublishedTopics().empty());
+}
+
+// --- Capability-based choice ---------------------------------------------------------------
+
+TEST_F(SchedulerTest, WithoutAnyReportTheConfiguredBackEndsTakeTurns) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA), std::string(kBackendB)});
+  std::vector<std::optional<std::string>> hosts;
+  for (int i = 0; i < 2; ++i) {
+    Queued volume = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 500);
+    EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    hosts.push_back(TextColumn(ReadRow(volume.volume_id), "host"));
+  }
+  EXPECT_EQ(hosts,
+            (std::vector<std::optional<std::string>>{std::string(kBackendA) + "#default",
+                                                     std::string(kBackendB) + "#default"}));
+}
+
+TEST_F(SchedulerTest, OnlyBackEndsWithEnoughFreeCapacityTakeTheVolume) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA), std::string(kBackendB)});
+  Report(kBackendA, 9);
+  Report(kBackendB, 10);
+  for (int i = 0; i < 3; ++i) {
+    Queued volume = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 10);
+    ASSERT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendB) + "#default");
+  }
+  EXPECT_EQ(TakeForwarded(kBackendB).size(), 3u);
+  EXPECT_TRUE(TakeForwarded(kBackendA).empty());
+}
+
+TEST_F(SchedulerTest, EligibleBackEndsTakeTurnsAndClustersCount) {
+  auto scheduler =
+      MakeCapabilityScheduler({std::string(kBackendA), std::string(kBackendB)}, {"cluster1@file"});
+  Report("cluster1@file", 100);
+  Report(kBackendA, 100);
+  Report(kBackendB, 0);  // Full: never chosen.
+  std::vector<std::optional<std::string>> hosts;
+  for (int i = 0; i < 4; ++i) {
+    Queued volume = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 1);
+    ASSERT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    hosts.push_back(TextColumn(ReadRow(volume.volume_id), "host"));
+  }
+  const std::string cluster = "cluster1@file#default";
+  const std::string a = std::string(kBackendA) + "#default";
+  EXPECT_EQ(hosts, (std::vector<std::optional<std::string>>{cluster, a, cluster, a}));
+  EXPECT_EQ(TakeForwarded("cluster1@file").size(), 2u);
+  EXPECT_TRUE(TakeForwarded(kBackendB).empty());
+}
+
+TEST_F(SchedulerTest, AStaleReportTakesTheBackEndOutUntilItReportsAgain) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA), std::string(kBackendB)});
+  Report(kBackendB, 100);
+  clock_.Advance(kMaxAge - std::chrono::seconds(1));
+  Report(kBackendA, 100);
+  clock_.Advance(std::chrono::seconds(1));  // B's report is now exactly kMaxAge old.
+
+  for (int i = 0; i < 2; ++i) {
+    Queued volume = InsertVolume();
+    ASSERT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendA) + "#default");
+  }
+
+  Report(kBackendB, 100);
+  std::set<std::string> chosen;
+  for (int i = 0; i < 2; ++i) {
+    Queued volume = InsertVolume();
+    ASSERT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    chosen.insert(TextColumn(ReadRow(volume.volume_id), "host").value_or(""));
+  }
+  EXPECT_EQ(chosen,
+            (std::set<std::string>{std::string(kBackendA) + "#default",
+                                   std::string(kBackendB) + "#default"}));
+}
+
+TEST_F(SchedulerTest, NoEligibleBackEndFailsTheVolumeWithCindersWording) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA), std::string(kBackendB)});
+  Report(kBackendA, 5);  // B never reported: reports exist, so no fallback.
+  Queued volume = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 10);
+
+  EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)), JobOutcome::kDone);
+
+  ports::Row row = ReadRow(volume.volume_id);
+  EXPECT_EQ(TextColumn(row, "status"), "error");
+  EXPECT_EQ(TextColumn(row, "host"), std::nullopt);
+  std::string reason = TextColumn(row, "status_reason").value_or("");
+  EXPECT_EQ(reason.rfind("No valid back-end was found: ", 0), 0u) << reason;
+  EXPECT_NE(reason.find("node1@file: 5 GiB free"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("node2@file: no capability report"), std::string::npos) << reason;
+  EXPECT_TRUE(publisher_.PublishedTopics().empty());
+}
+
+// Thin provisioning: with ratio 20, 10 GiB free takes a 200 GiB volume but not a 201 GiB one.
+TEST_F(SchedulerTest, OverSubscriptionRatioScalesFreeCapacity) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA)}, {}, 20.0);
+  Report(kBackendA, 10);
+  Queued fits = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 200);
+  Queued too_big = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 201);
+
+  ASSERT_EQ(scheduler->Handle(CreateJob(fits.volume_id, fits.operation_id)), JobOutcome::kDone);
+  ASSERT_EQ(scheduler->Handle(CreateJob(too_big.volume_id, too_big.operation_id)),
+            JobOutcome::kDone);
+
+  EXPECT_EQ(TextColumn(ReadRow(fits.volume_id), "host"), std::string(kBackendA) + "#default");
+  EXPECT_EQ(TextColumn(ReadRow(too_big.volume_id), "status"), "error");
+}
+
+TEST_F(SchedulerTest, OnlyStaleReportsFailTheVolume) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA)});
+  Report(kBackendA, 100);
+  clock_.Advance(kMaxAge + std::chrono::seconds(5));
+  Queued volume = InsertVolume();
+
+  EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)), JobOutcome::kDone);
+
+  ports::Row row = ReadRow(volume.volume_id);
+  EXPECT_EQ(TextColumn(row, "status"), "error");
+  std::string reason = TextColumn(row, "status_reason").value_or("");
+  EXPECT_NE(reason.find("node1@file: last capability report 35 s old"), std::string::npos)
+      << reason;
+  EXPECT_TRUE(publisher_.PublishedTopics().empty());
+}
+
+// The choice is made once: a redelivered job goes to the recorded back-end even if that one is
+// no longer eligible now.
+TEST_F(SchedulerTest, RedeliveryForwardsToTheRecordedBackEndWhateverTheReportsSay) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA), std::string(kBackendB)});
+  Report(kBackendA, 0);
+  Report(kBackendB, 0);
+  Queued volume = InsertVolume(VolumeStatus::kCreatingQueued, std::string(kBackendA) + "#default");
+
+  EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id, true)),
+            JobOutcome::kDone);
+
+  ports::Row row = ReadRow(volume.volume_id);
+  EXPECT_EQ(TextColumn(row, "status"), "creating_queued");
+  EXPECT_EQ(TextColumn(row, "host"), std::string(kBackendA) + "#default");
+  EXPECT_EQ(TakeForwarded(kBackendA).size(), 1u);
+}
+
+TEST_F(SchedulerTest, CapabilityPathStillDropsJobsOfVolumesNoLongerQueued) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA)});
+  Report(kBackendA, 100);
+  Queued deleted = InsertVolume(VolumeStatus::kDeleted, std::nullopt, /*deleted=*/true);
+  Queued errored = InsertVolume(VolumeStatus::kError);
+
+  EXPECT_EQ(scheduler->Handle(CreateJob(deleted.volume_id, deleted.operation_id)),
+            JobOutcome::kDone);
+  EXPECT_EQ(scheduler->Handle(CreateJob(errored.volume_id, errored.operation_id)),
+            JobOutcome::kDone);
+  EXPECT_EQ(scheduler->Handle(CreateJob(NewUuid(), NewUuid())), JobOutcome::kDone);
+
+  EXPECT_EQ(TextColumn(ReadRow(errored.volume_id), "host"), std::nullopt);
+  EXPECT_TRUE(publisher_.PublishedTopics().empty());
+}
+
+// End to end through the broker: a report broadcast by one session reaches the cache's
+// listening session and steers the choice.
+TEST_F(SchedulerTest, ReportsReceivedFromTheFanoutSteerTheChoice) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA), std::string(kBackendB)});
+  ASSERT_TRUE(listener_.Listen({std::string(kSchedulerFanoutChannel)}).has_value());
+  MemoryJobQueue volume_service(broker_);
+  for (auto [backend, free_gib] : {std::pair{kBackendA, 1}, std::pair{kBackendB, 50}}) {
+    CapabilityReport report;
+    report.backend = std::string(backend);
+    report.host = std::string(backend);
+    report.total_capacity_gib = 100;
+    report.free_capacity_gib = free_gib;
+    report.reported_at = FormatTimestamp(clock_.WallNow());
+    ASSERT_TRUE(volume_service.Broadcast(kSchedulerFanoutChannel, report.ToJson()).has_value());
+  }
+  ASSERT_TRUE(volume_service.Broadcast(kSchedulerFanoutChannel, "not json").has_value());
+  auto applied = capabilities_.Poll(std::chrono::milliseconds(0));
+  ASSERT_TRUE(applied.has_value());
+  EXPECT_EQ(*applied, 2);  // The malformed one is skipped.
+
+  Queued volume = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 2);
+  ASSERT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)), JobOutcome::kDone);
+  EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendB) + "#default");
 }
 
 }  // namespace

@@ -86,6 +86,19 @@ class RecordingJobQueue final : public ports::JobQueue {
     return inner_.Requeue(delivery);
   }
 
+  Result<void> Broadcast(std::string_view channel, std::string_view payload) override {
+    return inner_.Broadcast(channel, payload);
+  }
+
+  Result<void> Listen(const std::vector<std::string>& channels) override {
+    return inner_.Listen(channels);
+  }
+
+  Result<std::vector<ports::BroadcastMessage>> ReceiveBroadcasts(
+      std::chrono::milliseconds wait) override {
+    return inner_.ReceiveBroadcasts(wait);
+  }
+
   std::vector<std::string> PublishedTopics() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return topics_;

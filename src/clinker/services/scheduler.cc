@@ -1,5 +1,7 @@
 #include "clinker/services/scheduler.h"
 
+#include <utility>
+
 #include "clinker/core/log.h"
 #include "clinker/core/time_format.h"
 #include "clinker/services/job_message.h"
@@ -15,7 +17,90 @@ Scheduler::Scheduler(ports::StateStore& store,
                      ports::JobQueue& publisher,
                      const ports::Clock& clock,
                      SchedulerOptions options)
-    : store_(store), publisher_(publisher), clock_(clock), options_(std::move(options)) {}
+    : Scheduler(store, publisher, clock, std::move(options), nullptr) {}
+
+Scheduler::Scheduler(ports::StateStore& store,
+                     ports::JobQueue& publisher,
+                     const ports::Clock& clock,
+                     SchedulerOptions options,
+                     const CapabilityCache* capabilities)
+    : store_(store),
+      publisher_(publisher),
+      clock_(clock),
+      options_(std::move(options)),
+      capabilities_(capabilities) {}
+
+std::vector<Scheduler::Candidate> Scheduler::Eligible(std::int64_t size_gib,
+                                                      std::string* why) const {
+  std::vector<Candidate> configured;
+  for (const std::string& cluster : options_.clusters) {
+    configured.push_back(Candidate{cluster, true});
+  }
+  for (const std::string& backend : options_.backends) {
+    configured.push_back(Candidate{backend, false});
+  }
+  if (capabilities_ == nullptr) {
+    return configured;
+  }
+  auto now = clock_.MonoNow();
+  std::vector<Candidate> eligible;
+  bool any_report = false;
+  std::string reasons;
+  for (const Candidate& candidate : configured) {
+    std::optional<CachedCapability> cached = capabilities_->Get(candidate.address);
+    std::string reason;
+    if (!cached) {
+      reason = "no capability report";
+    } else {
+      any_report = true;
+      auto age = std::chrono::duration_cast<std::chrono::seconds>(now - cached->received_at);
+      if (now - cached->received_at >= options_.capability_max_age) {
+        reason = "last capability report " + std::to_string(age.count()) + " s old";
+      } else if (static_cast<double>(cached->report.free_capacity_gib) *
+                     options_.max_over_subscription_ratio <
+                 static_cast<double>(size_gib)) {
+        reason = std::to_string(cached->report.free_capacity_gib) + " GiB free";
+      } else {
+        eligible.push_back(candidate);
+        continue;
+      }
+    }
+    reasons += (reasons.empty() ? "" : "; ") + candidate.address + ": " + reason;
+  }
+  if (!any_report) {
+    // Nobody has reported yet (the whole system just started): place as without reports rather
+    // than fail every volume until the first reports arrive.
+    log::Info("scheduler.no_capability_reports",
+              {{"backends", static_cast<long long>(configured.size())}});
+    return configured;
+  }
+  if (eligible.empty()) {
+    *why = "no back-end can take " + std::to_string(size_gib) + " GiB (" + reasons + ")";
+  }
+  return eligible;
+}
+
+Result<bool> Scheduler::FailNoValidBackend(const std::string& volume_id,
+                                           std::vector<Expectation> still_ours,
+                                           const std::string& now,
+                                           const std::string& why) {
+  still_ours.push_back(Expectation::IsNull("host"));
+  auto failed =
+      store_.ConditionalUpdate(ports::Table::kVolumes,
+                               volume_id,
+                               {{"status", Status(VolumeStatus::kError)},
+                                {"status_reason", Text("No valid back-end was found: " + why)},
+                                {"updated_at", now}},
+                               still_ours,
+                               {});
+  if (!failed) {
+    return tl::unexpected(std::move(failed).error());
+  }
+  if (failed->has_value()) {
+    log::Error("scheduler.no_valid_backend", {{"volume_id", volume_id}, {"reason", why}});
+  }
+  return failed->has_value();
+}
 
 JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
   auto message = JobMessage::FromJson(delivery.payload);
@@ -30,47 +115,9 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
       Expectation::Equals("operation_id", message->operation_id),
       Expectation::Equals("deleted", std::int64_t{0})};
 
-  if (options_.backends.empty() && options_.clusters.empty()) {
-    std::vector<Expectation> expected = still_ours;
-    expected.push_back(Expectation::IsNull("host"));
-    auto failed = store_.ConditionalUpdate(
-        ports::Table::kVolumes,
-        volume_id,
-        {{"status", Status(VolumeStatus::kError)},
-         {"status_reason", Text("No valid back-end was found: no volume service is configured")},
-         {"updated_at", now}},
-        expected,
-        {});
-    if (!failed) {
-      return JobOutcome::kRetryLater;
-    }
-    log::Error("scheduler.no_backend", {{"volume_id", volume_id}});
-    return JobOutcome::kDone;
-  }
-
-  std::size_t choice =
-      next_backend_.fetch_add(1) % (options_.clusters.size() + options_.backends.size());
-  bool clustered = choice < options_.clusters.size();
-  std::string backend =
-      clustered ? options_.clusters[choice] : options_.backends[choice - options_.clusters.size()];
-  std::string placement = backend + "#" + options_.pool;
-  std::vector<Expectation> expected = still_ours;
-  expected.push_back(Expectation::IsNull("host"));
-  ports::Row values = {{"host", placement}, {"updated_at", now}};
-  if (clustered) {
-    values["cluster_name"] = placement;
-  }
-  auto scheduled =
-      store_.ConditionalUpdate(ports::Table::kVolumes, volume_id, values, expected, {});
-  if (!scheduled) {
-    return JobOutcome::kRetryLater;
-  }
-  std::string target;
-  if (scheduled->has_value()) {
-    target = VolumeTopic(backend);
-  } else {
-    // Not applied: either scheduled already by an earlier delivery of this job (forward it
-    // again to the recorded back-end) or no longer queued for this operation (drop).
+  // Forwards the job to the back-end the row records (an earlier delivery of this job chose it),
+  // or drops it when the volume is no longer queued for this operation.
+  auto forward_recorded = [&]() -> JobOutcome {
     auto row = store_.Get(ports::Table::kVolumes, volume_id);
     if (!row) {
       if (row.error().code == ErrorCode::kNotFound) {
@@ -84,8 +131,69 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
       log::Info("scheduler.job_dropped", {{"volume_id", volume_id}, {"job_id", delivery.job_id}});
       return JobOutcome::kDone;
     }
-    target = VolumeJobTopic(volume->cluster_name, *volume->host);
+    std::string target = VolumeJobTopic(volume->cluster_name, *volume->host);
+    if (auto published = publisher_.Publish(target, delivery.payload); !published) {
+      log::Warn("scheduler.forward_failed",
+                {{"volume_id", volume_id}, {"error", published.error().ToString()}});
+      return JobOutcome::kRetryLater;
+    }
+    log::Debug("scheduler.scheduled", {{"volume_id", volume_id}, {"topic", target}});
+    return JobOutcome::kDone;
+  };
+
+  // Not applied: scheduled by an earlier delivery, or no longer ours; forward_recorded decides.
+  auto fail = [&](const std::string& why) -> JobOutcome {
+    Result<bool> failed = FailNoValidBackend(volume_id, still_ours, now, why);
+    if (!failed) {
+      return JobOutcome::kRetryLater;
+    }
+    return *failed ? JobOutcome::kDone : forward_recorded();
+  };
+
+  if (options_.backends.empty() && options_.clusters.empty()) {
+    return fail("no volume service is configured");
   }
+
+  std::int64_t size_gib = 0;
+  if (capabilities_ != nullptr) {
+    // The size decides which back-ends can take the volume.
+    auto row = store_.Get(ports::Table::kVolumes, volume_id);
+    if (!row) {
+      return row.error().code == ErrorCode::kNotFound ? JobOutcome::kDone : JobOutcome::kRetryLater;
+    }
+    auto volume = VolumeFromRow(*row);
+    if (!volume || volume->host || volume->deleted ||
+        volume->status != VolumeStatus::kCreatingQueued ||
+        volume->operation_id != message->operation_id) {
+      return forward_recorded();  // Already scheduled, or no longer ours: no choice to make.
+    }
+    size_gib = volume->size_gib;
+  }
+
+  std::string why;
+  std::vector<Candidate> eligible = Eligible(size_gib, &why);
+  if (eligible.empty()) {
+    return fail(why);
+  }
+  const Candidate& chosen = eligible[next_backend_.fetch_add(1) % eligible.size()];
+  std::string placement = chosen.address + "#" + options_.pool;
+  std::vector<Expectation> expected = still_ours;
+  expected.push_back(Expectation::IsNull("host"));
+  ports::Row values = {{"host", placement}, {"updated_at", now}};
+  if (chosen.clustered) {
+    values["cluster_name"] = placement;
+  }
+  auto scheduled =
+      store_.ConditionalUpdate(ports::Table::kVolumes, volume_id, values, expected, {});
+  if (!scheduled) {
+    return JobOutcome::kRetryLater;
+  }
+  if (!scheduled->has_value()) {
+    // Not applied: either scheduled already by an earlier delivery of this job (forward it
+    // again to the recorded back-end) or no longer queued for this operation (drop).
+    return forward_recorded();
+  }
+  std::string target = VolumeTopic(chosen.address);
   if (auto published = publisher_.Publish(target, delivery.payload); !published) {
     log::Warn("scheduler.forward_failed",
               {{"volume_id", volume_id}, {"error", published.error().ToString()}});

@@ -7,16 +7,28 @@
 // already recorded and publishes again; a duplicate create job is dropped by the volume
 // manager's stuck-job rules.
 //
+// Choice: the configured back-ends take volumes in turn. With a CapabilityCache, only the
+// eligible ones do: a back-end is eligible when its latest capability report is fresh (younger
+// than capability_max_age by the local monotonic clock) and shows at least the volume's size
+// free. If no configured back-end has reported at all yet (a fresh start of the whole system),
+// every configured back-end is eligible, as without a cache. If some have reported but none is
+// eligible, the volume goes to error with Cinder's "No valid back-end was found: <why>". The
+// scheduler reads the volume row for its size before choosing. Free capacity is as last
+// reported, so volumes scheduled between two reports may overcommit a back-end a little; the
+// driver then refuses the create, as in Cinder.
+//
 // Thread safe: Handle may run on several workers at once.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <vector>
 
 #include "clinker/ports/clock.h"
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/state_store.h"
+#include "clinker/services/capability_cache.h"
 #include "clinker/services/job_worker_pool.h"
 
 namespace clinker::services {
@@ -28,6 +40,12 @@ struct SchedulerOptions {
   std::vector<std::string> clusters;
   std::vector<std::string> backends;
   std::string pool = "default";
+  // Reports older than this do not count (with a CapabilityCache): about 3 report intervals, so
+  // one lost report does not take a back-end out, and a dead one is out within this time.
+  std::chrono::milliseconds capability_max_age{30000};
+  // Thin provisioning, as Cinder's max_over_subscription_ratio: a back-end takes a volume while
+  // its size is at most free capacity x this ratio (volumes are sparse and fill up over time).
+  double max_over_subscription_ratio = 20.0;
 };
 
 class Scheduler {
@@ -37,14 +55,35 @@ class Scheduler {
             ports::JobQueue& publisher,
             const ports::Clock& clock,
             SchedulerOptions options);
+  // With capability-based choice (see above); `capabilities` outlives the scheduler.
+  Scheduler(ports::StateStore& store,
+            ports::JobQueue& publisher,
+            const ports::Clock& clock,
+            SchedulerOptions options,
+            const CapabilityCache* capabilities);
 
   JobOutcome Handle(const ports::Delivery& delivery);
 
  private:
+  struct Candidate {
+    std::string address;
+    bool clustered = false;
+  };
+
+  // The candidates for a volume of `size_gib`: on an empty result, *why says why none is.
+  std::vector<Candidate> Eligible(std::int64_t size_gib, std::string* why) const;
+  // Sets the still-unscheduled volume to error with "No valid back-end was found: <why>";
+  // returns whether it did (false: the row no longer matched `still_ours` + no host).
+  Result<bool> FailNoValidBackend(const std::string& volume_id,
+                                  std::vector<ports::Expectation> still_ours,
+                                  const std::string& now,
+                                  const std::string& why);
+
   ports::StateStore& store_;
   ports::JobQueue& publisher_;
   const ports::Clock& clock_;
   SchedulerOptions options_;
+  const CapabilityCache* const capabilities_;  // Null: choose among all configured back-ends.
   std::atomic<std::size_t> next_backend_{0};
 };
 

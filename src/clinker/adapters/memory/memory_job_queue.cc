@@ -1,5 +1,6 @@
 #include "clinker/adapters/memory/memory_job_queue.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "clinker/core/assert.h"
@@ -44,6 +45,7 @@ MemoryJobQueue::~MemoryJobQueue() {
     broker_->ready_[job.topic].emplace(seq, std::move(job));
   }
   broker_->in_flight_.erase(it);
+  broker_->listeners_.erase(session_);
   broker_->changed_.notify_all();
 }
 
@@ -150,6 +152,58 @@ Result<void> MemoryJobQueue::Requeue(const ports::Delivery& delivery) {
   broker_->ready_[job.topic].emplace(seq, std::move(job));
   broker_->changed_.notify_all();
   return {};
+}
+
+Result<void> MemoryJobQueue::Broadcast(std::string_view channel, std::string_view payload) {
+  if (channel.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "broadcast channel is empty");
+  }
+  std::lock_guard lock(broker_->mutex_);
+  bool delivered = false;
+  for (auto& [session, listener] : broker_->listeners_) {
+    if (std::find(listener.channels.begin(), listener.channels.end(), channel) ==
+        listener.channels.end()) {
+      continue;
+    }
+    if (listener.inbox.size() >= MemoryBroker::kMaxPendingBroadcasts) {
+      listener.inbox.pop_front();
+    }
+    listener.inbox.push_back(
+        ports::BroadcastMessage{.channel = std::string(channel), .payload = std::string(payload)});
+    delivered = true;
+  }
+  if (delivered) {
+    broker_->changed_.notify_all();
+  }
+  return {};
+}
+
+Result<void> MemoryJobQueue::Listen(const std::vector<std::string>& channels) {
+  for (const std::string& channel : channels) {
+    if (channel.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "listened channel is empty");
+    }
+  }
+  std::lock_guard lock(broker_->mutex_);
+  broker_->listeners_[session_].channels = channels;
+  return {};
+}
+
+Result<std::vector<ports::BroadcastMessage>> MemoryJobQueue::ReceiveBroadcasts(
+    std::chrono::milliseconds wait) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  std::unique_lock lock(broker_->mutex_);
+  auto it = broker_->listeners_.find(session_);
+  if (it == broker_->listeners_.end()) {
+    return MakeError(ErrorCode::kInvalidArgument, "ReceiveBroadcasts before Listen");
+  }
+  // The entry lives until this session's destructor, which no running call may overlap.
+  MemoryBroker::Listener& listener = it->second;
+  broker_->changed_.wait_until(lock, deadline, [&] { return !listener.inbox.empty(); });
+  std::vector<ports::BroadcastMessage> messages(std::make_move_iterator(listener.inbox.begin()),
+                                                std::make_move_iterator(listener.inbox.end()));
+  listener.inbox.clear();
+  return messages;
 }
 
 }  // namespace clinker::adapters

@@ -20,12 +20,17 @@
 //   held by another session) succeed and change nothing: both are idempotent.
 // - Destroying a session requeues its in-flight jobs, flagged redelivered, as a consumer crash
 //   does with a real engine. No call on that session may be running at that time.
+// - Broadcasts: Broadcast copies the message, under the broker mutex, into the inbox of every
+//   session listening on the channel at that moment, so delivery is exactly once per listener
+//   (the port promises at most once). An inbox holds at most kMaxPendingBroadcasts messages; the
+//   oldest are dropped beyond that. ReceiveBroadcasts waits on the broker's condition variable.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -52,6 +57,9 @@ class MemoryBroker {
   std::size_t ReadyCount(std::string_view topic) const;
   std::size_t InFlightCount() const;
 
+  // Unread broadcasts a session keeps; older ones are dropped first.
+  static constexpr std::size_t kMaxPendingBroadcasts = 1000;
+
  private:
   friend class MemoryJobQueue;
 
@@ -76,6 +84,14 @@ class MemoryBroker {
   std::uint64_t next_session_ = 1;
   std::map<std::string, ReadyJobs, std::less<>> ready_;
   std::map<std::uint64_t, InFlightJobs> in_flight_;
+
+  struct Listener {
+    std::vector<std::string> channels;
+    std::deque<ports::BroadcastMessage> inbox;
+  };
+
+  // Listening sessions by session number; a session is here from its first Listen to its end.
+  std::map<std::uint64_t, Listener> listeners_;
 };
 
 class MemoryJobQueue final : public ports::JobQueue {
@@ -95,6 +111,10 @@ class MemoryJobQueue final : public ports::JobQueue {
   Result<std::optional<ports::Delivery>> Receive(std::chrono::milliseconds wait) override;
   Result<void> Ack(const ports::Delivery& delivery) override;
   Result<void> Requeue(const ports::Delivery& delivery) override;
+  Result<void> Broadcast(std::string_view channel, std::string_view payload) override;
+  Result<void> Listen(const std::vector<std::string>& channels) override;
+  Result<std::vector<ports::BroadcastMessage>> ReceiveBroadcasts(
+      std::chrono::milliseconds wait) override;
 
  private:
   // Under broker_->mutex_: takes the oldest ready job of the subscribed topics, if any.

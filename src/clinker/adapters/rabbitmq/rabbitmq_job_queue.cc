@@ -37,6 +37,13 @@ using std::chrono::milliseconds;
 // deliveries of the consuming channel alone.
 constexpr amqp_channel_t kPublishChannel = 1;
 constexpr amqp_channel_t kConsumeChannel = 2;
+// Broadcasts (exchanges, the listening queue, its no-ack consumer, transient publishes) have a
+// channel of their own: a broker error there (an exchange declared with another type) closes
+// only it, and it is reopened without touching jobs.
+constexpr amqp_channel_t kBroadcastChannel = 3;
+constexpr char kBroadcastExchangePrefix[] = "clinker.broadcast.";
+// Unread broadcasts a session keeps; the oldest are dropped first.
+constexpr std::size_t kMaxPendingBroadcasts = 1000;
 constexpr int kFrameMax = 131072;
 constexpr char kDeliveryCountHeader[] = "x-delivery-count";
 // Publisher's wall clock at publish, in microseconds since the epoch: orders jobs across topics.
@@ -126,6 +133,22 @@ Result<void> ValidateTopic(std::string_view topic) {
   return {};
 }
 
+std::string ExchangeFor(std::string_view channel) {
+  return kBroadcastExchangePrefix + std::string(channel);
+}
+
+Result<void> ValidateChannel(std::string_view channel) {
+  if (channel.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "broadcast channel is empty");
+  }
+  if (ExchangeFor(channel).size() > kMaxTopicBytes) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "broadcast channel is too long for an exchange name: " +
+                         std::string(channel.substr(0, 64)));
+  }
+  return {};
+}
+
 // Broker reply codes that mean "this request can never work": the caller's fault or the
 // configuration's, not the broker's health.
 ErrorCode CodeForReply(int reply_code) {
@@ -188,6 +211,9 @@ class RabbitMqJobQueue::Impl {
   Result<std::optional<ports::Delivery>> Receive(milliseconds wait);
   Result<void> Ack(const ports::Delivery& delivery);
   Result<void> Requeue(const ports::Delivery& delivery);
+  Result<void> Broadcast(std::string_view channel, std::string_view payload);
+  Result<void> Listen(const std::vector<std::string>& channels);
+  Result<std::vector<ports::BroadcastMessage>> ReceiveBroadcasts(milliseconds wait);
   bool connected() const;
 
   std::int64_t connections_opened() const { return connections_opened_.load(); }
@@ -274,6 +300,14 @@ class RabbitMqJobQueue::Impl {
                                                 const std::string& job_id);
   Result<void> ApplySubscribe(const std::vector<std::string>& topics);
   Result<void> Settle(const Held& held, const std::string& job_id, bool requeue);
+  // Broadcasts, I/O thread only.
+  Result<void> OpenBroadcastChannel();
+  void ReopenBroadcastChannel(const std::string& why);
+  Result<void> EnsureExchange(const std::string& exchange);
+  Result<void> SendBroadcast(const std::string& channel, const std::string& payload);
+  // Makes the listening queue, its consumer and its bindings match listen_channels_.
+  Result<void> ReconcileListener();
+  void HandleBroadcastDeliver(const amqp_frame_t& frame);
   void Shutdown();
 
   const Options options_;
@@ -304,6 +338,9 @@ class RabbitMqJobQueue::Impl {
   Clock::time_point idle_since_;  // When waiting_ last dropped to 0.
   std::uint64_t round_requested_ = 0;
   std::uint64_t round_completed_ = 0;
+  // Channels to listen on; unset until the first Listen. The I/O thread makes the broker match.
+  std::optional<std::vector<std::string>> listen_channels_;
+  std::deque<ports::BroadcastMessage> inbox_;  // Received broadcasts, not yet returned.
 
   // I/O thread only.
   amqp_connection_state_t conn_ = nullptr;
@@ -316,6 +353,11 @@ class RabbitMqJobQueue::Impl {
   std::uint64_t next_consumer_ = 1;
   std::uint64_t next_publish_seq_ = 1;  // Publisher-confirm sequence of the publish channel.
   std::map<std::uint64_t, std::shared_ptr<PendingPublish>> unconfirmed_;
+  // Broadcast state of this connection (all gone with it: the queue is exclusive).
+  std::set<std::string> declared_exchanges_;
+  std::string listen_queue_;     // Server-named; empty until declared on this connection.
+  std::set<std::string> bound_;  // Channels the listening queue is bound to.
+  bool listener_dirty_ = false;  // The broker may not match listen_channels_: reconcile.
 };
 
 RabbitMqJobQueue::Impl::Impl(Options options)
@@ -686,7 +728,8 @@ Result<void> RabbitMqJobQueue::Impl::SetUpChannels() {
   CLINKER_RETURN_IF_ERROR(CheckRpc(kConsumeChannel, "open the consume channel"));
   // Every consumer takes one job: the session asks the broker for jobs one Receive at a time.
   amqp_basic_qos(conn_, kConsumeChannel, 0, 1, 0);
-  return CheckRpc(kConsumeChannel, "set prefetch");
+  CLINKER_RETURN_IF_ERROR(CheckRpc(kConsumeChannel, "set prefetch"));
+  return OpenBroadcastChannel();
 }
 
 void RabbitMqJobQueue::Impl::ReconnectStep() {
@@ -855,6 +898,10 @@ void RabbitMqJobQueue::Impl::HandleFrame(const amqp_frame_t& frame) {
 }
 
 void RabbitMqJobQueue::Impl::HandleDeliver(const amqp_frame_t& frame) {
+  if (frame.channel == kBroadcastChannel) {
+    HandleBroadcastDeliver(frame);
+    return;
+  }
   // Copied out first: the method lives in a connection buffer that reading the content reuses.
   const auto* deliver = static_cast<const amqp_basic_deliver_t*>(frame.payload.method.decoded);
   const std::uint64_t tag = deliver->delivery_tag;
@@ -1033,6 +1080,8 @@ Error RabbitMqJobQueue::Impl::HandleFailedReply(amqp_channel_t channel,
     int status = amqp_send_method(conn_, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok);
     if (status == AMQP_STATUS_OK && channel == kPublishChannel) {
       ReopenPublishChannel(message);
+    } else if (status == AMQP_STATUS_OK && channel == kBroadcastChannel) {
+      ReopenBroadcastChannel(message);
     } else {
       // The consume channel held the deliveries and consumers: start over on a new connection.
       Disconnect(message);
@@ -1076,6 +1125,10 @@ void RabbitMqJobQueue::Impl::Disconnect(const std::string& reason) {
   armed_.clear();
   consumer_topics_.clear();
   retired_consumers_.clear();
+  declared_exchanges_.clear();
+  listen_queue_.clear();
+  bound_.clear();
+  listener_dirty_ = true;
   FailUnconfirmed("connection lost: " + reason);
   bool was_connected;
   {
@@ -1100,6 +1153,17 @@ void RabbitMqJobQueue::Impl::Disconnect(const std::string& reason) {
 }
 
 void RabbitMqJobQueue::Impl::Reconcile() {
+  if (listener_dirty_) {
+    // After a reconnect or a reopened broadcast channel: listen again (what was sent meanwhile
+    // is lost, as the port allows). A failure is retried on the next pass.
+    if (auto listening = ReconcileListener(); !listening) {
+      log::Warn("job_queue.listen_failed",
+                {{"broker", Where()}, {"error", listening.error().message}});
+    }
+    if (conn_ == nullptr) {
+      return;
+    }
+  }
   std::vector<std::string> topics;
   bool has_room;
   bool idle;
@@ -1498,6 +1562,236 @@ bool RabbitMqJobQueue::connected() const {
 
 std::int64_t RabbitMqJobQueue::connections_opened() const {
   return impl_->connections_opened();
+}
+
+Result<void> RabbitMqJobQueue::Broadcast(std::string_view channel, std::string_view payload) {
+  return impl_->Broadcast(channel, payload);
+}
+
+Result<void> RabbitMqJobQueue::Listen(const std::vector<std::string>& channels) {
+  return impl_->Listen(channels);
+}
+
+Result<std::vector<ports::BroadcastMessage>> RabbitMqJobQueue::ReceiveBroadcasts(
+    std::chrono::milliseconds wait) {
+  return impl_->ReceiveBroadcasts(wait);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broadcasts: caller side.
+
+Result<void> RabbitMqJobQueue::Impl::Broadcast(std::string_view channel, std::string_view payload) {
+  CLINKER_RETURN_IF_ERROR(ValidateChannel(channel));
+  return Call<void>(
+      [this, channel = std::string(channel), payload = std::string(payload)] {
+        return SendBroadcast(channel, payload);
+      },
+      // Best effort anyway; a late send is harmless.
+      ErrorCode::kUnavailable);
+}
+
+Result<void> RabbitMqJobQueue::Impl::Listen(const std::vector<std::string>& channels) {
+  std::vector<std::string> unique;
+  for (const std::string& channel : channels) {
+    CLINKER_RETURN_IF_ERROR(ValidateChannel(channel));
+    if (std::find(unique.begin(), unique.end(), channel) == unique.end()) {
+      unique.push_back(channel);
+    }
+  }
+  return Call<void>(
+      [this, unique] {
+        {
+          std::lock_guard lock(mutex_);
+          listen_channels_ = unique;
+        }
+        listener_dirty_ = true;
+        if (conn_ == nullptr) {
+          // Recorded: the listener is set up once the connection is back.
+          std::lock_guard lock(mutex_);
+          return Result<void>(tl::unexpected(NotConnectedLocked()));
+        }
+        return ReconcileListener();
+      },
+      ErrorCode::kUnavailable);
+}
+
+Result<std::vector<ports::BroadcastMessage>> RabbitMqJobQueue::Impl::ReceiveBroadcasts(
+    milliseconds wait) {
+  const auto deadline = Clock::now() + std::max(wait, milliseconds(0));
+  std::unique_lock lock(mutex_);
+  if (!listen_channels_.has_value()) {
+    return MakeError(ErrorCode::kInvalidArgument, "ReceiveBroadcasts before Listen");
+  }
+  changed_.wait_until(
+      lock, deadline, [this] { return !inbox_.empty() || state_ == LinkState::kFailed; });
+  if (inbox_.empty() && state_ == LinkState::kFailed) {
+    return tl::unexpected(NotConnectedLocked());
+  }
+  std::vector<ports::BroadcastMessage> messages(std::make_move_iterator(inbox_.begin()),
+                                                std::make_move_iterator(inbox_.end()));
+  inbox_.clear();
+  return messages;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broadcasts: I/O thread.
+
+Result<void> RabbitMqJobQueue::Impl::OpenBroadcastChannel() {
+  amqp_channel_open(conn_, kBroadcastChannel);
+  CLINKER_RETURN_IF_ERROR(CheckRpc(kBroadcastChannel, "open the broadcast channel"));
+  declared_exchanges_.clear();
+  listen_queue_.clear();
+  bound_.clear();
+  listener_dirty_ = true;
+  return {};
+}
+
+void RabbitMqJobQueue::Impl::ReopenBroadcastChannel(const std::string& why) {
+  log::Warn("job_queue.broadcast_channel_closed", {{"broker", Where()}, {"reason", why}});
+  // The listening queue lost its only consumer with the channel, so the broker auto-deletes it;
+  // OpenBroadcastChannel marks the listener for a new queue on the next pass.
+  OpenBroadcastChannel().IgnoreError("CheckRpc dropped the connection; it is set up again");
+}
+
+Result<void> RabbitMqJobQueue::Impl::EnsureExchange(const std::string& exchange) {
+  if (declared_exchanges_.count(exchange) > 0) {
+    return {};
+  }
+  // Non-durable and not auto-deleted: it lasts until the broker restarts, so a sender that has
+  // declared it never publishes to a vanished exchange (an error that closes the channel).
+  amqp_exchange_declare(conn_,
+                        kBroadcastChannel,
+                        ToBytes(exchange),
+                        amqp_cstring_bytes("fanout"),
+                        /*passive=*/0,
+                        /*durable=*/0,
+                        /*auto_delete=*/0,
+                        /*internal=*/0,
+                        amqp_empty_table);
+  CLINKER_RETURN_IF_ERROR(CheckRpc(kBroadcastChannel, "declare exchange '" + exchange + "'"));
+  declared_exchanges_.insert(exchange);
+  return {};
+}
+
+Result<void> RabbitMqJobQueue::Impl::SendBroadcast(const std::string& channel,
+                                                   const std::string& payload) {
+  if (conn_ == nullptr) {
+    std::lock_guard lock(mutex_);
+    return tl::unexpected(NotConnectedLocked());
+  }
+  std::string exchange = ExchangeFor(channel);
+  CLINKER_RETURN_IF_ERROR(EnsureExchange(exchange));
+  amqp_basic_properties_t properties;
+  std::memset(&properties, 0, sizeof(properties));
+  properties._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+  properties.content_type = amqp_cstring_bytes("application/octet-stream");
+  properties.delivery_mode = 1;  // Transient.
+  int status = amqp_basic_publish(conn_,
+                                  kBroadcastChannel,
+                                  ToBytes(exchange),
+                                  amqp_empty_bytes,
+                                  /*mandatory=*/0,
+                                  /*immediate=*/0,
+                                  &properties,
+                                  ToBytes(payload));
+  if (status != AMQP_STATUS_OK) {
+    std::string why = std::string("broadcast: ") + amqp_error_string2(status);
+    Disconnect(why);
+    return MakeError(ErrorCode::kUnavailable, "RabbitMQ at " + Where() + ": " + why);
+  }
+  return {};
+}
+
+Result<void> RabbitMqJobQueue::Impl::ReconcileListener() {
+  std::vector<std::string> wanted;
+  {
+    std::lock_guard lock(mutex_);
+    if (!listen_channels_.has_value()) {
+      listener_dirty_ = false;
+      return {};
+    }
+    wanted = *listen_channels_;
+  }
+  if (listen_queue_.empty()) {
+    // Exclusive and auto-deleted: it lives exactly as long as this session's connection.
+    amqp_queue_declare_ok_t* declared = amqp_queue_declare(conn_,
+                                                           kBroadcastChannel,
+                                                           amqp_empty_bytes,
+                                                           /*passive=*/0,
+                                                           /*durable=*/0,
+                                                           /*exclusive=*/1,
+                                                           /*auto_delete=*/1,
+                                                           amqp_empty_table);
+    CLINKER_RETURN_IF_ERROR(CheckRpc(kBroadcastChannel, "declare the listening queue"));
+    std::string queue = ToString(declared->queue);
+    amqp_basic_consume(conn_,
+                       kBroadcastChannel,
+                       ToBytes(queue),
+                       ToBytes(consumer_tag_prefix_ + "broadcast"),
+                       /*no_local=*/0,
+                       /*no_ack=*/1,
+                       /*exclusive=*/1,
+                       amqp_empty_table);
+    CLINKER_RETURN_IF_ERROR(CheckRpc(kBroadcastChannel, "consume the listening queue"));
+    listen_queue_ = std::move(queue);
+    bound_.clear();
+  }
+  for (const std::string& channel : wanted) {
+    if (bound_.count(channel) > 0) {
+      continue;
+    }
+    std::string exchange = ExchangeFor(channel);
+    CLINKER_RETURN_IF_ERROR(EnsureExchange(exchange));
+    amqp_queue_bind(conn_,
+                    kBroadcastChannel,
+                    ToBytes(listen_queue_),
+                    ToBytes(exchange),
+                    amqp_empty_bytes,
+                    amqp_empty_table);
+    CLINKER_RETURN_IF_ERROR(CheckRpc(kBroadcastChannel, "bind to exchange '" + exchange + "'"));
+    bound_.insert(channel);
+  }
+  std::vector<std::string> unwanted;
+  for (const std::string& channel : bound_) {
+    if (std::find(wanted.begin(), wanted.end(), channel) == wanted.end()) {
+      unwanted.push_back(channel);
+    }
+  }
+  for (const std::string& channel : unwanted) {
+    std::string exchange = ExchangeFor(channel);
+    amqp_queue_unbind(conn_,
+                      kBroadcastChannel,
+                      ToBytes(listen_queue_),
+                      ToBytes(exchange),
+                      amqp_empty_bytes,
+                      amqp_empty_table);
+    CLINKER_RETURN_IF_ERROR(CheckRpc(kBroadcastChannel, "unbind from exchange '" + exchange + "'"));
+    bound_.erase(channel);
+  }
+  listener_dirty_ = false;
+  return {};
+}
+
+void RabbitMqJobQueue::Impl::HandleBroadcastDeliver(const amqp_frame_t& frame) {
+  // Copied out first: reading the content reuses the buffer the method lives in.
+  const auto* deliver = static_cast<const amqp_basic_deliver_t*>(frame.payload.method.decoded);
+  std::string exchange = ToString(deliver->exchange);
+  std::optional<Content> content = ReadContent(kBroadcastChannel);
+  if (!content.has_value()) {
+    return;
+  }
+  const std::string_view prefix = kBroadcastExchangePrefix;
+  if (exchange.rfind(prefix, 0) != 0) {
+    return;  // Not one of ours (a foreign binding): ignore.
+  }
+  std::lock_guard lock(mutex_);
+  // A message for a channel unbound a moment ago is still one this session listened to.
+  if (inbox_.size() >= kMaxPendingBroadcasts) {
+    inbox_.pop_front();
+  }
+  inbox_.push_back(ports::BroadcastMessage{.channel = exchange.substr(prefix.size()),
+                                           .payload = std::move(content->payload)});
+  changed_.notify_all();
 }
 
 }  // namespace clinker::adapters::rabbitmq

@@ -64,6 +64,17 @@
 // - Destruction closes the connection (clean AMQP close, at most 2 s); the broker then requeues
 //   this session's unacked jobs, flagged redelivered. No call may be running at destruction.
 //   Never carry a session across fork(): open one in the child.
+// - Broadcasts: channel C is a fanout exchange "clinker.broadcast.C" (non-durable, not
+//   auto-deleted, declared idempotently by senders and listeners). Broadcast publishes a
+//   transient message to it, without publisher confirm (best effort: success means written to
+//   the socket). A listening session has one exclusive, auto-deleted, server-named queue bound to
+//   the exchange of each channel it listens on, consumed with auto-ack into an in-memory inbox
+//   (at most 1000 messages; the oldest are dropped) that ReceiveBroadcasts drains. All of this
+//   runs on a third AMQP channel of the same connection, so a broker error there (an exchange of
+//   that name with another type) closes only that channel, which is reopened; jobs are not
+//   touched. After a reconnect the I/O thread declares and binds a new queue (broadcasts sent
+//   meanwhile are lost, as the port allows). Listen while disconnected returns kUnavailable but
+//   is kept and applied on reconnect. ReceiveBroadcasts on a failed session: kUnavailable.
 #pragma once
 
 #include <chrono>
@@ -111,6 +122,10 @@ class RabbitMqJobQueue final : public ports::JobQueue {
   Result<std::optional<ports::Delivery>> Receive(std::chrono::milliseconds wait) override;
   Result<void> Ack(const ports::Delivery& delivery) override;
   Result<void> Requeue(const ports::Delivery& delivery) override;
+  Result<void> Broadcast(std::string_view channel, std::string_view payload) override;
+  Result<void> Listen(const std::vector<std::string>& channels) override;
+  Result<std::vector<ports::BroadcastMessage>> ReceiveBroadcasts(
+      std::chrono::milliseconds wait) override;
 
   // For health checks and tests: whether the connection is up now, and how many connections
   // this session has opened (1 after Open, +1 per successful reconnect).

@@ -70,7 +70,7 @@ class QueueNotifier {
 namespace {
 
 // Version N is element N-1; never edit a shipped migration, append a new one.
-constexpr std::array<std::string_view, 1> kMigrations = {
+constexpr std::array<std::string_view, 2> kMigrations = {
     // seq orders jobs by publish time (an INTEGER PRIMARY KEY only grows while rows exist, which
     // is all FIFO needs). owner_session is set exactly when state is 'in_flight'.
     "CREATE TABLE queue_jobs ("
@@ -89,7 +89,20 @@ constexpr std::array<std::string_view, 1> kMigrations = {
     "CREATE INDEX queue_jobs_by_topic ON queue_jobs (topic, state, seq);"
     "CREATE INDEX queue_jobs_by_owner ON queue_jobs (owner_session)"
     "  WHERE owner_session IS NOT NULL;",
+    // Broadcasts (not jobs): AUTOINCREMENT so seq never goes back once pruning has emptied the
+    // table, as listeners compare against the last seq they read. sent_at is Unix milliseconds,
+    // compared by the pruning DELETE.
+    "CREATE TABLE queue_broadcasts ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  channel TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  sent_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX queue_broadcasts_by_time ON queue_broadcasts (sent_at);",
 };
+
+// Rows one ReceiveBroadcasts returns at most; the rest come with the next call.
+constexpr std::int64_t kBroadcastBatchMax = 1000;
 
 constexpr std::string_view kLockSuffix = ".lock";
 
@@ -99,6 +112,12 @@ std::string ErrnoText(int error) {
 
 std::string Now() {
   return FormatTimestamp(std::chrono::system_clock::now());
+}
+
+std::int64_t NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 // The notifier key: two spellings of one file must meet in one notifier.
@@ -224,6 +243,9 @@ Result<std::unique_ptr<SqliteJobQueue>> SqliteJobQueue::Open(const Options& opti
   if (options.poll_interval.count() <= 0 || options.reclaim_interval.count() <= 0) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "job queue poll_interval and reclaim_interval must be > 0");
+  }
+  if (options.broadcast_retention.count() <= 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "job queue broadcast_retention must be > 0");
   }
   std::error_code dir_error;
   std::filesystem::create_directories(options.sessions_dir, dir_error);
@@ -600,6 +622,113 @@ Result<std::int64_t> SqliteJobQueue::ReclaimDeadSessions() {
     notifier_->Notify();
   }
   return reclaimed;
+}
+
+Result<void> SqliteJobQueue::Broadcast(std::string_view channel, std::string_view payload) {
+  if (channel.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "broadcast channel is empty");
+  }
+  std::int64_t now = NowMillis();
+  auto body = [&](Database& db) -> Result<void> {
+    CLINKER_ASSIGN_OR_RETURN(Statement prune,
+                             db.Prepare("DELETE FROM queue_broadcasts WHERE sent_at < ?"));
+    CLINKER_RETURN_IF_ERROR(prune.Bind(1, now - options_.broadcast_retention.count()));
+    CLINKER_RETURN_IF_ERROR(prune.Step());
+    CLINKER_ASSIGN_OR_RETURN(
+        Statement insert,
+        db.Prepare("INSERT INTO queue_broadcasts (channel, payload, sent_at) VALUES (?, ?, ?)"));
+    CLINKER_RETURN_IF_ERROR(insert.Bind(1, std::string(channel)));
+    CLINKER_RETURN_IF_ERROR(insert.Bind(2, std::string(payload)));
+    CLINKER_RETURN_IF_ERROR(insert.Bind(3, now));
+    CLINKER_RETURN_IF_ERROR(insert.Step());
+    return {};
+  };
+  CLINKER_RETURN_IF_ERROR(database_->WriteTransaction(body));
+  notifier_->Notify();
+  return {};
+}
+
+Result<void> SqliteJobQueue::Listen(const std::vector<std::string>& channels) {
+  for (const std::string& channel : channels) {
+    if (channel.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "listened channel is empty");
+    }
+  }
+  std::lock_guard lock(broadcast_mutex_);
+  if (!channels_.has_value()) {
+    // Start after what is already there: a new listener gets what is sent from now on.
+    std::int64_t max_seq = 0;
+    auto body = [&](Database& db) -> Result<void> {
+      CLINKER_ASSIGN_OR_RETURN(Statement query,
+                               db.Prepare("SELECT COALESCE(MAX(seq), 0) FROM queue_broadcasts"));
+      CLINKER_ASSIGN_OR_RETURN(bool row, query.Step());
+      CLINKER_ASSERT(row, "an aggregate query returns one row");
+      CLINKER_ASSIGN_OR_RETURN(max_seq, IntegerColumn(query, 0));
+      return {};
+    };
+    CLINKER_RETURN_IF_ERROR(database_->Read(body));
+    last_seen_broadcast_ = max_seq;
+  }
+  channels_ = channels;
+  return {};
+}
+
+Result<std::vector<ports::BroadcastMessage>> SqliteJobQueue::ReadBroadcastsLocked() {
+  std::vector<ports::BroadcastMessage> messages;
+  std::int64_t last_seen = last_seen_broadcast_;
+  auto body = [&](Database& db) -> Result<void> {
+    messages.clear();  // The read may run again.
+    last_seen = last_seen_broadcast_;
+    // Every channel's rows, filtered here: last_seen must pass the rows of other channels too.
+    CLINKER_ASSIGN_OR_RETURN(Statement query,
+                             db.Prepare("SELECT seq, channel, payload FROM queue_broadcasts "
+                                        "WHERE seq > ? ORDER BY seq LIMIT ?"));
+    CLINKER_RETURN_IF_ERROR(query.Bind(1, last_seen_broadcast_));
+    CLINKER_RETURN_IF_ERROR(query.Bind(2, kBroadcastBatchMax));
+    while (true) {
+      CLINKER_ASSIGN_OR_RETURN(bool row, query.Step());
+      if (!row) {
+        return {};
+      }
+      CLINKER_ASSIGN_OR_RETURN(last_seen, IntegerColumn(query, 0));
+      CLINKER_ASSIGN_OR_RETURN(std::string channel, TextColumn(query, 1));
+      if (std::find(channels_->begin(), channels_->end(), channel) == channels_->end()) {
+        continue;
+      }
+      CLINKER_ASSIGN_OR_RETURN(std::string payload, TextColumn(query, 2));
+      messages.push_back(
+          ports::BroadcastMessage{.channel = std::move(channel), .payload = std::move(payload)});
+    }
+  };
+  CLINKER_RETURN_IF_ERROR(database_->Read(body));
+  last_seen_broadcast_ = last_seen;
+  return messages;
+}
+
+Result<std::vector<ports::BroadcastMessage>> SqliteJobQueue::ReceiveBroadcasts(
+    std::chrono::milliseconds wait) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + wait;
+  while (true) {
+    // Read before looking, so a broadcast that lands after the look still ends the wait below.
+    std::uint64_t seen = notifier_->Generation();
+    {
+      std::lock_guard lock(broadcast_mutex_);
+      if (!channels_.has_value()) {
+        return MakeError(ErrorCode::kInvalidArgument, "ReceiveBroadcasts before Listen");
+      }
+      CLINKER_ASSIGN_OR_RETURN(std::vector<ports::BroadcastMessage> messages,
+                               ReadBroadcastsLocked());
+      if (!messages.empty()) {
+        return messages;
+      }
+    }
+    Clock::time_point now = Clock::now();
+    if (now >= deadline) {
+      return std::vector<ports::BroadcastMessage>{};
+    }
+    notifier_->WaitUntil(seen, std::min(deadline, now + options_.poll_interval));
+  }
 }
 
 }  // namespace clinker::adapters::sqlite

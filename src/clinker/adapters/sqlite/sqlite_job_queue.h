@@ -41,6 +41,15 @@
 //   (idempotent).
 // - Destruction requeues this session's in-flight jobs and releases its lock. No call on the
 //   session may be running then. Never carry a session across fork(): open one in the child.
+// - Broadcasts: a broadcast is a row of `queue_broadcasts` (queue migration 2), read by every
+//   listening session. A listener keeps in memory the last seq it has read, starting at the
+//   table's max seq when it first Listens (so older messages are not replayed), and
+//   ReceiveBroadcasts returns the rows of its channels above it. seq is AUTOINCREMENT so it never
+//   goes back even when pruning empties the table. Senders delete rows older than
+//   broadcast_retention in the same transaction, so the table stays small without a janitor; a
+//   listener that does not read for longer than that misses messages (allowed: at most once).
+//   A broadcast costs one write transaction; ReceiveBroadcasts only reads (no lock, WAL), waking
+//   at once for a sender of the same process and by polling every poll_interval otherwise.
 #pragma once
 
 #include <chrono>
@@ -74,6 +83,9 @@ class SqliteJobQueue final : public ports::JobQueue {
     // How often a receiving session looks for dead sessions' jobs. Also bounds how long a dead
     // consumer's job waits before another session takes it over.
     std::chrono::milliseconds reclaim_interval{500};
+    // Broadcasts older than this are pruned by the next sender. More than a listener's longest
+    // pause between two ReceiveBroadcasts.
+    std::chrono::milliseconds broadcast_retention{60000};
   };
 
   // Opens the database, applies the "queue" migrations, starts the session (creates and locks
@@ -89,6 +101,10 @@ class SqliteJobQueue final : public ports::JobQueue {
   Result<std::optional<ports::Delivery>> Receive(std::chrono::milliseconds wait) override;
   Result<void> Ack(const ports::Delivery& delivery) override;
   Result<void> Requeue(const ports::Delivery& delivery) override;
+  Result<void> Broadcast(std::string_view channel, std::string_view payload) override;
+  Result<void> Listen(const std::vector<std::string>& channels) override;
+  Result<std::vector<ports::BroadcastMessage>> ReceiveBroadcasts(
+      std::chrono::milliseconds wait) override;
 
   // Makes the in-flight jobs of dead sessions ready again. Receive and Open call it; exposed for
   // a supervisor that wants to reclaim without receiving. Returns how many jobs were requeued.
@@ -114,6 +130,8 @@ class SqliteJobQueue final : public ports::JobQueue {
   // Gives back acks whose transaction failed, to be written by the next one.
   void RestorePendingAcks(const std::vector<std::string>& acks);
   std::string LockPath(std::string_view session_id) const;
+  // One read of the broadcasts above last_seen_broadcast_ (under broadcast_mutex_).
+  Result<std::vector<ports::BroadcastMessage>> ReadBroadcastsLocked();
 
   const Options options_;
   const std::unique_ptr<Database> database_;
@@ -129,6 +147,12 @@ class SqliteJobQueue final : public ports::JobQueue {
   std::set<std::string, std::less<>> in_flight_;    // Job ids this session holds.
   std::vector<std::string> pending_acks_;           // Acked, rows not yet deleted.
   std::chrono::steady_clock::time_point next_reclaim_;
+
+  // Guards the listener state: held across a read and the advance of last_seen_broadcast_, so
+  // two concurrent ReceiveBroadcasts never return the same message. Independent of mutex_.
+  std::mutex broadcast_mutex_;
+  std::optional<std::vector<std::string>> channels_;  // Unset until the first Listen.
+  std::int64_t last_seen_broadcast_ = 0;
 };
 
 }  // namespace clinker::adapters::sqlite

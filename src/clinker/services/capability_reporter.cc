@@ -1,0 +1,111 @@
+#include "clinker/services/capability_reporter.h"
+
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "clinker/core/assert.h"
+#include "clinker/core/log.h"
+#include "clinker/core/time_format.h"
+
+namespace clinker::services {
+
+std::string CapabilityReport::ToJson() const {
+  nlohmann::json json = {
+      {"backend", backend},
+      {"host", host},
+      {"total_capacity_gib", total_capacity_gib},
+      {"free_capacity_gib", free_capacity_gib},
+      {"reported_at", reported_at},
+  };
+  return json.dump();
+}
+
+Result<CapabilityReport> CapabilityReport::FromJson(std::string_view text) {
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, false);
+  auto bad = [&](std::string_view why) {
+    return MakeError(ErrorCode::kInvalidArgument, "capability report: " + std::string(why));
+  };
+  if (!json.is_object()) {
+    return bad("not a JSON object");
+  }
+  for (const char* key : {"backend", "host", "reported_at"}) {
+    if (!json.contains(key) || !json[key].is_string()) {
+      return bad(std::string(key) + " is missing or not a string");
+    }
+  }
+  for (const char* key : {"total_capacity_gib", "free_capacity_gib"}) {
+    if (!json.contains(key) || !json[key].is_number_integer()) {
+      return bad(std::string(key) + " is missing or not an integer");
+    }
+  }
+  CapabilityReport report;
+  report.backend = json["backend"].get<std::string>();
+  report.host = json["host"].get<std::string>();
+  report.reported_at = json["reported_at"].get<std::string>();
+  report.total_capacity_gib = json["total_capacity_gib"].get<std::int64_t>();
+  report.free_capacity_gib = json["free_capacity_gib"].get<std::int64_t>();
+  if (report.backend.empty()) {
+    return bad("backend is empty");
+  }
+  return report;
+}
+
+CapabilityReporter::CapabilityReporter(ports::StorageDriver& driver,
+                                       ports::JobQueue& publisher,
+                                       const ports::Clock& clock,
+                                       CapabilityReporterOptions options)
+    : driver_(driver), publisher_(publisher), clock_(clock), options_(std::move(options)) {
+  CLINKER_ASSERT(!options_.host.empty(), "a capability reporter needs its host name");
+  CLINKER_ASSERT(options_.report_interval.count() > 0, "report_interval must be > 0");
+}
+
+CapabilityReporter::~CapabilityReporter() {
+  Stop();
+}
+
+Result<CapabilityReport> CapabilityReporter::ReportOnce() {
+  CLINKER_ASSIGN_OR_RETURN(ports::BackendStats stats, driver_.GetStats());
+  CapabilityReport report;
+  report.host = options_.host + "@" + stats.backend_name;
+  report.backend =
+      options_.cluster.empty() ? report.host : options_.cluster + "@" + stats.backend_name;
+  report.total_capacity_gib = stats.total_capacity_gib;
+  report.free_capacity_gib = stats.free_capacity_gib;
+  report.reported_at = FormatTimestamp(clock_.WallNow());
+  CLINKER_RETURN_IF_ERROR(publisher_.Broadcast(kSchedulerFanoutChannel, report.ToJson()));
+  return report;
+}
+
+void CapabilityReporter::Start() {
+  CLINKER_ASSERT(!thread_.joinable(), "Start is called once");
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    // Report at once, so a scheduler started together with this service learns of it soon.
+    do {
+      lock.unlock();
+      if (auto reported = ReportOnce(); !reported) {
+        log::Warn("volume.capability_report_failed",
+                  {{"host", options_.host}, {"error", reported.error().ToString()}});
+      } else {
+        log::Debug("volume.capability_reported",
+                   {{"backend", reported->backend},
+                    {"free_capacity_gib", static_cast<long long>(reported->free_capacity_gib)}});
+      }
+      lock.lock();
+    } while (!stop_signal_.wait_for(lock, options_.report_interval, [this] { return stopping_; }));
+  });
+}
+
+void CapabilityReporter::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  stop_signal_.notify_all();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+}  // namespace clinker::services

@@ -1,0 +1,85 @@
+// CapabilityReporter: a volume service's periodic report of its back-end's capacity to every
+// scheduler, as Cinder's volume manager sends its capabilities by a scheduler fanout.
+//
+// Why a broadcast and not the database: reports are frequent, replaceable and only useful to the
+// schedulers running now, so they go through JobQueue::Broadcast (non-durable, at most once);
+// a lost report is replaced by the next one, and a scheduler treats a backend whose report is
+// too old as unable to take volumes (see CapabilityCache and Scheduler).
+//
+// A report names the back-end by the address the scheduler places volumes on:
+// "<cluster>@<backend>" for a clustered service, "<host>@<backend>" otherwise; `host` is always
+// the service's own "<host>@<backend>".
+//
+// Contract: ReportOnce is thread safe (it only reads options and calls the driver and the
+// queue, both thread safe). Start reports at once and then every report_interval on one thread,
+// until Stop; a failed report is logged and the next interval tries again. Stop waits for a
+// report in progress (bounded by the driver's GetStats and the queue's Broadcast) and is
+// idempotent; the destructor calls it. Start and Stop are called once each, from one thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "clinker/core/error.h"
+#include "clinker/ports/clock.h"
+#include "clinker/ports/job_queue.h"
+#include "clinker/ports/storage_driver.h"
+
+namespace clinker::services {
+
+// The broadcast channel every scheduler listens on.
+inline constexpr std::string_view kSchedulerFanoutChannel = "scheduler_fanout";
+
+struct CapabilityReport {
+  std::string backend;  // Placement address: "<cluster>@<backend>" or "<host>@<backend>".
+  std::string host;     // The reporting service: "<host>@<backend>".
+  std::int64_t total_capacity_gib = 0;
+  std::int64_t free_capacity_gib = 0;
+  std::string reported_at;  // Sender's wall clock, FormatTimestamp; for logs and humans only.
+
+  std::string ToJson() const;
+  // kInvalidArgument for anything but an object with every field of the right type.
+  static Result<CapabilityReport> FromJson(std::string_view text);
+
+  bool operator==(const CapabilityReport&) const = default;
+};
+
+struct CapabilityReporterOptions {
+  std::string host;     // This node's host name (without "@<backend>").
+  std::string cluster;  // Its cluster's name; empty when the service is not clustered.
+  std::chrono::milliseconds report_interval{10000};
+};
+
+class CapabilityReporter {
+ public:
+  CapabilityReporter(ports::StorageDriver& driver,
+                     ports::JobQueue& publisher,
+                     const ports::Clock& clock,
+                     CapabilityReporterOptions options);
+  CapabilityReporter(const CapabilityReporter&) = delete;
+  CapabilityReporter& operator=(const CapabilityReporter&) = delete;
+  ~CapabilityReporter();
+
+  // Reads the driver's stats and broadcasts one report; returns what it sent.
+  Result<CapabilityReport> ReportOnce();
+
+  void Start();
+  void Stop();
+
+ private:
+  ports::StorageDriver& driver_;
+  ports::JobQueue& publisher_;
+  const ports::Clock& clock_;
+  const CapabilityReporterOptions options_;
+  std::mutex mutex_;
+  std::condition_variable stop_signal_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace clinker::services
