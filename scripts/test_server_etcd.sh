@@ -16,6 +16,8 @@
 # - Only the process this script started is signalled, by its PID.
 # - The data lives in DIR/data and is thrown away by stop.
 set -euo pipefail
+# shellcheck source=scripts/test_server_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/test_server_lib.sh"
 
 readonly etcd_bin="${CLINKER_ETCD_BIN:-/usr/bin/etcd}"
 readonly start_timeout_s=30
@@ -27,45 +29,6 @@ die() {
 
 usage() {
   die "usage: $0 start|stop DIR"
-}
-
-# The PID recorded in DIR/pid, if that process is still an etcd server.
-running_pid() {
-  local dir="$1" pid cmdline
-  [[ -f "${dir}/pid" ]] || return 1
-  pid="$(cat "${dir}/pid")"
-  [[ "${pid}" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "${pid}" 2>/dev/null || return 1
-  # A recycled PID belongs to someone else.
-  cmdline="$(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null || true)"
-  [[ "${cmdline}" == *etcd* ]] || return 1
-  echo "${pid}"
-}
-
-# Two distinct ports free on 127.0.0.1 right now, below the ephemeral range so that no outgoing
-# connection takes them in the meantime.
-free_ports() {
-  python3 - <<'PY'
-import random, socket, sys
-held, ports = [], []
-for _ in range(2000):
-    if len(ports) == 2:
-        break
-    port = random.randrange(20000, 32000)
-    if port in ports:
-        continue
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError:
-        sock.close()
-        continue
-    held.append(sock)
-    ports.append(port)
-if len(ports) != 2:
-    sys.exit("no free ports")
-print(*ports)
-PY
 }
 
 healthy() {
@@ -80,7 +43,7 @@ PY
 stop() {
   local dir="$1" pid
   [[ -d "${dir}" ]] || return 0
-  if pid="$(running_pid "${dir}")"; then
+  if pid="$(running_pid "${dir}" etcd)"; then
     kill -CONT "${pid}" 2>/dev/null || true  # A test may have left it stopped.
     kill -TERM "${pid}" 2>/dev/null || true
     for _ in $(seq 1 50); do
@@ -102,14 +65,14 @@ stop() {
 start() {
   local dir="$1" pid ports client peer attempt ready
   mkdir -p "${dir}"
-  if pid="$(running_pid "${dir}")"; then
+  if pid="$(running_pid "${dir}" etcd)"; then
     die "a server recorded in ${dir} is already running (PID ${pid}); stop it first"
   fi
   stop "${dir}"  # Leftovers of a crashed run.
 
   # The free ports can be taken between picking and binding: try a few.
   for attempt in 1 2 3 4 5; do
-    read -r client peer <<<"$(free_ports)"
+    read -r client peer <<<"$(free_ports 2)"
     rm -rf "${dir}/data"
     setsid "${etcd_bin}" --name clinker-test --data-dir "${dir}/data" \
       --listen-client-urls "http://127.0.0.1:${client}" \

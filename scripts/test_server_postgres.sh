@@ -17,6 +17,8 @@
 # - Only the processes this script started are signalled, by their PID.
 # - Durability is off (fsync, synchronous_commit, full_page_writes): the data is thrown away.
 set -euo pipefail
+# shellcheck source=scripts/test_server_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/test_server_lib.sh"
 
 readonly pg_bin="${CLINKER_PG_BIN:-/usr/lib/postgresql/15/bin}"
 readonly max_connections=300
@@ -34,19 +36,6 @@ as_postgres() {
   runuser -u postgres -- "$@"
 }
 
-# The postmaster PID recorded in DIR/pid, if that process is still a postgres server.
-running_pid() {
-  local dir="$1" pid cmdline
-  [[ -f "${dir}/pid" ]] || return 1
-  pid="$(cat "${dir}/pid")"
-  [[ "${pid}" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "${pid}" 2>/dev/null || return 1
-  # A recycled PID belongs to someone else.
-  cmdline="$(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null || true)"
-  [[ "${cmdline}" == *postgres* ]] || return 1
-  echo "${pid}"
-}
-
 # Where the data lives: DIR/pg when the postgres user can reach DIR, else a private directory
 # under /tmp recorded in DIR/pgroot (every directory above the data must be traversable by it).
 pg_root() {
@@ -56,16 +45,6 @@ pg_root() {
   else
     echo "${dir}/pg"
   fi
-}
-
-free_port() {
-  python3 - <<'EOF'
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
-EOF
 }
 
 # Kills the children of a (dead or dying) postmaster, then the postmaster, by PID.
@@ -86,7 +65,7 @@ stop() {
   local dir="$1" root pid
   [[ -d "${dir}" ]] || return 0
   root="$(pg_root "${dir}")"
-  if pid="$(running_pid "${dir}")"; then
+  if pid="$(running_pid "${dir}" postgres)"; then
     if [[ -d "${root}/data" ]]; then
       as_postgres "${pg_bin}/pg_ctl" -D "${root}/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
         true
@@ -102,7 +81,7 @@ stop() {
 start() {
   local dir="$1" root port pid attempt log
   mkdir -p "${dir}"
-  if pid="$(running_pid "${dir}")"; then
+  if pid="$(running_pid "${dir}" postgres)"; then
     die "a server recorded in ${dir} is already running (PID ${pid}); stop it first"
   fi
   stop "${dir}"  # Leftovers of a crashed run.
@@ -128,7 +107,7 @@ start() {
 
   # The free port can be taken between picking and binding: try a few.
   for attempt in 1 2 3 4 5; do
-    port="$(free_port)"
+    port="$(free_ports 1)"
     if as_postgres "${pg_bin}/pg_ctl" -D "${root}/data" -l "${log}" -w -t 60 \
       -o "-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
           -c fsync=off -c synchronous_commit=off -c full_page_writes=off \

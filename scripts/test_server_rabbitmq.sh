@@ -23,6 +23,8 @@
 #
 # Works as root (CI) and as an ordinary user. Needs: rabbitmq-server (Debian), python3.
 set -euo pipefail
+# shellcheck source=scripts/test_server_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/test_server_lib.sh"
 
 readonly RMQ_BIN=/usr/lib/rabbitmq/bin
 readonly START_TIMEOUT_S=120
@@ -54,32 +56,6 @@ wait_gone() {
     sleep 0.1
   done
   return 0
-}
-
-# Prints N distinct ports that are free on every address right now, from a range below the
-# kernel's ephemeral range so that no outgoing connection takes them in the meantime.
-free_ports() {
-  python3 - "$1" <<'PY'
-import random, socket, sys
-count, held, ports = int(sys.argv[1]), [], []
-for _ in range(2000):
-    if len(ports) == count:
-        break
-    port = random.randrange(20000, 32000)
-    if port in ports:
-        continue
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("0.0.0.0", port))
-    except OSError:
-        sock.close()
-        continue
-    held.append(sock)
-    ports.append(port)
-if len(ports) != count:
-    sys.exit("no free ports")
-print(" ".join(map(str, ports)))
-PY
 }
 
 # Exports the environment that both the node and its CLI need, from the saved DIR/node.env.
@@ -151,7 +127,7 @@ start_node() {
   local started_at=${SECONDS}
 
   local ports amqp_port dist_port epmd_port
-  ports="$(free_ports 3)"
+  ports="$(free_ports 3 0.0.0.0)"
   read -r amqp_port dist_port epmd_port <<<"${ports}"
 
   cat >"${dir}/node.env" <<ENV

@@ -51,6 +51,7 @@
 #include "clinker/adapters/memory/memory_lock_manager.h"
 #include "clinker/core/uuid.h"
 
+#include "support/temp_dir.h"
 #include "support/test_servers.h"
 
 extern char** environ;
@@ -71,35 +72,7 @@ LockRequest Shared(std::string name, int max_readers = 0) {
   return LockRequest::Shared(std::move(name), max_readers);
 }
 
-std::string MakeTempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern =
-      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/clinker-lock-test-XXXXXX";
-  std::vector<char> buffer(pattern.begin(), pattern.end());
-  buffer.push_back('\0');
-  const char* dir = ::mkdtemp(buffer.data());
-  EXPECT_NE(dir, nullptr) << "mkdtemp failed";
-  return dir == nullptr ? std::string() : std::string(dir);
-}
-
-// Owns a temp dir for one test and removes it afterwards.
-class TempDir {
- public:
-  TempDir() : path_(MakeTempDir()) {}
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  ~TempDir() {
-    std::error_code error;
-    std::filesystem::remove_all(path_, error);
-  }
-
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using clinker::test_support::TempDir;
 
 // Keeps the largest value stored; safe from many threads.
 void StoreMax(std::atomic<std::uint64_t>& target, std::uint64_t value) {
@@ -143,20 +116,7 @@ struct FileFactory {
 // The etcd started by the CTest fixture "etcd", with short lease times so that the tests stay
 // fast. Every manager gets a prefix of its own, so tests sharing the server never meet.
 std::optional<etcd::EtcdLockManager::Options> EtcdTestOptions() {
-  auto host = test_support::TestServerSetting("etcd", "CLINKER_TEST_ETCD_HOST");
-  auto port = test_support::TestServerSetting("etcd", "CLINKER_TEST_ETCD_PORT");
-  if (!host || !port) {
-    return std::nullopt;
-  }
-  etcd::EtcdLockManager::Options options;
-  options.host = *host;
-  options.port = std::stoi(*port);
-  options.key_prefix = "/clinker-test/" + NewUuid() + "/";
-  options.lease_ttl = std::chrono::seconds(2);
-  options.heartbeat_interval = milliseconds(250);
-  options.missed_heartbeats = 3;
-  options.request_timeout = milliseconds(3000);
-  return options;
+  return test_support::EtcdTestOptions(std::chrono::milliseconds(3000));
 }
 
 std::unique_ptr<ports::LockManager> OpenEtcd(const etcd::EtcdLockManager::Options& options) {

@@ -36,6 +36,7 @@
 #include "clinker/ports/state_schema.h"
 #include "clinker/ports/state_store.h"
 
+#include "support/temp_dir.h"
 #include "support/test_servers.h"
 
 namespace clinker::adapters {
@@ -49,35 +50,7 @@ using ports::SortKey;
 using ports::Table;
 using ports::Value;
 
-class TempDir {
- public:
-  TempDir() {
-    // Read before any test thread starts; nothing sets the environment.
-    const char* base = getenv("TMPDIR");  // NOLINT(concurrency-mt-unsafe)
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                          "/clinker_state_contract_XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    if (mkdtemp(buffer.data()) != nullptr) {
-      path_ = buffer.data();
-    }
-  }
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  ~TempDir() {
-    if (!path_.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(path_, ignored);
-    }
-  }
-
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using clinker::test_support::TempDir;
 
 // The URI of database `name` on the server of `uri` (same host, port, user and options).
 std::string WithDatabase(const std::string& uri, const std::string& name) {

@@ -25,6 +25,8 @@
 #include "clinker/adapters/file/file_storage_driver.h"
 #include "clinker/adapters/memory/memory_storage_driver.h"
 
+#include "support/temp_dir.h"
+
 namespace clinker::adapters {
 namespace {
 
@@ -35,34 +37,7 @@ constexpr std::int64_t kGib = std::int64_t{1} << 30;
 constexpr char kVolumeA[] = "3f1c2a9e-0d4b-4e7a-9c61-5b8f2e7d1a04";
 constexpr char kVolumeB[] = "0A1B2C3D-4E5F-4a6b-8c7d-9e0f1a2b3c4d";
 
-std::string MakeTempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern =
-      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/clinker-driver-test-XXXXXX";
-  std::vector<char> buffer(pattern.begin(), pattern.end());
-  buffer.push_back('\0');
-  const char* dir = ::mkdtemp(buffer.data());
-  EXPECT_NE(dir, nullptr) << "mkdtemp failed";
-  return dir == nullptr ? std::string() : std::string(dir);
-}
-
-class TempDir {
- public:
-  TempDir() : path_(MakeTempDir()) {}
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  ~TempDir() {
-    std::error_code error;
-    std::filesystem::remove_all(path_, error);
-  }
-
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using clinker::test_support::TempDir;
 
 ports::VolumeSpec Spec(std::string id, std::int64_t size_gib, std::string operation_id = "op-1") {
   return ports::VolumeSpec{std::move(id), size_gib, std::move(operation_id)};

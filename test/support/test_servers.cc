@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "clinker/core/uuid.h"
+
 namespace clinker::test_support {
 
 std::string TestServerEnvPath(std::string_view server) {
@@ -40,6 +42,24 @@ std::optional<std::string> TestServerSetting(std::string_view server, std::strin
     value = line.substr(equals + 1);
   }
   return value;
+}
+
+std::optional<adapters::etcd::EtcdLockManager::Options> EtcdTestOptions(
+    std::chrono::milliseconds request_timeout) {
+  auto host = TestServerSetting("etcd", "CLINKER_TEST_ETCD_HOST");
+  auto port = TestServerSetting("etcd", "CLINKER_TEST_ETCD_PORT");
+  if (!host || !port) {
+    return std::nullopt;
+  }
+  adapters::etcd::EtcdLockManager::Options options;
+  options.host = *host;
+  options.port = std::stoi(*port);
+  options.key_prefix = "/clinker-test/" + NewUuid() + "/";
+  options.lease_ttl = std::chrono::seconds(2);
+  options.heartbeat_interval = std::chrono::milliseconds(250);
+  options.missed_heartbeats = 3;
+  options.request_timeout = request_timeout;
+  return options;
 }
 
 }  // namespace clinker::test_support

@@ -7,9 +7,12 @@
 // a test can fail with a message that says how to start the server (tests never skip silently).
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "clinker/adapters/etcd/etcd_lock_manager.h"
 
 namespace clinker::test_support {
 
@@ -20,5 +23,11 @@ std::optional<std::string> TestServerSetting(std::string_view server, std::strin
 
 // The path of that env file (for error messages), or "" when the variable is unset.
 std::string TestServerEnvPath(std::string_view server);
+
+// Options for an EtcdLockManager on the etcd of the CTest fixture "etcd", with short lease times
+// (TTL 2 s, heartbeat 250 ms, 3 missed beats) so that tests stay fast, and a key prefix of its
+// own, so that tests sharing the server never meet. std::nullopt without that fixture.
+std::optional<adapters::etcd::EtcdLockManager::Options> EtcdTestOptions(
+    std::chrono::milliseconds request_timeout);
 
 }  // namespace clinker::test_support

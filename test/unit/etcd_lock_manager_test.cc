@@ -45,20 +45,7 @@ using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
 std::optional<EtcdLockManager::Options> TestOptions() {
-  auto host = test_support::TestServerSetting("etcd", "CLINKER_TEST_ETCD_HOST");
-  auto port = test_support::TestServerSetting("etcd", "CLINKER_TEST_ETCD_PORT");
-  if (!host || !port) {
-    return std::nullopt;
-  }
-  EtcdLockManager::Options options;
-  options.host = *host;
-  options.port = std::stoi(*port);
-  options.key_prefix = "/clinker-test/" + NewUuid() + "/";
-  options.lease_ttl = std::chrono::seconds(2);
-  options.heartbeat_interval = milliseconds(250);
-  options.missed_heartbeats = 3;
-  options.request_timeout = milliseconds(1000);
-  return options;
+  return test_support::EtcdTestOptions(std::chrono::milliseconds(1000));
 }
 
 // Tests that need the fixture's etcd; skipped (with the reason) when it is not there.

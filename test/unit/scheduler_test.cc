@@ -40,6 +40,7 @@
 #include "clinker/services/volume_record.h"
 
 #include "support/fake_clock.h"
+#include "support/recording_job_queue.h"
 
 namespace clinker::services {
 
@@ -60,57 +61,7 @@ constexpr std::string_view kProject = "0123456789abcdef0123456789abcdef";
 constexpr std::string_view kBackendA = "node1@file";
 constexpr std::string_view kBackendB = "node2@file";
 
-// Forwards to a real session and remembers the topic of every successful publish.
-class RecordingJobQueue final : public ports::JobQueue {
- public:
-  explicit RecordingJobQueue(ports::JobQueue& inner) : inner_(inner) {}
-
-  Result<std::string> Publish(std::string_view topic, std::string_view payload) override {
-    Result<std::string> published = inner_.Publish(topic, payload);
-    if (published) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      topics_.emplace_back(topic);
-    }
-    return published;
-  }
-
-  Result<void> Subscribe(const std::vector<std::string>& topics) override {
-    return inner_.Subscribe(topics);
-  }
-
-  Result<std::optional<ports::Delivery>> Receive(std::chrono::milliseconds wait) override {
-    return inner_.Receive(wait);
-  }
-
-  Result<void> Ack(const ports::Delivery& delivery) override { return inner_.Ack(delivery); }
-
-  Result<void> Requeue(const ports::Delivery& delivery) override {
-    return inner_.Requeue(delivery);
-  }
-
-  Result<void> Broadcast(std::string_view channel, std::string_view payload) override {
-    return inner_.Broadcast(channel, payload);
-  }
-
-  Result<void> Listen(const std::vector<std::string>& channels) override {
-    return inner_.Listen(channels);
-  }
-
-  Result<std::vector<ports::BroadcastMessage>> ReceiveBroadcasts(
-      std::chrono::milliseconds wait) override {
-    return inner_.ReceiveBroadcasts(wait);
-  }
-
-  std::vector<std::string> PublishedTopics() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return topics_;
-  }
-
- private:
-  ports::JobQueue& inner_;
-  mutable std::mutex mutex_;
-  std::vector<std::string> topics_;
-};
+using test_support::RecordingJobQueue;
 
 std::optional<std::string> TextColumn(const ports::Row& row, std::string_view column) {
   auto it = row.find(column);

@@ -26,6 +26,7 @@
 #include "clinker/domain/service_state.h"
 
 #include "support/fake_clock.h"
+#include "support/temp_dir.h"
 
 namespace clinker::services {
 namespace {
@@ -68,34 +69,7 @@ class FlakyStateStore final : public ports::StateStore {
   MemoryStateStore inner_;
 };
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");  // NOLINT(concurrency-mt-unsafe)
-    std::string pattern =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/clinker_registry_XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    if (mkdtemp(buffer.data()) != nullptr) {
-      path_ = buffer.data();
-    }
-  }
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  ~TempDir() {
-    if (!path_.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(path_, ignored);
-    }
-  }
-
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using clinker::test_support::TempDir;
 
 constexpr std::chrono::milliseconds kDownTime{60000};
 

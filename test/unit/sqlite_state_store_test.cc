@@ -27,6 +27,8 @@
 #include "clinker/adapters/sqlite/sqlite_database.h"
 #include "clinker/ports/state_schema.h"
 
+#include "support/temp_dir.h"
+
 namespace clinker::adapters {
 namespace {
 
@@ -35,34 +37,7 @@ using ports::Row;
 using ports::Table;
 using ports::Value;
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                          "/clinker_sqlite_state_XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    if (mkdtemp(buffer.data()) != nullptr) {
-      path_ = buffer.data();
-    }
-  }
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  ~TempDir() {
-    if (!path_.empty()) {
-      std::error_code ignored;
-      std::filesystem::remove_all(path_, ignored);
-    }
-  }
-
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using clinker::test_support::TempDir;
 
 class SqliteStateStoreTest : public ::testing::Test {
  protected:

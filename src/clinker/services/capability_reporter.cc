@@ -55,7 +55,13 @@ CapabilityReporter::CapabilityReporter(ports::StorageDriver& driver,
                                        ports::JobQueue& publisher,
                                        const ports::Clock& clock,
                                        CapabilityReporterOptions options)
-    : driver_(driver), publisher_(publisher), clock_(clock), options_(std::move(options)) {
+    : driver_(driver),
+      publisher_(publisher),
+      clock_(clock),
+      options_(std::move(options)),
+      // Reports at once, so a scheduler started together with this service learns of it soon.
+      task_(
+          options_.report_interval, PeriodicTask::FirstRun::kAtStart, [this] { ReportAndLog(); }) {
   CLINKER_ASSERT(!options_.host.empty(), "a capability reporter needs its host name");
   CLINKER_ASSERT(options_.report_interval.count() > 0, "report_interval must be > 0");
 }
@@ -78,33 +84,21 @@ Result<CapabilityReport> CapabilityReporter::ReportOnce() {
 }
 
 void CapabilityReporter::Start() {
-  CLINKER_ASSERT(!thread_.joinable(), "Start is called once");
-  thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(mutex_);
-    // Report at once, so a scheduler started together with this service learns of it soon.
-    do {
-      lock.unlock();
-      if (auto reported = ReportOnce(); !reported) {
-        log::Warn("volume.capability_report_failed",
-                  {{"host", options_.host}, {"error", reported.error().ToString()}});
-      } else {
-        log::Debug("volume.capability_reported",
-                   {{"backend", reported->backend},
-                    {"free_capacity_gib", static_cast<long long>(reported->free_capacity_gib)}});
-      }
-      lock.lock();
-    } while (!stop_signal_.wait_for(lock, options_.report_interval, [this] { return stopping_; }));
-  });
+  task_.Start();
 }
 
 void CapabilityReporter::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  stop_signal_.notify_all();
-  if (thread_.joinable()) {
-    thread_.join();
+  task_.Stop();
+}
+
+void CapabilityReporter::ReportAndLog() {
+  if (auto reported = ReportOnce(); !reported) {
+    log::Warn("volume.capability_report_failed",
+              {{"host", options_.host}, {"error", reported.error().ToString()}});
+  } else {
+    log::Debug("volume.capability_reported",
+               {{"backend", reported->backend},
+                {"free_capacity_gib", static_cast<long long>(reported->free_capacity_gib)}});
   }
 }
 

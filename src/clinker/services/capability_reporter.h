@@ -29,6 +29,7 @@
 #include "clinker/ports/clock.h"
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/storage_driver.h"
+#include "clinker/services/periodic_task.h"
 
 namespace clinker::services {
 
@@ -72,14 +73,13 @@ class CapabilityReporter {
   void Stop();
 
  private:
+  void ReportAndLog();
+
   ports::StorageDriver& driver_;
   ports::JobQueue& publisher_;
   const ports::Clock& clock_;
   const CapabilityReporterOptions options_;
-  std::mutex mutex_;
-  std::condition_variable stop_signal_;
-  bool stopping_ = false;
-  std::thread thread_;
+  PeriodicTask task_;
 };
 
 }  // namespace clinker::services

@@ -15,7 +15,15 @@ RequeueSweeper::RequeueSweeper(ports::StateStore& store,
                                ports::JobQueue& publisher,
                                const ports::Clock& clock,
                                RequeueSweeperOptions options)
-    : store_(store), publisher_(publisher), clock_(clock), options_(options) {}
+    : store_(store),
+      publisher_(publisher),
+      clock_(clock),
+      options_(options),
+      task_(options_.interval, PeriodicTask::FirstRun::kAfterInterval, [this] {
+        if (auto swept = Sweep(); !swept) {
+          log::Warn("volume.sweep_failed", {{"error", swept.error().ToString()}});
+        }
+      }) {}
 
 RequeueSweeper::~RequeueSweeper() {
   Stop();
@@ -70,27 +78,11 @@ Result<int> RequeueSweeper::Sweep() {
 }
 
 void RequeueSweeper::Start() {
-  thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (!stop_signal_.wait_for(lock, options_.interval, [this] { return stopping_; })) {
-      lock.unlock();
-      if (auto swept = Sweep(); !swept) {
-        log::Warn("volume.sweep_failed", {{"error", swept.error().ToString()}});
-      }
-      lock.lock();
-    }
-  });
+  task_.Start();
 }
 
 void RequeueSweeper::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  stop_signal_.notify_all();
-  if (thread_.joinable()) {
-    thread_.join();
-  }
+  task_.Stop();
 }
 
 }  // namespace clinker::services

@@ -22,6 +22,7 @@
 #include "clinker/ports/clock.h"
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/state_store.h"
+#include "clinker/services/periodic_task.h"
 
 namespace clinker::services {
 
@@ -55,10 +56,7 @@ class RequeueSweeper {
   // operation id -> when its job was last published again. A job still waiting behind a long
   // backlog is published again at most once per `queued_age`, so a sweep never floods the queue.
   std::map<std::string, std::chrono::steady_clock::time_point> republished_;
-  std::mutex mutex_;
-  std::condition_variable stop_signal_;
-  bool stopping_ = false;
-  std::thread thread_;
+  PeriodicTask task_;
 };
 
 }  // namespace clinker::services

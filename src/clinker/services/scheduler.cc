@@ -131,14 +131,8 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
       log::Info("scheduler.job_dropped", {{"volume_id", volume_id}, {"job_id", delivery.job_id}});
       return JobOutcome::kDone;
     }
-    std::string target = VolumeJobTopic(volume->cluster_name, *volume->host);
-    if (auto published = publisher_.Publish(target, delivery.payload); !published) {
-      log::Warn("scheduler.forward_failed",
-                {{"volume_id", volume_id}, {"error", published.error().ToString()}});
-      return JobOutcome::kRetryLater;
-    }
-    log::Debug("scheduler.scheduled", {{"volume_id", volume_id}, {"topic", target}});
-    return JobOutcome::kDone;
+    return Forward(
+        volume_id, VolumeJobTopic(volume->cluster_name, *volume->host), delivery.payload);
   };
 
   // Not applied: scheduled by an earlier delivery, or no longer ours; forward_recorded decides.
@@ -193,13 +187,18 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
     // again to the recorded back-end) or no longer queued for this operation (drop).
     return forward_recorded();
   }
-  std::string target = VolumeTopic(chosen.address);
-  if (auto published = publisher_.Publish(target, delivery.payload); !published) {
+  return Forward(volume_id, VolumeTopic(chosen.address), delivery.payload);
+}
+
+JobOutcome Scheduler::Forward(const std::string& volume_id,
+                              const std::string& topic,
+                              const std::string& payload) {
+  if (auto published = publisher_.Publish(topic, payload); !published) {
     log::Warn("scheduler.forward_failed",
               {{"volume_id", volume_id}, {"error", published.error().ToString()}});
     return JobOutcome::kRetryLater;
   }
-  log::Debug("scheduler.scheduled", {{"volume_id", volume_id}, {"topic", target}});
+  log::Debug("scheduler.scheduled", {{"volume_id", volume_id}, {"topic", topic}});
   return JobOutcome::kDone;
 }
 

@@ -70,6 +70,11 @@ class Scheduler {
     bool clustered = false;
   };
 
+  // Publishes the create job to the chosen back-end's topic: kDone, or kRetryLater if the
+  // publish failed (the redelivered job is then forwarded to the recorded back-end).
+  JobOutcome Forward(const std::string& volume_id,
+                     const std::string& topic,
+                     const std::string& payload);
   // The candidates for a volume of `size_gib`: on an empty result, *why says why none is.
   std::vector<Candidate> Eligible(std::int64_t size_gib, std::string* why) const;
   // Sets the still-unscheduled volume to error with "No valid back-end was found: <why>";
