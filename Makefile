@@ -12,6 +12,8 @@
 #   make cluster  build (release) and run a local cluster in the foreground: PostgreSQL, RabbitMQ,
 #                 etcd, the API + scheduler on 127.0.0.1:8776 and 3 volume nodes (Ctrl-C stops)
 #   make bench-takeover    time a volume node's takeover after a SIGKILL mid-job (servers)
+#   make bench-locks  bench_locks (etcd lock latency, throughput, SIGKILL takeover) on a
+#                     throwaway etcd
 #   make bench-throughput  bench_create_latency on the embedded default and on a 1- and 3-node
 #                          cluster on PostgreSQL + RabbitMQ
 #   make clean    remove the preset build directories
@@ -44,7 +46,7 @@ FREE_PORT_PY := import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
 CXX_FILES = $(shell find $(CXX_DIRS) -type f \( -name '*.h' -o -name '*.cc' \) | sort)
 
 .PHONY: setup configure build run test asan tsan tidy format format-check bench clean cluster \
-  bench-takeover bench-throughput
+  bench-takeover bench-throughput bench-locks
 
 setup:
 	@bash scripts/setup.sh
@@ -141,6 +143,14 @@ bench-throughput: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clinkerd bench_create_latency
 	/usr/bin/python3 bench/throughput.py --clinkerd $(BUILD_DIR)/clinkerd \
 	  --bench $(BUILD_DIR)/bench_create_latency $(BENCH_ARGS)
+
+bench-locks: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target bench_locks
+	@dir="$$(mktemp -d)"; \
+	trap 'scripts/test_server_etcd.sh stop "$$dir"; rm -rf "$$dir"' EXIT; \
+	scripts/test_server_etcd.sh start "$$dir"; \
+	. "$$dir/env"; \
+	$(BUILD_DIR)/bench_locks --etcd "$$CLINKER_TEST_ETCD_HOST:$$CLINKER_TEST_ETCD_PORT" $(BENCH_ARGS)
 
 clean:
 	rm -rf build/release build/debug build/asan build/tsan

@@ -157,9 +157,14 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Known(
         "service",
         {"roles", "host", "cluster", "state_dir", "report_interval_s", "service_down_time_s"}));
-    CLINKER_RETURN_IF_ERROR(Known(
-        "api",
-        {"listen", "port", "threads", "max_limit", "max_volume_size_gib", "availability_zone"}));
+    CLINKER_RETURN_IF_ERROR(Known("api",
+                                  {"listen",
+                                   "port",
+                                   "threads",
+                                   "max_limit",
+                                   "max_volume_size_gib",
+                                   "availability_zone",
+                                   "fail_fast_when_busy"}));
     CLINKER_RETURN_IF_ERROR(Known("scheduler",
                                   {"clusters",
                                    "backends",
@@ -196,6 +201,12 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Integer("api", "max_limit", &config->max_limit));
     CLINKER_RETURN_IF_ERROR(Integer("api", "max_volume_size_gib", &config->max_volume_size_gib));
     CLINKER_RETURN_IF_ERROR(Text("api", "availability_zone", &config->availability_zone));
+    if (const toml::node* fail_fast = root_.at_path("api.fail_fast_when_busy").node()) {
+      if (!fail_fast->is_boolean()) {
+        return Fail("[api] fail_fast_when_busy must be true or false");
+      }
+      config->fail_fast_when_busy = fail_fast->as_boolean()->get();
+    }
     CLINKER_RETURN_IF_ERROR(Addresses("clusters", "cluster@backend", &config->scheduler_clusters));
     CLINKER_RETURN_IF_ERROR(Addresses("backends", "host@backend", &config->scheduler_backends));
     if (const toml::node* ratio = root_.at_path("scheduler.max_over_subscription_ratio").node()) {

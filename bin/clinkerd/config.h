@@ -56,6 +56,8 @@ struct Config {
   std::int64_t max_limit = 1000;
   std::int64_t max_volume_size_gib = 16384;
   std::string availability_zone = "nova";
+  // A DELETE of a volume whose write lock is held gets 409 instead of queuing (needs the locks).
+  bool fail_fast_when_busy = false;
   // [scheduler]
   // Default: this node's "<cluster>@<backend>" when it has a cluster, else "<host>@<backend>".
   std::vector<std::string> scheduler_clusters;

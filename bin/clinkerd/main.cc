@@ -160,8 +160,35 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     store = std::move(*opened);
   }
 
+  // Locks: etcd when `[locks] url` names it, else file locks under state_dir. On failure, the exit
+  // status of Fail, which has printed the message.
+  auto open_locks = [&]() -> tl::expected<std::unique_ptr<clinker::ports::LockManager>, int> {
+    if (config.lock_server) {
+      clinker::adapters::etcd::EtcdLockManager::Options options;
+      options.host = config.lock_server->host;
+      options.port = config.lock_server->port;
+      options.lease_ttl = std::chrono::seconds(config.lease_ttl_s);
+      options.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_interval_ms);
+      options.missed_heartbeats = config.missed_heartbeats;
+      auto opened = clinker::adapters::etcd::EtcdLockManager::Open(options);
+      if (!opened) {
+        return tl::unexpected(Fail(
+            "[locks] url",
+            ServerError(config.lock_server->host + ":" + std::to_string(config.lock_server->port),
+                        opened.error())));
+      }
+      return std::unique_ptr<clinker::ports::LockManager>(std::move(*opened));
+    }
+    auto created = clinker::adapters::FileLockManager::Create(config.state_dir + "/locks");
+    if (!created) {
+      return tl::unexpected(Fail("locks", created.error()));
+    }
+    return std::unique_ptr<clinker::ports::LockManager>(std::move(*created));
+  };
+
   // API role.
   std::unique_ptr<JobQueue> api_queue;
+  std::unique_ptr<clinker::ports::LockManager> api_locks;  // Only for fail_fast_when_busy.
   std::unique_ptr<clinker::services::VolumesApi> volumes_api;
   std::unique_ptr<clinker::services::ServicesApi> services_api;
   std::unique_ptr<clinker::services::ApiService> api;
@@ -176,6 +203,14 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     options.max_limit = config.max_limit;
     options.max_volume_size_gib = config.max_volume_size_gib;
     options.availability_zone = config.availability_zone;
+    if (config.fail_fast_when_busy) {
+      auto opened_locks = open_locks();
+      if (!opened_locks) {
+        return opened_locks.error();
+      }
+      api_locks = std::move(*opened_locks);
+      options.fail_fast_locks = api_locks.get();
+    }
     volumes_api =
         std::make_unique<clinker::services::VolumesApi>(*store, *api_queue, clock, options);
     services_api = std::make_unique<clinker::services::ServicesApi>(
@@ -252,33 +287,11 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     if (auto subscribed = volume_queue->Subscribe(topics); !subscribed) {
       return Fail(queue_setting, subscribed.error());
     }
-    if (config.lock_server) {
-      clinker::adapters::etcd::EtcdLockManager::Options options;
-      options.host = config.lock_server->host;
-      options.port = config.lock_server->port;
-      options.lease_ttl = std::chrono::seconds(config.lease_ttl_s);
-      options.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_interval_ms);
-      options.missed_heartbeats = config.missed_heartbeats;
-      auto opened = clinker::adapters::etcd::EtcdLockManager::Open(options);
-      if (!opened) {
-        return Fail(
-            "[locks] url",
-            ServerError(config.lock_server->host + ":" + std::to_string(config.lock_server->port),
-                        opened.error()));
-      }
-      locks = std::move(*opened);
-    } else {
-      auto created_locks = clinker::adapters::FileLockManager::Create(config.state_dir + "/locks");
-      if (!created_locks) {
-        return Fail("locks", created_locks.error());
-      }
-      locks = std::move(*created_locks);
+    auto opened_locks = open_locks();
+    if (!opened_locks) {
+      return opened_locks.error();
     }
-    // A lost lease: the volume manager stops the affected jobs (Lock::IsLost); the log says so.
-    locks->SetLostCallback([](const std::string& name, std::uint64_t fencing_token) {
-      clinker::log::Error(
-          "locks.lost", {{"lock", name}, {"fencing_token", static_cast<long long>(fencing_token)}});
-    });
+    locks = std::move(*opened_locks);
     clinker::adapters::FileStorageDriver::Options driver_options;
     driver_options.volume_dir = config.volume_dir;
     driver_options.backend_name = config.backend;
@@ -343,6 +356,16 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         !registered) {
       return Fail("service registration", registered.error());
     }
+    // A lost lease: the volume manager stops the affected jobs (Lock::IsLost), and the service
+    // shows down in os-services for a lease's time, by which the lock manager holds a new one.
+    clinker::services::ServiceRegistry* volume_service = registries.back().get();
+    const auto not_working_for = std::chrono::seconds(config.lease_ttl_s);
+    locks->SetLostCallback([volume_service, not_working_for](const std::string& name,
+                                                             std::uint64_t fencing_token) {
+      clinker::log::Error(
+          "locks.lost", {{"lock", name}, {"fencing_token", static_cast<long long>(fencing_token)}});
+      volume_service->ReportNotWorking(not_working_for, "lock lease lost: " + name);
+    });
   }
   if (http) {
     if (auto started = http->Start(); !started) {
@@ -386,6 +409,8 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   if (volume_pool) {
     reporter->Stop();
     volume_pool->Stop();
+    // The callback refers to the volume service's registry, which goes before the lock manager.
+    locks->SetLostCallback({});
   }
   // Deregistered last: the service is shown up for as long as it still finishes jobs.
   for (auto& registry : registries) {

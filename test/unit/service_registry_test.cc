@@ -208,6 +208,30 @@ TEST_F(ServiceRegistryTest, FailingHeartbeatsAreRetriedWithoutKillingTheThread) 
   ASSERT_TRUE(registry.Stop());
 }
 
+// A node that lost its lock lease reports itself down at once, sends no heartbeat for the
+// window (so it stays down however time moves), then heartbeats again.
+TEST_F(ServiceRegistryTest, NotWorkingMarksTheServiceDownForTheWindowThenBeatsAgain) {
+  ServiceRegistry registry(store_, clock_, VolumeOptions("node1@lvm", "c1@lvm"));
+  ASSERT_TRUE(registry.Start());
+  ASSERT_TRUE(WaitForHeartbeatAtNow(registry.service_id()));
+
+  registry.ReportNotWorking(std::chrono::milliseconds(2000), "lock lease lost");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (HeartbeatOf(MustGetService(registry.service_id())).has_value() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_FALSE(IsUp(registry.service_id())) << "not marked down";
+  // Many report intervals (5 ms) pass inside the window: none may bring the row back up.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(MustGetService(registry.service_id()).at("heartbeat_at"), Value());
+
+  clock_.Advance(std::chrono::seconds(1));
+  EXPECT_TRUE(WaitForHeartbeatAtNow(registry.service_id())) << "heartbeats did not resume";
+  EXPECT_TRUE(IsUp(registry.service_id()));
+  ASSERT_TRUE(registry.Stop());
+}
+
 TEST_F(ServiceRegistryTest, StopDeregistersAtOnceAndKeepsTheRow) {
   ServiceRegistry registry(store_, clock_, VolumeOptions("node1@lvm", "c1@lvm"));
   ASSERT_TRUE(registry.Start());

@@ -30,12 +30,14 @@
 #include <nlohmann/json.hpp>
 
 #include "clinker/adapters/memory/memory_job_queue.h"
+#include "clinker/adapters/memory/memory_lock_manager.h"
 #include "clinker/adapters/memory/memory_state_store.h"
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
 #include "clinker/domain/status.h"
 #include "clinker/services/api_service.h"
 #include "clinker/services/job_message.h"
+#include "clinker/services/lock_names.h"
 #include "clinker/services/microversion.h"
 
 #include "support/fake_clock.h"
@@ -657,6 +659,32 @@ TEST_F(VolumesApiTest, RacingDeletesQueueExactlyOneJob) {
   EXPECT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
   EXPECT_EQ(broker_->ReadyCount("volume.h@file"), 1u);
   EXPECT_EQ(TextColumn(ReadRow(id), "status"), "deleting_queued");
+}
+
+// Fast-fail: with a lock manager given, a DELETE of a volume whose write lock is held (a job runs
+// on it) is refused with 409 and changes nothing; once the lock is free it queues as usual.
+// (Without one, the default, the API takes no lock: DeleteQueuesOneJobOnTheVolumesBackEnd.)
+TEST_F(VolumesApiTest, FailFastRefusesADeleteWhileTheVolumesWriteLockIsHeld) {
+  adapters::MemoryLockManager locks;
+  VolumesApiOptions options;
+  options.fail_fast_locks = &locks;
+  VolumesApi fast_volumes(store_, publisher_, clock_, options);
+  ApiService fast(fast_volumes, services_api_);
+  std::string id = CreateVolume("busy");
+  SetStatus(id, VolumeStatus::kAvailable);
+  ports::Row before = ReadRow(id);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+  auto job = locks.TryAcquire(ports::LockRequest::Exclusive(VolumeLockName(id)));
+  ASSERT_TRUE(job.has_value());
+
+  ports::HttpResponse refused = fast.Handle(Request("DELETE", VolumesPath() + "/" + id));
+  ExpectFault(refused, 409, "conflictingRequest");
+  EXPECT_TRUE(ReadRow(id) == before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+
+  (*job)->Release();
+  EXPECT_EQ(fast.Handle(Request("DELETE", VolumesPath() + "/" + id)).status, 202);
+  EXPECT_FALSE(locks.IsHeld(VolumeLockName(id))) << "the probe must not keep the lock";
 }
 
 TEST_F(VolumesApiTest, DeleteOfAVolumeWithALiveSnapshotIsRefused) {

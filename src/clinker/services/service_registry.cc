@@ -1,5 +1,6 @@
 #include "clinker/services/service_registry.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "clinker/core/assert.h"
@@ -175,17 +176,53 @@ Result<void> ServiceRegistry::Start() {
 void ServiceRegistry::Run() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stopping_) {
-    if (wake_.wait_for(lock, options_.report_interval, [this] { return stopping_; })) {
+    wake_.wait_for(
+        lock, options_.report_interval, [this] { return stopping_ || mark_down_pending_; });
+    if (stopping_) {
       break;
     }
+    const bool mark_down = std::exchange(mark_down_pending_, false);
+    const bool paused = std::chrono::steady_clock::now() < not_working_until_;
+    const std::string reason = not_working_reason_;
     lock.unlock();
-    auto beat = Beat();
-    if (!beat) {
-      log::Warn("service.heartbeat_failed",
-                {{"service_id", service_id_}, {"error", beat.error().ToString()}});
+    if (mark_down) {
+      auto marked = MarkDown();
+      log::Warn("service.not_working",
+                {{"service_id", service_id_},
+                 {"reason", reason},
+                 {"marked_down", static_cast<bool>(marked)}});
+    } else if (!paused) {
+      auto beat = Beat();
+      if (!beat) {
+        log::Warn("service.heartbeat_failed",
+                  {{"service_id", service_id_}, {"error", beat.error().ToString()}});
+      }
     }
     lock.lock();
   }
+}
+
+void ServiceRegistry::ReportNotWorking(std::chrono::milliseconds duration, std::string reason) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    not_working_until_ = std::max(not_working_until_, std::chrono::steady_clock::now() + duration);
+    not_working_reason_ = std::move(reason);
+    mark_down_pending_ = true;
+  }
+  wake_.notify_all();
+}
+
+Result<void> ServiceRegistry::MarkDown() {
+  CLINKER_ASSIGN_OR_RETURN(
+      std::optional<Row> updated,
+      store_.ConditionalUpdate(
+          Table::kServices,
+          service_id_,
+          {{"heartbeat_at", Value()}, {"updated_at", Value(FormatTimestamp(clock_.WallNow()))}},
+          {Expectation::Equals("deleted", std::int64_t{0})},
+          {}));
+  (void)updated;  // A missing row shows down anyway.
+  return {};
 }
 
 Result<void> ServiceRegistry::Stop() {
@@ -204,12 +241,7 @@ Result<void> ServiceRegistry::Stop() {
     running_ = false;
   }
   // The thread is gone, so no heartbeat can follow and bring the row back up.
-  auto deregistered = store_.ConditionalUpdate(
-      Table::kServices,
-      service_id_,
-      {{"heartbeat_at", Value()}, {"updated_at", Value(FormatTimestamp(clock_.WallNow()))}},
-      {Expectation::Equals("deleted", std::int64_t{0})},
-      {});
+  auto deregistered = MarkDown();
   if (!deregistered) {
     log::Warn("service.deregister_failed",
               {{"service_id", service_id_}, {"error", deregistered.error().ToString()}});

@@ -73,10 +73,18 @@ class ServiceRegistry {
   // One heartbeat now (the thread's step): registers again if the row is missing or deleted.
   Result<void> Beat();
 
+  // The service cannot work for now (its lock lease was lost: it must not touch volumes until it
+  // holds locks again): the thread marks the row down at once (heartbeat_at NULL, as Stop does)
+  // and sends no heartbeat for `duration`, then heartbeats again. Thread safe, non-blocking;
+  // a later call extends the window. No effect unless started.
+  void ReportNotWorking(std::chrono::milliseconds duration, std::string reason);
+
   const std::string& service_id() const { return service_id_; }
 
  private:
   Result<void> Register();
+  // heartbeat_at = NULL: the service shows down at once.
+  Result<void> MarkDown();
   Result<void> EnsureCluster();
   void Run();
 
@@ -87,8 +95,11 @@ class ServiceRegistry {
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  bool running_ = false;        // Guarded by mutex_.
-  bool stopping_ = false;       // Guarded by mutex_.
+  bool running_ = false;                                     // Guarded by mutex_.
+  bool stopping_ = false;                                    // Guarded by mutex_.
+  bool mark_down_pending_ = false;                           // Guarded by mutex_.
+  std::chrono::steady_clock::time_point not_working_until_;  // Guarded by mutex_.
+  std::string not_working_reason_;                           // Guarded by mutex_.
   std::thread thread_;          // Started and joined only under lifecycle_mutex_.
   std::mutex lifecycle_mutex_;  // Serialises Start and Stop.
 };

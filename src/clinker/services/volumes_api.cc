@@ -10,6 +10,7 @@
 #include "clinker/domain/status.h"
 #include "clinker/ports/state_schema.h"
 #include "clinker/services/job_message.h"
+#include "clinker/services/lock_names.h"
 #include "clinker/services/topics.h"
 #include "clinker/services/volume_record.h"
 
@@ -644,6 +645,16 @@ HttpResponse VolumesApi::Delete(const RequestContext& context,
   }
   if (volume->deleted || volume->project_id != context.project_id) {
     return Fault(404, VolumeNotFound(volume_id));
+  }
+  if (options_.fail_fast_locks != nullptr) {
+    auto probe = options_.fail_fast_locks->TryAcquire(
+        VolumeLockRequest(volume->id, domain::Operation::kDeleteVolume));
+    if (!probe && probe.error().code == ErrorCode::kBusy) {
+      return Fault(
+          409,
+          "Volume " + volume->id + " is busy: another operation is running on it; retry later");
+    }
+    // Granted (released at once) or the lock engine failed: the CAS below decides as usual.
   }
   std::string now = FormatTimestamp(clock_.WallNow());
   std::vector<Expectation> expected = {

@@ -14,6 +14,7 @@
 
 #include "clinker/ports/clock.h"
 #include "clinker/ports/job_queue.h"
+#include "clinker/ports/lock_manager.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/services/api_common.h"
 
@@ -24,6 +25,11 @@ struct VolumesApiOptions {
   std::int64_t max_volume_size_gib = 16384;  // Larger sizes are refused with 400.
   std::string availability_zone = "nova";
   std::string default_volume_type = "__DEFAULT__";
+  // Fast-fail (off when null): a request that would queue a write job on a volume whose write
+  // lock is held right now (a job is running on it) is refused with 409 instead of queuing
+  // behind it. The check takes and at once releases the lock (TryAcquire); it is advisory: the
+  // compare-and-swap on the status still decides, and a job may start just after the check.
+  ports::LockManager* fail_fast_locks = nullptr;
 };
 
 class VolumesApi {
