@@ -46,7 +46,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using clinker::adapters::etcd::EtcdLockManager;
-using clinker::ports::LockMode;
 using clinker::ports::LockRequest;
 
 // One Acquire may wait this long before the cycle counts as failed: far above any expected wait,
