@@ -16,6 +16,8 @@
 #                     throwaway etcd
 #   make bench-throughput  bench_create_latency on the embedded default and on a 1- and 3-node
 #                          cluster on PostgreSQL + RabbitMQ
+#   make bench-data   bench_data (clone, snapshot, backup, restore and incremental backup of a
+#                     volume next to cp) in a temp dir under ./var/bench
 #   make clean    remove the preset build directories
 #
 # Knobs: PRESET (release|debug|asan|tsan), BUILD_DIR, ASAN_BUILD_DIR, JOBS, TEST_TIMEOUT,
@@ -46,7 +48,7 @@ FREE_PORT_PY := import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
 CXX_FILES = $(shell find $(CXX_DIRS) -type f \( -name '*.h' -o -name '*.cc' \) | sort)
 
 .PHONY: setup configure build run test asan tsan tidy format format-check bench clean cluster \
-  bench-takeover bench-throughput bench-locks
+  bench-takeover bench-throughput bench-locks bench-data
 
 setup:
 	@bash scripts/setup.sh
@@ -151,6 +153,12 @@ bench-locks: configure
 	scripts/test_server_etcd.sh start "$$dir"; \
 	. "$$dir/env"; \
 	$(BUILD_DIR)/bench_locks --etcd "$$CLINKER_TEST_ETCD_HOST:$$CLINKER_TEST_ETCD_PORT" $(BENCH_ARGS)
+
+# Copies of one volume on the disk under ./var/bench (BENCH_ARGS='--dir DIR' for another one);
+# needs no server.
+bench-data: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target bench_data
+	$(BUILD_DIR)/bench_data $(BENCH_ARGS)
 
 clean:
 	rm -rf build/release build/debug build/asan build/tsan

@@ -164,7 +164,8 @@ class TomlReader {
                                    "max_limit",
                                    "max_volume_size_gib",
                                    "availability_zone",
-                                   "fail_fast_when_busy"}));
+                                   "fail_fast_when_busy",
+                                   "attach_timeout_s"}));
     CLINKER_RETURN_IF_ERROR(Known("scheduler",
                                   {"clusters",
                                    "backends",
@@ -178,6 +179,7 @@ class TomlReader {
                                    "lock_timeout_s",
                                    "driver_delay_ms",
                                    "driver_journal"}));
+    CLINKER_RETURN_IF_ERROR(Known("backup", {"backup_dir", "chunk_size_mib", "compression_level"}));
     CLINKER_RETURN_IF_ERROR(Known("database", {"url", "sqlite_synchronous"}));
     CLINKER_RETURN_IF_ERROR(Known("queue", {"url", "heartbeat_s"}));
     CLINKER_RETURN_IF_ERROR(
@@ -223,6 +225,11 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Integer("volume", "lock_timeout_s", &config->lock_timeout_s));
     CLINKER_RETURN_IF_ERROR(Integer("volume", "driver_delay_ms", &config->driver_delay_ms));
     CLINKER_RETURN_IF_ERROR(Text("volume", "driver_journal", &config->driver_journal));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "attach_timeout_s", &config->attach_timeout_s));
+    CLINKER_RETURN_IF_ERROR(Text("backup", "backup_dir", &config->backup_dir));
+    CLINKER_RETURN_IF_ERROR(Integer("backup", "chunk_size_mib", &config->backup_chunk_size_mib));
+    CLINKER_RETURN_IF_ERROR(
+        Integer("backup", "compression_level", &config->backup_compression_level));
     CLINKER_RETURN_IF_ERROR(Text("database", "url", &config->database_url));
     CLINKER_RETURN_IF_ERROR(Text("database", "sqlite_synchronous", &config->sqlite_synchronous));
     CLINKER_RETURN_IF_ERROR(Text("queue", "url", &config->queue_url));
@@ -404,6 +411,21 @@ clinker::Result<void> Validate(Config* config) {
   if (config->volume_dir.empty()) {
     config->volume_dir = config->state_dir + "/volumes";
   }
+  if (config->backup_dir.empty()) {
+    config->backup_dir = config->state_dir + "/backups";
+  }
+  if (config->backup_chunk_size_mib < 1 || config->backup_chunk_size_mib > 1024) {
+    return fail("[backup] chunk_size_mib: " + std::to_string(config->backup_chunk_size_mib) +
+                " (use 1 to 1024)");
+  }
+  if (config->backup_compression_level < 0 || config->backup_compression_level > 9) {
+    return fail("[backup] compression_level: " + std::to_string(config->backup_compression_level) +
+                " (use 0 to 9)");
+  }
+  if (config->attach_timeout_s < 1) {
+    return fail("[api] attach_timeout_s: " + std::to_string(config->attach_timeout_s) +
+                " (use at least 1)");
+  }
   for (const auto* addresses : {&config->scheduler_clusters, &config->scheduler_backends}) {
     for (const std::string& address : *addresses) {
       std::size_t at = address.find('@');
@@ -567,6 +589,7 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   std::optional<std::string> state_dir;
   std::optional<std::string> listen;
   std::optional<std::string> volume_dir;
+  std::optional<std::string> backup_dir;
   std::optional<std::string> journal;
   std::optional<std::string> log_level;
   std::optional<std::string> log_format;
@@ -595,6 +618,10 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   app.add_option("--volume-dir",
                  volume_dir,
                  "Where the file back-end keeps volumes (default <state-dir>/volumes)");
+  app.add_option("--backup-dir",
+                 backup_dir,
+                 "Where backups are kept, chunked, compressed and checksummed; every node of a "
+                 "back-end must reach it (default <state-dir>/backups)");
   app.add_option("--workers", workers, "Volume jobs run at once (default 4)");
   app.add_option("--driver-delay-ms",
                  delay_ms,
@@ -664,6 +691,7 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   take(config.listen, listen);
   take(config.port, port);
   take(config.volume_dir, volume_dir);
+  take(config.backup_dir, backup_dir);
   take(config.workers, workers);
   take(config.driver_delay_ms, delay_ms);
   take(config.driver_journal, journal);

@@ -72,6 +72,11 @@ struct Config {
   int lock_timeout_s = 60;
   int driver_delay_ms = 0;
   std::string driver_journal;
+  // [backup]
+  std::string backup_dir;  // Default: <state_dir>/backups. Shared by the back-end's nodes.
+  int backup_chunk_size_mib = 8;
+  int backup_compression_level = 1;  // zlib, 0 (none) to 9.
+  int attach_timeout_s = 60;         // [api] how long attach / detach requests wait.
   // [database]
   std::string database_url;     // Empty: SQLite in state_dir; else a postgresql:// URL.
   std::string database_server;  // "host:port" of database_url, for messages (set by parsing).

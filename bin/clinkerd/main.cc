@@ -7,13 +7,16 @@
 // file locks under <state_dir>/locks. A start-up failure prints one line naming the setting to
 // fix and exits 1; a server URL is never printed (it may carry a password), only host:port.
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
 
 #include <signal.h>
 
+#include "clinker/adapters/backup/file_backup_store.h"
 #include "clinker/adapters/etcd/etcd_lock_manager.h"
 #include "clinker/adapters/file/file_lock_manager.h"
 #include "clinker/adapters/file/file_storage_driver.h"
@@ -190,6 +193,9 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<JobQueue> api_queue;
   std::unique_ptr<clinker::ports::LockManager> api_locks;  // Only for fail_fast_when_busy.
   std::unique_ptr<clinker::services::VolumesApi> volumes_api;
+  std::unique_ptr<clinker::services::SnapshotsApi> snapshots_api;
+  std::unique_ptr<clinker::services::AttachmentsApi> attachments_api;
+  std::unique_ptr<clinker::services::BackupsApi> backups_api;
   std::unique_ptr<clinker::services::ServicesApi> services_api;
   std::unique_ptr<clinker::services::ApiService> api;
   std::unique_ptr<clinker::adapters::HttpServer> http;
@@ -217,7 +223,20 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         *store,
         clock,
         clinker::services::ServicesApiOptions{std::chrono::seconds(config.service_down_time_s)});
-    api = std::make_unique<clinker::services::ApiService>(*volumes_api, *services_api);
+    snapshots_api = std::make_unique<clinker::services::SnapshotsApi>(
+        *store, *api_queue, clock, clinker::services::SnapshotsApiOptions{config.max_limit});
+    clinker::services::AttachmentsApiOptions attachments_options;
+    attachments_options.max_limit = config.max_limit;
+    attachments_options.job_timeout = std::chrono::seconds(config.attach_timeout_s);
+    backups_api = std::make_unique<clinker::services::BackupsApi>(
+        *store,
+        *api_queue,
+        clock,
+        clinker::services::BackupsApiOptions{config.max_limit, config.availability_zone});
+    attachments_api = std::make_unique<clinker::services::AttachmentsApi>(
+        *store, *api_queue, clock, attachments_options);
+    api = std::make_unique<clinker::services::ApiService>(
+        *volumes_api, *snapshots_api, *attachments_api, *backups_api, *services_api);
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;
@@ -270,6 +289,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<JobQueue> volume_queue;
   std::unique_ptr<clinker::ports::LockManager> locks;
   std::unique_ptr<clinker::adapters::FileStorageDriver> driver;
+  std::unique_ptr<clinker::adapters::FileBackupStore> backup_store;
   std::unique_ptr<clinker::services::VolumeManager> manager;
   std::unique_ptr<clinker::services::CapabilityReporter> reporter;
   std::unique_ptr<clinker::services::JobWorkerPool> volume_pool;
@@ -302,8 +322,30 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
       return Fail("volume back-end", created_driver.error());
     }
     driver = std::move(*created_driver);
+    clinker::adapters::FileBackupStore::Options backup_options;
+    backup_options.backup_dir = config.backup_dir;
+    backup_options.chunk_size_bytes = std::int64_t{config.backup_chunk_size_mib} << 20;
+    backup_options.compression_level = config.backup_compression_level;
+    auto created_backups = clinker::adapters::FileBackupStore::Create(backup_options);
+    if (!created_backups) {
+      return Fail("[backup] backup_dir", created_backups.error());
+    }
+    backup_store = std::move(*created_backups);
     clinker::services::VolumeManagerOptions manager_options;
+    manager_options.backup_store = backup_store.get();
     manager_options.lock_timeout = std::chrono::seconds(config.lock_timeout_s);
+    // Crash tests only: CLINKER_TEST_FAULT_POINT=<operation>:<before_driver|after_driver> makes
+    // this process die (SIGKILL, no clean-up) when a job reaches that point.
+    if (const char* fault = std::getenv("CLINKER_TEST_FAULT_POINT"); fault != nullptr) {
+      std::string wanted(fault);
+      clinker::log::Warn("clinkerd.fault_point_armed", {{"point", wanted}});
+      manager_options.fault_point = [wanted](std::string_view point) {
+        if (point == wanted) {
+          clinker::log::Warn("clinkerd.fault_point_reached", {{"point", wanted}});
+          std::raise(SIGKILL);
+        }
+      };
+    }
     manager = std::make_unique<clinker::services::VolumeManager>(
         *store, *locks, *driver, clock, manager_options);
     clinker::services::CapabilityReporterOptions reporter_options;

@@ -2,9 +2,9 @@
 //
 // Goal: every adapter keeps the same promises, so services tested on MemoryStateStore behave the
 // same on SqliteStateStore and PostgresStateStore: validation against ports/state_schema.h,
-// Insert defaults, NULL semantics of each expectation kind, guards, exactly one winner of a
-// racing conditional update, and List order (byte-wise text, NULL as '' or 0) and keyset
-// pagination.
+// Insert defaults, NULL semantics of each expectation kind, guards (with and without `where`
+// conditions on the referencing rows), exactly one winner of a racing conditional update, and
+// List order (byte-wise text, NULL as '' or 0) and keyset pagination.
 //
 // Method: one typed test suite, instantiated once per adapter. Each test gets a fresh store: the
 // SQLite one in a fresh temporary directory (removed afterwards), the PostgreSQL one in a fresh
@@ -621,6 +621,106 @@ TYPED_TEST(StateStoreContractTest, GuardAndExpectationMustBothHold) {
                                               guards);
   ASSERT_TRUE(lost) << lost.error().ToString();
   EXPECT_FALSE(lost->has_value());
+}
+
+// A guard with `where` counts only the referencing rows that also match it: Cinder's "no volume
+// is still being created from this one" (source_volid = id AND status IN the creating statuses),
+// on the guarded table itself and across tables. Soft-deleted rows never count, and NULL in a
+// `where` column follows the expectation kinds' NULL rules.
+TYPED_TEST(StateStoreContractTest, GuardWithWhereBlocksOnlyWhileAMatchingRowReferencesTheTarget) {
+  this->MustInsert(Table::kVolumes, Volume("src"));
+  Row clone = Volume("clone");
+  clone["source_volid"] = Text("src");
+  this->MustInsert(Table::kVolumes, clone);  // available: not being created.
+  Row elsewhere = Volume("elsewhere");
+  elsewhere["source_volid"] = Text("other-volume");
+  elsewhere["status"] = Text("creating");
+  this->MustInsert(Table::kVolumes, elsewhere);
+  const std::vector<Guard> guards = {Guard::NoLiveRowReferences(
+      Table::kVolumes,
+      "source_volid",
+      {Expectation::In("status", {Text("creating_queued"), Text("creating")})})};
+  int round = 0;
+  // True if the guarded update applied (and changed the row), false if it was refused (and
+  // changed nothing).
+  auto applies = [&](const std::vector<Guard>& with) {
+    Row before = this->MustGet(Table::kVolumes, "src");
+    std::string name = "round-" + std::to_string(++round);
+    auto updated = this->store().ConditionalUpdate(Table::kVolumes,
+                                                   "src",
+                                                   {{"display_name", Value(name)}},
+                                                   {Expectation::Equals("deleted", Int(0))},
+                                                   with);
+    EXPECT_TRUE(updated) << updated.error().ToString();
+    if (!updated || !updated->has_value()) {
+      EXPECT_EQ(this->MustGet(Table::kVolumes, "src"), before);
+      return false;
+    }
+    EXPECT_EQ((*updated)->at("display_name"), Value(name));
+    return true;
+  };
+  auto set = [&](Table table, const char* id, const Row& values) {
+    auto updated = this->store().ConditionalUpdate(table, id, values, {}, {});
+    ASSERT_TRUE(updated && updated->has_value()) << id;
+  };
+
+  EXPECT_TRUE(applies(guards)) << "a referencing row outside `where` must not block";
+  set(Table::kVolumes, "clone", {{"status", Text("creating")}});
+  EXPECT_FALSE(applies(guards));
+  set(Table::kVolumes, "clone", {{"status", Text("creating_queued")}});
+  EXPECT_FALSE(applies(guards));
+  // Every `where` expectation must match (AND): another project's clone does not block here.
+  EXPECT_TRUE(
+      applies({Guard::NoLiveRowReferences(Table::kVolumes,
+                                          "source_volid",
+                                          {Expectation::In("status", {Text("creating_queued")}),
+                                           Expectation::Equals("project_id", Text("p2"))})}));
+  // NULL in a `where` column: IsNull matches it, Equals never does.
+  EXPECT_FALSE(applies({Guard::NoLiveRowReferences(
+      Table::kVolumes, "source_volid", {Expectation::IsNull("host")})}));
+  EXPECT_TRUE(applies({Guard::NoLiveRowReferences(
+      Table::kVolumes, "source_volid", {Expectation::Equals("host", Text("h"))})}));
+  EXPECT_FALSE(applies({Guard::NoLiveRowReferences(
+      Table::kVolumes, "source_volid", {Expectation::NotEquals("host", Text("h"))})}));
+  // A soft-deleted referencing row never blocks, whatever its status.
+  set(Table::kVolumes, "clone", {{"deleted", Int(1)}});
+  EXPECT_TRUE(applies(guards));
+
+  // Across tables: snapshots of src block only while one matches `where`.
+  const std::vector<Guard> creating_snapshots = {Guard::NoLiveRowReferences(
+      Table::kSnapshots, "volume_id", {Expectation::In("status", {Text("creating_queued")})})};
+  this->MustInsert(Table::kSnapshots, Snapshot("s1", "src"));  // available.
+  EXPECT_TRUE(applies(creating_snapshots));
+  set(Table::kSnapshots, "s1", {{"status", Text("creating_queued")}});
+  EXPECT_FALSE(applies(creating_snapshots));
+  set(Table::kSnapshots, "s1", {{"deleted", Int(1)}});
+  EXPECT_TRUE(applies(creating_snapshots));
+}
+
+TYPED_TEST(StateStoreContractTest, GuardWithAnInvalidWhereIsInvalid) {
+  Row stored = this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustInsert(Table::kSnapshots, Snapshot("s1", "v1"));
+  const std::vector<std::vector<Expectation>> bad_wheres = {
+      {Expectation::Equals("bogus", Text("x"))},
+      // A column of the guarded table only: source_volid is a volume column, not a snapshot one.
+      {Expectation::Equals("source_volid", Text("x"))},
+      {Expectation::In("status", {Text("available")}), Expectation::IsNull("bogus")},
+      // The fencing check has no meaning on another row.
+      {Expectation::NullOrAtMost("size_gib", 1)},
+      {Expectation::NullOrAtMost("fencing_token", 1)},
+      {Expectation::Equals("size_gib", Text("1"))},
+      {Expectation::Equals("status", kNull)},
+  };
+  for (const std::vector<Expectation>& where : bad_wheres) {
+    SCOPED_TRACE(where.front().column);
+    ExpectInvalid(this->store().ConditionalUpdate(
+        Table::kVolumes,
+        "v1",
+        {{"status", Text("deleting_queued")}},
+        {},
+        {Guard::NoLiveRowReferences(Table::kSnapshots, "volume_id", where)}));
+  }
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v1"), stored);
 }
 
 TYPED_TEST(StateStoreContractTest, ExactlyOneOfSixteenRacingThreadsWinsEachRound) {

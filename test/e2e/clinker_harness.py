@@ -7,12 +7,15 @@ its volume files, its driver journal), without any test leaking a process, a por
 Method:
 - `Daemon` starts clinkerd on a free loopback port with a fresh temp state dir, waits (bounded)
   until `GET /` answers, and stops it by PID: SIGTERM, then SIGKILL after a bound. `kill()` is a
-  SIGKILL (a crash); `start()` again reuses the same state dir (a restart).
+  SIGKILL (a crash); `start()` again reuses the same state dir (a restart). `start(env=...)`
+  adds environment variables for one start (e.g. a fault point); `wait_exit()` waits, bounded,
+  for a daemon that kills itself.
 - `Daemon.request()` is raw HTTP (http.client, so nothing follows redirects or hides a status)
   with the noauth token `user:project` and a microversion header. `Daemon.prepare()` sends all
   of a request but its last byte, so racing requests can be released together.
 - `Daemon.db_rows()` reads the daemon's SQLite file read-only; `Daemon.journal()` reads the
-  driver journal (`--driver-journal`).
+  driver journal (`--driver-journal`). Volumes and snapshots have the same small helpers
+  (create, show, wait for a status, DB row, back-end file).
 - `Daemon.cinder()` runs Debian's python3-cinderclient CLI in noauth mode and parses its tables.
 - Every loop is bounded: waits by a deadline (`wait_for()`, `Daemon.wait_for_status()`), retries
   by a count.
@@ -22,9 +25,12 @@ cinderclient. Every wait has a deadline; every child is stopped by PID in `close
 """
 
 import argparse
+import errno
+import hashlib
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -102,6 +108,122 @@ def free_port():
         return s.getsockname()[1]
 
 
+# ---- data in volume and snapshot images ------------------------------------------------------
+#
+# The file back-end's images are sparse files of a few GiB. Hashing every byte of one costs tens
+# of seconds on a slow machine, so whole-image comparisons use content_digest(): a sha256 over
+# the image's size and every 1 MiB block that holds a non-zero byte, each with its index. It is a
+# function of the bytes alone (a hole, an allocated zero block and a block never written give the
+# same digest), so two images have equal digests iff their contents are equal (up to sha256
+# collisions), and it reads only the data extents (SEEK_DATA/SEEK_HOLE). model_digest() computes
+# the same digest from a list of writes over zeros, without any file.
+
+DIGEST_BLOCK = 1 << 20
+_ZERO_BLOCK = bytes(DIGEST_BLOCK)
+
+
+def pattern_bytes(seed, length):
+    """`length` pseudo-random bytes, the same for the same seed."""
+    return random.Random(seed).randbytes(length)
+
+
+def write_pattern(path, seed, offsets, length):
+    """Writes `length` seeded random bytes at each offset of an existing file (no truncation),
+    fsyncs, and returns the writes as [(offset, bytes)] for model_digest()."""
+    writes = []
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for index, offset in enumerate(offsets):
+            data = pattern_bytes("%s/%d" % (seed, index), length)
+            written = os.pwrite(fd, data, offset)
+            if written != len(data):
+                raise AssertionError("short write to %s at %d: %d" % (path, offset, written))
+            writes.append((offset, data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return writes
+
+
+def range_digest(path, offset, length):
+    """sha256 (hex) of the bytes [offset, offset + length) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        done = 0
+        while done < length:
+            chunk = os.pread(fd, min(DIGEST_BLOCK, length - done), offset + done)
+            if not chunk:
+                break  # Past the end: the digest then differs from the expected one.
+            digest.update(chunk)
+            done += len(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def _digest_block(digest, index, block):
+    if block != _ZERO_BLOCK[:len(block)]:
+        digest.update(b"block %d\n" % index)
+        digest.update(block)
+
+
+def content_digest(path):
+    """The content digest (see above) of a file, streaming; reads only its data extents."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        digest.update(b"size %d\n" % size)
+        next_block = 0  # Blocks below this one are already digested.
+        pos = 0
+        # Each round moves `pos` past one data extent, so the rounds are bounded by the extents.
+        while pos < size:
+            try:
+                data = os.lseek(fd, pos, os.SEEK_DATA)
+                hole = os.lseek(fd, data, os.SEEK_HOLE)
+            except OSError as e:
+                if e.errno == errno.ENXIO:
+                    break  # Only a hole is left.
+                if e.errno != errno.EINVAL:
+                    raise
+                data, hole = pos, size  # No extent reporting: read the rest.
+            hole = min(hole, size)
+            if hole <= data:
+                break
+            first = max(data // DIGEST_BLOCK, next_block)
+            last = (hole - 1) // DIGEST_BLOCK
+            for index in range(first, last + 1):
+                _digest_block(digest, index, os.pread(fd, DIGEST_BLOCK, index * DIGEST_BLOCK))
+            next_block = last + 1
+            pos = max(hole, next_block * DIGEST_BLOCK)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def model_digest(size, writes):
+    """The content digest of a `size`-byte file of zeros after `writes` ([(offset, bytes)],
+    applied in order; bytes past `size` are cut off)."""
+    blocks = {}
+    for offset, data in writes:
+        end = min(offset + len(data), size)
+        pos = offset
+        while pos < end:
+            index = pos // DIGEST_BLOCK
+            block_start = index * DIGEST_BLOCK
+            block = blocks.setdefault(index,
+                                      bytearray(min(DIGEST_BLOCK, size - block_start)))
+            stop = min(end, block_start + len(block))
+            block[pos - block_start:stop - block_start] = data[pos - offset:stop - offset]
+            pos = stop
+    digest = hashlib.sha256()
+    digest.update(b"size %d\n" % size)
+    for index in sorted(blocks):
+        _digest_block(digest, index, bytes(blocks[index]))
+    return digest.hexdigest()
+
+
 class Response:
     """One HTTP answer: status, headers (case-insensitive lookup), raw body and parsed JSON."""
 
@@ -147,7 +269,22 @@ class PendingRequest:
     def fire(self):
         """Sends the last byte and returns the Response; the connection is closed after."""
         try:
+            self.send_last_byte()
+            return self.read_response()
+        finally:
+            self._sock.close()
+
+    def send_last_byte(self):
+        """Completes the request without waiting for the answer (then call read_response())."""
+        try:
             self._sock.sendall(self._tail)
+        except OSError:
+            self._sock.close()
+            raise
+
+    def read_response(self):
+        """Reads the answer to a completed request; the connection is closed after."""
+        try:
             resp = http.client.HTTPResponse(self._sock, method=self.method)
             resp.begin()
             return Response(self.method, self.path, resp.status, resp.headers, resp.read())
@@ -245,16 +382,21 @@ class Daemon:
 
     # ---- process control ------------------------------------------------------------------
 
-    def start(self, extra_args=None, port=None):
+    def start(self, extra_args=None, port=None, env=None):
         """Starts clinkerd on the same state dir and waits until `GET /` answers.
 
-        `extra_args` replaces the flags given to the constructor for this start only. The port is
+        `extra_args` replaces the flags given to the constructor for this start only; `env`
+        (a dict) is added to the daemon's environment for this start only. The port is
         kept across restarts; when the daemon exits because it cannot bind it ("Address already
         in use": another process won the race for a free port), a new one is tried, three
         attempts in all.
         """
         assert self.proc is None, "daemon already running"
         args = self.extra_args if extra_args is None else list(extra_args)
+        child_env = None
+        if env:
+            child_env = dict(os.environ)
+            child_env.update(env)
         last_error = None
         for attempt in range(3):
             self.port = port or (self.port if self.port and attempt == 0 else free_port())
@@ -271,7 +413,8 @@ class Daemon:
                                          stdin=subprocess.DEVNULL,
                                          stdout=self._stderr_file,
                                          stderr=self._stderr_file,
-                                         cwd=self.root)
+                                         cwd=self.root,
+                                         env=child_env)
             try:
                 self._wait_ready()
                 return self
@@ -331,9 +474,23 @@ class Daemon:
             self.proc.wait(timeout=STOP_TIMEOUT_S)
         return self._reap()
 
-    def restart(self, extra_args=None):
+    def restart(self, extra_args=None, env=None):
         self.stop()
-        return self.start(extra_args)
+        return self.start(extra_args, env=env)
+
+    def wait_exit(self, timeout_s=STOP_TIMEOUT_S):
+        """Waits (bounded) for the process to exit by itself and reaps it; returns its status.
+
+        For faults the daemon injects in itself: a timeout fails with the daemon's last lines
+        and leaves the process running (close() still kills it).
+        """
+        assert self.proc is not None, "daemon not running"
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("clinkerd still running after %.1f s\n%s" %
+                                 (timeout_s, self.stderr_tail()))
+        return self._reap()
 
     def _reap(self):
         code = self.proc.returncode
@@ -453,18 +610,54 @@ class Daemon:
 
     def wait_for_status(self, volume_id, statuses, timeout_s=STATUS_TIMEOUT_S, project=None):
         """Polls the API until the volume's status is in `statuses` (None = gone); returns it."""
+        return self._wait_for_api_status("volume", volume_id,
+                                         lambda: self.show_volume(volume_id, project=project),
+                                         statuses, timeout_s)
+
+    def create_snapshot(self, volume_id, name=None, project=None, **extra):
+        """POST a snapshot of `volume_id`; asserts 202 and returns the snapshot dict."""
+        snapshot = {"volume_id": volume_id}
+        if name is not None:
+            snapshot["name"] = name
+        snapshot.update(extra)
+        resp = self.request("POST", "snapshots", body={"snapshot": snapshot}, project=project)
+        if resp.status != 202:
+            raise AssertionError("create snapshot: expected 202, got %r" % resp)
+        return resp.json()["snapshot"]
+
+    def show_snapshot(self, snapshot_id, project=None):
+        """The API view of a snapshot, or None on 404; any other status fails."""
+        resp = self.request("GET", "snapshots/%s" % snapshot_id, project=project)
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise AssertionError("show snapshot: expected 200 or 404, got %r" % resp)
+        return resp.json()["snapshot"]
+
+    def wait_for_snapshot_status(self,
+                                 snapshot_id,
+                                 statuses,
+                                 timeout_s=STATUS_TIMEOUT_S,
+                                 project=None):
+        """Polls the API until the snapshot's status is in `statuses` (None = gone)."""
+        return self._wait_for_api_status("snapshot", snapshot_id,
+                                         lambda: self.show_snapshot(snapshot_id, project=project),
+                                         statuses, timeout_s)
+
+    def _wait_for_api_status(self, kind, resource_id, show, statuses, timeout_s):
         statuses = (statuses,) if isinstance(statuses, str) or statuses is None else statuses
         seen = []
 
         def current():
-            volume = self.show_volume(volume_id, project=project)
-            status = None if volume is None else volume["status"]
+            resource = show()
+            status = None if resource is None else resource["status"]
             if not seen or seen[-1] != status:
                 seen.append(status)
             return (status,) if status in statuses else None
 
         try:
-            return wait_for(current, timeout_s, "volume %s to reach %s" % (volume_id, statuses))[0]
+            return wait_for(current, timeout_s,
+                            "%s %s to reach %s" % (kind, resource_id, statuses))[0]
         except AssertionError as e:
             raise AssertionError("%s; statuses seen: %s\n%s" % (e, seen, self.stderr_tail()))
 
@@ -487,8 +680,15 @@ class Daemon:
     def db_volume_count(self):
         return self.db_rows("SELECT COUNT(*) AS n FROM volumes")[0]["n"]
 
+    def db_snapshot(self, snapshot_id):
+        rows = self.db_rows("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,))
+        return rows[0] if rows else None
+
     def volume_file(self, volume_id):
         return os.path.join(self.volume_dir, "volume-%s.img" % volume_id)
+
+    def snapshot_file(self, snapshot_id):
+        return os.path.join(self.volume_dir, "snapshot-%s.img" % snapshot_id)
 
     def journal(self):
         """The driver journal's entries (one JSON object a line); [] if it does not exist."""
@@ -500,22 +700,28 @@ class Daemon:
 
     # ---- the real cinder CLI ----------------------------------------------------------------
 
-    def cinder(self, *args, project=None, user=None, check=True, timeout_s=CLI_TIMEOUT_S):
+    def cinder(self,
+               *args,
+               project=None,
+               user=None,
+               check=True,
+               timeout_s=CLI_TIMEOUT_S,
+               microversion=DEFAULT_MICROVERSION):
         """Runs `cinder <args>` against this daemon in noauth mode; returns a CliResult.
 
         cinderclient's shell passes --os-endpoint on as the request base URL as is (the noauth
         plugin's own "<endpoint>/<project>" is not used then), so the endpoint names the project.
-        --os-volume-api-version 3.0 keeps the client inside any server's range; the CLI still
-        asks `GET /` for the server's range first. HOME points into the temp dir because the CLI
-        writes a completion cache there. With check=True a non-zero exit fails the test.
+        --os-volume-api-version 3.0 (the default `microversion`) keeps the client inside any
+        server's range; the CLI still asks `GET /` for the server's range first. HOME points into
+        the temp dir because the CLI writes a completion cache there. With check=True a non-zero
+        exit fails the test.
         """
         project = project or self.project
         user = user or self.user
         argv = [
             "cinder", "--os-auth-type", "noauth", "--os-user-id", user, "--os-project-id",
             project, "--os-endpoint",
-            "%s/v3/%s" % (self.base_url, project), "--os-volume-api-version",
-            DEFAULT_MICROVERSION
+            "%s/v3/%s" % (self.base_url, project), "--os-volume-api-version", microversion
         ] + [str(a) for a in args]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "CINDER"))}
         env["HOME"] = self.home

@@ -61,6 +61,28 @@ class FlakyStatsDriver final : public ports::StorageDriver {
     return {};
   }
 
+  Result<void> ExtendVolume(std::string_view,
+                            std::int64_t,
+                            std::string_view,
+                            std::uint64_t) override {
+    return {};
+  }
+
+  Result<void> CreateSnapshot(const ports::SnapshotSpec&) override { return {}; }
+
+  Result<void> DeleteSnapshot(std::string_view, std::string_view, std::uint64_t) override {
+    return {};
+  }
+
+  Result<ports::ConnectionInfo> InitializeConnection(std::string_view,
+                                                     const ports::Connector&) override {
+    return ports::ConnectionInfo{};
+  }
+
+  Result<void> TerminateConnection(std::string_view, const ports::Connector&) override {
+    return {};
+  }
+
   Result<void> Fence(std::string_view, std::uint64_t) override { return {}; }
 
   Result<ports::BackendStats> GetStats() override {
@@ -118,7 +140,7 @@ class CapabilityReporterTest : public ::testing::Test {
 
 TEST_F(CapabilityReporterTest, UnclusteredServiceReportsUnderItsHostAddress) {
   MemoryStorageDriver driver("file", 100);
-  ASSERT_TRUE(driver.CreateVolume(ports::VolumeSpec{"aa", 30, "op1", 1}).has_value());
+  ASSERT_TRUE(driver.CreateVolume(ports::VolumeSpec{"aa", 30, "op1", 1, {}}).has_value());
   CapabilityReporter reporter(driver, volume_session_, clock_, Options("node1"));
 
   auto sent = reporter.ReportOnce();
@@ -212,7 +234,7 @@ TEST_F(CapabilityReporterTest, CacheThreadKeepsTheLatestReportPerBackEnd) {
   CapabilityReporter node1(driver, volume_session_, clock_, Options("node1"));
   ASSERT_TRUE(node1.ReportOnce().has_value());
   clock_.Advance(std::chrono::seconds(5));
-  ASSERT_TRUE(driver.CreateVolume(ports::VolumeSpec{"bb", 60, "op2", 1}).has_value());
+  ASSERT_TRUE(driver.CreateVolume(ports::VolumeSpec{"bb", 60, "op2", 1, {}}).has_value());
   ASSERT_TRUE(node1.ReportOnce().has_value());
   const auto second_report_mono = clock_.MonoNow();
 

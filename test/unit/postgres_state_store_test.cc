@@ -526,7 +526,10 @@ TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
                                    "snapshots_pkey",
                                    "snapshots_project_id",
                                    "snapshots_deleted_created_at",
-                                   "snapshots_volume_id"}));
+                                   "snapshots_volume_id",
+                                   // Migration 4: the guards on clones of a volume or snapshot.
+                                   "volumes_source_volid",
+                                   "volumes_snapshot_id"}));
 }
 
 TEST_F(PostgresStateStoreTest, TerminatedConnectionsAreReplacedOnNextUse) {

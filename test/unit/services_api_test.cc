@@ -63,8 +63,11 @@ class ServicesApiTest : public ::testing::Test {
       : broker_(std::make_shared<MemoryBroker>()),
         queue_(broker_),
         volumes_(store_, queue_, clock_, VolumesApiOptions{}),
+        snapshots_(store_, queue_, clock_, SnapshotsApiOptions{}),
+        attachments_(store_, queue_, clock_, AttachmentsApiOptions{}),
+        backups_(store_, queue_, clock_, BackupsApiOptions{}),
         services_(store_, clock_, ServicesApiOptions{}),
-        api_(volumes_, services_) {}
+        api_(volumes_, snapshots_, attachments_, backups_, services_) {}
 
   // Starts a registry that only writes when told (its thread would beat once an hour).
   ServiceRegistry& Register(std::string binary,
@@ -129,6 +132,9 @@ class ServicesApiTest : public ::testing::Test {
   std::shared_ptr<MemoryBroker> broker_;
   MemoryJobQueue queue_;
   VolumesApi volumes_;
+  SnapshotsApi snapshots_;
+  AttachmentsApi attachments_;
+  BackupsApi backups_;
   ServicesApi services_;
   ApiService api_;
   std::vector<std::unique_ptr<ServiceRegistry>> registries_;  // Last: stop before the store.

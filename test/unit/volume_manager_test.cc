@@ -2,7 +2,8 @@
 // can be found in when a create or delete job arrives, the job's outcome, the row it leaves and
 // the driver calls it makes are the ones the design promises, whether the job is fresh or a
 // redelivery; that the volume lock is taken in the mode the operation needs; and that it is never
-// left held.
+// left held. Every operation (clones, extend, snapshots) and the read rules for sources are in
+// volume_manager_operations_test.cc.
 //
 // Method: real in-memory adapters (MemoryStateStore, MemoryLockManager, MemoryStorageDriver) and
 // a FakeClock. Each case writes the volume row directly (Insert of VolumeToRow), builds a
@@ -276,7 +277,7 @@ TEST_P(VolumeManagerRuleTest, TakeoverFencesTheVolumeAgainstTheEarlierHolder) {
   EXPECT_EQ(Run(JobFor(Operation::kCreateVolume, id, operation_id)), JobOutcome::kDone);
   EXPECT_EQ(TextColumn(Read(id), "status"), "error");
 
-  ports::VolumeSpec late{id, kSizeGib, operation_id, earlier_token};
+  ports::VolumeSpec late{id, kSizeGib, operation_id, earlier_token, {}};
   auto resumed = driver_.CreateVolume(late);
   ASSERT_FALSE(resumed.has_value()) << "the paused holder's create went through";
   EXPECT_EQ(resumed.error().code, ErrorCode::kFenced);
@@ -359,7 +360,7 @@ TEST_P(VolumeManagerRuleTest, CreateForAnotherQueuedOperationIdIsDropped) {
 TEST_P(VolumeManagerRuleTest, DeleteQueuedForThisOperationDeletesTheVolume) {
   std::string operation_id = NewUuid();
   std::string id = InsertVolume(VolumeStatus::kDeletingQueued, operation_id);
-  ASSERT_TRUE(driver_.CreateVolume({id, kSizeGib, "earlier-create"}).has_value());
+  ASSERT_TRUE(driver_.CreateVolume({id, kSizeGib, "earlier-create", 0, {}}).has_value());
 
   EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, id, operation_id)), JobOutcome::kDone);
 
@@ -376,7 +377,7 @@ TEST_P(VolumeManagerRuleTest, DeleteFoundDeletingIsRedoneToTheEnd) {
   // A node died mid-delete; deleting converges when redone, so the survivor finishes it.
   std::string operation_id = NewUuid();
   std::string id = InsertVolume(VolumeStatus::kDeleting, operation_id);
-  ASSERT_TRUE(driver_.CreateVolume({id, kSizeGib, "earlier-create"}).has_value());
+  ASSERT_TRUE(driver_.CreateVolume({id, kSizeGib, "earlier-create", 0, {}}).has_value());
 
   EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, id, operation_id)), JobOutcome::kDone);
 

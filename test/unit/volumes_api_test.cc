@@ -2,13 +2,20 @@
 // codes, fault bodies, the fields of each view, pagination and sorting, the microversion and
 // request-id headers, and the side effects behind each answer (the row in the StateStore, the
 // job on the queue) — including that a refused request leaves no row and no job, and that racing
-// deletes queue exactly one job.
+// deletes queue exactly one job. Also creates from a snapshot or a source volume (size, back-end,
+// job topic), deletes refused while snapshots or clones being created depend on the volume, and
+// the actions os-extend, os-reset_status and os-force_delete (and DELETE ?force=true at 3.23).
 //
 // Method: ApiService over VolumesApi over MemoryStateStore, a MemoryBroker (the API publishes
 // through a MemoryJobQueue session wrapped in a recorder that counts every publish, whatever its
 // topic) and a FakeClock advanced between creates so created_at order is known. Requests are
 // plain ports::HttpRequest values with a noauth token "user:<project>". Jobs are checked by a
 // second MemoryJobQueue session subscribed to the expected topic, and rows by reading the store.
+// What the scheduler and the volume manager would do (placing a volume, finishing a snapshot) is
+// written straight to the store. The handler is called directly, with a RequestContext, only for
+// microversions above kMaxMicroversion (ApiService answers 406) and for non-admin callers (noauth
+// makes every caller admin). The races between a create from a source and a delete of that
+// source are in snapshots_api_test.cc.
 #include "clinker/services/volumes_api.h"
 
 #include <algorithm>
@@ -181,8 +188,11 @@ class VolumesApiTest : public ::testing::Test {
         session_(broker_),
         publisher_(session_),
         volumes_(store_, publisher_, clock_, VolumesApiOptions{}),
+        snapshots_(store_, publisher_, clock_, SnapshotsApiOptions{}),
+        attachments_(store_, publisher_, clock_, AttachmentsApiOptions{}),
+        backups_(store_, publisher_, clock_, BackupsApiOptions{}),
         services_api_(store_, clock_, ServicesApiOptions{}),
-        service_(volumes_, services_api_) {}
+        service_(volumes_, snapshots_, attachments_, backups_, services_api_) {}
 
   static std::string VolumesPath(std::string_view project = kProject) {
     return "/v3/" + std::string(project) + "/volumes";
@@ -250,17 +260,55 @@ class VolumesApiTest : public ::testing::Test {
     return rows ? rows->size() : 0;
   }
 
-  void InsertSnapshot(const std::string& volume_id, bool deleted) {
-    ports::Row row = {{"id", NewUuid()},
-                      {"project_id", std::string(kProject)},
+  // A snapshot row as the volume manager leaves it; returns its id.
+  std::string InsertSnapshot(const std::string& volume_id,
+                             bool deleted,
+                             std::int64_t size_gib = 1,
+                             std::string_view status = "available",
+                             std::string_view project = kProject) {
+    std::string id = NewUuid();
+    ports::Row row = {{"id", id},
+                      {"project_id", std::string(project)},
                       {"user_id", "user"},
                       {"volume_id", volume_id},
-                      {"status", deleted ? "deleted" : "available"},
-                      {"size_gib", std::int64_t{1}},
+                      {"status", deleted ? std::string("deleted") : std::string(status)},
+                      {"size_gib", size_gib},
                       {"created_at", FormatTimestamp(clock_.WallNow())},
                       {"deleted", std::int64_t{deleted ? 1 : 0}}};
     auto inserted = store_.Insert(ports::Table::kSnapshots, row);
-    ASSERT_TRUE(inserted.has_value()) << inserted.error().ToString();
+    EXPECT_TRUE(inserted.has_value()) << inserted.error().ToString();
+    return id;
+  }
+
+  // Sets columns of a volume row directly, as a node would.
+  void SetColumns(const std::string& id, const ports::Row& values) {
+    auto updated = store_.ConditionalUpdate(ports::Table::kVolumes, id, values, {}, {});
+    ASSERT_TRUE(updated.has_value()) << updated.error().ToString();
+    ASSERT_TRUE(updated->has_value()) << id;
+  }
+
+  // A volume of `size_gib` the scheduler placed on kHost and the volume manager made available.
+  std::string AvailableVolume(const std::string& name, std::int64_t size_gib = 1) {
+    std::string id = CreateVolume(name, size_gib);
+    SetStatus(id, VolumeStatus::kAvailable);
+    return id;
+  }
+
+  // What ApiService builds for a noauth caller, at a version it may not negotiate itself (above
+  // kMaxMicroversion it answers 406) or for a non-admin (noauth makes every caller admin).
+  static RequestContext Context(Microversion version, bool is_admin = true) {
+    RequestContext context;
+    context.user_id = "user";
+    context.project_id = std::string(kProject);
+    context.is_admin = is_admin;
+    context.version = version;
+    context.link_base = std::string(kBaseUrl) + "/v3/" + std::string(kProject);
+    context.bookmark_base = std::string(kBaseUrl) + "/" + std::string(kProject);
+    return context;
+  }
+
+  ports::HttpResponse Action(const std::string& id, const json& body) {
+    return Send(Request("POST", VolumesPath() + "/" + id + "/action", body.dump()));
   }
 
   // A fresh consumer session on `topic`; its next job, if any is ready.
@@ -294,6 +342,9 @@ class VolumesApiTest : public ::testing::Test {
   MemoryJobQueue session_;
   RecordingJobQueue publisher_;
   VolumesApi volumes_;
+  SnapshotsApi snapshots_;
+  AttachmentsApi attachments_;
+  BackupsApi backups_;
   ServicesApi services_api_;
   ApiService service_;
 };
@@ -372,11 +423,198 @@ TEST_F(VolumesApiTest, CreateRefusesBadInputWithBadRequestAndStoresNothing) {
   EXPECT_EQ(broker_->ReadyCount("scheduler"), 0u);
 }
 
-TEST_F(VolumesApiTest, CreateFromASnapshotIsNotFoundAndStoresNothing) {
-  std::string body = R"({"volume": {"size": 1, "snapshot_id": ")" + NewUuid() + R"("}})";
-  ExpectFault(Send(Request("POST", VolumesPath(), body)), 404, "itemNotFound");
-  EXPECT_EQ(RowCount(), 0u);
-  EXPECT_TRUE(publisher_.PublishedTopics().empty());
+// ---------------------------------------------------------------------------------------------
+// Create from a snapshot or a source volume
+
+// The new volume lives where its source's data is: it takes the source's host and cluster, and
+// its job goes straight to that back-end's topic (the cluster's here), never to the scheduler.
+TEST_F(VolumesApiTest, CreateFromASnapshotTakesItsSizeAndGoesStraightToItsBackEnd) {
+  std::string source = AvailableVolume("source", 3);
+  SetColumns(source, {{"cluster_name", "c1@file#default"}});
+  std::string snapshot_id = InsertSnapshot(source, /*deleted=*/false, 3);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+  std::size_t scheduled_before = broker_->ReadyCount("scheduler");
+
+  json request = {{"volume", {{"snapshot_id", snapshot_id}, {"name", "from-snapshot"}}}};
+  ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+
+  ASSERT_EQ(response.status, 202) << response.body;
+  json volume = Body(response)["volume"];
+  std::string id = volume.value("id", "");
+  EXPECT_EQ(volume.value("size", 0), 3) << "the size defaults to the snapshot's";
+  EXPECT_EQ(volume["snapshot_id"], json(snapshot_id));
+  EXPECT_TRUE(volume["source_volid"].is_null());
+  EXPECT_EQ(volume.value("status", ""), "creating");
+  ports::Row row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "status"), "creating_queued");
+  EXPECT_EQ(TextColumn(row, "snapshot_id"), snapshot_id);
+  EXPECT_EQ(TextColumn(row, "host"), std::string(kHost));
+  EXPECT_EQ(TextColumn(row, "cluster_name"), "c1@file#default");
+  EXPECT_EQ(IntegerColumn(row, "size_gib"), 3);
+
+  std::vector<std::string> topics = publisher_.PublishedTopics();
+  ASSERT_EQ(topics.size(), published_before + 1);
+  EXPECT_EQ(topics.back(), "volume.c1@file");
+  EXPECT_EQ(broker_->ReadyCount("scheduler"), scheduled_before);
+  std::optional<ports::Delivery> job = TakeJob("volume.c1@file");
+  ASSERT_TRUE(job.has_value());
+  auto message = JobMessage::FromJson(job->payload);
+  ASSERT_TRUE(message.has_value()) << job->payload;
+  EXPECT_EQ(message->operation, domain::Operation::kCreateVolume);
+  EXPECT_EQ(message->resource_id, id);
+  EXPECT_EQ(TextColumn(row, "operation_id"), message->operation_id);
+  // Shown in the detail view and on a later show too.
+  EXPECT_EQ(Body(Get(VolumesPath() + "/" + id))["volume"]["snapshot_id"], json(snapshot_id));
+
+  // A larger size is fine.
+  json larger = {{"volume", {{"snapshot_id", snapshot_id}, {"size", 5}}}};
+  ports::HttpResponse grown = Send(Request("POST", VolumesPath(), larger.dump()));
+  ASSERT_EQ(grown.status, 202) << grown.body;
+  EXPECT_EQ(Body(grown)["volume"].value("size", 0), 5);
+}
+
+TEST_F(VolumesApiTest, CreateFromASourceVolumeTakesItsSizeAndGoesStraightToItsBackEnd) {
+  std::string source = AvailableVolume("source", 4);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+  std::size_t scheduled_before = broker_->ReadyCount("scheduler");
+
+  json request = {{"volume", {{"source_volid", source}}}};
+  ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+
+  ASSERT_EQ(response.status, 202) << response.body;
+  json volume = Body(response)["volume"];
+  std::string id = volume.value("id", "");
+  EXPECT_EQ(volume.value("size", 0), 4);
+  EXPECT_EQ(volume["source_volid"], json(source));
+  EXPECT_TRUE(volume["snapshot_id"].is_null());
+  ports::Row row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "source_volid"), source);
+  EXPECT_EQ(TextColumn(row, "host"), std::string(kHost));
+  EXPECT_EQ(TextColumn(row, "cluster_name"), std::nullopt);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
+  EXPECT_EQ(publisher_.PublishedTopics().back(), "volume.h@file");
+  EXPECT_EQ(broker_->ReadyCount("scheduler"), scheduled_before);
+  std::optional<ports::Delivery> job = TakeJob("volume.h@file");
+  ASSERT_TRUE(job.has_value());
+  auto message = JobMessage::FromJson(job->payload);
+  ASSERT_TRUE(message.has_value());
+  EXPECT_EQ(message->resource_id, id);
+  // Cloning reads the source; it does not change it.
+  EXPECT_EQ(TextColumn(ReadRow(source), "status"), "available");
+}
+
+TEST_F(VolumesApiTest, CreateSmallerThanItsSnapshotIsRefusedWithCindersMessage) {
+  std::string source = AvailableVolume("source", 3);
+  std::string snapshot_id = InsertSnapshot(source, /*deleted=*/false, 3);
+  std::size_t rows_before = RowCount();
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  json request = {{"volume", {{"snapshot_id", snapshot_id}, {"size", 2}}}};
+  ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+
+  ExpectFault(response, 400, "badRequest");
+  EXPECT_EQ(Body(response)["badRequest"].value("message", ""),
+            "Invalid input received: Volume size '2'GB cannot be smaller than the snapshot size "
+            "3GB. They must be >= original snapshot size.");
+  EXPECT_EQ(RowCount(), rows_before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+// Cinder's text (cinder/volume/flows/api/create_volume.py, validate_source_size) has no "the"
+// and two spaces before the size.
+TEST_F(VolumesApiTest, CreateSmallerThanItsSourceVolumeIsRefusedWithCindersMessage) {
+  std::string source = AvailableVolume("source", 3);
+  std::size_t rows_before = RowCount();
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  json request = {{"volume", {{"source_volid", source}, {"size", 2}}}};
+  ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+
+  ExpectFault(response, 400, "badRequest");
+  EXPECT_EQ(Body(response)["badRequest"].value("message", ""),
+            "Invalid input received: Volume size '2'GB cannot be smaller than original volume "
+            "size  3GB. They must be >= original volume size.");
+  EXPECT_EQ(RowCount(), rows_before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+TEST_F(VolumesApiTest, CreateFromAnUnknownOrAnotherProjectsSourceIsNotFound) {
+  std::string theirs = CreateVolume("theirs");
+  SetColumns(theirs,
+             {{"project_id", std::string(kOtherProject)},
+              {"status", "available"},
+              {"host", std::string(kHost)}});
+  std::string their_snapshot =
+      InsertSnapshot(theirs, /*deleted=*/false, 1, "available", kOtherProject);
+  std::string gone = AvailableVolume("gone");
+  SetColumns(gone, {{"status", "deleted"}, {"deleted", std::int64_t{1}}});
+  std::string gone_snapshot = InsertSnapshot(AvailableVolume("has-gone-snapshot"), true);
+  std::size_t rows_before = RowCount();
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  for (const std::string& id : {NewUuid(), their_snapshot, gone_snapshot}) {
+    SCOPED_TRACE("snapshot " + id);
+    json request = {{"volume", {{"size", 1}, {"snapshot_id", id}}}};
+    ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+    ExpectFault(response, 404, "itemNotFound");
+    EXPECT_EQ(Body(response)["itemNotFound"].value("message", ""),
+              "Snapshot " + id + " could not be found.");
+  }
+  for (const std::string& id : {NewUuid(), theirs, gone}) {
+    SCOPED_TRACE("volume " + id);
+    json request = {{"volume", {{"source_volid", id}}}};
+    ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+    ExpectFault(response, 404, "itemNotFound");
+    EXPECT_EQ(Body(response)["itemNotFound"].value("message", ""),
+              "Volume " + id + " could not be found.");
+  }
+  for (const char* body :
+       {R"({"volume": {"snapshot_id": 5}})", R"({"volume": {"source_volid": ["x"]}})"}) {
+    SCOPED_TRACE(body);
+    ExpectFault(Send(Request("POST", VolumesPath(), body)), 400, "badRequest");
+  }
+  EXPECT_EQ(RowCount(), rows_before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+TEST_F(VolumesApiTest, CreateFromASourceThatIsNotAvailableIsRefused) {
+  std::string source = AvailableVolume("source", 2);
+  std::vector<std::string> snapshots = {
+      InsertSnapshot(source, /*deleted=*/false, 2, "creating_queued"),
+      InsertSnapshot(source, /*deleted=*/false, 2, "creating"),
+      InsertSnapshot(source, /*deleted=*/false, 2, "error"),
+      InsertSnapshot(source, /*deleted=*/false, 2, "deleting_queued"),
+  };
+  std::vector<std::string> volumes = {CreateVolume("unscheduled")};
+  for (VolumeStatus status : {VolumeStatus::kCreating,
+                              VolumeStatus::kError,
+                              VolumeStatus::kExtendingQueued,
+                              VolumeStatus::kDeletingQueued}) {
+    std::string id = CreateVolume("not-available");
+    SetStatus(id, status);
+    volumes.push_back(id);
+  }
+  std::size_t rows_before = RowCount();
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  for (const std::string& id : snapshots) {
+    SCOPED_TRACE("snapshot " + id);
+    json request = {{"volume", {{"snapshot_id", id}}}};
+    ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+    ExpectFault(response, 400, "badRequest");
+    EXPECT_EQ(Body(response)["badRequest"].value("message", "").rfind("Invalid snapshot: ", 0), 0u)
+        << response.body;
+  }
+  for (const std::string& id : volumes) {
+    SCOPED_TRACE("volume " + id);
+    json request = {{"volume", {{"source_volid", id}, {"size", 5}}}};
+    ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+    ExpectFault(response, 400, "badRequest");
+    EXPECT_EQ(Body(response)["badRequest"].value("message", "").rfind("Invalid volume: ", 0), 0u)
+        << response.body;
+  }
+  EXPECT_EQ(RowCount(), rows_before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -669,7 +907,7 @@ TEST_F(VolumesApiTest, FailFastRefusesADeleteWhileTheVolumesWriteLockIsHeld) {
   VolumesApiOptions options;
   options.fail_fast_locks = &locks;
   VolumesApi fast_volumes(store_, publisher_, clock_, options);
-  ApiService fast(fast_volumes, services_api_);
+  ApiService fast(fast_volumes, snapshots_, attachments_, backups_, services_api_);
   std::string id = CreateVolume("busy");
   SetStatus(id, VolumeStatus::kAvailable);
   ports::Row before = ReadRow(id);
@@ -694,10 +932,25 @@ TEST_F(VolumesApiTest, DeleteOfAVolumeWithALiveSnapshotIsRefused) {
   ports::Row before = ReadRow(id);
   std::size_t published_before = publisher_.PublishedTopics().size();
 
+  ports::HttpResponse refused = Send(Request("DELETE", VolumesPath() + "/" + id));
+
+  ExpectFault(refused, 400, "badRequest");
+  EXPECT_NE(Body(refused)["badRequest"].value("message", "").find("dependent snapshots"),
+            std::string::npos)
+      << refused.body;
+  EXPECT_TRUE(ReadRow(id) == before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+// A snapshot still being created depends on the volume as much as an available one.
+TEST_F(VolumesApiTest, DeleteOfAVolumeWithASnapshotBeingCreatedIsRefused) {
+  std::string id = AvailableVolume("snapshot-underway");
+  InsertSnapshot(id, /*deleted=*/false, 1, "creating_queued");
+  ports::Row before = ReadRow(id);
+
   ExpectFault(Send(Request("DELETE", VolumesPath() + "/" + id)), 400, "badRequest");
 
   EXPECT_TRUE(ReadRow(id) == before);
-  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
 }
 
 TEST_F(VolumesApiTest, DeleteIgnoresDeletedSnapshots) {
@@ -721,6 +974,354 @@ TEST_F(VolumesApiTest, DeleteOfAnUnscheduledErrorVolumeRetiresItAtOnce) {
   EXPECT_EQ(IntegerColumn(row, "deleted"), 1);
   EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
   ExpectFault(Get(VolumesPath() + "/" + id), 404, "itemNotFound");
+}
+
+TEST_F(VolumesApiTest, DeleteIsRefusedWhileACloneIsBeingCreatedAndAllowedOnceItIsAvailable) {
+  std::string source = AvailableVolume("source", 2);
+  ports::HttpResponse cloned =
+      Send(Request("POST", VolumesPath(), json({{"volume", {{"source_volid", source}}}}).dump()));
+  ASSERT_EQ(cloned.status, 202) << cloned.body;
+  std::string clone = Body(cloned)["volume"].value("id", "");
+
+  for (VolumeStatus status : {VolumeStatus::kCreatingQueued, VolumeStatus::kCreating}) {
+    SCOPED_TRACE(std::string(domain::StoredName(status)));
+    SetStatus(clone, status);
+    ports::Row before = ReadRow(source);
+    std::size_t published_before = publisher_.PublishedTopics().size();
+    ports::HttpResponse refused = Send(Request("DELETE", VolumesPath() + "/" + source));
+    ExpectFault(refused, 400, "badRequest");
+    EXPECT_NE(Body(refused)["badRequest"].value("message", "").find("being created"),
+              std::string::npos)
+        << refused.body;
+    // Forcing does not skip it: the clone would read a volume being deleted.
+    ExpectFault(Action(source, {{"os-force_delete", json::object()}}), 400, "badRequest");
+    EXPECT_TRUE(ReadRow(source) == before);
+    EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+  }
+
+  SetStatus(clone, VolumeStatus::kAvailable);
+  EXPECT_EQ(Send(Request("DELETE", VolumesPath() + "/" + source)).status, 202);
+  EXPECT_EQ(TextColumn(ReadRow(source), "status"), "deleting_queued");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions: os-extend
+
+TEST_F(VolumesApiTest, ExtendQueuesAJobAndShowsTheVolumeExtending) {
+  std::string id = AvailableVolume("grow", 2);
+  std::optional<std::string> create_operation = TextColumn(ReadRow(id), "operation_id");
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  ports::HttpResponse extended = Action(id, {{"os-extend", {{"new_size", 5}}}});
+
+  EXPECT_EQ(extended.status, 202) << extended.body;
+  EXPECT_TRUE(extended.body.empty()) << extended.body;
+  ports::Row row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "status"), "extending_queued");
+  EXPECT_EQ(IntegerColumn(row, "pending_size_gib"), 5);
+  EXPECT_EQ(IntegerColumn(row, "size_gib"), 2) << "the size changes when the back-end is done";
+  std::optional<std::string> operation_id = TextColumn(row, "operation_id");
+  ASSERT_TRUE(operation_id.has_value());
+  EXPECT_NE(operation_id, create_operation);
+  json shown = Body(Get(VolumesPath() + "/" + id))["volume"];
+  EXPECT_EQ(shown.value("status", ""), "extending");
+  EXPECT_EQ(shown.value("size", 0), 2);
+
+  ASSERT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
+  EXPECT_EQ(publisher_.PublishedTopics().back(), "volume.h@file");
+  std::optional<ports::Delivery> job = TakeJob("volume.h@file");
+  ASSERT_TRUE(job.has_value());
+  auto message = JobMessage::FromJson(job->payload);
+  ASSERT_TRUE(message.has_value()) << job->payload;
+  EXPECT_EQ(message->operation, domain::Operation::kExtendVolume);
+  EXPECT_EQ(message->resource_id, id);
+  EXPECT_EQ(message->operation_id, *operation_id);
+
+  // A second extend while the first is queued is refused and queues nothing.
+  ExpectFault(Action(id, {{"os-extend", {{"new_size", 6}}}}), 400, "badRequest");
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
+  EXPECT_EQ(IntegerColumn(ReadRow(id), "pending_size_gib"), 5);
+}
+
+TEST_F(VolumesApiTest, ExtendToASizeNotLargerIsRefusedWithCindersMessage) {
+  std::string id = AvailableVolume("same", 2);
+  ports::Row before = ReadRow(id);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  ports::HttpResponse same = Action(id, {{"os-extend", {{"new_size", 2}}}});
+  ExpectFault(same, 400, "badRequest");
+  EXPECT_EQ(Body(same)["badRequest"].value("message", ""),
+            "Invalid input received: New size for extend must be greater than current size. "
+            "(current: 2, extended: 2).");
+  ExpectFault(Action(id, {{"os-extend", {{"new_size", 1}}}}), 400, "badRequest");
+
+  EXPECT_TRUE(ReadRow(id) == before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+TEST_F(VolumesApiTest, ExtendRefusesSizesThatAreNotPositiveIntegers) {
+  std::string id = AvailableVolume("bad-size", 2);
+  ports::Row before = ReadRow(id);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  for (const json& argument : {json({{"new_size", "abc"}}),
+                               json({{"new_size", 2.5}}),
+                               json({{"new_size", true}}),
+                               json({{"new_size", nullptr}}),
+                               json({{"new_size", 0}}),
+                               json({{"new_size", -3}}),
+                               json({{"new_size", 1000000000000}}),
+                               json({{"size", 5}}),
+                               json::object(),
+                               json(nullptr)}) {
+    SCOPED_TRACE(argument.dump());
+    ExpectFault(Action(id, {{"os-extend", argument}}), 400, "badRequest");
+  }
+  EXPECT_TRUE(ReadRow(id) == before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+TEST_F(VolumesApiTest, ExtendRefusesAVolumeThatIsNotAvailable) {
+  std::vector<std::string> volumes = {CreateVolume("unscheduled")};
+  for (VolumeStatus status : {VolumeStatus::kCreating,
+                              VolumeStatus::kError,
+                              VolumeStatus::kErrorExtending,
+                              VolumeStatus::kExtending,
+                              VolumeStatus::kDeletingQueued}) {
+    std::string id = CreateVolume("busy");
+    SetStatus(id, status);
+    volumes.push_back(id);
+  }
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  for (const std::string& id : volumes) {
+    SCOPED_TRACE(id);
+    ports::Row before = ReadRow(id);
+    ports::HttpResponse refused = Action(id, {{"os-extend", {{"new_size", 9}}}});
+    ExpectFault(refused, 400, "badRequest");
+    EXPECT_NE(Body(refused)["badRequest"].value("message", "").find("must be available"),
+              std::string::npos)
+        << refused.body;
+    EXPECT_TRUE(ReadRow(id) == before);
+  }
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+TEST_F(VolumesApiTest, ExtendOfAnUnknownOrAnotherProjectsVolumeIsNotFound) {
+  std::string theirs = CreateVolume("theirs");
+  SetColumns(theirs,
+             {{"project_id", std::string(kOtherProject)},
+              {"status", "available"},
+              {"host", std::string(kHost)}});
+  ports::Row before = ReadRow(theirs);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  ExpectFault(Action(theirs, {{"os-extend", {{"new_size", 9}}}}), 404, "itemNotFound");
+  ExpectFault(Action(NewUuid(), {{"os-extend", {{"new_size", 9}}}}), 404, "itemNotFound");
+
+  EXPECT_TRUE(ReadRow(theirs) == before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions: os-reset_status, os-force_delete, unknown actions
+
+TEST_F(VolumesApiTest, ResetStatusSetsStatusesAtRestAndAttachAndMigrationStatus) {
+  std::string id = AvailableVolume("stuck", 2);
+  ASSERT_EQ(Action(id, {{"os-extend", {{"new_size", 4}}}}).status, 202);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  ports::HttpResponse reset = Action(id, {{"os-reset_status", {{"status", "error_extending"}}}});
+  EXPECT_EQ(reset.status, 202) << reset.body;
+  ports::Row row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "status"), "error_extending");
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(row.at("pending_size_gib")))
+      << "a reset ends the pending extend";
+  EXPECT_EQ(IntegerColumn(row, "size_gib"), 2);
+
+  for (const char* status : {"available", "error", "error_deleting", "error_extending"}) {
+    SCOPED_TRACE(status);
+    EXPECT_EQ(Action(id, {{"os-reset_status", {{"status", status}}}}).status, 202);
+    EXPECT_EQ(TextColumn(ReadRow(id), "status"), status);
+  }
+
+  EXPECT_EQ(Action(id, {{"os-reset_status", {{"attach_status", "attached"}}}}).status, 202);
+  EXPECT_EQ(TextColumn(ReadRow(id), "attach_status"), "attached");
+  EXPECT_EQ(TextColumn(ReadRow(id), "status"), "error_extending") << "status left alone";
+  ExpectFault(Send(Request("DELETE", VolumesPath() + "/" + id)), 400, "badRequest");
+  EXPECT_EQ(Action(id, {{"os-reset_status", {{"attach_status", "detached"}}}}).status, 202);
+  EXPECT_EQ(TextColumn(ReadRow(id), "attach_status"), "detached");
+
+  EXPECT_EQ(Action(id, {{"os-reset_status", {{"migration_status", "migrating"}}}}).status, 202);
+  EXPECT_EQ(TextColumn(ReadRow(id), "migration_status"), "migrating");
+  ExpectFault(Send(Request("DELETE", VolumesPath() + "/" + id)), 400, "badRequest");
+  EXPECT_EQ(Action(id, {{"os-reset_status", {{"migration_status", "none"}}}}).status, 202);
+  EXPECT_EQ(TextColumn(ReadRow(id), "migration_status"), std::nullopt) << "none clears it";
+
+  ports::HttpResponse all = Action(
+      id,
+      {{"os-reset_status",
+        {{"status", "available"}, {"attach_status", "detached"}, {"migration_status", "error"}}}});
+  EXPECT_EQ(all.status, 202) << all.body;
+  row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "status"), "available");
+  EXPECT_EQ(TextColumn(row, "migration_status"), "error");
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before) << "a reset queues no job";
+}
+
+TEST_F(VolumesApiTest, ResetStatusRefusesValuesItCannotSet) {
+  std::string id = AvailableVolume("kept");
+  ports::Row before = ReadRow(id);
+
+  for (const json& argument : {json({{"status", "creating"}}),
+                               json({{"status", "creating_queued"}}),
+                               json({{"status", "extending"}}),
+                               json({{"status", "deleting"}}),
+                               json({{"status", "deleted"}}),
+                               json({{"status", "in-use"}}),
+                               json({{"status", "bogus"}}),
+                               json({{"status", 1}}),
+                               json({{"attach_status", "attaching"}}),
+                               json({{"migration_status", "bogus"}}),
+                               json({{"status", "error"}, {"size", "5"}}),
+                               json({{"status", "error"}, {"attach_status", "bogus"}}),
+                               json::object(),
+                               json(nullptr)}) {
+    SCOPED_TRACE(argument.dump());
+    ExpectFault(Action(id, {{"os-reset_status", argument}}), 400, "badRequest");
+  }
+  EXPECT_TRUE(ReadRow(id) == before);
+  ExpectFault(Action(NewUuid(), {{"os-reset_status", {{"status", "error"}}}}), 404, "itemNotFound");
+}
+
+TEST_F(VolumesApiTest, AdminActionsAreForbiddenToOthers) {
+  std::string id = AvailableVolume("guarded");
+  SetStatus(id, VolumeStatus::kError);
+  ports::Row before = ReadRow(id);
+  RequestContext member = Context(kMinMicroversion, /*is_admin=*/false);
+
+  for (const json& body : {json({{"os-reset_status", {{"status", "available"}}}}),
+                           json({{"os-force_delete", json::object()}})}) {
+    SCOPED_TRACE(body.dump());
+    ExpectFault(volumes_.Action(
+                    member, Request("POST", VolumesPath() + "/" + id + "/action", body.dump()), id),
+                403,
+                "forbidden");
+  }
+  ExpectFault(volumes_.Delete(Context(Microversion{3, 23}, /*is_admin=*/false),
+                              Request("DELETE", VolumesPath() + "/" + id, "", {{"force", "true"}}),
+                              id),
+              403,
+              "forbidden");
+  EXPECT_TRUE(ReadRow(id) == before);
+  // os-extend is not an admin action.
+  SetStatus(id, VolumeStatus::kAvailable);
+  EXPECT_EQ(volumes_
+                .Action(member,
+                        Request("POST",
+                                VolumesPath() + "/" + id + "/action",
+                                json({{"os-extend", {{"new_size", 2}}}}).dump()),
+                        id)
+                .status,
+            202);
+}
+
+TEST_F(VolumesApiTest, ForceDeleteTakesAVolumeInAnyStatusButDeleting) {
+  for (VolumeStatus status : {VolumeStatus::kCreating,
+                              VolumeStatus::kExtendingQueued,
+                              VolumeStatus::kExtending,
+                              VolumeStatus::kErrorExtending,
+                              VolumeStatus::kErrorDeleting,
+                              VolumeStatus::kAvailable}) {
+    SCOPED_TRACE(std::string(domain::StoredName(status)));
+    std::string id = CreateVolume("forced");
+    SetStatus(id, status);
+    std::size_t published_before = publisher_.PublishedTopics().size();
+    // Action bodies without parameters take any value: cinderclient sends {}, openstacksdk null.
+    ports::HttpResponse forced = Action(
+        id,
+        {{"os-force_delete", status == VolumeStatus::kCreating ? json(nullptr) : json::object()}});
+    EXPECT_EQ(forced.status, 202) << forced.body;
+    ports::Row row = ReadRow(id);
+    EXPECT_EQ(TextColumn(row, "status"), "deleting_queued");
+    ASSERT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
+    std::optional<ports::Delivery> job = TakeJob("volume.h@file");
+    ASSERT_TRUE(job.has_value());
+    auto message = JobMessage::FromJson(job->payload);
+    ASSERT_TRUE(message.has_value());
+    EXPECT_EQ(message->operation, domain::Operation::kDeleteVolume);
+    EXPECT_EQ(message->resource_id, id);
+    EXPECT_EQ(TextColumn(row, "operation_id"), message->operation_id);
+  }
+
+  // Never scheduled: retired at once, as a plain delete would.
+  std::string unscheduled = CreateVolume("unscheduled");
+  EXPECT_EQ(Action(unscheduled, {{"os-force_delete", json::object()}}).status, 202);
+  EXPECT_EQ(IntegerColumn(ReadRow(unscheduled), "deleted"), 1);
+
+  for (VolumeStatus status : {VolumeStatus::kDeletingQueued, VolumeStatus::kDeleting}) {
+    SCOPED_TRACE(std::string(domain::StoredName(status)));
+    std::string id = CreateVolume("deleting");
+    SetStatus(id, status);
+    ports::Row before = ReadRow(id);
+    std::size_t published_before = publisher_.PublishedTopics().size();
+    ExpectFault(Action(id, {{"os-force_delete", json::object()}}), 400, "badRequest");
+    EXPECT_TRUE(ReadRow(id) == before);
+    EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+  }
+
+  // Nor does force skip the snapshots check.
+  std::string with_snapshot = CreateVolume("with-snapshot");
+  SetStatus(with_snapshot, VolumeStatus::kError);
+  InsertSnapshot(with_snapshot, /*deleted=*/false);
+  ExpectFault(Action(with_snapshot, {{"os-force_delete", json::object()}}), 400, "badRequest");
+  EXPECT_EQ(TextColumn(ReadRow(with_snapshot), "status"), "error");
+}
+
+// DELETE ?force=true is a forced delete from 3.23 (admin); below it the parameter is ignored.
+TEST_F(VolumesApiTest, DeleteWithForceIsAForceDeleteFromThreeTwentyThree) {
+  auto at = [this](const std::string& id, const std::string& force, const char* version) {
+    ports::HttpRequest request =
+        Request("DELETE", VolumesPath() + "/" + id, "", {{"force", force}});
+    request.headers.emplace_back("OpenStack-API-Version", version);
+    return Send(request);
+  };
+  std::string id = CreateVolume("forced-by-query");
+  SetStatus(id, VolumeStatus::kCreating);
+  ports::Row before = ReadRow(id);
+  std::size_t published_before = publisher_.PublishedTopics().size();
+
+  ExpectFault(at(id, "true", "volume 3.0"), 400, "badRequest");
+  ExpectFault(at(id, "true", "volume 3.22"), 400, "badRequest");
+  ExpectFault(at(id, "false", "volume 3.23"), 400, "badRequest");
+  EXPECT_TRUE(ReadRow(id) == before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+
+  ports::HttpResponse forced = at(id, "true", "volume 3.23");
+  EXPECT_EQ(forced.status, 202) << forced.body;
+  EXPECT_EQ(TextColumn(ReadRow(id), "status"), "deleting_queued");
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
+  // Refused once deleting, like os-force_delete.
+  ExpectFault(at(id, "true", "volume 3.23"), 400, "badRequest");
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
+}
+
+TEST_F(VolumesApiTest, UnknownOrMalformedActionsAreBadRequests) {
+  std::string id = AvailableVolume("acted-on");
+  ports::Row before = ReadRow(id);
+  const std::string path = VolumesPath() + "/" + id + "/action";
+  for (const char* body : {"{not json",
+                           "[]",
+                           "{}",
+                           R"({"os-bogus": {}})",
+                           R"({"os-extend": {"new_size": 5}, "os-force_delete": {}})"}) {
+    SCOPED_TRACE(body);
+    ExpectFault(Send(Request("POST", path, body)), 400, "badRequest");
+  }
+  ports::HttpResponse unknown = Send(Request("POST", path, R"({"os-bogus": {}})"));
+  EXPECT_EQ(Body(unknown)["badRequest"].value("message", ""), "There is no such action: os-bogus");
+  EXPECT_TRUE(ReadRow(id) == before);
+  EXPECT_EQ(Send(Request("GET", path)).status, 405);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,16 +14,37 @@
 
 namespace clinker::domain {
 
-// Operations a job can carry. Each reads or writes the resource it is about.
-enum class Operation { kCreateVolume, kDeleteVolume };
+// The kinds of resource a job works on; each kind has its own table and statuses.
+enum class ResourceKind { kVolume, kSnapshot, kAttachment, kBackup };
+
+// Operations a job can carry. Each writes the resource it is about (its "target": the new volume
+// of a create, the snapshot of a snapshot create) and may read another one (its "source": the
+// volume or snapshot a volume is cloned from, the volume a snapshot is taken of).
+enum class Operation {
+  kCreateVolume,  // Blank, or a clone of a volume or a snapshot (the volume row names which).
+  kDeleteVolume,
+  kExtendVolume,
+  kCreateSnapshot,
+  kDeleteSnapshot,
+  kAttachVolume,  // Target: the attachment; exports the volume to the attachment's connector.
+  kDetachVolume,  // Target: the attachment; ends the export, then the attachment is gone.
+  kCreateBackup,  // Target: the backup; source: its volume.
+  kDeleteBackup,
+  kRestoreBackup,  // Target: the volume written; source: the backup.
+};
 
 enum class Access { kRead, kWrite };
 
+std::span<const Operation> AllOperations();
 std::string_view OperationName(Operation operation);
 std::optional<Operation> ParseOperation(std::string_view name);
+// How the operation uses its target. Every operation so far writes it; reads of a source are
+// decided with Access::kRead explicitly (DecideJob in stuck_job.h).
 Access AccessOf(Operation operation);
+ResourceKind TargetKindOf(Operation operation);
 // True for operations that may be redone from the start when a node died in the middle of them
-// (the design's "deleting, attaching or detaching"): they converge to the same end state.
+// (the design's "deleting, attaching or detaching", and extending): they converge to the same
+// end state.
 bool IsRedoable(Operation operation);
 
 enum class Phase {
@@ -42,32 +63,142 @@ enum class VolumeStatus {
   kDeleted,
   kError,
   kErrorDeleting,
+  kExtendingQueued,
+  kExtending,
+  kErrorExtending,
+  // Attach statuses: derived from the volume's attachments (attached > attaching > detaching >
+  // reserved), never an operation of the volume itself, so all at rest for the stuck-job rules.
+  kReserved,
+  kAttaching,
+  kInUse,
+  kDetaching,
+  // A backup reads the volume (at rest for the rules: the job's target is the backup).
+  kBackingUp,
+  kRestoringQueued,
+  kRestoring,
+  kErrorRestoring,
 };
 
-struct VolumeStatusInfo {
-  VolumeStatus status;
+enum class BackupStatus {
+  kCreatingQueued,
+  kCreating,
+  kAvailable,
+  kDeletingQueued,
+  kDeleting,
+  kDeleted,
+  kError,
+  kErrorDeleting,
+  kRestoring,  // Being read by a restore (at rest: the restore's target is the volume).
+};
+
+enum class AttachmentStatus {
+  kReserved,         // Created, no connector yet.
+  kAttachingQueued,  // A connector was given; the export job is queued.
+  kConnecting,       // A node is exporting the volume.
+  kAttaching,        // Exported; connection_info is ready; waiting for os-complete.
+  kAttached,
+  kDetachingQueued,
+  kDetaching,
+  kDetached,  // Gone (soft-deleted row).
+  kErrorAttaching,
+  kErrorDetaching,
+};
+
+enum class SnapshotStatus {
+  kCreatingQueued,
+  kCreating,
+  kAvailable,
+  kDeletingQueued,
+  kDeleting,
+  kDeleted,
+  kError,
+  kErrorDeleting,
+};
+
+template <class S>
+struct StatusInfo {
+  S status{};
   std::string_view stored;  // Kept in the database.
   std::string_view api;     // Shown through the API.
-  Phase phase;
+  Phase phase = Phase::kAtRest;
   std::optional<Operation> operation;  // The operation queued or under way; none at rest.
 };
 
+using VolumeStatusInfo = StatusInfo<VolumeStatus>;
+using SnapshotStatusInfo = StatusInfo<SnapshotStatus>;
+using AttachmentStatusInfo = StatusInfo<AttachmentStatus>;
+using BackupStatusInfo = StatusInfo<BackupStatus>;
+
 std::span<const VolumeStatusInfo> AllVolumeStatuses();
+std::span<const SnapshotStatusInfo> AllSnapshotStatuses();
+std::span<const AttachmentStatusInfo> AllAttachmentStatuses();
+std::span<const BackupStatusInfo> AllBackupStatuses();
+const BackupStatusInfo& Describe(BackupStatus status);
+std::optional<BackupStatus> ParseStoredBackupStatus(std::string_view stored);
+std::vector<BackupStatus> BackupStatusesShownAs(std::string_view api_status);
+
+inline std::string_view StoredName(BackupStatus status) {
+  return Describe(status).stored;
+}
+
+inline std::string_view ApiName(BackupStatus status) {
+  return Describe(status).api;
+}
+
 const VolumeStatusInfo& Describe(VolumeStatus status);
+const SnapshotStatusInfo& Describe(SnapshotStatus status);
+const AttachmentStatusInfo& Describe(AttachmentStatus status);
 std::optional<VolumeStatus> ParseStoredVolumeStatus(std::string_view stored);
+std::optional<SnapshotStatus> ParseStoredSnapshotStatus(std::string_view stored);
+std::optional<AttachmentStatus> ParseStoredAttachmentStatus(std::string_view stored);
 
 inline std::string_view StoredName(VolumeStatus status) {
   return Describe(status).stored;
+}
+
+inline std::string_view StoredName(SnapshotStatus status) {
+  return Describe(status).stored;
+}
+
+inline std::string_view StoredName(AttachmentStatus status) {
+  return Describe(status).stored;
+}
+
+inline std::string_view ApiName(AttachmentStatus status) {
+  return Describe(status).api;
 }
 
 inline std::string_view ApiName(VolumeStatus status) {
   return Describe(status).api;
 }
 
+inline std::string_view ApiName(SnapshotStatus status) {
+  return Describe(status).api;
+}
+
 // Every internal status the API shows as `api_status` (for list filters); empty if none.
 std::vector<VolumeStatus> StatusesShownAs(std::string_view api_status);
+std::vector<SnapshotStatus> SnapshotStatusesShownAs(std::string_view api_status);
+std::vector<AttachmentStatus> AttachmentStatusesShownAs(std::string_view api_status);
 
-// The status a volume takes when the API queues `operation`, and when a node starts it.
+// A status of either kind, for code that handles every kind alike (the volume manager).
+struct StatusView {
+  std::string_view stored;
+  std::string_view api;
+  Phase phase = Phase::kAtRest;
+  std::optional<Operation> operation;
+};
+
+std::optional<StatusView> DescribeStored(ResourceKind kind, std::string_view stored);
+
+// The stored status the target of `operation` takes when the API queues it, when a node starts
+// it, when it succeeds, and when it fails on the back-end.
+std::string_view QueuedStatusOf(Operation operation);
+std::string_view InProgressStatusOf(Operation operation);
+std::string_view DoneStatusOf(Operation operation);
+std::string_view FailedStatusOf(Operation operation);
+
+// Typed forms for volume operations (asserts the operation targets a volume).
 VolumeStatus QueuedStatusFor(Operation operation);
 VolumeStatus InProgressStatusFor(Operation operation);
 

@@ -94,11 +94,13 @@ constexpr std::array kRules = {
             "the resource this job reads is deleted"},
 };
 
-bool Matches(const RuleRow& row, const ResourceState& resource, Operation job_operation) {
+bool Matches(const RuleRow& row,
+             const ResourceState& resource,
+             Operation job_operation,
+             Access access) {
   if (row.phase != resource.phase) {
     return false;
   }
-  Access access = AccessOf(job_operation);
   if (row.job_access == "read" && access != Access::kRead) {
     return false;
   }
@@ -111,7 +113,9 @@ bool Matches(const RuleRow& row, const ResourceState& resource, Operation job_op
       return false;
     }
   }
-  bool same_kind = resource.operation.has_value() && *resource.operation == job_operation;
+  // A job reading a resource never runs the resource's own operation on it.
+  bool same_kind = access == AccessOf(job_operation) && resource.operation.has_value() &&
+                   *resource.operation == job_operation;
   if (row.relation == "same") {
     return same_kind && (row.phase != Phase::kQueued || resource.same_operation_id);
   }
@@ -149,8 +153,12 @@ std::span<const RuleRow> StuckJobRules() {
 }
 
 JobDecision DecideJob(const ResourceState& resource, Operation job_operation) {
+  return DecideJob(resource, job_operation, AccessOf(job_operation));
+}
+
+JobDecision DecideJob(const ResourceState& resource, Operation job_operation, Access access) {
   for (const RuleRow& row : kRules) {
-    if (Matches(row, resource, job_operation)) {
+    if (Matches(row, resource, job_operation, access)) {
       return JobDecision{row.action, row.rule, row.why};
     }
   }

@@ -41,7 +41,12 @@ struct JobDecision {
   std::string_view why;  // Human-readable; goes to logs and error reasons.
 };
 
+// The decision for the job's target (the resource it writes): access is AccessOf(operation).
 JobDecision DecideJob(const ResourceState& resource, Operation job_operation);
+// The decision for a resource the job uses with `access`: for its source (a volume cloned, a
+// snapshot a volume is made from, a volume snapshotted), which it only reads, pass kRead. The
+// resource's operation is then never "the same" as the job's, so the rows for reads apply.
+JobDecision DecideJob(const ResourceState& resource, Operation job_operation, Access access);
 
 // One row of the table, for documentation and tests. `relation` is how the resource's operation
 // relates to the job's: "same", "same-other-id", "different", or "-" (none / not considered).

@@ -36,6 +36,10 @@ constexpr std::array kVolumeColumns = {
     // The largest fencing token (ports/lock_manager.h) under which a volume service changed this
     // volume; a write carrying an older one is refused (migration 3).
     ColumnSpec{"fencing_token", ColumnType::kInteger, true, ""},
+    // The size an extend queued or under way grows the volume to; NULL otherwise (migration 4).
+    ColumnSpec{"pending_size_gib", ColumnType::kInteger, true, ""},
+    // The backup a restore queued or under way writes into this volume; NULL otherwise.
+    ColumnSpec{"backup_id", ColumnType::kText, true, ""},
 };
 
 constexpr std::array kSnapshotColumns = {
@@ -50,6 +54,67 @@ constexpr std::array kSnapshotColumns = {
     ColumnSpec{"display_description", ColumnType::kText, true, ""},
     ColumnSpec{"metadata", ColumnType::kText, false, "{}"},
     ColumnSpec{"operation_id", ColumnType::kText, true, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+    // As volumes.fencing_token, for the snapshot's own lock (migration 4).
+    ColumnSpec{"fencing_token", ColumnType::kInteger, true, ""},
+};
+
+// One row per attachment of a volume to a host or instance (Cinder's volume_attachment), from
+// the reservation to the detach (soft-deleted then). `status` holds the internal attachment
+// status (domain/status.h); `connector` and `connection_info` are JSON objects; attach_mode is
+// "rw", "ro" or the string "null" when the request named none, as Cinder stores it.
+constexpr std::array kAttachmentColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"user_id", ColumnType::kText, false, ""},
+    ColumnSpec{"volume_id", ColumnType::kText, false, ""},
+    ColumnSpec{"status", ColumnType::kText, false, ""},
+    ColumnSpec{"status_reason", ColumnType::kText, true, ""},
+    ColumnSpec{"instance_uuid", ColumnType::kText, true, ""},
+    ColumnSpec{"attached_host", ColumnType::kText, true, ""},
+    ColumnSpec{"mountpoint", ColumnType::kText, true, ""},
+    ColumnSpec{"attach_mode", ColumnType::kText, false, "null"},
+    ColumnSpec{"connector", ColumnType::kText, true, ""},
+    ColumnSpec{"connection_info", ColumnType::kText, true, ""},
+    ColumnSpec{"operation_id", ColumnType::kText, true, ""},
+    ColumnSpec{"fencing_token", ColumnType::kInteger, true, ""},
+    ColumnSpec{"attach_time", ColumnType::kText, true, ""},
+    ColumnSpec{"detach_time", ColumnType::kText, true, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+// One row per backup of a volume. `status` holds the internal backup status (domain/status.h);
+// parent_id names the backup an incremental builds on; host / cluster_name are the back-end of
+// the volume when the backup was made (its jobs go there); restore_volume_id is the volume a
+// restore under way writes.
+constexpr std::array kBackupColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"user_id", ColumnType::kText, false, ""},
+    ColumnSpec{"volume_id", ColumnType::kText, false, ""},
+    ColumnSpec{"status", ColumnType::kText, false, ""},
+    ColumnSpec{"status_reason", ColumnType::kText, true, ""},
+    ColumnSpec{"size_gib", ColumnType::kInteger, false, "0"},
+    ColumnSpec{"display_name", ColumnType::kText, true, ""},
+    ColumnSpec{"display_description", ColumnType::kText, true, ""},
+    ColumnSpec{"container", ColumnType::kText, true, ""},
+    ColumnSpec{"availability_zone", ColumnType::kText, false, "nova"},
+    ColumnSpec{"parent_id", ColumnType::kText, true, ""},
+    ColumnSpec{"object_count", ColumnType::kInteger, false, "0"},
+    ColumnSpec{"stored_bytes", ColumnType::kInteger, false, "0"},
+    ColumnSpec{"metadata", ColumnType::kText, false, "{}"},
+    ColumnSpec{"restore_volume_id", ColumnType::kText, true, ""},
+    ColumnSpec{"host", ColumnType::kText, true, ""},
+    ColumnSpec{"cluster_name", ColumnType::kText, true, ""},
+    ColumnSpec{"operation_id", ColumnType::kText, true, ""},
+    ColumnSpec{"fencing_token", ColumnType::kInteger, true, ""},
+    ColumnSpec{"data_timestamp", ColumnType::kText, true, ""},
     ColumnSpec{"created_at", ColumnType::kText, false, ""},
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
@@ -104,6 +169,10 @@ std::string_view TableName(Table table) {
       return "services";
     case Table::kClusters:
       return "clusters";
+    case Table::kAttachments:
+      return "attachments";
+    case Table::kBackups:
+      return "backups";
   }
   return "volumes";
 }
@@ -118,6 +187,10 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kServiceColumns;
     case Table::kClusters:
       return kClusterColumns;
+    case Table::kAttachments:
+      return kAttachmentColumns;
+    case Table::kBackups:
+      return kBackupColumns;
   }
   return kVolumeColumns;
 }
@@ -223,6 +296,19 @@ Result<Value> DefaultValue(const ColumnSpec& spec) {
 
 }  // namespace
 
+Result<void> CheckGuard(const Guard& guard) {
+  CLINKER_RETURN_IF_ERROR(RequireColumn(guard.table, guard.column));
+  for (const Expectation& expectation : guard.where) {
+    CLINKER_RETURN_IF_ERROR(CheckExpectation(guard.table, expectation));
+    if (expectation.kind == Expectation::Kind::kNullOrAtMost) {
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          "a guard cannot hold a NullOrAtMost expectation (on " + expectation.column + ")");
+    }
+  }
+  return {};
+}
+
 Result<Row> CompleteRow(Table table, const Row& row) {
   for (const auto& [name, value] : row) {
     CLINKER_RETURN_IF_ERROR(CheckValue(table, name, value));
@@ -288,8 +374,8 @@ Expectation Expectation::NullOrAtMost(std::string column, std::int64_t value) {
   return Expectation{std::move(column), Kind::kNullOrAtMost, {Value(value)}};
 }
 
-Guard Guard::NoLiveRowReferences(Table table, std::string column) {
-  return Guard{table, std::move(column)};
+Guard Guard::NoLiveRowReferences(Table table, std::string column, std::vector<Expectation> where) {
+  return Guard{table, std::move(column), std::move(where)};
 }
 
 }  // namespace clinker::ports

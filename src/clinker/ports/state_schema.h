@@ -44,6 +44,10 @@ Result<const ColumnSpec*> RequireColumn(Table table, std::string_view column);
 // the wrong type.
 Result<void> CheckExpectation(Table table, const Expectation& expectation);
 
+// kInvalidArgument for a guard on an unknown column, or with a `where` expectation that
+// CheckExpectation refuses or of kind kNullOrAtMost.
+Result<void> CheckGuard(const Guard& guard);
+
 // The row as stored: every column of the table, from `row`, else NULL where nullable, else the
 // column's default. kInvalidArgument for an unknown column, a bad value, an empty or missing
 // id, or a missing required column without a default.

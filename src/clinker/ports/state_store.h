@@ -32,7 +32,7 @@ namespace clinker::ports {
 using Value = std::variant<std::monostate, std::int64_t, std::string>;
 using Row = std::map<std::string, Value, std::less<>>;
 
-enum class Table { kVolumes, kSnapshots, kServices, kClusters };
+enum class Table { kVolumes, kSnapshots, kServices, kClusters, kAttachments, kBackups };
 
 // One expected value of a conditional update or a filter of a list. All expectations of a call
 // must hold together (AND). NULL never equals anything: use kIsNull / kIsNotNull for it, and
@@ -56,13 +56,17 @@ struct Expectation {
 };
 
 // A condition on other rows, evaluated atomically with the update: "no live (deleted = 0) row of
-// `table` has `column` equal to the id of the row being updated". Example: no snapshot references
-// this volume.
+// `table` has `column` equal to the id of the row being updated" and, when `where` is not empty,
+// also matches every expectation in it. Examples: no snapshot references this volume; no volume
+// still being created from this volume (source_volid = id, status in the creating statuses).
 struct Guard {
   Table table = Table::kSnapshots;
   std::string column;
+  std::vector<Expectation> where;  // On the referencing row; kNullOrAtMost is not allowed here.
 
-  static Guard NoLiveRowReferences(Table table, std::string column);
+  static Guard NoLiveRowReferences(Table table,
+                                   std::string column,
+                                   std::vector<Expectation> where = {});
 };
 
 struct SortKey {

@@ -1,5 +1,9 @@
 #include "clinker/services/api_common.h"
 
+#include <algorithm>
+#include <array>
+#include <regex>
+
 namespace clinker::services {
 namespace {
 
@@ -65,6 +69,246 @@ HttpResponse FaultFromError(const Error& error) {
                    "operation.");
   }
   return Fault(500, "internal error");
+}
+
+// Request parsing shared by the resource handlers.
+
+using nlohmann::json;
+
+Error BadRequest(std::string message) {
+  return Error{ErrorCode::kInvalidArgument, std::move(message)};
+}
+
+Result<json> ParseBody(const HttpRequest& request, std::string_view root) {
+  json body = json::parse(request.body, nullptr, false);
+  if (body.is_discarded()) {
+    return tl::unexpected(BadRequest("Malformed request body"));
+  }
+  if (!body.is_object() || !body.contains(root) || !body[std::string(root)].is_object()) {
+    return tl::unexpected(
+        BadRequest("Missing required element '" + std::string(root) + "' in request body."));
+  }
+  return body[std::string(root)];
+}
+
+// A text field that may be absent, null or a string of at most 255 characters.
+Result<std::optional<std::string>> OptionalText(const json& object,
+                                                std::string_view key,
+                                                bool* present) {
+  *present = object.contains(key);
+  if (!*present || object[std::string(key)].is_null()) {
+    return std::optional<std::string>();
+  }
+  const json& value = object[std::string(key)];
+  if (!value.is_string()) {
+    return tl::unexpected(BadRequest("Invalid input for field/attribute " + std::string(key) +
+                                     ". Value: " + value.dump() + " is not of type 'string'"));
+  }
+  std::string text = value.get<std::string>();
+  if (text.size() > kMaxTextLength) {
+    return tl::unexpected(BadRequest("Invalid input for field/attribute " + std::string(key) +
+                                     ": longer than 255 characters"));
+  }
+  return std::optional<std::string>(std::move(text));
+}
+
+// `name` wins over its legacy alias `display_name` (likewise for descriptions).
+Result<std::optional<std::string>> AliasedText(const json& object,
+                                               std::string_view key,
+                                               std::string_view legacy_key,
+                                               bool* present) {
+  bool has_key = false;
+  CLINKER_ASSIGN_OR_RETURN(auto value, OptionalText(object, key, &has_key));
+  bool has_legacy = false;
+  CLINKER_ASSIGN_OR_RETURN(auto legacy, OptionalText(object, legacy_key, &has_legacy));
+  *present = has_key || has_legacy;
+  return has_key ? value : legacy;
+}
+
+Result<std::map<std::string, std::string>> ParseMetadata(const json& value) {
+  static const std::regex kKeyPattern("^[a-zA-Z0-9-_:. /]{1,255}$");
+  if (!value.is_object()) {
+    return tl::unexpected(BadRequest("Invalid input for field/attribute metadata. Value: " +
+                                     value.dump() + " is not of type 'object'"));
+  }
+  std::map<std::string, std::string> metadata;
+  for (const auto& [key, item] : value.items()) {
+    if (!std::regex_match(key, kKeyPattern)) {
+      return tl::unexpected(BadRequest("Invalid input for field/attribute metadata: key '" + key +
+                                       "' must be 1 to 255 characters of [a-zA-Z0-9-_:. /]"));
+    }
+    if (!item.is_string() || item.get<std::string>().size() > kMaxTextLength) {
+      return tl::unexpected(
+          BadRequest("Invalid input for field/attribute metadata: the value of '" + key +
+                     "' must be a string of at most 255 characters"));
+    }
+    metadata[key] = item.get<std::string>();
+  }
+  return metadata;
+}
+
+Result<std::int64_t> ParseSize(const json& value, std::int64_t max_size_gib) {
+  std::int64_t size = 0;
+  if (value.is_number_integer()) {
+    if (value.is_number_unsigned() && value.get<std::uint64_t>() > 0x7fffffffffffffffULL) {
+      size = -1;
+    } else {
+      size = value.get<std::int64_t>();
+    }
+  } else if (value.is_string() && !value.get<std::string>().empty() &&
+             value.get<std::string>().size() <= 18 &&
+             std::all_of(value.get<std::string>().begin(),
+                         value.get<std::string>().end(),
+                         [](char c) { return c >= '0' && c <= '9'; })) {
+    size = std::stoll(value.get<std::string>());
+  } else {
+    return tl::unexpected(BadRequest("Invalid input for field/attribute size. Value: " +
+                                     value.dump() + ". The size must be an integer"));
+  }
+  if (size <= 0) {
+    return tl::unexpected(BadRequest("Invalid input received: Volume size '" + value.dump() +
+                                     "' must be an integer and greater than 0"));
+  }
+  if (size > max_size_gib) {
+    return tl::unexpected(BadRequest("Invalid input received: Volume size " + std::to_string(size) +
+                                     " GiB exceeds the largest size " +
+                                     std::to_string(max_size_gib) + " GiB"));
+  }
+  return size;
+}
+
+bool TruthyParameter(std::string_view text) {
+  static constexpr std::array kTrue = {"1", "t", "true", "on", "y", "yes"};
+  std::string lowered(text);
+  std::transform(lowered.begin(), lowered.end(), lowered.begin(), [](unsigned char c) {
+    return static_cast<char>(std::tolower(c));
+  });
+  return std::find(kTrue.begin(), kTrue.end(), lowered) != kTrue.end();
+}
+
+Result<std::int64_t> ParseNonNegative(std::string_view name, const std::string& text) {
+  std::int64_t value = 0;
+  bool digits = !text.empty() && text.size() <= 18 &&
+                std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  bool negative =
+      text.size() > 1 && text[0] == '-' &&
+      std::all_of(text.begin() + 1, text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (negative) {
+    return tl::unexpected(BadRequest(std::string(name) + " param must be positive"));
+  }
+  if (!digits) {
+    return tl::unexpected(BadRequest(std::string(name) + " param must be an integer"));
+  }
+  value = std::stoll(text);
+  return value;
+}
+
+std::vector<std::string> SplitCommas(const std::string& text) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t comma = text.find(',', start);
+    if (comma == std::string::npos) {
+      comma = text.size();
+    }
+    std::string part = text.substr(start, comma - start);
+    part.erase(0, part.find_first_not_of(' '));
+    part.erase(part.find_last_not_of(' ') + 1);
+    parts.push_back(part);
+    start = comma + 1;
+  }
+  return parts;
+}
+
+Result<bool> ParseDirection(const std::string& direction) {
+  if (direction.empty() || direction == "desc") {
+    return false;
+  }
+  if (direction == "asc") {
+    return true;
+  }
+  return tl::unexpected(
+      BadRequest("Invalid sort direction '" + direction + "'; use 'asc' or 'desc'"));
+}
+
+// `sort=key1:asc,key2` (preferred) or the deprecated `sort_key` / `sort_dir`; never both.
+Result<std::vector<ports::SortKey>> ParseSort(
+    const HttpRequest& request,
+    const std::function<std::optional<std::string>(std::string_view)>& sort_column) {
+  std::string sort;
+  std::string sort_key;
+  std::string sort_dir;
+  bool has_sort = request.QueryValue("sort", &sort);
+  bool has_key = request.QueryValue("sort_key", &sort_key);
+  bool has_dir = request.QueryValue("sort_dir", &sort_dir);
+  if (has_sort && (has_key || has_dir)) {
+    return tl::unexpected(
+        BadRequest("The 'sort_key' and 'sort_dir' parameters are deprecated "
+                   "and cannot be used with the 'sort' parameter."));
+  }
+  std::vector<std::pair<std::string, std::string>> wanted;
+  if (has_sort) {
+    for (const std::string& item : SplitCommas(sort)) {
+      std::size_t colon = item.find(':');
+      wanted.emplace_back(item.substr(0, colon),
+                          colon == std::string::npos ? "" : item.substr(colon + 1));
+    }
+  } else if (has_key || has_dir) {
+    std::vector<std::string> keys = SplitCommas(has_key ? sort_key : "created_at");
+    std::vector<std::string> dirs = has_dir ? SplitCommas(sort_dir) : std::vector<std::string>{};
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      wanted.emplace_back(keys[i], i < dirs.size() ? dirs[i] : "");
+    }
+  } else {
+    wanted.emplace_back("created_at", "desc");
+  }
+  std::vector<ports::SortKey> keys;
+  for (const auto& [key, direction] : wanted) {
+    auto column = sort_column(key);
+    if (!column) {
+      return tl::unexpected(BadRequest("Invalid sort key '" + key + "'"));
+    }
+    CLINKER_ASSIGN_OR_RETURN(bool ascending, ParseDirection(direction));
+    keys.push_back(ports::SortKey{*column, ascending});
+  }
+  return keys;
+}
+
+json NullOr(const std::optional<std::string>& text) {
+  return text ? json(*text) : json(nullptr);
+}
+
+// Percent-encodes everything but RFC 3986 unreserved characters, for query strings.
+std::string UrlEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0x0f]);
+    }
+  }
+  return out;
+}
+
+// The query string of a "next" link: the request's own parameters with the marker replaced.
+std::string NextLink(const RequestContext& context,
+                     const HttpRequest& request,
+                     std::string_view collection,
+                     const std::string& last_id) {
+  std::string query;
+  for (const auto& [key, value] : request.query) {
+    if (key == "marker") {
+      continue;
+    }
+    query += UrlEncode(key) + "=" + UrlEncode(value) + "&";
+  }
+  query += "marker=" + UrlEncode(last_id);
+  return context.link_base + "/" + std::string(collection) + "?" + query;
 }
 
 }  // namespace clinker::services

@@ -1,14 +1,19 @@
 // Pieces shared by the API handlers: the request context, Cinder-shaped faults and JSON helpers.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "clinker/core/error.h"
 #include "clinker/ports/http_types.h"
+#include "clinker/ports/state_store.h"
 #include "clinker/services/microversion.h"
 
 namespace clinker::services {
@@ -37,5 +42,58 @@ HttpResponse Fault(int status, std::string_view message);
 HttpResponse FaultFromError(const Error& error);
 
 HttpResponse JsonResponse(int status, const nlohmann::json& body);
+
+// Input parsing shared by the resource handlers. Errors are kInvalidArgument with the message
+// Cinder gives (FaultFromError makes them 400).
+
+constexpr std::size_t kMaxTextLength = 255;
+
+Error BadRequest(std::string message);
+
+// The object under `root` of a JSON body ({"volume": {...}}).
+Result<nlohmann::json> ParseBody(const HttpRequest& request, std::string_view root);
+
+// A text field that may be absent, null or a string of at most 255 characters; *present says
+// whether the key was there.
+Result<std::optional<std::string>> OptionalText(const nlohmann::json& object,
+                                                std::string_view key,
+                                                bool* present);
+
+// `name` wins over its legacy alias `display_name` (likewise for descriptions).
+Result<std::optional<std::string>> AliasedText(const nlohmann::json& object,
+                                               std::string_view key,
+                                               std::string_view legacy_key,
+                                               bool* present);
+
+// String to string, keys as Cinder's schema allows, values at most 255 characters.
+Result<std::map<std::string, std::string>> ParseMetadata(const nlohmann::json& value);
+
+// A size in GiB: an integer or a digit string, 1 to max_size_gib.
+Result<std::int64_t> ParseSize(const nlohmann::json& value, std::int64_t max_size_gib);
+
+// oslo's bool_from_string for query parameters ("1", "true", "yes", ...).
+bool TruthyParameter(std::string_view text);
+
+// A non-negative decimal query parameter (limit, offset).
+Result<std::int64_t> ParseNonNegative(std::string_view name, const std::string& text);
+
+std::vector<std::string> SplitCommas(const std::string& text);
+
+// `sort=key1:asc,key2` (preferred) or the deprecated `sort_key` / `sort_dir`; never both.
+// `sort_column` maps an API sort key to its column (nullopt: not sortable).
+Result<std::vector<ports::SortKey>> ParseSort(
+    const HttpRequest& request,
+    const std::function<std::optional<std::string>(std::string_view)>& sort_column);
+
+nlohmann::json NullOr(const std::optional<std::string>& text);
+
+// Percent-encodes everything but RFC 3986 unreserved characters, for query strings.
+std::string UrlEncode(std::string_view text);
+
+// The href of a "next" link: the request's own parameters with the marker replaced.
+std::string NextLink(const RequestContext& context,
+                     const HttpRequest& request,
+                     std::string_view collection,
+                     const std::string& last_id);
 
 }  // namespace clinker::services

@@ -52,7 +52,8 @@ bool IsProjectId(const std::string& text) {
 
 // The first path segment of a project-less URL (/v3/<collection>/...), which is not a project id.
 bool IsResourceCollection(std::string_view segment) {
-  return segment == "volumes" || segment == "os-services" || segment == "clusters";
+  return segment == "volumes" || segment == "snapshots" || segment == "attachments" ||
+         segment == "backups" || segment == "os-services" || segment == "clusters";
 }
 
 HttpResponse NotFound() {
@@ -175,9 +176,24 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   if (!rest.empty() && rest[0] == "clusters") {
     return RouteClusters(context, request, rest);
   }
-  if (rest.empty() || rest[0] != "volumes") {
-    return Fault(404, "The resource could not be found.");
+  if (!rest.empty() && rest[0] == "snapshots") {
+    return RouteSnapshots(context, request, rest);
   }
+  if (!rest.empty() && rest[0] == "attachments") {
+    return RouteAttachments(context, request, rest);
+  }
+  if (!rest.empty() && rest[0] == "backups") {
+    return RouteBackups(context, request, rest);
+  }
+  if (!rest.empty() && rest[0] == "volumes") {
+    return RouteVolumes(context, request, rest);
+  }
+  return NotFound();
+}
+
+HttpResponse ApiService::RouteVolumes(const RequestContext& context,
+                                      const HttpRequest& request,
+                                      const std::vector<std::string>& rest) {
   const std::string& method = request.method;
   if (rest.size() == 1) {
     if (method == "GET") {
@@ -206,7 +222,128 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
     }
     return MethodNotAllowed();
   }
-  return Fault(404, "The resource could not be found.");
+  if (rest.size() == 3 && rest[2] == "action") {
+    if (method != "POST") {
+      return MethodNotAllowed();
+    }
+    // The attach family of actions belongs to the attachments; the rest to the volume.
+    nlohmann::json body = nlohmann::json::parse(request.body, nullptr, false);
+    if (body.is_object() && body.size() == 1 &&
+        AttachmentsApi::IsLegacyAction(body.begin().key())) {
+      return attachments_.LegacyAction(context, body.begin().key(), body.begin().value(), rest[1]);
+    }
+    return volumes_.Action(context, request, rest[1]);
+  }
+  return NotFound();
+}
+
+HttpResponse ApiService::RouteSnapshots(const RequestContext& context,
+                                        const HttpRequest& request,
+                                        const std::vector<std::string>& rest) {
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return snapshots_.List(context, request, false);
+    }
+    if (method == "POST") {
+      return snapshots_.Create(context, request);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 2 && rest[1] == "detail") {
+    return method == "GET" ? snapshots_.List(context, request, true) : MethodNotAllowed();
+  }
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return snapshots_.Show(context, rest[1]);
+    }
+    if (method == "PUT") {
+      return snapshots_.Update(context, request, rest[1]);
+    }
+    if (method == "DELETE") {
+      return snapshots_.Delete(context, rest[1]);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "action") {
+    return method == "POST" ? snapshots_.Action(context, request, rest[1]) : MethodNotAllowed();
+  }
+  return NotFound();
+}
+
+// /attachments exists from 3.27; below it Cinder answers 404 as for an unknown resource.
+HttpResponse ApiService::RouteAttachments(const RequestContext& context,
+                                          const HttpRequest& request,
+                                          const std::vector<std::string>& rest) {
+  if (context.version < Microversion{3, 27}) {
+    return NotFound();
+  }
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return attachments_.List(context, request, false);
+    }
+    if (method == "POST") {
+      return attachments_.Create(context, request);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 2 && rest[1] == "detail") {
+    return method == "GET" ? attachments_.List(context, request, true) : MethodNotAllowed();
+  }
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return attachments_.Show(context, rest[1]);
+    }
+    if (method == "PUT") {
+      return attachments_.Update(context, request, rest[1]);
+    }
+    if (method == "DELETE") {
+      return attachments_.Delete(context, rest[1]);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "action") {
+    return method == "POST" ? attachments_.Action(context, request, rest[1]) : MethodNotAllowed();
+  }
+  return NotFound();
+}
+
+HttpResponse ApiService::RouteBackups(const RequestContext& context,
+                                      const HttpRequest& request,
+                                      const std::vector<std::string>& rest) {
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return backups_.List(context, request, false);
+    }
+    if (method == "POST") {
+      return backups_.Create(context, request);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 2 && rest[1] == "detail") {
+    return method == "GET" ? backups_.List(context, request, true) : MethodNotAllowed();
+  }
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return backups_.Show(context, rest[1]);
+    }
+    if (method == "PUT") {
+      return backups_.Update(context, request, rest[1]);
+    }
+    if (method == "DELETE") {
+      return backups_.Delete(context, rest[1]);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "restore") {
+    return method == "POST" ? backups_.Restore(context, request, rest[1]) : MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "action") {
+    return method == "POST" ? backups_.Action(context, request, rest[1]) : MethodNotAllowed();
+  }
+  return NotFound();
 }
 
 // os-services: only the list so far; its actions (enable, disable, freeze, ...) are 404 until

@@ -12,14 +12,26 @@
 #include <vector>
 
 #include "clinker/ports/http_types.h"
+#include "clinker/services/attachments_api.h"
+#include "clinker/services/backups_api.h"
 #include "clinker/services/services_api.h"
+#include "clinker/services/snapshots_api.h"
 #include "clinker/services/volumes_api.h"
 
 namespace clinker::services {
 
 class ApiService {
  public:
-  ApiService(VolumesApi& volumes, ServicesApi& services) : volumes_(volumes), services_(services) {}
+  ApiService(VolumesApi& volumes,
+             SnapshotsApi& snapshots,
+             AttachmentsApi& attachments,
+             BackupsApi& backups,
+             ServicesApi& services)
+      : volumes_(volumes),
+        snapshots_(snapshots),
+        attachments_(attachments),
+        backups_(backups),
+        services_(services) {}
 
   HttpResponse Handle(const HttpRequest& request);
 
@@ -29,11 +41,26 @@ class ApiService {
   HttpResponse RouteServices(const RequestContext& context,
                              const HttpRequest& request,
                              const std::vector<std::string>& rest);
+  HttpResponse RouteVolumes(const RequestContext& context,
+                            const HttpRequest& request,
+                            const std::vector<std::string>& rest);
+  HttpResponse RouteSnapshots(const RequestContext& context,
+                              const HttpRequest& request,
+                              const std::vector<std::string>& rest);
+  HttpResponse RouteAttachments(const RequestContext& context,
+                                const HttpRequest& request,
+                                const std::vector<std::string>& rest);
+  HttpResponse RouteBackups(const RequestContext& context,
+                            const HttpRequest& request,
+                            const std::vector<std::string>& rest);
   HttpResponse RouteClusters(const RequestContext& context,
                              const HttpRequest& request,
                              const std::vector<std::string>& rest);
 
   VolumesApi& volumes_;
+  SnapshotsApi& snapshots_;
+  AttachmentsApi& attachments_;
+  BackupsApi& backups_;
   ServicesApi& services_;
 };
 

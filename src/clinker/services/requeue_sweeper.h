@@ -1,4 +1,5 @@
-// RequeueSweeper: re-publishes the jobs of volumes that have stayed queued for too long.
+// RequeueSweeper: re-publishes the jobs of volumes, snapshots, attachments and backups that have
+// stayed queued for too long.
 //
 // Why: the API writes a volume's queued status and then publishes its job; these are two
 // engines (or two transactions), so a crash between them leaves a volume queued with no job.

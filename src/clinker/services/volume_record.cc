@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 
 namespace clinker::services {
-namespace {
 
 std::optional<std::string> OptionalText(const ports::Row& row, std::string_view column) {
   auto it = row.find(column);
@@ -25,7 +24,18 @@ std::int64_t IntegerOr(const ports::Row& row, std::string_view column, std::int6
   return std::get<std::int64_t>(it->second);
 }
 
-}  // namespace
+std::map<std::string, std::string> MetadataFromJson(const std::string& text) {
+  std::map<std::string, std::string> out;
+  nlohmann::json metadata = nlohmann::json::parse(text, nullptr, false);
+  if (metadata.is_object()) {
+    for (const auto& [key, value] : metadata.items()) {
+      if (value.is_string()) {
+        out[key] = value.get<std::string>();
+      }
+    }
+  }
+  return out;
+}
 
 ports::Value TextOrNull(const std::optional<std::string>& text) {
   if (!text) {
@@ -54,14 +64,7 @@ Result<Volume> VolumeFromRow(const ports::Row& row) {
   volume.size_gib = IntegerOr(row, "size_gib", 0);
   volume.name = OptionalText(row, "display_name");
   volume.description = OptionalText(row, "display_description");
-  nlohmann::json metadata = nlohmann::json::parse(TextOr(row, "metadata", "{}"), nullptr, false);
-  if (metadata.is_object()) {
-    for (const auto& [key, value] : metadata.items()) {
-      if (value.is_string()) {
-        volume.metadata[key] = value.get<std::string>();
-      }
-    }
-  }
+  volume.metadata = MetadataFromJson(TextOr(row, "metadata", "{}"));
   volume.availability_zone = TextOr(row, "availability_zone", "nova");
   volume.volume_type = OptionalText(row, "volume_type");
   volume.host = OptionalText(row, "host");

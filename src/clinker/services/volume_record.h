@@ -45,6 +45,13 @@ Result<Volume> VolumeFromRow(const ports::Row& row);
 ports::Row VolumeToRow(const Volume& volume);
 
 std::string MetadataToJson(const std::map<std::string, std::string>& metadata);
+// Keeps the string values of a JSON object; anything else reads as empty.
+std::map<std::string, std::string> MetadataFromJson(const std::string& text);
+
+// Column readers shared by the record files: absent, NULL or mistyped reads as the fallback.
+std::optional<std::string> OptionalText(const ports::Row& row, std::string_view column);
+std::string TextOr(const ports::Row& row, std::string_view column, std::string fallback);
+std::int64_t IntegerOr(const ports::Row& row, std::string_view column, std::int64_t fallback);
 
 // Small helpers for building rows.
 ports::Value TextOrNull(const std::optional<std::string>& text);
@@ -54,6 +61,10 @@ inline ports::Value Text(std::string_view text) {
 }
 
 inline ports::Value Status(domain::VolumeStatus status) {
+  return std::string(domain::StoredName(status));
+}
+
+inline ports::Value Status(domain::SnapshotStatus status) {
   return std::string(domain::StoredName(status));
 }
 

@@ -11,6 +11,7 @@
 #include "clinker/ports/state_schema.h"
 #include "clinker/services/job_message.h"
 #include "clinker/services/lock_names.h"
+#include "clinker/services/snapshot_record.h"
 #include "clinker/services/topics.h"
 #include "clinker/services/volume_record.h"
 
@@ -21,11 +22,12 @@ using domain::VolumeStatus;
 using nlohmann::json;
 using ports::Expectation;
 
-constexpr std::size_t kMaxTextLength = 255;
-
 // Statuses from which a volume may be deleted without force (Cinder's list, restricted to the
 // statuses this release has).
-constexpr std::array kDeletableStatuses = {VolumeStatus::kAvailable, VolumeStatus::kError};
+constexpr std::array kDeletableStatuses = {VolumeStatus::kAvailable,
+                                           VolumeStatus::kError,
+                                           VolumeStatus::kErrorExtending,
+                                           VolumeStatus::kErrorRestoring};
 
 constexpr std::string_view kInvalidVolumeForDelete =
     "Invalid volume: Volume status must be available or error or error_restoring or "
@@ -33,136 +35,22 @@ constexpr std::string_view kInvalidVolumeForDelete =
     "have snapshots, awaiting a transfer, or be disassociated from snapshots after volume "
     "transfer.";
 
-Error BadRequest(std::string message) {
-  return Error{ErrorCode::kInvalidArgument, std::move(message)};
-}
+// A forced delete takes a volume in any status but these (a delete is already on its way).
+constexpr std::array kDeletingStatuses = {VolumeStatus::kDeletingQueued, VolumeStatus::kDeleting};
 
 std::string VolumeNotFound(std::string_view id) {
   return "Volume " + std::string(id) + " could not be found.";
 }
 
-Result<json> ParseBody(const HttpRequest& request, std::string_view root) {
-  json body = json::parse(request.body, nullptr, false);
-  if (body.is_discarded()) {
-    return tl::unexpected(BadRequest("Malformed request body"));
-  }
-  if (!body.is_object() || !body.contains(root) || !body[std::string(root)].is_object()) {
-    return tl::unexpected(
-        BadRequest("Missing required element '" + std::string(root) + "' in request body."));
-  }
-  return body[std::string(root)];
+// The stored statuses of a volume being created (queued or under way).
+std::vector<ports::Value> CreatingNames() {
+  return {Status(VolumeStatus::kCreatingQueued), Status(VolumeStatus::kCreating)};
 }
 
-// A text field that may be absent, null or a string of at most 255 characters.
-Result<std::optional<std::string>> OptionalText(const json& object,
-                                                std::string_view key,
-                                                bool* present) {
-  *present = object.contains(key);
-  if (!*present || object[std::string(key)].is_null()) {
-    return std::optional<std::string>();
-  }
-  const json& value = object[std::string(key)];
-  if (!value.is_string()) {
-    return tl::unexpected(BadRequest("Invalid input for field/attribute " + std::string(key) +
-                                     ". Value: " + value.dump() + " is not of type 'string'"));
-  }
-  std::string text = value.get<std::string>();
-  if (text.size() > kMaxTextLength) {
-    return tl::unexpected(BadRequest("Invalid input for field/attribute " + std::string(key) +
-                                     ": longer than 255 characters"));
-  }
-  return std::optional<std::string>(std::move(text));
-}
-
-// `name` wins over its legacy alias `display_name` (likewise for descriptions).
-Result<std::optional<std::string>> AliasedText(const json& object,
-                                               std::string_view key,
-                                               std::string_view legacy_key,
-                                               bool* present) {
-  bool has_key = false;
-  CLINKER_ASSIGN_OR_RETURN(auto value, OptionalText(object, key, &has_key));
-  bool has_legacy = false;
-  CLINKER_ASSIGN_OR_RETURN(auto legacy, OptionalText(object, legacy_key, &has_legacy));
-  *present = has_key || has_legacy;
-  return has_key ? value : legacy;
-}
-
-Result<std::map<std::string, std::string>> ParseMetadata(const json& value) {
-  static const std::regex kKeyPattern("^[a-zA-Z0-9-_:. /]{1,255}$");
-  if (!value.is_object()) {
-    return tl::unexpected(BadRequest("Invalid input for field/attribute metadata. Value: " +
-                                     value.dump() + " is not of type 'object'"));
-  }
-  std::map<std::string, std::string> metadata;
-  for (const auto& [key, item] : value.items()) {
-    if (!std::regex_match(key, kKeyPattern)) {
-      return tl::unexpected(BadRequest("Invalid input for field/attribute metadata: key '" + key +
-                                       "' must be 1 to 255 characters of [a-zA-Z0-9-_:. /]"));
-    }
-    if (!item.is_string() || item.get<std::string>().size() > kMaxTextLength) {
-      return tl::unexpected(
-          BadRequest("Invalid input for field/attribute metadata: the value of '" + key +
-                     "' must be a string of at most 255 characters"));
-    }
-    metadata[key] = item.get<std::string>();
-  }
-  return metadata;
-}
-
-Result<std::int64_t> ParseSize(const json& value, std::int64_t max_size_gib) {
-  std::int64_t size = 0;
-  if (value.is_number_integer()) {
-    if (value.is_number_unsigned() && value.get<std::uint64_t>() > 0x7fffffffffffffffULL) {
-      size = -1;
-    } else {
-      size = value.get<std::int64_t>();
-    }
-  } else if (value.is_string() && !value.get<std::string>().empty() &&
-             value.get<std::string>().size() <= 18 &&
-             std::all_of(value.get<std::string>().begin(),
-                         value.get<std::string>().end(),
-                         [](char c) { return c >= '0' && c <= '9'; })) {
-    size = std::stoll(value.get<std::string>());
-  } else {
-    return tl::unexpected(BadRequest("Invalid input for field/attribute size. Value: " +
-                                     value.dump() + ". The size must be an integer"));
-  }
-  if (size <= 0) {
-    return tl::unexpected(BadRequest("Invalid input received: Volume size '" + value.dump() +
-                                     "' must be an integer and greater than 0"));
-  }
-  if (size > max_size_gib) {
-    return tl::unexpected(BadRequest("Invalid input received: Volume size " + std::to_string(size) +
-                                     " GiB exceeds the largest size " +
-                                     std::to_string(max_size_gib) + " GiB"));
-  }
-  return size;
-}
-
-bool TruthyParameter(std::string_view text) {
-  static constexpr std::array kTrue = {"1", "t", "true", "on", "y", "yes"};
-  std::string lowered(text);
-  std::transform(lowered.begin(), lowered.end(), lowered.begin(), [](unsigned char c) {
-    return static_cast<char>(std::tolower(c));
-  });
-  return std::find(kTrue.begin(), kTrue.end(), lowered) != kTrue.end();
-}
-
-Result<std::int64_t> ParseNonNegative(std::string_view name, const std::string& text) {
-  std::int64_t value = 0;
-  bool digits = !text.empty() && text.size() <= 18 &&
-                std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-  bool negative =
-      text.size() > 1 && text[0] == '-' &&
-      std::all_of(text.begin() + 1, text.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (negative) {
-    return tl::unexpected(BadRequest(std::string(name) + " param must be positive"));
-  }
-  if (!digits) {
-    return tl::unexpected(BadRequest(std::string(name) + " param must be an integer"));
-  }
-  value = std::stoll(text);
-  return value;
+HttpResponse Accepted() {
+  HttpResponse response;
+  response.status = 202;
+  return response;
 }
 
 // Maps an API sort key to its column; nullopt for keys that cannot be sorted on.
@@ -188,84 +76,11 @@ std::optional<std::string> SortColumn(std::string_view key) {
   return std::string(it->second);
 }
 
-std::vector<std::string> SplitCommas(const std::string& text) {
-  std::vector<std::string> parts;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    std::size_t comma = text.find(',', start);
-    if (comma == std::string::npos) {
-      comma = text.size();
-    }
-    std::string part = text.substr(start, comma - start);
-    part.erase(0, part.find_first_not_of(' '));
-    part.erase(part.find_last_not_of(' ') + 1);
-    parts.push_back(part);
-    start = comma + 1;
-  }
-  return parts;
-}
-
-Result<bool> ParseDirection(const std::string& direction) {
-  if (direction.empty() || direction == "desc") {
-    return false;
-  }
-  if (direction == "asc") {
-    return true;
-  }
-  return tl::unexpected(
-      BadRequest("Invalid sort direction '" + direction + "'; use 'asc' or 'desc'"));
-}
-
-// `sort=key1:asc,key2` (preferred) or the deprecated `sort_key` / `sort_dir`; never both.
-Result<std::vector<ports::SortKey>> ParseSort(const HttpRequest& request) {
-  std::string sort;
-  std::string sort_key;
-  std::string sort_dir;
-  bool has_sort = request.QueryValue("sort", &sort);
-  bool has_key = request.QueryValue("sort_key", &sort_key);
-  bool has_dir = request.QueryValue("sort_dir", &sort_dir);
-  if (has_sort && (has_key || has_dir)) {
-    return tl::unexpected(
-        BadRequest("The 'sort_key' and 'sort_dir' parameters are deprecated "
-                   "and cannot be used with the 'sort' parameter."));
-  }
-  std::vector<std::pair<std::string, std::string>> wanted;
-  if (has_sort) {
-    for (const std::string& item : SplitCommas(sort)) {
-      std::size_t colon = item.find(':');
-      wanted.emplace_back(item.substr(0, colon),
-                          colon == std::string::npos ? "" : item.substr(colon + 1));
-    }
-  } else if (has_key || has_dir) {
-    std::vector<std::string> keys = SplitCommas(has_key ? sort_key : "created_at");
-    std::vector<std::string> dirs = has_dir ? SplitCommas(sort_dir) : std::vector<std::string>{};
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      wanted.emplace_back(keys[i], i < dirs.size() ? dirs[i] : "");
-    }
-  } else {
-    wanted.emplace_back("created_at", "desc");
-  }
-  std::vector<ports::SortKey> keys;
-  for (const auto& [key, direction] : wanted) {
-    auto column = SortColumn(key);
-    if (!column) {
-      return tl::unexpected(BadRequest("Invalid sort key '" + key + "'"));
-    }
-    CLINKER_ASSIGN_OR_RETURN(bool ascending, ParseDirection(direction));
-    keys.push_back(ports::SortKey{*column, ascending});
-  }
-  return keys;
-}
-
 json Links(const RequestContext& context, const std::string& id) {
   return json::array({
       {{"href", context.link_base + "/volumes/" + id}, {"rel", "self"}},
       {{"href", context.bookmark_base + "/volumes/" + id}, {"rel", "bookmark"}},
   });
-}
-
-json NullOr(const std::optional<std::string>& text) {
-  return text ? json(*text) : json(nullptr);
 }
 
 json SummaryView(const Volume& volume, const RequestContext& context) {
@@ -274,7 +89,8 @@ json SummaryView(const Volume& volume, const RequestContext& context) {
 
 json DetailView(const Volume& volume,
                 const RequestContext& context,
-                const VolumesApiOptions& options) {
+                const VolumesApiOptions& options,
+                json attachments = json::array()) {
   json view = {
       {"id", volume.id},
       {"status", std::string(domain::ApiName(volume.status))},
@@ -295,7 +111,7 @@ json DetailView(const Volume& volume,
       {"replication_status", nullptr},
       {"consistencygroup_id", nullptr},
       {"multiattach", volume.multiattach},
-      {"attachments", json::array()},
+      {"attachments", std::move(attachments)},
       {"os-vol-tenant-attr:tenant_id", volume.project_id},
   };
   if (context.is_admin) {
@@ -307,6 +123,9 @@ json DetailView(const Volume& volume,
   if (context.version >= Microversion{3, 13}) {
     view["group_id"] = nullptr;
   }
+  if (context.is_admin && context.version >= Microversion{3, 21}) {
+    view["provider_id"] = nullptr;
+  }
   return view;
 }
 
@@ -316,39 +135,6 @@ std::vector<ports::Value> StoredNames(std::span<const VolumeStatus> statuses) {
     names.emplace_back(std::string(domain::StoredName(status)));
   }
   return names;
-}
-
-// Percent-encodes everything but RFC 3986 unreserved characters, for query strings.
-std::string UrlEncode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : text) {
-    auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[byte >> 4]);
-      out.push_back(kHex[byte & 0x0f]);
-    }
-  }
-  return out;
-}
-
-// The query string of a "next" link: the request's own parameters with the marker replaced.
-std::string NextLink(const RequestContext& context,
-                     const HttpRequest& request,
-                     std::string_view collection,
-                     const std::string& last_id) {
-  std::string query;
-  for (const auto& [key, value] : request.query) {
-    if (key == "marker") {
-      continue;
-    }
-    query += UrlEncode(key) + "=" + UrlEncode(value) + "&";
-  }
-  query += "marker=" + UrlEncode(last_id);
-  return context.link_base + "/" + std::string(collection) + "?" + query;
 }
 
 }  // namespace
@@ -386,28 +172,57 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
                  "multiattach parameter has been removed. The default behavior is to use "
                  "multiattach enabled volume types.");
   }
-  for (const char* key : {"snapshot_id", "source_volid", "imageRef", "image_id"}) {
+  for (const char* key : {"snapshot_id", "source_volid", "imageRef", "image_id", "backup_id"}) {
+    if (spec.contains(key) && !spec[key].is_null() && !spec[key].is_string()) {
+      return Fault(400,
+                   std::string("Invalid input for field/attribute ") + key +
+                       ". Value: " + spec[key].dump() + " is not of type 'string'");
+    }
+  }
+  for (const char* key : {"imageRef", "image_id", "backup_id"}) {
     if (spec.contains(key) && !spec[key].is_null()) {
-      if (!spec[key].is_string()) {
-        return Fault(400, std::string("Invalid input for field/attribute ") + key);
-      }
-      if (std::string_view(key) == "snapshot_id") {
-        return Fault(404, "Snapshot " + spec[key].get<std::string>() + " could not be found.");
-      }
       return Fault(400,
                    std::string("Invalid input received: creating a volume from ") +
-                       (std::string_view(key) == "source_volid" ? "another volume" : "an image") +
+                       (std::string_view(key) == "backup_id" ? "a backup" : "an image") +
                        " is not supported by this release");
     }
   }
+  // A clone or a volume from a snapshot: the source decides the back-end and the smallest size.
+  std::optional<VolumeSourceRef> source;
+  if (spec.contains("snapshot_id") && !spec["snapshot_id"].is_null()) {
+    auto found = FindSource(context, true, spec["snapshot_id"].get<std::string>());
+    if (!found) {
+      return found.error();
+    }
+    source = *found;
+  } else if (spec.contains("source_volid") && !spec["source_volid"].is_null()) {
+    auto found = FindSource(context, false, spec["source_volid"].get<std::string>());
+    if (!found) {
+      return found.error();
+    }
+    source = *found;
+  }
   if (!spec.contains("size") || spec["size"].is_null()) {
-    return Fault(400, "Invalid input received: a size is required");
+    if (!source) {
+      return Fault(400, "Invalid input received: a size is required");
+    }
+    volume.size_gib = source->size_gib;
+  } else {
+    auto size = ParseSize(spec["size"], options_.max_volume_size_gib);
+    if (!size) {
+      return FaultFromError(size.error());
+    }
+    volume.size_gib = *size;
   }
-  auto size = ParseSize(spec["size"], options_.max_volume_size_gib);
-  if (!size) {
-    return FaultFromError(size.error());
+  if (source && volume.size_gib < source->size_gib) {
+    return Fault(400,
+                 "Invalid input received: Volume size '" + std::to_string(volume.size_gib) +
+                     "'GB cannot be smaller than " +
+                     // Cinder's two messages, spacing included.
+                     (source->is_snapshot ? "the snapshot size " : "original volume size  ") +
+                     std::to_string(source->size_gib) + "GB. They must be >= original " +
+                     (source->is_snapshot ? "snapshot size." : "volume size."));
   }
-  volume.size_gib = *size;
   volume.availability_zone = options_.availability_zone;
   if (spec.contains("availability_zone") && !spec["availability_zone"].is_null()) {
     if (!spec["availability_zone"].is_string() ||
@@ -434,25 +249,48 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
   volume.status = VolumeStatus::kCreatingQueued;
   volume.operation_id = NewUuid();
   volume.created_at = FormatTimestamp(clock_.WallNow());
+  if (source) {
+    (source->is_snapshot ? volume.snapshot_id : volume.source_volid) = source->id;
+    volume.host = source->host;
+    volume.cluster_name = source->cluster_name;
+  }
   if (auto inserted = store_.Insert(ports::Table::kVolumes, VolumeToRow(volume)); !inserted) {
     return FaultFromError(inserted.error());
   }
+  // The source is checked again now that the new volume exists: a delete of the source that
+  // won the race is seen here, and one that comes later sees the new volume (its guard refuses
+  // to delete a source of a volume still being created). Either way never both.
+  if (source) {
+    auto still_usable = store_.ConditionalUpdate(
+        source->is_snapshot ? ports::Table::kSnapshots : ports::Table::kVolumes,
+        source->id,
+        {},
+        {Expectation::Equals("deleted", std::int64_t{0}),
+         Expectation::Equals("status", Text("available"))},
+        {});
+    if (!still_usable || !still_usable->has_value()) {
+      WithdrawCreate(volume.id);
+      if (!still_usable) {
+        return FaultFromError(still_usable.error());
+      }
+      return Fault(400,
+                   source->is_snapshot
+                       ? "Invalid snapshot: Originating snapshot status must be one of "
+                         "'available' values"
+                       : "Invalid volume: Unable to create a volume from an originating source "
+                         "volume when its status is not 'available'.");
+    }
+  }
   JobMessage job{
       domain::Operation::kCreateVolume, volume.id, *volume.operation_id, volume.project_id};
-  if (auto published = queue_.Publish(SchedulerTopic(), job.ToJson()); !published) {
+  const std::string topic =
+      source ? VolumeJobTopic(volume.cluster_name, *volume.host) : SchedulerTopic();
+  if (auto published = queue_.Publish(topic, job.ToJson()); !published) {
     // The job was not queued: take the volume back (soft delete) so nothing is left creating
     // forever, and tell the client to retry.
     log::Error("volume.create_not_queued",
                {{"volume_id", volume.id}, {"error", published.error().ToString()}});
-    auto withdrawn = store_.ConditionalUpdate(
-        ports::Table::kVolumes,
-        volume.id,
-        {{"status", Status(VolumeStatus::kDeleted)},
-         {"deleted", std::int64_t{1}},
-         {"deleted_at", FormatTimestamp(clock_.WallNow())}},
-        {Expectation::Equals("status", Status(VolumeStatus::kCreatingQueued))},
-        {});
-    withdrawn.IgnoreError("the client is told to retry; a leftover row shows as creating");
+    WithdrawCreate(volume.id);
     return FaultFromError(published.error());
   }
   log::Info("volume.create_accepted",
@@ -475,7 +313,8 @@ HttpResponse VolumesApi::Show(const RequestContext& context, std::string_view vo
   if (volume->deleted || volume->project_id != context.project_id) {
     return Fault(404, VolumeNotFound(volume_id));
   }
-  return JsonResponse(200, {{"volume", DetailView(*volume, context, options_)}});
+  return JsonResponse(
+      200, {{"volume", DetailView(*volume, context, options_, AttachmentsView(*volume, context))}});
 }
 
 HttpResponse VolumesApi::List(const RequestContext& context,
@@ -499,7 +338,7 @@ HttpResponse VolumesApi::List(const RequestContext& context,
   if (request.QueryValue("availability_zone", &value)) {
     query.filters.push_back(Expectation::Equals("availability_zone", value));
   }
-  auto sort = ParseSort(request);
+  auto sort = ParseSort(request, SortColumn);
   if (!sort) {
     return FaultFromError(sort.error());
   }
@@ -542,8 +381,9 @@ HttpResponse VolumesApi::List(const RequestContext& context,
     if (!volume) {
       return FaultFromError(volume.error());
     }
-    items.push_back(detail ? DetailView(*volume, context, options_)
-                           : SummaryView(*volume, context));
+    items.push_back(detail
+                        ? DetailView(*volume, context, options_, AttachmentsView(*volume, context))
+                        : SummaryView(*volume, context));
     last_id = volume->id;
   }
   json body = {{"volumes", items}};
@@ -566,16 +406,22 @@ HttpResponse VolumesApi::Summary(const RequestContext& context, const HttpReques
     return FaultFromError(rows.error());
   }
   std::int64_t total_size = 0;
+  std::map<std::string, std::vector<std::string>> metadata;
   for (const ports::Row& row : *rows) {
-    auto it = row.find("size_gib");
-    if (it != row.end() && std::holds_alternative<std::int64_t>(it->second)) {
-      total_size += std::get<std::int64_t>(it->second);
+    total_size += IntegerOr(row, "size_gib", 0);
+    for (const auto& [key, item] : MetadataFromJson(TextOr(row, "metadata", "{}"))) {
+      std::vector<std::string>& values = metadata[key];
+      if (std::find(values.begin(), values.end(), item) == values.end()) {
+        values.push_back(item);
+      }
     }
   }
-  return JsonResponse(
-      200,
-      {{"volume-summary",
-        {{"total_count", static_cast<std::int64_t>(rows->size())}, {"total_size", total_size}}}});
+  json summary = {{"total_count", static_cast<std::int64_t>(rows->size())},
+                  {"total_size", total_size}};
+  if (context.version >= Microversion{3, 36}) {
+    summary["metadata"] = metadata;
+  }
+  return JsonResponse(200, {{"volume-summary", summary}});
 }
 
 HttpResponse VolumesApi::Update(const RequestContext& context,
@@ -628,12 +474,25 @@ HttpResponse VolumesApi::Update(const RequestContext& context,
   if (!volume) {
     return FaultFromError(volume.error());
   }
-  return JsonResponse(200, {{"volume", DetailView(*volume, context, options_)}});
+  return JsonResponse(
+      200, {{"volume", DetailView(*volume, context, options_, AttachmentsView(*volume, context))}});
 }
 
 HttpResponse VolumesApi::Delete(const RequestContext& context,
-                                const HttpRequest& /*request*/,
+                                const HttpRequest& request,
                                 std::string_view volume_id) {
+  std::string value;
+  bool force = context.version >= Microversion{3, 23} && request.QueryValue("force", &value) &&
+               TruthyParameter(value);
+  if (force && !context.is_admin) {
+    return Fault(403, "Policy doesn't allow volume:force_delete to be performed.");
+  }
+  return DeleteVolume(context, volume_id, force);
+}
+
+HttpResponse VolumesApi::DeleteVolume(const RequestContext& context,
+                                      std::string_view volume_id,
+                                      bool force) {
   auto row = store_.Get(ports::Table::kVolumes, volume_id);
   if (!row) {
     return row.error().code == ErrorCode::kNotFound ? Fault(404, VolumeNotFound(volume_id))
@@ -660,13 +519,19 @@ HttpResponse VolumesApi::Delete(const RequestContext& context,
   std::vector<Expectation> expected = {
       Expectation::Equals("project_id", context.project_id),
       Expectation::Equals("deleted", std::int64_t{0}),
-      Expectation::In("status", StoredNames(kDeletableStatuses)),
+      force ? Expectation::NotIn("status", StoredNames(kDeletingStatuses))
+            : Expectation::In("status", StoredNames(kDeletableStatuses)),
       Expectation::NotEquals("attach_status", Text("attached")),
       Expectation::NotIn("migration_status",
                          {Text("migrating"), Text("starting"), Text("completing")}),
   };
   std::vector<ports::Guard> guards = {
-      ports::Guard::NoLiveRowReferences(ports::Table::kSnapshots, "volume_id")};
+      ports::Guard::NoLiveRowReferences(ports::Table::kSnapshots, "volume_id"),
+      // Attached or reserved: detach first (a forced delete too, as Cinder refuses attached).
+      ports::Guard::NoLiveRowReferences(ports::Table::kAttachments, "volume_id"),
+      // A clone still being made reads this volume: deleting it now would fail the clone.
+      ports::Guard::NoLiveRowReferences(
+          ports::Table::kVolumes, "source_volid", {Expectation::In("status", CreatingNames())})};
 
   if (!volume->host) {
     // Never scheduled (e.g. the scheduler failed it): no back-end holds data for it, so the row
@@ -684,7 +549,7 @@ HttpResponse VolumesApi::Delete(const RequestContext& context,
       return FaultFromError(retired.error());
     }
     if (!retired->has_value()) {
-      return Fault(400, kInvalidVolumeForDelete);
+      return Fault(400, WhyNotDeletable(volume->id));
     }
     log::Info("volume.deleted_unscheduled", {{"volume_id", volume->id}});
     HttpResponse response;
@@ -706,7 +571,7 @@ HttpResponse VolumesApi::Delete(const RequestContext& context,
     return FaultFromError(queued.error());
   }
   if (!queued->has_value()) {
-    return Fault(400, kInvalidVolumeForDelete);
+    return Fault(400, WhyNotDeletable(volume->id));
   }
   JobMessage job{domain::Operation::kDeleteVolume, volume->id, operation_id, volume->project_id};
   auto published =
@@ -729,6 +594,323 @@ HttpResponse VolumesApi::Delete(const RequestContext& context,
   HttpResponse response;
   response.status = 202;
   return response;
+}
+
+tl::expected<VolumesApi::VolumeSourceRef, HttpResponse> VolumesApi::FindSource(
+    const RequestContext& context, bool is_snapshot, const std::string& id) {
+  VolumeSourceRef source;
+  source.is_snapshot = is_snapshot;
+  source.id = id;
+  std::string volume_id = id;
+  if (is_snapshot) {
+    const std::string not_found = "Snapshot " + id + " could not be found.";
+    auto row = store_.Get(ports::Table::kSnapshots, id);
+    if (!row) {
+      return tl::unexpected(row.error().code == ErrorCode::kNotFound ? Fault(404, not_found)
+                                                                     : FaultFromError(row.error()));
+    }
+    auto snapshot = SnapshotFromRow(*row);
+    if (!snapshot) {
+      return tl::unexpected(FaultFromError(snapshot.error()));
+    }
+    if (snapshot->deleted || snapshot->project_id != context.project_id) {
+      return tl::unexpected(Fault(404, not_found));
+    }
+    if (snapshot->status != domain::SnapshotStatus::kAvailable) {
+      return tl::unexpected(Fault(
+          400, "Invalid snapshot: Originating snapshot status must be one of 'available' values"));
+    }
+    source.size_gib = snapshot->size_gib;
+    volume_id = snapshot->volume_id;
+  }
+  auto row = store_.Get(ports::Table::kVolumes, volume_id);
+  if (!row) {
+    return tl::unexpected(row.error().code == ErrorCode::kNotFound
+                              ? Fault(404, VolumeNotFound(volume_id))
+                              : FaultFromError(row.error()));
+  }
+  auto volume = VolumeFromRow(*row);
+  if (!volume) {
+    return tl::unexpected(FaultFromError(volume.error()));
+  }
+  if (!is_snapshot) {
+    if (volume->deleted || volume->project_id != context.project_id) {
+      return tl::unexpected(Fault(404, VolumeNotFound(volume_id)));
+    }
+    if (volume->status != VolumeStatus::kAvailable || !volume->host) {
+      return tl::unexpected(Fault(400,
+                                  "Invalid volume: Unable to create a volume from an originating "
+                                  "source volume when its status is not 'available'."));
+    }
+    source.size_gib = volume->size_gib;
+  }
+  if (!volume->host) {
+    return tl::unexpected(
+        Fault(400, "Invalid snapshot: the snapshot's volume " + volume_id + " has no back-end"));
+  }
+  source.host = volume->host;
+  source.cluster_name = volume->cluster_name;
+  return source;
+}
+
+json VolumesApi::AttachmentsView(const Volume& volume, const RequestContext& context) {
+  json items = json::array();
+  if (volume.attach_status == "detached") {
+    return items;  // The common case costs no query.
+  }
+  ports::ListQuery query;
+  query.filters = {Expectation::Equals("volume_id", volume.id),
+                   Expectation::Equals("status", Text("attached"))};
+  query.sort = {ports::SortKey{"created_at", true}};
+  auto rows = store_.List(ports::Table::kAttachments, query);
+  if (!rows) {
+    return items;  // The view is still right about everything else.
+  }
+  for (const ports::Row& row : *rows) {
+    items.push_back(
+        {{"id", volume.id},
+         {"attachment_id", TextOr(row, "id", "")},
+         {"volume_id", volume.id},
+         {"server_id", NullOr(OptionalText(row, "instance_uuid"))},
+         {"host_name", context.is_admin ? NullOr(OptionalText(row, "attached_host")) : json()},
+         {"device", NullOr(OptionalText(row, "mountpoint"))},
+         {"attached_at", NullOr(OptionalText(row, "attach_time"))}});
+  }
+  return items;
+}
+
+void VolumesApi::WithdrawCreate(const std::string& volume_id) {
+  std::string now = FormatTimestamp(clock_.WallNow());
+  auto withdrawn = store_.ConditionalUpdate(
+      ports::Table::kVolumes,
+      volume_id,
+      {{"status", Status(VolumeStatus::kDeleted)},
+       {"deleted", std::int64_t{1}},
+       {"deleted_at", now}},
+      {Expectation::Equals("status", Status(VolumeStatus::kCreatingQueued))},
+      {});
+  withdrawn.IgnoreError("the client is told to retry; a leftover row shows as creating");
+}
+
+std::string VolumesApi::WhyNotDeletable(const std::string& volume_id) {
+  ports::ListQuery snapshots;
+  snapshots.filters = {Expectation::Equals("volume_id", volume_id)};
+  snapshots.limit = 1;
+  if (auto rows = store_.List(ports::Table::kSnapshots, snapshots); rows && !rows->empty()) {
+    return "Invalid volume: Volume " + volume_id +
+           " still has dependent snapshots; delete them first.";
+  }
+  ports::ListQuery attachments;
+  attachments.filters = {Expectation::Equals("volume_id", volume_id)};
+  attachments.limit = 1;
+  if (auto rows = store_.List(ports::Table::kAttachments, attachments); rows && !rows->empty()) {
+    return "Invalid volume: Volume " + volume_id +
+           " is attached or reserved for an attachment; detach it first.";
+  }
+  ports::ListQuery clones;
+  clones.filters = {Expectation::Equals("source_volid", volume_id),
+                    Expectation::In("status", CreatingNames())};
+  clones.limit = 1;
+  if (auto rows = store_.List(ports::Table::kVolumes, clones); rows && !rows->empty()) {
+    return "Invalid volume: Volume " + volume_id +
+           " is the source of volumes still being created; delete it once they are available.";
+  }
+  return std::string(kInvalidVolumeForDelete);
+}
+
+HttpResponse VolumesApi::Action(const RequestContext& context,
+                                const HttpRequest& request,
+                                std::string_view volume_id) {
+  json body = json::parse(request.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object() || body.size() != 1) {
+    return Fault(400, "Malformed request body");
+  }
+  const std::string action = body.begin().key();
+  const json& argument = body.begin().value();
+  if (action == "os-extend") {
+    return Extend(context, argument, volume_id);
+  }
+  if (action == "os-reset_status") {
+    if (!context.is_admin) {
+      return Fault(403,
+                   "Policy doesn't allow volume_extension:volume_admin_actions:reset_status "
+                   "to be performed.");
+    }
+    return ResetStatus(context, argument, volume_id);
+  }
+  if (action == "os-force_delete") {
+    if (!context.is_admin) {
+      return Fault(403,
+                   "Policy doesn't allow volume_extension:volume_admin_actions:force_delete "
+                   "to be performed.");
+    }
+    return DeleteVolume(context, volume_id, /*force=*/true);
+  }
+  return Fault(400, "There is no such action: " + action);
+}
+
+HttpResponse VolumesApi::Extend(const RequestContext& context,
+                                const json& argument,
+                                std::string_view volume_id) {
+  if (!argument.is_object() || !argument.contains("new_size")) {
+    return Fault(400,
+                 "Invalid input for field/attribute os-extend: 'new_size' is a required "
+                 "property");
+  }
+  auto new_size = ParseSize(argument["new_size"], options_.max_volume_size_gib);
+  if (!new_size) {
+    return FaultFromError(new_size.error());
+  }
+  auto row = store_.Get(ports::Table::kVolumes, volume_id);
+  if (!row) {
+    return row.error().code == ErrorCode::kNotFound ? Fault(404, VolumeNotFound(volume_id))
+                                                    : FaultFromError(row.error());
+  }
+  auto volume = VolumeFromRow(*row);
+  if (!volume) {
+    return FaultFromError(volume.error());
+  }
+  if (volume->deleted || volume->project_id != context.project_id) {
+    return Fault(404, VolumeNotFound(volume_id));
+  }
+  if (*new_size <= volume->size_gib) {
+    return Fault(400,
+                 "Invalid input received: New size for extend must be greater than current size. "
+                 "(current: " +
+                     std::to_string(volume->size_gib) + ", extended: " + std::to_string(*new_size) +
+                     ").");
+  }
+  const std::string not_available =
+      "Invalid volume: Volume " + volume->id +
+      " status must be available or in-use to extend, but current status "
+      "is: " +
+      std::string(domain::ApiName(volume->status)) + ".";
+  // An attached volume grows too from 3.42 (the host sees the new size after a rescan).
+  const bool extendable =
+      volume->status == VolumeStatus::kAvailable ||
+      (volume->status == VolumeStatus::kInUse && context.version >= Microversion{3, 42});
+  if (!extendable || !volume->host) {
+    return Fault(400, not_available);
+  }
+  const std::string operation_id = NewUuid();
+  const std::string now = FormatTimestamp(clock_.WallNow());
+  auto queued = store_.ConditionalUpdate(ports::Table::kVolumes,
+                                         volume->id,
+                                         {{"status", Status(VolumeStatus::kExtendingQueued)},
+                                          {"operation_id", operation_id},
+                                          {"pending_size_gib", *new_size},
+                                          {"status_reason", std::monostate{}},
+                                          {"updated_at", now}},
+                                         {Expectation::Equals("deleted", std::int64_t{0}),
+                                          Expectation::Equals("size_gib", volume->size_gib),
+                                          Expectation::Equals("status", Status(volume->status))},
+                                         {});
+  if (!queued) {
+    return FaultFromError(queued.error());
+  }
+  if (!queued->has_value()) {
+    return Fault(400, not_available);
+  }
+  JobMessage job{domain::Operation::kExtendVolume, volume->id, operation_id, volume->project_id};
+  if (auto published =
+          queue_.Publish(VolumeJobTopic(volume->cluster_name, *volume->host), job.ToJson());
+      !published) {
+    log::Error("volume.extend_not_queued",
+               {{"volume_id", volume->id}, {"error", published.error().ToString()}});
+    auto undone = store_.ConditionalUpdate(
+        ports::Table::kVolumes,
+        volume->id,
+        {{"status", Status(volume->status)},
+         {"operation_id", TextOrNull(volume->operation_id)},
+         {"pending_size_gib", std::monostate{}}},
+        {Expectation::Equals("operation_id", operation_id),
+         Expectation::Equals("status", Status(VolumeStatus::kExtendingQueued))},
+        {});
+    undone.IgnoreError("the client is told to retry; the sweeper re-publishes otherwise");
+    return FaultFromError(published.error());
+  }
+  log::Info("volume.extend_accepted",
+            {{"volume_id", volume->id},
+             {"operation_id", operation_id},
+             {"new_size_gib", static_cast<long long>(*new_size)}});
+  return Accepted();
+}
+
+HttpResponse VolumesApi::ResetStatus(const RequestContext& context,
+                                     const json& argument,
+                                     std::string_view volume_id) {
+  // Only statuses at rest can be set: a queued or in-progress status set by hand would look
+  // like a job to the nodes (the stuck-job rules would act on it).
+  static constexpr std::array kSettable = {VolumeStatus::kAvailable,
+                                           VolumeStatus::kError,
+                                           VolumeStatus::kErrorDeleting,
+                                           VolumeStatus::kErrorExtending};
+  static constexpr std::array<std::string_view, 2> kAttachStatuses = {"attached", "detached"};
+  static constexpr std::array<std::string_view, 6> kMigrationStatuses = {
+      "migrating", "error", "success", "completing", "none", "starting"};
+  if (!argument.is_object() || argument.empty()) {
+    return Fault(400, "Must specify 'status', 'attach_status' or 'migration_status' for update.");
+  }
+  ports::Row values;
+  for (const auto& [key, value] : argument.items()) {
+    if (key != "status" && key != "attach_status" && key != "migration_status") {
+      return Fault(400,
+                   "Invalid input for field/attribute os-reset_status. Additional properties are "
+                   "not allowed ('" +
+                       key + "' was unexpected)");
+    }
+    if (!value.is_string()) {
+      return Fault(400,
+                   "Invalid input for field/attribute " + key + ". Value: " + value.dump() +
+                       " is not of type 'string'");
+    }
+  }
+  if (argument.contains("status")) {
+    const std::string wanted = argument["status"].get<std::string>();
+    auto status = domain::ParseStoredVolumeStatus(wanted);
+    if (!status || std::find(kSettable.begin(), kSettable.end(), *status) == kSettable.end()) {
+      return Fault(400,
+                   "Invalid input received: status '" + wanted +
+                       "' cannot be set by os-reset_status; use one of available, error, "
+                       "error_deleting, error_extending");
+    }
+    values["status"] = Status(*status);
+    values["status_reason"] = std::monostate{};
+    values["pending_size_gib"] = std::monostate{};
+  }
+  if (argument.contains("attach_status")) {
+    const std::string wanted = argument["attach_status"].get<std::string>();
+    if (std::find(kAttachStatuses.begin(), kAttachStatuses.end(), wanted) ==
+        kAttachStatuses.end()) {
+      return Fault(400, "Invalid input received: attach_status '" + wanted + "' is not valid");
+    }
+    values["attach_status"] = wanted;
+  }
+  if (argument.contains("migration_status")) {
+    const std::string wanted = argument["migration_status"].get<std::string>();
+    if (std::find(kMigrationStatuses.begin(), kMigrationStatuses.end(), wanted) ==
+        kMigrationStatuses.end()) {
+      return Fault(400, "Invalid input received: migration_status '" + wanted + "' is not valid");
+    }
+    values["migration_status"] = wanted == "none" ? ports::Value{} : ports::Value{wanted};
+  }
+  values["updated_at"] = FormatTimestamp(clock_.WallNow());
+  std::vector<Expectation> expected = {Expectation::Equals("deleted", std::int64_t{0})};
+  if (!context.is_admin) {
+    expected.push_back(Expectation::Equals("project_id", context.project_id));
+  }
+  auto updated = store_.ConditionalUpdate(ports::Table::kVolumes, volume_id, values, expected, {});
+  if (!updated) {
+    return FaultFromError(updated.error());
+  }
+  if (!updated->has_value()) {
+    return Fault(404, VolumeNotFound(volume_id));
+  }
+  log::Warn("volume.status_reset",
+            {{"volume_id", std::string(volume_id)},
+             {"status", argument.value("status", std::string())},
+             {"by", context.user_id}});
+  return Accepted();
 }
 
 }  // namespace clinker::services

@@ -10,13 +10,18 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include <nlohmann/json.hpp>
+#include <tl/expected.hpp>
 
 #include "clinker/ports/clock.h"
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/lock_manager.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/services/api_common.h"
+#include "clinker/services/volume_record.h"
 
 namespace clinker::services {
 
@@ -46,11 +51,44 @@ class VolumesApi {
   HttpResponse Update(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view volume_id);
+  // DELETE /volumes/{id}; `force=true` (3.23+, admin) is os-force_delete.
   HttpResponse Delete(const RequestContext& context,
+                      const HttpRequest& request,
+                      std::string_view volume_id);
+  // POST /volumes/{id}/action: os-extend, os-reset_status (admin), os-force_delete (admin).
+  HttpResponse Action(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view volume_id);
 
  private:
+  // The volume or snapshot a new volume is created from.
+  struct VolumeSourceRef {
+    bool is_snapshot = false;
+    std::string id;
+    std::int64_t size_gib = 0;
+    std::optional<std::string> host;
+    std::optional<std::string> cluster_name;
+  };
+
+  // The usable source, or the fault to answer (404 unknown, 400 not available).
+  tl::expected<VolumeSourceRef, HttpResponse> FindSource(const RequestContext& context,
+                                                         bool is_snapshot,
+                                                         const std::string& id);
+  // The volume's attached attachments, as the volume view shows them.
+  nlohmann::json AttachmentsView(const Volume& volume, const RequestContext& context);
+  // Soft-deletes a volume whose create was not queued after all.
+  void WithdrawCreate(const std::string& volume_id);
+  HttpResponse DeleteVolume(const RequestContext& context, std::string_view volume_id, bool force);
+  HttpResponse Extend(const RequestContext& context,
+                      const nlohmann::json& body,
+                      std::string_view volume_id);
+  HttpResponse ResetStatus(const RequestContext& context,
+                           const nlohmann::json& body,
+                           std::string_view volume_id);
+  // Why a delete's compare-and-swap did not apply, as Cinder words it, with the cause when it
+  // is one this release can name (snapshots, volumes being created from it).
+  std::string WhyNotDeletable(const std::string& volume_id);
+
   ports::StateStore& store_;
   ports::JobQueue& queue_;
   const ports::Clock& clock_;

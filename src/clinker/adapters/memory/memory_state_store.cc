@@ -116,6 +116,10 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
       return services_;
     case Table::kClusters:
       return clusters_;
+    case Table::kAttachments:
+      return attachments_;
+    case Table::kBackups:
+      return backups_;
   }
   CLINKER_ASSERT(false, "unknown table");
   return volumes_;
@@ -206,7 +210,7 @@ Result<std::optional<Row>> MemoryStateStore::ConditionalUpdate(
     CLINKER_RETURN_IF_ERROR(ports::CheckExpectation(table, expectation));
   }
   for (const ports::Guard& guard : guards) {
-    CLINKER_RETURN_IF_ERROR(ports::RequireColumn(guard.table, guard.column));
+    CLINKER_RETURN_IF_ERROR(ports::CheckGuard(guard));
   }
 
   std::lock_guard<std::mutex> lock(mutex_);
@@ -224,7 +228,10 @@ Result<std::optional<Row>> MemoryStateStore::ConditionalUpdate(
   const Value id_value(std::string{id});
   for (const ports::Guard& guard : guards) {
     for (const auto& [other_id, other] : RowsOf(guard.table)) {
-      if (IsLive(other) && ValueOf(other, guard.column) == id_value) {
+      if (IsLive(other) && ValueOf(other, guard.column) == id_value &&
+          std::all_of(guard.where.begin(), guard.where.end(), [&](const Expectation& condition) {
+            return Matches(other, condition);
+          })) {
         return std::optional<Row>();
       }
     }

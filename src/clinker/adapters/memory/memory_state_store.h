@@ -54,6 +54,8 @@ class MemoryStateStore final : public ports::StateStore {
   Rows snapshots_;
   Rows services_;
   Rows clusters_;
+  Rows attachments_;
+  Rows backups_;
 };
 
 }  // namespace clinker::adapters

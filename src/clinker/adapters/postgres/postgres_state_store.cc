@@ -120,7 +120,74 @@ constexpr std::string_view kMigration3 = R"sql(
 ALTER TABLE volumes ADD COLUMN fencing_token BIGINT;
 )sql";
 
-constexpr std::array<std::string_view, 3> kMigrations = {kMigration1, kMigration2, kMigration3};
+// Attachments (volume_attachment in Cinder) and backups. Snapshots: fenced like volumes. An extend
+// records the size it grows the volume to, so a re-published job needs nothing but the row.
+// Deleting a volume or snapshot checks that no volume is still being created from it (a guard on
+// source_volid / snapshot_id): indexes keep that one probe.
+constexpr std::string_view kMigration4 = R"sql(
+ALTER TABLE snapshots ADD COLUMN fencing_token BIGINT;
+ALTER TABLE volumes ADD COLUMN pending_size_gib BIGINT;
+ALTER TABLE volumes ADD COLUMN backup_id TEXT COLLATE "C";
+CREATE INDEX volumes_source_volid ON volumes (source_volid, deleted);
+CREATE INDEX volumes_snapshot_id ON volumes (snapshot_id, deleted);
+CREATE TABLE attachments (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  project_id TEXT COLLATE "C" NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL,
+  volume_id TEXT COLLATE "C" NOT NULL,
+  status TEXT COLLATE "C" NOT NULL,
+  status_reason TEXT COLLATE "C",
+  instance_uuid TEXT COLLATE "C",
+  attached_host TEXT COLLATE "C",
+  mountpoint TEXT COLLATE "C",
+  attach_mode TEXT COLLATE "C" NOT NULL DEFAULT 'null',
+  connector TEXT COLLATE "C",
+  connection_info TEXT COLLATE "C",
+  operation_id TEXT COLLATE "C",
+  fencing_token BIGINT,
+  attach_time TEXT COLLATE "C",
+  detach_time TEXT COLLATE "C",
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX attachments_volume_id ON attachments (volume_id, deleted);
+CREATE INDEX attachments_project_id ON attachments (project_id, deleted, created_at);
+CREATE TABLE backups (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  project_id TEXT COLLATE "C" NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL,
+  volume_id TEXT COLLATE "C" NOT NULL,
+  status TEXT COLLATE "C" NOT NULL,
+  status_reason TEXT COLLATE "C",
+  size_gib BIGINT NOT NULL DEFAULT 0,
+  display_name TEXT COLLATE "C",
+  display_description TEXT COLLATE "C",
+  container TEXT COLLATE "C",
+  availability_zone TEXT COLLATE "C" NOT NULL DEFAULT 'nova',
+  parent_id TEXT COLLATE "C",
+  object_count BIGINT NOT NULL DEFAULT 0,
+  stored_bytes BIGINT NOT NULL DEFAULT 0,
+  metadata TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+  restore_volume_id TEXT COLLATE "C",
+  host TEXT COLLATE "C",
+  cluster_name TEXT COLLATE "C",
+  operation_id TEXT COLLATE "C",
+  fencing_token BIGINT,
+  data_timestamp TEXT COLLATE "C",
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX backups_volume_id ON backups (volume_id, deleted, created_at);
+CREATE INDEX backups_parent_id ON backups (parent_id, deleted);
+CREATE INDEX backups_project_id ON backups (project_id, deleted, created_at);
+)sql";
+
+constexpr std::array<std::string_view, 4> kMigrations = {
+    kMigration1, kMigration2, kMigration3, kMigration4};
 
 constexpr std::string_view kComponent = "state";
 
@@ -939,7 +1006,8 @@ Result<std::optional<Row>> PostgresStateStore::ConditionalUpdate(
   }
   CLINKER_RETURN_IF_ERROR(CheckExpectations(table, expected));
   for (const ports::Guard& guard : guards) {
-    CLINKER_RETURN_IF_ERROR(ports::RequireColumn(guard.table, guard.column));
+    CLINKER_RETURN_IF_ERROR(ports::CheckGuard(guard));
+    CLINKER_RETURN_IF_ERROR(CheckExpectations(guard.table, guard.where));
   }
   Value id_value{std::string(id)};
   if (HasNul(id_value)) {
@@ -973,7 +1041,11 @@ Result<std::optional<Row>> PostgresStateStore::ConditionalUpdate(
     }
     // Race-free only because the transaction is SERIALIZABLE (see the header).
     sql.text += " AND NOT EXISTS (SELECT 1 FROM " + TableIdent(guard.table) + " AS ref WHERE " +
-                Ident("ref", *spec) + " = target.\"id\" AND ref.\"deleted\" = 0)";
+                Ident("ref", *spec) + " = target.\"id\" AND ref.\"deleted\" = 0";
+    for (const Expectation& condition : guard.where) {
+      AppendCondition(sql, guard.table, "ref", condition);
+    }
+    sql.text += ")";
   }
   sql.text += " RETURNING " + ColumnList(table, "target");
 

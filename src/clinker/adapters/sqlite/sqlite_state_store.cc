@@ -107,7 +107,74 @@ constexpr std::string_view kMigration3 = R"sql(
 ALTER TABLE volumes ADD COLUMN fencing_token INTEGER;
 )sql";
 
-constexpr std::array<std::string_view, 3> kMigrations = {kMigration1, kMigration2, kMigration3};
+// Attachments (volume_attachment in Cinder) and backups. Snapshots: fenced like volumes. An extend
+// records the size it grows the volume to, so a re-published job needs nothing but the row.
+// Deleting a volume or snapshot checks that no volume is still being created from it (a guard on
+// source_volid / snapshot_id): indexes keep that one probe.
+constexpr std::string_view kMigration4 = R"sql(
+ALTER TABLE snapshots ADD COLUMN fencing_token INTEGER;
+ALTER TABLE volumes ADD COLUMN pending_size_gib INTEGER;
+ALTER TABLE volumes ADD COLUMN backup_id TEXT;
+CREATE INDEX volumes_source_volid ON volumes (source_volid, deleted);
+CREATE INDEX volumes_snapshot_id ON volumes (snapshot_id, deleted);
+CREATE TABLE attachments (
+  id TEXT NOT NULL PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  volume_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  status_reason TEXT,
+  instance_uuid TEXT,
+  attached_host TEXT,
+  mountpoint TEXT,
+  attach_mode TEXT NOT NULL DEFAULT 'null',
+  connector TEXT,
+  connection_info TEXT,
+  operation_id TEXT,
+  fencing_token INTEGER,
+  attach_time TEXT,
+  detach_time TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX attachments_volume_id ON attachments (volume_id, deleted);
+CREATE INDEX attachments_project_id ON attachments (project_id, deleted, created_at);
+CREATE TABLE backups (
+  id TEXT NOT NULL PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  volume_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  status_reason TEXT,
+  size_gib INTEGER NOT NULL DEFAULT 0,
+  display_name TEXT,
+  display_description TEXT,
+  container TEXT,
+  availability_zone TEXT NOT NULL DEFAULT 'nova',
+  parent_id TEXT,
+  object_count INTEGER NOT NULL DEFAULT 0,
+  stored_bytes INTEGER NOT NULL DEFAULT 0,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  restore_volume_id TEXT,
+  host TEXT,
+  cluster_name TEXT,
+  operation_id TEXT,
+  fencing_token INTEGER,
+  data_timestamp TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX backups_volume_id ON backups (volume_id, deleted, created_at);
+CREATE INDEX backups_parent_id ON backups (parent_id, deleted);
+CREATE INDEX backups_project_id ON backups (project_id, deleted, created_at);
+)sql";
+
+constexpr std::array<std::string_view, 4> kMigrations = {
+    kMigration1, kMigration2, kMigration3, kMigration4};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
@@ -400,7 +467,7 @@ Result<std::optional<Row>> SqliteStateStore::ConditionalUpdate(
     CLINKER_RETURN_IF_ERROR(ports::CheckExpectation(table, expectation));
   }
   for (const ports::Guard& guard : guards) {
-    CLINKER_RETURN_IF_ERROR(ports::RequireColumn(guard.table, guard.column));
+    CLINKER_RETURN_IF_ERROR(ports::CheckGuard(guard));
   }
 
   // The alias keeps `target."id"` unambiguous when a guard looks at the same table.
@@ -424,7 +491,11 @@ Result<std::optional<Row>> SqliteStateStore::ConditionalUpdate(
   for (const ports::Guard& guard : guards) {
     sql.text += " AND NOT EXISTS (SELECT 1 FROM " + TableIdent(guard.table) + " AS ref WHERE " +
                 Ident("ref", *ports::FindColumn(guard.table, guard.column)) +
-                " = target.\"id\" AND ref.\"deleted\" = 0)";
+                " = target.\"id\" AND ref.\"deleted\" = 0";
+    for (const Expectation& condition : guard.where) {
+      AppendCondition(sql, guard.table, "ref", condition);
+    }
+    sql.text += ")";
   }
   sql.text += " RETURNING *";
 

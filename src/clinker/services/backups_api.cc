@@ -1,0 +1,686 @@
+#include "clinker/services/backups_api.h"
+
+#include <algorithm>
+#include <array>
+
+#include "clinker/core/log.h"
+#include "clinker/core/time_format.h"
+#include "clinker/core/uuid.h"
+#include "clinker/domain/status.h"
+#include "clinker/services/job_message.h"
+#include "clinker/services/topics.h"
+#include "clinker/services/volume_record.h"
+
+namespace clinker::services {
+namespace {
+
+using domain::BackupStatus;
+using domain::VolumeStatus;
+using nlohmann::json;
+using ports::Expectation;
+
+std::string BackupNotFound(std::string_view id) {
+  return "Backup " + std::string(id) + " could not be found.";
+}
+
+ports::Value BackupStatusValue(BackupStatus status) {
+  return std::string(domain::StoredName(status));
+}
+
+std::optional<std::string> SortColumn(std::string_view key) {
+  static const std::map<std::string_view, std::string_view> kColumns = {
+      {"id", "id"},
+      {"name", "display_name"},
+      {"display_name", "display_name"},
+      {"status", "status"},
+      {"size", "size_gib"},
+      {"created_at", "created_at"},
+      {"updated_at", "updated_at"},
+      {"volume_id", "volume_id"},
+      {"project_id", "project_id"},
+  };
+  auto it = kColumns.find(key);
+  if (it == kColumns.end()) {
+    return std::nullopt;
+  }
+  return std::string(it->second);
+}
+
+json Links(const RequestContext& context, const std::string& id) {
+  return json::array({
+      {{"href", context.link_base + "/backups/" + id}, {"rel", "self"}},
+      {{"href", context.bookmark_base + "/backups/" + id}, {"rel", "bookmark"}},
+  });
+}
+
+HttpResponse Accepted() {
+  HttpResponse response;
+  response.status = 202;
+  return response;
+}
+
+// The backup row if the caller may see it; the fault to answer otherwise.
+tl::expected<ports::Row, HttpResponse> Visible(ports::StateStore& store,
+                                               const RequestContext& context,
+                                               std::string_view backup_id) {
+  auto row = store.Get(ports::Table::kBackups, backup_id);
+  if (!row) {
+    return tl::unexpected(row.error().code == ErrorCode::kNotFound
+                              ? Fault(404, BackupNotFound(backup_id))
+                              : FaultFromError(row.error()));
+  }
+  if (IntegerOr(*row, "deleted", 0) != 0 || TextOr(*row, "project_id", "") != context.project_id) {
+    return tl::unexpected(Fault(404, BackupNotFound(backup_id)));
+  }
+  return *row;
+}
+
+std::string StoredStatus(const ports::Row& row) {
+  return TextOr(row, "status", "");
+}
+
+std::string ApiStatus(const ports::Row& row) {
+  auto status = domain::ParseStoredBackupStatus(StoredStatus(row));
+  return status ? std::string(domain::ApiName(*status)) : StoredStatus(row);
+}
+
+}  // namespace
+
+BackupsApi::BackupsApi(ports::StateStore& store,
+                       ports::JobQueue& queue,
+                       const ports::Clock& clock,
+                       BackupsApiOptions options)
+    : store_(store), queue_(queue), clock_(clock), options_(std::move(options)) {}
+
+json BackupsApi::View(const ports::Row& row, const RequestContext& context, bool detail) {
+  const std::string id = TextOr(row, "id", "");
+  json view = {{"id", id},
+               {"name", NullOr(OptionalText(row, "display_name"))},
+               {"links", Links(context, id)}};
+  if (!detail) {
+    return view;
+  }
+  ports::ListQuery dependents;
+  dependents.filters = {Expectation::Equals("parent_id", id)};
+  dependents.limit = 1;
+  auto children = store_.List(ports::Table::kBackups, dependents);
+  view.update(json{
+      {"description", NullOr(OptionalText(row, "display_description"))},
+      {"status", ApiStatus(row)},
+      {"size", IntegerOr(row, "size_gib", 0)},
+      {"volume_id", TextOr(row, "volume_id", "")},
+      {"snapshot_id", nullptr},
+      {"container", NullOr(OptionalText(row, "container"))},
+      {"availability_zone", TextOr(row, "availability_zone", options_.availability_zone)},
+      {"created_at", TextOr(row, "created_at", "")},
+      {"updated_at", NullOr(OptionalText(row, "updated_at"))},
+      {"data_timestamp",
+       NullOr(OptionalText(row, "data_timestamp").value_or(TextOr(row, "created_at", "")))},
+      {"fail_reason", NullOr(OptionalText(row, "status_reason"))},
+      {"has_dependent_backups", children && !children->empty()},
+      {"is_incremental", OptionalText(row, "parent_id").has_value()},
+      {"object_count", IntegerOr(row, "object_count", 0)},
+  });
+  if (context.version >= Microversion{3, 18}) {
+    view["os-backup-project-attr:project_id"] = TextOr(row, "project_id", "");
+  }
+  if (context.version >= Microversion{3, 43}) {
+    view["metadata"] = MetadataFromJson(TextOr(row, "metadata", "{}"));
+  }
+  return view;
+}
+
+HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest& request) {
+  auto body = ParseBody(request, "backup");
+  if (!body) {
+    return FaultFromError(body.error());
+  }
+  const json& spec = *body;
+  if (!spec.contains("volume_id") || !spec["volume_id"].is_string()) {
+    return Fault(400,
+                 "Invalid input for field/attribute backup: 'volume_id' is a required property");
+  }
+  for (const char* key : {"incremental", "force"}) {
+    if (spec.contains(key) && !spec[key].is_null() && !spec[key].is_boolean()) {
+      return Fault(400,
+                   std::string("Invalid input for field/attribute ") + key +
+                       ". Value: " + spec[key].dump() + " is not of type 'boolean'");
+    }
+  }
+  if (spec.contains("snapshot_id") && !spec["snapshot_id"].is_null()) {
+    return Fault(400,
+                 "Invalid input received: backups of snapshots are not supported by this "
+                 "release; back up the volume");
+  }
+  const bool incremental = spec.value("incremental", false);
+  const bool force = spec.value("force", false);
+  bool present = false;
+  auto name = AliasedText(spec, "name", "display_name", &present);
+  auto description = AliasedText(spec, "description", "display_description", &present);
+  auto container = OptionalText(spec, "container", &present);
+  if (!name || !description || !container) {
+    return FaultFromError(!name ? name.error()
+                                : (!description ? description.error() : container.error()));
+  }
+  std::map<std::string, std::string> metadata;
+  if (spec.contains("metadata") && !spec["metadata"].is_null()) {
+    auto parsed = ParseMetadata(spec["metadata"]);
+    if (!parsed) {
+      return FaultFromError(parsed.error());
+    }
+    metadata = *parsed;
+  }
+  const std::string volume_id = spec["volume_id"].get<std::string>();
+  const std::string volume_not_found = "Volume " + volume_id + " could not be found.";
+  auto volume_row = store_.Get(ports::Table::kVolumes, volume_id);
+  if (!volume_row) {
+    return volume_row.error().code == ErrorCode::kNotFound ? Fault(404, volume_not_found)
+                                                           : FaultFromError(volume_row.error());
+  }
+  auto volume = VolumeFromRow(*volume_row);
+  if (!volume) {
+    return FaultFromError(volume.error());
+  }
+  if (volume->deleted || volume->project_id != context.project_id) {
+    return Fault(404, volume_not_found);
+  }
+  const std::string not_available =
+      "Invalid volume: Volume to be backed up must be available or in-use, but the current "
+      "status is \"" +
+      std::string(domain::ApiName(volume->status)) + "\".";
+  if (volume->status == VolumeStatus::kInUse && !force) {
+    return Fault(400, "Invalid volume: Backing up an in-use volume must use the force flag.");
+  }
+  if ((volume->status != VolumeStatus::kAvailable && volume->status != VolumeStatus::kInUse) ||
+      !volume->host) {
+    return Fault(400, not_available);
+  }
+  std::optional<std::string> parent_id;
+  if (incremental) {
+    ports::ListQuery latest;
+    latest.filters = {Expectation::Equals("volume_id", volume_id),
+                      Expectation::Equals("status", BackupStatusValue(BackupStatus::kAvailable))};
+    latest.sort = {ports::SortKey{"created_at", false}};
+    latest.limit = 1;
+    auto rows = store_.List(ports::Table::kBackups, latest);
+    if (!rows) {
+      return FaultFromError(rows.error());
+    }
+    if (rows->empty()) {
+      return Fault(400, "Invalid backup: No backups available to do an incremental backup.");
+    }
+    if (IntegerOr(rows->front(), "size_gib", 0) != volume->size_gib) {
+      return Fault(400,
+                   "Invalid backup: the volume's size changed since its last backup; make a "
+                   "full backup.");
+    }
+    parent_id = TextOr(rows->front(), "id", "");
+  }
+
+  const std::string id = NewUuid();
+  const std::string operation_id = NewUuid();
+  const std::string now = FormatTimestamp(clock_.WallNow());
+  ports::Row row = {{"id", id},
+                    {"project_id", context.project_id},
+                    {"user_id", context.user_id},
+                    {"volume_id", volume_id},
+                    {"status", BackupStatusValue(BackupStatus::kCreatingQueued)},
+                    {"size_gib", volume->size_gib},
+                    {"display_name", TextOrNull(*name)},
+                    {"display_description", TextOrNull(*description)},
+                    {"container", TextOrNull(*container)},
+                    {"availability_zone", options_.availability_zone},
+                    {"parent_id", TextOrNull(parent_id)},
+                    {"metadata", MetadataToJson(metadata)},
+                    {"host", TextOrNull(volume->host)},
+                    {"cluster_name", TextOrNull(volume->cluster_name)},
+                    {"operation_id", operation_id},
+                    {"created_at", now}};
+  if (auto inserted = store_.Insert(ports::Table::kBackups, row); !inserted) {
+    return FaultFromError(inserted.error());
+  }
+  auto withdraw = [&] {
+    auto withdrawn = store_.ConditionalUpdate(
+        ports::Table::kBackups,
+        id,
+        {{"status", BackupStatusValue(BackupStatus::kDeleted)},
+         {"deleted", std::int64_t{1}},
+         {"deleted_at", now}},
+        {Expectation::Equals("status", BackupStatusValue(BackupStatus::kCreatingQueued))},
+        {});
+    withdrawn.IgnoreError("the client is told why; a leftover row shows as creating");
+  };
+  // The volume is read by the backup from now on: a delete that won the race shows here, a
+  // later one finds the volume backing-up and is refused.
+  auto marked = store_.ConditionalUpdate(ports::Table::kVolumes,
+                                         volume_id,
+                                         {{"status", Status(VolumeStatus::kBackingUp)},
+                                          {"operation_id", NewUuid()},
+                                          {"updated_at", now}},
+                                         {Expectation::Equals("deleted", std::int64_t{0}),
+                                          Expectation::Equals("status", Status(volume->status))},
+                                         {});
+  if (!marked || !marked->has_value()) {
+    withdraw();
+    return marked ? Fault(400, not_available) : FaultFromError(marked.error());
+  }
+  JobMessage job{domain::Operation::kCreateBackup, id, operation_id, context.project_id};
+  if (auto published =
+          queue_.Publish(VolumeJobTopic(volume->cluster_name, *volume->host), job.ToJson());
+      !published) {
+    log::Error("backup.create_not_queued",
+               {{"backup_id", id}, {"error", published.error().ToString()}});
+    withdraw();
+    auto back =
+        store_.ConditionalUpdate(ports::Table::kVolumes,
+                                 volume_id,
+                                 {{"status", Status(volume->status)}},
+                                 {Expectation::Equals("status", Status(VolumeStatus::kBackingUp))},
+                                 {});
+    back.IgnoreError("the client is told to retry; an admin reset fixes a volume left backing-up");
+    return FaultFromError(published.error());
+  }
+  log::Info("backup.create_accepted",
+            {{"backup_id", id},
+             {"volume_id", volume_id},
+             {"incremental", incremental},
+             {"operation_id", operation_id}});
+  return JsonResponse(
+      202, {{"backup", {{"id", id}, {"name", NullOr(*name)}, {"links", Links(context, id)}}}});
+}
+
+HttpResponse BackupsApi::Show(const RequestContext& context, std::string_view backup_id) {
+  auto row = Visible(store_, context, backup_id);
+  if (!row) {
+    return row.error();
+  }
+  return JsonResponse(200, {{"backup", View(*row, context, true)}});
+}
+
+HttpResponse BackupsApi::List(const RequestContext& context,
+                              const HttpRequest& request,
+                              bool detail) {
+  ports::ListQuery query;
+  std::string value;
+  bool all_tenants =
+      context.is_admin && request.QueryValue("all_tenants", &value) && TruthyParameter(value);
+  if (!all_tenants) {
+    query.filters.push_back(Expectation::Equals("project_id", context.project_id));
+  }
+  if (request.QueryValue("name", &value) || request.QueryValue("display_name", &value)) {
+    query.filters.push_back(Expectation::Equals("display_name", value));
+  }
+  if (request.QueryValue("status", &value)) {
+    std::vector<ports::Value> stored;
+    for (BackupStatus status : domain::BackupStatusesShownAs(value)) {
+      stored.push_back(BackupStatusValue(status));
+    }
+    query.filters.push_back(Expectation::In("status", stored));
+  }
+  if (request.QueryValue("volume_id", &value)) {
+    query.filters.push_back(Expectation::Equals("volume_id", value));
+  }
+  auto sort = ParseSort(request, SortColumn);
+  if (!sort) {
+    return FaultFromError(sort.error());
+  }
+  query.sort = *sort;
+  std::int64_t limit = options_.max_limit;
+  if (request.QueryValue("limit", &value)) {
+    auto parsed = ParseNonNegative("limit", value);
+    if (!parsed) {
+      return FaultFromError(parsed.error());
+    }
+    limit = std::min(*parsed, options_.max_limit);
+  }
+  std::string marker;
+  if (request.QueryValue("marker", &marker)) {
+    query.marker_id = marker;
+  }
+  query.limit = limit;
+  auto rows = store_.List(ports::Table::kBackups, query);
+  if (!rows) {
+    if (rows.error().code == ErrorCode::kNotFound) {
+      return Fault(404, "Marker " + marker + " could not be found.");
+    }
+    return FaultFromError(rows.error());
+  }
+  json items = json::array();
+  for (const ports::Row& row : *rows) {
+    items.push_back(View(row, context, detail));
+  }
+  json body = {{"backups", items}};
+  if (!rows->empty() && static_cast<std::int64_t>(rows->size()) == limit) {
+    body["backups_links"] = json::array({{{"rel", "next"},
+                                          {"href",
+                                           NextLink(context,
+                                                    request,
+                                                    detail ? "backups/detail" : "backups",
+                                                    TextOr(rows->back(), "id", ""))}}});
+  }
+  return JsonResponse(200, body);
+}
+
+HttpResponse BackupsApi::Update(const RequestContext& context,
+                                const HttpRequest& request,
+                                std::string_view backup_id) {
+  if (context.version < Microversion{3, 9}) {
+    return Fault(405, "The method is not allowed for this resource.");
+  }
+  auto body = ParseBody(request, "backup");
+  if (!body) {
+    return FaultFromError(body.error());
+  }
+  ports::Row values;
+  bool present = false;
+  auto name = AliasedText(*body, "name", "display_name", &present);
+  if (!name) {
+    return FaultFromError(name.error());
+  }
+  if (present) {
+    values["display_name"] = TextOrNull(*name);
+  }
+  auto description = AliasedText(*body, "description", "display_description", &present);
+  if (!description) {
+    return FaultFromError(description.error());
+  }
+  if (present) {
+    values["display_description"] = TextOrNull(*description);
+  }
+  if (body->contains("metadata") && context.version >= Microversion{3, 43}) {
+    auto metadata = ParseMetadata((*body)["metadata"]);
+    if (!metadata) {
+      return FaultFromError(metadata.error());
+    }
+    values["metadata"] = MetadataToJson(*metadata);
+  }
+  if (values.empty()) {
+    return Fault(400,
+                 "Invalid input for field/attribute backup: at least one of name, "
+                 "description or metadata is required");
+  }
+  values["updated_at"] = FormatTimestamp(clock_.WallNow());
+  auto updated = store_.ConditionalUpdate(ports::Table::kBackups,
+                                          backup_id,
+                                          values,
+                                          {Expectation::Equals("project_id", context.project_id),
+                                           Expectation::Equals("deleted", std::int64_t{0})},
+                                          {});
+  if (!updated) {
+    return FaultFromError(updated.error());
+  }
+  if (!updated->has_value()) {
+    return Fault(404, BackupNotFound(backup_id));
+  }
+  return JsonResponse(200, {{"backup", View(**updated, context, true)}});
+}
+
+HttpResponse BackupsApi::Delete(const RequestContext& context, std::string_view backup_id) {
+  return DeleteBackup(context, backup_id, /*force=*/false);
+}
+
+HttpResponse BackupsApi::DeleteBackup(const RequestContext& context,
+                                      std::string_view backup_id,
+                                      bool force) {
+  auto row = Visible(store_, context, backup_id);
+  if (!row) {
+    return row.error();
+  }
+  const std::string operation_id = NewUuid();
+  const std::string now = FormatTimestamp(clock_.WallNow());
+  std::vector<ports::Value> from = {BackupStatusValue(BackupStatus::kAvailable),
+                                    BackupStatusValue(BackupStatus::kError),
+                                    BackupStatusValue(BackupStatus::kErrorDeleting)};
+  if (force) {
+    from.push_back(BackupStatusValue(BackupStatus::kCreatingQueued));
+    from.push_back(BackupStatusValue(BackupStatus::kCreating));
+  }
+  auto queued = store_.ConditionalUpdate(
+      ports::Table::kBackups,
+      backup_id,
+      {{"status", BackupStatusValue(BackupStatus::kDeletingQueued)},
+       {"operation_id", operation_id},
+       {"status_reason", std::monostate{}},
+       {"updated_at", now}},
+      {Expectation::Equals("project_id", context.project_id),
+       Expectation::Equals("deleted", std::int64_t{0}),
+       Expectation::In("status", from)},
+      {ports::Guard::NoLiveRowReferences(ports::Table::kBackups, "parent_id")});
+  if (!queued) {
+    return FaultFromError(queued.error());
+  }
+  if (!queued->has_value()) {
+    ports::ListQuery children;
+    children.filters = {Expectation::Equals("parent_id", std::string(backup_id))};
+    children.limit = 1;
+    if (auto rows = store_.List(ports::Table::kBackups, children); rows && !rows->empty()) {
+      return Fault(400, "Invalid backup: Incremental backups exist for this backup.");
+    }
+    return Fault(400,
+                 "Invalid backup: Backup status must be available or error, but it is " +
+                     ApiStatus(*row) + ".");
+  }
+  const std::optional<std::string> host = OptionalText(*row, "host");
+  if (!host) {
+    return Fault(500, "the backup names no back-end");
+  }
+  JobMessage job{
+      domain::Operation::kDeleteBackup, std::string(backup_id), operation_id, context.project_id};
+  if (auto published =
+          queue_.Publish(VolumeJobTopic(OptionalText(*row, "cluster_name"), *host), job.ToJson());
+      !published) {
+    auto undone = store_.ConditionalUpdate(ports::Table::kBackups,
+                                           backup_id,
+                                           {{"status", StoredStatus(*row)}},
+                                           {Expectation::Equals("operation_id", operation_id)},
+                                           {});
+    undone.IgnoreError("the client is told to retry; the sweeper re-publishes otherwise");
+    return FaultFromError(published.error());
+  }
+  log::Info("backup.delete_accepted",
+            {{"backup_id", std::string(backup_id)}, {"operation_id", operation_id}});
+  return Accepted();
+}
+
+HttpResponse BackupsApi::Restore(const RequestContext& context,
+                                 const HttpRequest& request,
+                                 std::string_view backup_id) {
+  auto body = ParseBody(request, "restore");
+  if (!body) {
+    return FaultFromError(body.error());
+  }
+  auto backup = Visible(store_, context, backup_id);
+  if (!backup) {
+    return backup.error();
+  }
+  if (StoredStatus(*backup) != StoredName(BackupStatus::kAvailable)) {
+    return Fault(400, "Invalid backup: Backup status must be available");
+  }
+  const std::int64_t size_gib = IntegerOr(*backup, "size_gib", 0);
+  bool present = false;
+  auto name = OptionalText(*body, "name", &present);
+  if (!name) {
+    return FaultFromError(name.error());
+  }
+  const std::string now = FormatTimestamp(clock_.WallNow());
+  const std::string operation_id = NewUuid();
+  // The backup first: a restore reads it, and a delete of it must wait.
+  auto reading = store_.ConditionalUpdate(
+      ports::Table::kBackups,
+      backup_id,
+      {{"status", BackupStatusValue(BackupStatus::kRestoring)}, {"updated_at", now}},
+      {Expectation::Equals("deleted", std::int64_t{0}),
+       Expectation::Equals("status", BackupStatusValue(BackupStatus::kAvailable))},
+      {});
+  if (!reading || !reading->has_value()) {
+    return reading ? Fault(400, "Invalid backup: Backup status must be available")
+                   : FaultFromError(reading.error());
+  }
+  auto release_backup = [&] {
+    auto back = store_.ConditionalUpdate(
+        ports::Table::kBackups,
+        backup_id,
+        {{"status", BackupStatusValue(BackupStatus::kAvailable)},
+         {"restore_volume_id", std::monostate{}}},
+        {Expectation::Equals("status", BackupStatusValue(BackupStatus::kRestoring))},
+        {});
+    back.IgnoreError("an admin reset puts a backup left restoring back");
+  };
+
+  std::string volume_id;
+  std::optional<std::string> volume_name;
+  std::optional<std::string> host;
+  std::optional<std::string> cluster_name;
+  const bool to_existing = body->contains("volume_id") && !(*body)["volume_id"].is_null();
+  if (to_existing) {
+    if (!(*body)["volume_id"].is_string()) {
+      release_backup();
+      return Fault(400, "Invalid input for field/attribute volume_id: not a string");
+    }
+    volume_id = (*body)["volume_id"].get<std::string>();
+    auto row = store_.Get(ports::Table::kVolumes, volume_id);
+    auto volume = row ? VolumeFromRow(*row) : tl::unexpected(row.error());
+    if (!volume || volume->deleted || volume->project_id != context.project_id) {
+      release_backup();
+      return Fault(404, "Volume " + volume_id + " could not be found.");
+    }
+    if (volume->size_gib < size_gib) {
+      release_backup();
+      return Fault(400,
+                   "Invalid volume: volume size " + std::to_string(volume->size_gib) +
+                       " is too small to restore backup of size " + std::to_string(size_gib) + ".");
+    }
+    auto queued =
+        store_.ConditionalUpdate(ports::Table::kVolumes,
+                                 volume_id,
+                                 {{"status", Status(VolumeStatus::kRestoringQueued)},
+                                  {"operation_id", operation_id},
+                                  {"backup_id", std::string(backup_id)},
+                                  {"status_reason", std::monostate{}},
+                                  {"updated_at", now}},
+                                 {Expectation::Equals("deleted", std::int64_t{0}),
+                                  Expectation::Equals("status", Status(VolumeStatus::kAvailable))},
+                                 {});
+    if (!queued || !queued->has_value()) {
+      release_backup();
+      return queued ? Fault(400,
+                            "Invalid volume: Volume to be restored to must be available, but "
+                            "the current status is \"" +
+                                std::string(domain::ApiName(volume->status)) + "\".")
+                    : FaultFromError(queued.error());
+    }
+    volume_name = volume->name;
+    host = volume->host;
+    cluster_name = volume->cluster_name;
+  } else {
+    // A new volume on the back-end the backup was made from.
+    Volume volume;
+    volume.id = NewUuid();
+    volume.project_id = context.project_id;
+    volume.user_id = context.user_id;
+    volume.status = VolumeStatus::kRestoringQueued;
+    volume.size_gib = size_gib;
+    volume.name = name->value_or("restore_backup_" + std::string(backup_id));
+    volume.description = "auto-created to restore backup " + std::string(backup_id);
+    volume.availability_zone = options_.availability_zone;
+    volume.host = OptionalText(*backup, "host");
+    volume.cluster_name = OptionalText(*backup, "cluster_name");
+    volume.operation_id = operation_id;
+    volume.created_at = now;
+    ports::Row row = VolumeToRow(volume);
+    row["backup_id"] = std::string(backup_id);
+    if (auto inserted = store_.Insert(ports::Table::kVolumes, row); !inserted) {
+      release_backup();
+      return FaultFromError(inserted.error());
+    }
+    volume_id = volume.id;
+    volume_name = volume.name;
+    host = volume.host;
+    cluster_name = volume.cluster_name;
+  }
+  auto marked = store_.ConditionalUpdate(
+      ports::Table::kBackups, backup_id, {{"restore_volume_id", volume_id}}, {}, {});
+  marked.IgnoreError("restore_volume_id only lets the node put the backup back");
+  if (!host) {
+    release_backup();
+    return Fault(500, "the backup names no back-end");
+  }
+  JobMessage job{domain::Operation::kRestoreBackup, volume_id, operation_id, context.project_id};
+  if (auto published = queue_.Publish(VolumeJobTopic(cluster_name, *host), job.ToJson());
+      !published) {
+    log::Error("backup.restore_not_queued",
+               {{"backup_id", std::string(backup_id)}, {"error", published.error().ToString()}});
+    release_backup();
+    auto undone = store_.ConditionalUpdate(
+        ports::Table::kVolumes,
+        volume_id,
+        to_existing ? ports::Row{{"status", Status(VolumeStatus::kAvailable)},
+                                 {"backup_id", std::monostate{}}}
+                    : ports::Row{{"status", Status(VolumeStatus::kDeleted)},
+                                 {"deleted", std::int64_t{1}},
+                                 {"deleted_at", now}},
+        {Expectation::Equals("operation_id", operation_id)},
+        {});
+    undone.IgnoreError("the client is told to retry; the sweeper re-publishes otherwise");
+    return FaultFromError(published.error());
+  }
+  log::Info("backup.restore_accepted",
+            {{"backup_id", std::string(backup_id)},
+             {"volume_id", volume_id},
+             {"operation_id", operation_id}});
+  return JsonResponse(202,
+                      {{"restore",
+                        {{"backup_id", std::string(backup_id)},
+                         {"volume_id", volume_id},
+                         {"volume_name", NullOr(volume_name)}}}});
+}
+
+HttpResponse BackupsApi::Action(const RequestContext& context,
+                                const HttpRequest& request,
+                                std::string_view backup_id) {
+  json body = json::parse(request.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object() || body.size() != 1) {
+    return Fault(400, "Malformed request body");
+  }
+  const std::string action = body.begin().key();
+  if (action != "os-reset_status" && action != "os-force_delete") {
+    return Fault(400, "There is no such action: " + action);
+  }
+  if (!context.is_admin) {
+    return Fault(403,
+                 "Policy doesn't allow backup:backup-" + action.substr(3) + " to be performed.");
+  }
+  if (action == "os-force_delete") {
+    return DeleteBackup(context, backup_id, /*force=*/true);
+  }
+  const json& argument = body.begin().value();
+  if (!argument.is_object() || !argument.contains("status") || !argument["status"].is_string()) {
+    return Fault(400,
+                 "Invalid input for field/attribute os-reset_status: 'status' is a required "
+                 "property");
+  }
+  const std::string wanted = argument["status"].get<std::string>();
+  if (wanted != "available" && wanted != "error") {
+    return Fault(400,
+                 "Invalid input received: status '" + wanted +
+                     "' cannot be set by os-reset_status; use available or error");
+  }
+  auto updated = store_.ConditionalUpdate(ports::Table::kBackups,
+                                          backup_id,
+                                          {{"status", wanted},
+                                           {"status_reason", std::monostate{}},
+                                           {"restore_volume_id", std::monostate{}},
+                                           {"updated_at", FormatTimestamp(clock_.WallNow())}},
+                                          {Expectation::Equals("deleted", std::int64_t{0}),
+                                           Expectation::Equals("project_id", context.project_id)},
+                                          {});
+  if (!updated) {
+    return FaultFromError(updated.error());
+  }
+  if (!updated->has_value()) {
+    return Fault(404, BackupNotFound(backup_id));
+  }
+  return Accepted();
+}
+
+}  // namespace clinker::services

@@ -1,0 +1,66 @@
+// BackupsApi: the Cinder v3 backup handlers (create full or incremental, show, list, list
+// detail, update (3.9+), delete, restore to a new or an existing volume, and the admin actions
+// os-reset_status and os-force_delete), transport-free.
+//
+// Every status change is a compare-and-swap. A backup moves its volume to `backing-up` (from
+// `available`, or from `in-use` with force), so a delete of the volume, which needs it available,
+// cannot race it; a restore moves the backup to `restoring` and the target volume to its queued
+// restore status, each with a compare-and-swap, undone if the other fails. A backup with
+// incremental backups built on it cannot be deleted (a guard on parent_id). Jobs go to the
+// back-end of the volume the backup was made from, whose nodes reach the backup store.
+//
+// Thread safe (holds no mutable state of its own). Blocks on the StateStore and the JobQueue.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "clinker/ports/clock.h"
+#include "clinker/ports/job_queue.h"
+#include "clinker/ports/state_store.h"
+#include "clinker/services/api_common.h"
+
+namespace clinker::services {
+
+struct BackupsApiOptions {
+  std::int64_t max_limit = 1000;
+  std::string availability_zone = "nova";
+};
+
+class BackupsApi {
+ public:
+  BackupsApi(ports::StateStore& store,
+             ports::JobQueue& queue,
+             const ports::Clock& clock,
+             BackupsApiOptions options);
+
+  HttpResponse Create(const RequestContext& context, const HttpRequest& request);
+  HttpResponse Show(const RequestContext& context, std::string_view backup_id);
+  HttpResponse List(const RequestContext& context, const HttpRequest& request, bool detail);
+  HttpResponse Update(const RequestContext& context,
+                      const HttpRequest& request,
+                      std::string_view backup_id);
+  HttpResponse Delete(const RequestContext& context, std::string_view backup_id);
+  HttpResponse Restore(const RequestContext& context,
+                       const HttpRequest& request,
+                       std::string_view backup_id);
+  // POST /backups/{id}/action: os-reset_status and os-force_delete (admin).
+  HttpResponse Action(const RequestContext& context,
+                      const HttpRequest& request,
+                      std::string_view backup_id);
+
+ private:
+  HttpResponse DeleteBackup(const RequestContext& context, std::string_view backup_id, bool force);
+  nlohmann::json View(const ports::Row& row, const RequestContext& context, bool detail);
+
+  ports::StateStore& store_;
+  ports::JobQueue& queue_;
+  const ports::Clock& clock_;
+  BackupsApiOptions options_;
+};
+
+}  // namespace clinker::services

@@ -1,0 +1,525 @@
+#include "clinker/services/snapshots_api.h"
+
+#include <algorithm>
+#include <array>
+
+#include "clinker/core/log.h"
+#include "clinker/core/time_format.h"
+#include "clinker/core/uuid.h"
+#include "clinker/domain/status.h"
+#include "clinker/services/job_message.h"
+#include "clinker/services/snapshot_record.h"
+#include "clinker/services/topics.h"
+#include "clinker/services/volume_record.h"
+
+namespace clinker::services {
+namespace {
+
+using domain::SnapshotStatus;
+using domain::VolumeStatus;
+using nlohmann::json;
+using ports::Expectation;
+
+std::string SnapshotNotFound(std::string_view id) {
+  return "Snapshot " + std::string(id) + " could not be found.";
+}
+
+HttpResponse Accepted() {
+  HttpResponse response;
+  response.status = 202;
+  return response;
+}
+
+std::optional<std::string> SortColumn(std::string_view key) {
+  static const std::map<std::string_view, std::string_view> kColumns = {
+      {"id", "id"},
+      {"name", "display_name"},
+      {"display_name", "display_name"},
+      {"description", "display_description"},
+      {"status", "status"},
+      {"size", "size_gib"},
+      {"created_at", "created_at"},
+      {"updated_at", "updated_at"},
+      {"volume_id", "volume_id"},
+      {"project_id", "project_id"},
+      {"user_id", "user_id"},
+  };
+  auto it = kColumns.find(key);
+  if (it == kColumns.end()) {
+    return std::nullopt;
+  }
+  return std::string(it->second);
+}
+
+// Which fields a snapshot view has, as Cinder's views give them.
+enum class ViewKind {
+  kSummary,  // List items: the base fields only (the v3 view builder extends `detail` only).
+  kDetail,   // Create and update: base fields and the microversioned ones.
+  kExtended  // Show and list detail: also the extended snapshot attributes.
+};
+
+json View(const Snapshot& snapshot, const RequestContext& context, ViewKind kind) {
+  json view = {
+      {"id", snapshot.id},
+      {"created_at", snapshot.created_at},
+      {"updated_at", NullOr(snapshot.updated_at)},
+      {"name", NullOr(snapshot.name)},
+      {"description", NullOr(snapshot.description)},
+      {"volume_id", snapshot.volume_id},
+      {"status", std::string(domain::ApiName(snapshot.status))},
+      {"size", snapshot.size_gib},
+      {"metadata", snapshot.metadata},
+  };
+  if (kind == ViewKind::kSummary) {
+    return view;
+  }
+  if (kind == ViewKind::kExtended) {
+    view["os-extended-snapshot-attributes:progress"] =
+        snapshot.status == SnapshotStatus::kAvailable ? "100%" : "0%";
+    view["os-extended-snapshot-attributes:project_id"] = snapshot.project_id;
+  }
+  if (context.version >= Microversion{3, 14}) {
+    view["group_snapshot_id"] = nullptr;
+  }
+  if (context.version >= Microversion{3, 41}) {
+    view["user_id"] = snapshot.user_id;
+  }
+  if (context.version >= Microversion{3, 65}) {
+    view["consumes_quota"] = true;
+  }
+  return view;
+}
+
+std::vector<ports::Value> StoredNames(const std::vector<SnapshotStatus>& statuses) {
+  std::vector<ports::Value> names;
+  names.reserve(statuses.size());
+  for (SnapshotStatus status : statuses) {
+    names.emplace_back(std::string(domain::StoredName(status)));
+  }
+  return names;
+}
+
+// The snapshot if the caller may see it; the fault to answer otherwise.
+tl::expected<Snapshot, HttpResponse> Visible(ports::StateStore& store,
+                                             const RequestContext& context,
+                                             std::string_view snapshot_id) {
+  auto row = store.Get(ports::Table::kSnapshots, snapshot_id);
+  if (!row) {
+    return tl::unexpected(row.error().code == ErrorCode::kNotFound
+                              ? Fault(404, SnapshotNotFound(snapshot_id))
+                              : FaultFromError(row.error()));
+  }
+  auto snapshot = SnapshotFromRow(*row);
+  if (!snapshot) {
+    return tl::unexpected(FaultFromError(snapshot.error()));
+  }
+  if (snapshot->deleted || snapshot->project_id != context.project_id) {
+    return tl::unexpected(Fault(404, SnapshotNotFound(snapshot_id)));
+  }
+  return *snapshot;
+}
+
+}  // namespace
+
+SnapshotsApi::SnapshotsApi(ports::StateStore& store,
+                           ports::JobQueue& queue,
+                           const ports::Clock& clock,
+                           SnapshotsApiOptions options)
+    : store_(store), queue_(queue), clock_(clock), options_(options) {}
+
+HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpRequest& request) {
+  auto body = ParseBody(request, "snapshot");
+  if (!body) {
+    return FaultFromError(body.error());
+  }
+  const json& spec = *body;
+  if (!spec.contains("volume_id") || !spec["volume_id"].is_string()) {
+    return Fault(400,
+                 "Invalid input for field/attribute snapshot: 'volume_id' is a required "
+                 "property");
+  }
+  bool force = false;
+  if (spec.contains("force")) {
+    if (!spec["force"].is_boolean()) {
+      return Fault(400,
+                   "Invalid input for field/attribute force. Value: " + spec["force"].dump() +
+                       " is not of type 'boolean'");
+    }
+    force = spec["force"].get<bool>();
+    if (!force && context.version >= Microversion{3, 66}) {
+      return Fault(400,
+                   "Invalid value 'False' for force. From microversion 3.66 a snapshot of an "
+                   "in-use volume is allowed without it, and force=False is not accepted.");
+    }
+  }
+  Snapshot snapshot;
+  bool present = false;
+  auto name = AliasedText(spec, "name", "display_name", &present);
+  auto description = AliasedText(spec, "description", "display_description", &present);
+  if (!name || !description) {
+    return FaultFromError(!name ? name.error() : description.error());
+  }
+  snapshot.name = *name;
+  snapshot.description = *description;
+  if (spec.contains("metadata") && !spec["metadata"].is_null()) {
+    auto metadata = ParseMetadata(spec["metadata"]);
+    if (!metadata) {
+      return FaultFromError(metadata.error());
+    }
+    snapshot.metadata = *metadata;
+  }
+
+  const std::string volume_id = spec["volume_id"].get<std::string>();
+  const std::string volume_not_found = "Volume " + volume_id + " could not be found.";
+  auto row = store_.Get(ports::Table::kVolumes, volume_id);
+  if (!row) {
+    return row.error().code == ErrorCode::kNotFound ? Fault(404, volume_not_found)
+                                                    : FaultFromError(row.error());
+  }
+  auto volume = VolumeFromRow(*row);
+  if (!volume) {
+    return FaultFromError(volume.error());
+  }
+  if (volume->deleted || volume->project_id != context.project_id) {
+    return Fault(404, volume_not_found);
+  }
+  const std::string not_available = "Invalid volume: Volume " + volume_id +
+                                    " status must be available, but current status is: " +
+                                    std::string(domain::ApiName(volume->status)) + ".";
+  if (volume->status != VolumeStatus::kAvailable || !volume->host) {
+    return Fault(400, not_available);
+  }
+
+  snapshot.id = NewUuid();
+  snapshot.project_id = context.project_id;
+  snapshot.user_id = context.user_id;
+  snapshot.volume_id = volume_id;
+  snapshot.size_gib = volume->size_gib;
+  snapshot.status = SnapshotStatus::kCreatingQueued;
+  snapshot.operation_id = NewUuid();
+  snapshot.created_at = FormatTimestamp(clock_.WallNow());
+  if (auto inserted = store_.Insert(ports::Table::kSnapshots, SnapshotToRow(snapshot)); !inserted) {
+    return FaultFromError(inserted.error());
+  }
+  // Checked again now that the snapshot exists (see the header): a volume delete that won the
+  // race shows here; a later one sees this snapshot and is refused.
+  auto withdraw = [&] {
+    std::string now = FormatTimestamp(clock_.WallNow());
+    auto withdrawn = store_.ConditionalUpdate(
+        ports::Table::kSnapshots,
+        snapshot.id,
+        {{"status", Status(SnapshotStatus::kDeleted)},
+         {"deleted", std::int64_t{1}},
+         {"deleted_at", now}},
+        {Expectation::Equals("status", Status(SnapshotStatus::kCreatingQueued))},
+        {});
+    withdrawn.IgnoreError("the client is told why; a leftover row shows as creating");
+  };
+  auto still_available =
+      store_.ConditionalUpdate(ports::Table::kVolumes,
+                               volume_id,
+                               {},
+                               {Expectation::Equals("deleted", std::int64_t{0}),
+                                Expectation::Equals("status", Status(VolumeStatus::kAvailable))},
+                               {});
+  if (!still_available || !still_available->has_value()) {
+    withdraw();
+    if (!still_available) {
+      return FaultFromError(still_available.error());
+    }
+    return Fault(400,
+                 "Invalid volume: Volume " + volume_id +
+                     " status must be available, but it changed while the snapshot was made.");
+  }
+  JobMessage job{
+      domain::Operation::kCreateSnapshot, snapshot.id, *snapshot.operation_id, snapshot.project_id};
+  if (auto published =
+          queue_.Publish(VolumeJobTopic(volume->cluster_name, *volume->host), job.ToJson());
+      !published) {
+    log::Error("snapshot.create_not_queued",
+               {{"snapshot_id", snapshot.id}, {"error", published.error().ToString()}});
+    withdraw();
+    return FaultFromError(published.error());
+  }
+  log::Info("snapshot.create_accepted",
+            {{"snapshot_id", snapshot.id},
+             {"volume_id", volume_id},
+             {"operation_id", *snapshot.operation_id}});
+  return JsonResponse(202, {{"snapshot", View(snapshot, context, ViewKind::kDetail)}});
+}
+
+HttpResponse SnapshotsApi::Show(const RequestContext& context, std::string_view snapshot_id) {
+  auto snapshot = Visible(store_, context, snapshot_id);
+  if (!snapshot) {
+    return snapshot.error();
+  }
+  return JsonResponse(200, {{"snapshot", View(*snapshot, context, ViewKind::kExtended)}});
+}
+
+HttpResponse SnapshotsApi::List(const RequestContext& context,
+                                const HttpRequest& request,
+                                bool detail) {
+  ports::ListQuery query;
+  std::string value;
+  bool all_tenants =
+      context.is_admin && request.QueryValue("all_tenants", &value) && TruthyParameter(value);
+  if (!all_tenants) {
+    query.filters.push_back(Expectation::Equals("project_id", context.project_id));
+  } else if (request.QueryValue("project_id", &value)) {
+    query.filters.push_back(Expectation::Equals("project_id", value));
+  }
+  if (request.QueryValue("name", &value) || request.QueryValue("display_name", &value)) {
+    query.filters.push_back(Expectation::Equals("display_name", value));
+  }
+  if (request.QueryValue("status", &value)) {
+    query.filters.push_back(
+        Expectation::In("status", StoredNames(domain::SnapshotStatusesShownAs(value))));
+  }
+  if (request.QueryValue("volume_id", &value)) {
+    query.filters.push_back(Expectation::Equals("volume_id", value));
+  }
+  auto sort = ParseSort(request, SortColumn);
+  if (!sort) {
+    return FaultFromError(sort.error());
+  }
+  query.sort = *sort;
+  std::int64_t limit = options_.max_limit;
+  if (request.QueryValue("limit", &value)) {
+    auto parsed = ParseNonNegative("limit", value);
+    if (!parsed) {
+      return FaultFromError(parsed.error());
+    }
+    limit = std::min(*parsed, options_.max_limit);
+  }
+  std::int64_t offset = 0;
+  if (request.QueryValue("offset", &value)) {
+    auto parsed = ParseNonNegative("offset", value);
+    if (!parsed) {
+      return FaultFromError(parsed.error());
+    }
+    offset = *parsed;
+  }
+  std::string marker;
+  if (request.QueryValue("marker", &marker)) {
+    query.marker_id = marker;
+  }
+  query.limit = limit + offset;
+  auto rows = store_.List(ports::Table::kSnapshots, query);
+  if (!rows) {
+    if (rows.error().code == ErrorCode::kNotFound) {
+      return Fault(404, "Marker " + marker + " could not be found.");
+    }
+    return FaultFromError(rows.error());
+  }
+  json items = json::array();
+  std::string last_id;
+  std::int64_t index = 0;
+  for (const ports::Row& row : *rows) {
+    if (index++ < offset) {
+      continue;
+    }
+    auto snapshot = SnapshotFromRow(row);
+    if (!snapshot) {
+      return FaultFromError(snapshot.error());
+    }
+    items.push_back(View(*snapshot, context, detail ? ViewKind::kExtended : ViewKind::kSummary));
+    last_id = snapshot->id;
+  }
+  json body = {{"snapshots", items}};
+  if (!items.empty() && static_cast<std::int64_t>(items.size()) == limit) {
+    body["snapshots_links"] = json::array(
+        {{{"rel", "next"},
+          {"href",
+           NextLink(context, request, detail ? "snapshots/detail" : "snapshots", last_id)}}});
+  }
+  return JsonResponse(200, body);
+}
+
+HttpResponse SnapshotsApi::Update(const RequestContext& context,
+                                  const HttpRequest& request,
+                                  std::string_view snapshot_id) {
+  auto body = ParseBody(request, "snapshot");
+  if (!body) {
+    return FaultFromError(body.error());
+  }
+  ports::Row values;
+  bool present = false;
+  auto name = AliasedText(*body, "name", "display_name", &present);
+  if (!name) {
+    return FaultFromError(name.error());
+  }
+  if (present) {
+    values["display_name"] = TextOrNull(*name);
+  }
+  auto description = AliasedText(*body, "description", "display_description", &present);
+  if (!description) {
+    return FaultFromError(description.error());
+  }
+  if (present) {
+    values["display_description"] = TextOrNull(*description);
+  }
+  if (body->contains("metadata")) {
+    auto metadata = ParseMetadata((*body)["metadata"]);
+    if (!metadata) {
+      return FaultFromError(metadata.error());
+    }
+    values["metadata"] = MetadataToJson(*metadata);
+  }
+  if (values.empty()) {
+    return Fault(400,
+                 "Invalid input for field/attribute snapshot: at least one of name, "
+                 "description or metadata is required");
+  }
+  values["updated_at"] = FormatTimestamp(clock_.WallNow());
+  auto updated = store_.ConditionalUpdate(ports::Table::kSnapshots,
+                                          snapshot_id,
+                                          values,
+                                          {Expectation::Equals("project_id", context.project_id),
+                                           Expectation::Equals("deleted", std::int64_t{0})},
+                                          {});
+  if (!updated) {
+    return FaultFromError(updated.error());
+  }
+  if (!updated->has_value()) {
+    return Fault(404, SnapshotNotFound(snapshot_id));
+  }
+  auto snapshot = SnapshotFromRow(**updated);
+  if (!snapshot) {
+    return FaultFromError(snapshot.error());
+  }
+  return JsonResponse(200, {{"snapshot", View(*snapshot, context, ViewKind::kDetail)}});
+}
+
+HttpResponse SnapshotsApi::Delete(const RequestContext& context, std::string_view snapshot_id) {
+  return DeleteSnapshot(context, snapshot_id, /*force=*/false);
+}
+
+HttpResponse SnapshotsApi::DeleteSnapshot(const RequestContext& context,
+                                          std::string_view snapshot_id,
+                                          bool force) {
+  auto snapshot = Visible(store_, context, snapshot_id);
+  if (!snapshot) {
+    return snapshot.error();
+  }
+  auto volume_row = store_.Get(ports::Table::kVolumes, snapshot->volume_id);
+  if (!volume_row) {
+    return FaultFromError(volume_row.error());
+  }
+  auto volume = VolumeFromRow(*volume_row);
+  if (!volume) {
+    return FaultFromError(volume.error());
+  }
+  const std::vector<ports::Value> deletable = {Status(SnapshotStatus::kAvailable),
+                                               Status(SnapshotStatus::kError),
+                                               Status(SnapshotStatus::kErrorDeleting)};
+  const std::vector<ports::Value> deleting = {Status(SnapshotStatus::kDeletingQueued),
+                                              Status(SnapshotStatus::kDeleting)};
+  const std::string operation_id = NewUuid();
+  const std::string now = FormatTimestamp(clock_.WallNow());
+  auto queued = store_.ConditionalUpdate(
+      ports::Table::kSnapshots,
+      snapshot->id,
+      {{"status", Status(SnapshotStatus::kDeletingQueued)},
+       {"operation_id", operation_id},
+       {"status_reason", std::monostate{}},
+       {"updated_at", now}},
+      {Expectation::Equals("project_id", context.project_id),
+       Expectation::Equals("deleted", std::int64_t{0}),
+       force ? Expectation::NotIn("status", deleting) : Expectation::In("status", deletable)},
+      // A volume still being created from this snapshot reads it.
+      {ports::Guard::NoLiveRowReferences(ports::Table::kVolumes,
+                                         "snapshot_id",
+                                         {Expectation::In("status",
+                                                          {Status(VolumeStatus::kCreatingQueued),
+                                                           Status(VolumeStatus::kCreating)})})});
+  if (!queued) {
+    return FaultFromError(queued.error());
+  }
+  if (!queued->has_value()) {
+    return Fault(400,
+                 "Invalid snapshot: Snapshot " + snapshot->id +
+                     " status must be available or error and it must not be the source of a "
+                     "volume still being created.");
+  }
+  if (!volume->host) {
+    return Fault(500, "the snapshot's volume has no back-end");
+  }
+  JobMessage job{
+      domain::Operation::kDeleteSnapshot, snapshot->id, operation_id, snapshot->project_id};
+  if (auto published =
+          queue_.Publish(VolumeJobTopic(volume->cluster_name, *volume->host), job.ToJson());
+      !published) {
+    log::Error("snapshot.delete_not_queued",
+               {{"snapshot_id", snapshot->id}, {"error", published.error().ToString()}});
+    auto undone = store_.ConditionalUpdate(
+        ports::Table::kSnapshots,
+        snapshot->id,
+        {{"status", Status(snapshot->status)},
+         {"operation_id", TextOrNull(snapshot->operation_id)}},
+        {Expectation::Equals("operation_id", operation_id),
+         Expectation::Equals("status", Status(SnapshotStatus::kDeletingQueued))},
+        {});
+    undone.IgnoreError("the client is told to retry; the sweeper re-publishes otherwise");
+    return FaultFromError(published.error());
+  }
+  log::Info("snapshot.delete_accepted",
+            {{"snapshot_id", snapshot->id}, {"operation_id", operation_id}});
+  return Accepted();
+}
+
+HttpResponse SnapshotsApi::Action(const RequestContext& context,
+                                  const HttpRequest& request,
+                                  std::string_view snapshot_id) {
+  json body = json::parse(request.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object() || body.size() != 1) {
+    return Fault(400, "Malformed request body");
+  }
+  const std::string action = body.begin().key();
+  const json& argument = body.begin().value();
+  if (action != "os-reset_status" && action != "os-force_delete") {
+    return Fault(400, "There is no such action: " + action);
+  }
+  if (!context.is_admin) {
+    return Fault(403,
+                 "Policy doesn't allow volume_extension:snapshot_admin_actions:" +
+                     action.substr(3) + " to be performed.");
+  }
+  if (action == "os-force_delete") {
+    return DeleteSnapshot(context, snapshot_id, /*force=*/true);
+  }
+  static constexpr std::array kSettable = {
+      SnapshotStatus::kAvailable, SnapshotStatus::kError, SnapshotStatus::kErrorDeleting};
+  if (!argument.is_object() || !argument.contains("status") || !argument["status"].is_string()) {
+    return Fault(400,
+                 "Invalid input for field/attribute os-reset_status: 'status' is a required "
+                 "property");
+  }
+  const std::string wanted = argument["status"].get<std::string>();
+  auto status = domain::ParseStoredSnapshotStatus(wanted);
+  if (!status || std::find(kSettable.begin(), kSettable.end(), *status) == kSettable.end()) {
+    return Fault(400,
+                 "Invalid input received: status '" + wanted +
+                     "' cannot be set by os-reset_status; use one of available, error, "
+                     "error_deleting");
+  }
+  auto updated = store_.ConditionalUpdate(ports::Table::kSnapshots,
+                                          snapshot_id,
+                                          {{"status", Status(*status)},
+                                           {"status_reason", std::monostate{}},
+                                           {"updated_at", FormatTimestamp(clock_.WallNow())}},
+                                          {Expectation::Equals("deleted", std::int64_t{0}),
+                                           Expectation::Equals("project_id", context.project_id)},
+                                          {});
+  if (!updated) {
+    return FaultFromError(updated.error());
+  }
+  if (!updated->has_value()) {
+    return Fault(404, SnapshotNotFound(snapshot_id));
+  }
+  log::Warn(
+      "snapshot.status_reset",
+      {{"snapshot_id", std::string(snapshot_id)}, {"status", wanted}, {"by", context.user_id}});
+  return Accepted();
+}
+
+}  // namespace clinker::services

@@ -1,0 +1,59 @@
+// SnapshotsApi: the Cinder v3 snapshot handlers (create, show, list, list detail, update,
+// delete, and the admin actions os-reset_status and os-force_delete), transport-free.
+//
+// As for volumes, every status change is a compare-and-swap in the StateStore. Snapshot create
+// and volume delete race safely without a lock at the API: the snapshot row is inserted first,
+// then the volume's status is checked with a conditional update; a volume delete checks (in its
+// own conditional update) that no live snapshot references the volume. Whichever commits first,
+// the other sees it, so a deleted volume never has a live snapshot. Deleting a snapshot likewise
+// checks that no volume is still being created from it.
+//
+// Thread safe (holds no mutable state of its own). Blocks on the StateStore and the JobQueue.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "clinker/ports/clock.h"
+#include "clinker/ports/job_queue.h"
+#include "clinker/ports/state_store.h"
+#include "clinker/services/api_common.h"
+
+namespace clinker::services {
+
+struct SnapshotsApiOptions {
+  std::int64_t max_limit = 1000;  // osapi_max_limit: page size cap and default.
+};
+
+class SnapshotsApi {
+ public:
+  SnapshotsApi(ports::StateStore& store,
+               ports::JobQueue& queue,
+               const ports::Clock& clock,
+               SnapshotsApiOptions options);
+
+  HttpResponse Create(const RequestContext& context, const HttpRequest& request);
+  HttpResponse Show(const RequestContext& context, std::string_view snapshot_id);
+  HttpResponse List(const RequestContext& context, const HttpRequest& request, bool detail);
+  HttpResponse Update(const RequestContext& context,
+                      const HttpRequest& request,
+                      std::string_view snapshot_id);
+  HttpResponse Delete(const RequestContext& context, std::string_view snapshot_id);
+  // POST /snapshots/{id}/action: os-reset_status and os-force_delete (admin).
+  HttpResponse Action(const RequestContext& context,
+                      const HttpRequest& request,
+                      std::string_view snapshot_id);
+
+ private:
+  HttpResponse DeleteSnapshot(const RequestContext& context,
+                              std::string_view snapshot_id,
+                              bool force);
+
+  ports::StateStore& store_;
+  ports::JobQueue& queue_;
+  const ports::Clock& clock_;
+  SnapshotsApiOptions options_;
+};
+
+}  // namespace clinker::services
