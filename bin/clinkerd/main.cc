@@ -336,6 +336,8 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     manager_options.lock_timeout = std::chrono::seconds(config.lock_timeout_s);
     // Crash tests only: CLINKER_TEST_FAULT_POINT=<operation>:<before_driver|after_driver> makes
     // this process die (SIGKILL, no clean-up) when a job reaches that point.
+    // Read before any thread of ours starts, so getenv cannot race a setenv.
+    // NOLINTNEXTLINE(concurrency-mt-unsafe)
     if (const char* fault = std::getenv("CLINKER_TEST_FAULT_POINT"); fault != nullptr) {
       std::string wanted(fault);
       clinker::log::Warn("clinkerd.fault_point_armed", {{"point", wanted}});

@@ -227,7 +227,8 @@ Result<std::optional<Row>> MemoryStateStore::ConditionalUpdate(
   }
   const Value id_value(std::string{id});
   for (const ports::Guard& guard : guards) {
-    for (const auto& [other_id, other] : RowsOf(guard.table)) {
+    for (const auto& entry : RowsOf(guard.table)) {
+      const Row& other = entry.second;
       if (IsLive(other) && ValueOf(other, guard.column) == id_value &&
           std::all_of(guard.where.begin(), guard.where.end(), [&](const Expectation& condition) {
             return Matches(other, condition);
