@@ -21,7 +21,7 @@
 #   make clean    remove the preset build directories
 #
 # Knobs: PRESET (release|debug|asan|tsan), BUILD_DIR, ASAN_BUILD_DIR, JOBS, TEST_TIMEOUT,
-# CTEST_ARGS, LISTEN, PORT, STATE_DIR, RUN_ARGS, BENCH_ARGS.
+# CTEST_ARGS, SANITIZER_CTEST_ARGS, LISTEN, PORT, STATE_DIR, RUN_ARGS, BENCH_ARGS.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -36,6 +36,10 @@ JOBS ?= 2
 # Default per-test timeout in seconds; tests that set their own TIMEOUT (e2e) keep it.
 TEST_TIMEOUT ?= 120
 CTEST_ARGS ?=
+# The sanitizer runs leave out the end-to-end tests labelled release_only (process kills, network
+# cuts, long CLI sessions: what they test is between processes, and the release run has them).
+# SANITIZER_CTEST_ARGS= runs everything.
+SANITIZER_CTEST_ARGS ?= -LE release_only
 LISTEN ?= 127.0.0.1
 PORT ?= 8776
 STATE_DIR ?= ./var
@@ -81,7 +85,7 @@ asan: setup
 	LSAN_OPTIONS=suppressions=$(CURDIR)/test/sanitizers/lsan.supp \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD_DIR) --output-on-failure --no-tests=error -j $(JOBS) \
-	  --timeout $(TEST_TIMEOUT) $(CTEST_ARGS)
+	  --timeout $(TEST_TIMEOUT) $(SANITIZER_CTEST_ARGS) $(CTEST_ARGS)
 
 # The concurrency code (ports' adapters, services, the daemon) under ThreadSanitizer: every test,
 # the end-to-end ones included, since they run the daemon built with the same flags.
@@ -91,7 +95,7 @@ tsan: setup
 	cmake --build $(TSAN_BUILD_DIR) -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --test-dir $(TSAN_BUILD_DIR) --output-on-failure --no-tests=error -j $(JOBS) \
-	  --timeout $(TEST_TIMEOUT) $(CTEST_ARGS)
+	  --timeout $(TEST_TIMEOUT) $(SANITIZER_CTEST_ARGS) $(CTEST_ARGS)
 
 # clang-tidy (.clang-tidy, warnings are errors) on every source file of src, bin and bench; the
 # headers they include are checked through them. Uses the release build's compile commands.

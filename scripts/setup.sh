@@ -14,9 +14,11 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config make
   libsqlite3-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
-  libexpected-dev libcpp-httplib-dev zlib1g-dev libssl-dev libgtest-dev libgmock-dev
+  libexpected-dev libcpp-httplib-dev zlib1g-dev libssl-dev libyaml-cpp-dev libgtest-dev
+  libgmock-dev
   libpqxx-dev libpq-dev librabbitmq-dev postgresql-15 rabbitmq-server etcd-server etcd-client
   python3 python3-cinderclient sqlite3 clang-format clang-tidy
+  keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient
 )
 
 missing=()
@@ -51,7 +53,19 @@ if [[ ! -e "${policy}" ]]; then
   trap '"${sudo[@]}" rm -f "${policy}"' EXIT
 fi
 
+# keystone (for the tests, run by scripts/test_server_keystone.sh as a plain process): no database
+# set-up, admin or endpoint at install (these are the defaults; said explicitly), and its system
+# service disabled afterwards (disable, never mask: the postinst enables it under set -e).
+if [[ " ${missing[*]} " == *" keystone "* ]]; then
+  printf '%s\n' 'keystone keystone/configure_db boolean false' \
+    'keystone keystone/create-admin-tenant boolean false' \
+    'keystone keystone/register-endpoint boolean false' | "${sudo[@]}" debconf-set-selections
+fi
+
 apt_get=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600)
 "${apt_get[@]}" update
 "${apt_get[@]}" install -y --no-install-recommends "${missing[@]}" </dev/null
+if [[ " ${missing[*]} " == *" keystone "* ]] && command -v systemctl >/dev/null; then
+  "${sudo[@]}" systemctl disable keystone >/dev/null 2>&1 || true
+fi
 echo "setup: done"

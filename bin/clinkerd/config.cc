@@ -9,6 +9,8 @@
 #include <toml++/toml.h>
 #include <unistd.h>
 
+#include "clinker/domain/policy.h"
+
 namespace clinkerd {
 namespace {
 
@@ -147,8 +149,17 @@ class TomlReader {
   TomlReader(const toml::table& root, std::string file) : root_(root), file_(std::move(file)) {}
 
   clinker::Result<void> Read(Config* config) {
-    static const std::set<std::string> kSections = {
-        "service", "api", "scheduler", "volume", "database", "queue", "locks", "log"};
+    static const std::set<std::string> kSections = {"service",
+                                                    "api",
+                                                    "scheduler",
+                                                    "volume",
+                                                    "backup",
+                                                    "database",
+                                                    "queue",
+                                                    "locks",
+                                                    "log",
+                                                    "keystone_authtoken",
+                                                    "oslo_policy"};
     for (const auto& [key, node] : root_) {
       if (!kSections.contains(std::string(key.str())) || !node.is_table()) {
         return Fail("unknown section [" + std::string(key.str()) + "]");
@@ -165,7 +176,20 @@ class TomlReader {
                                    "max_volume_size_gib",
                                    "availability_zone",
                                    "fail_fast_when_busy",
-                                   "attach_timeout_s"}));
+                                   "attach_timeout_s",
+                                   "auth_strategy"}));
+    CLINKER_RETURN_IF_ERROR(Known("keystone_authtoken",
+                                  {"auth_url",
+                                   "username",
+                                   "password",
+                                   "project_name",
+                                   "user_domain_name",
+                                   "project_domain_name",
+                                   "www_authenticate_uri",
+                                   "service_token_roles",
+                                   "token_cache_time_s",
+                                   "http_timeout_s"}));
+    CLINKER_RETURN_IF_ERROR(Known("oslo_policy", {"policy_file"}));
     CLINKER_RETURN_IF_ERROR(Known("scheduler",
                                   {"clusters",
                                    "backends",
@@ -230,6 +254,23 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Integer("backup", "chunk_size_mib", &config->backup_chunk_size_mib));
     CLINKER_RETURN_IF_ERROR(
         Integer("backup", "compression_level", &config->backup_compression_level));
+    CLINKER_RETURN_IF_ERROR(Text("api", "auth_strategy", &config->auth_strategy));
+    const std::string keystone = "keystone_authtoken";
+    CLINKER_RETURN_IF_ERROR(Text(keystone, "auth_url", &config->keystone_auth_url));
+    CLINKER_RETURN_IF_ERROR(Text(keystone, "username", &config->keystone_username));
+    CLINKER_RETURN_IF_ERROR(Text(keystone, "password", &config->keystone_password));
+    CLINKER_RETURN_IF_ERROR(Text(keystone, "project_name", &config->keystone_project_name));
+    CLINKER_RETURN_IF_ERROR(Text(keystone, "user_domain_name", &config->keystone_user_domain_name));
+    CLINKER_RETURN_IF_ERROR(
+        Text(keystone, "project_domain_name", &config->keystone_project_domain_name));
+    CLINKER_RETURN_IF_ERROR(
+        Text(keystone, "www_authenticate_uri", &config->keystone_www_authenticate_uri));
+    CLINKER_RETURN_IF_ERROR(
+        Strings(keystone, "service_token_roles", &config->keystone_service_token_roles));
+    CLINKER_RETURN_IF_ERROR(
+        Integer(keystone, "token_cache_time_s", &config->keystone_token_cache_time_s));
+    CLINKER_RETURN_IF_ERROR(Integer(keystone, "http_timeout_s", &config->keystone_http_timeout_s));
+    CLINKER_RETURN_IF_ERROR(Text("oslo_policy", "policy_file", &config->policy_file));
     CLINKER_RETURN_IF_ERROR(Text("database", "url", &config->database_url));
     CLINKER_RETURN_IF_ERROR(Text("database", "sqlite_synchronous", &config->sqlite_synchronous));
     CLINKER_RETURN_IF_ERROR(Text("queue", "url", &config->queue_url));
@@ -258,6 +299,29 @@ class TomlReader {
       return {};
     }
     std::string message = "[scheduler] " + key + " must be an array of \"" + shape + "\" strings";
+    const toml::array* array = node->as_array();
+    if (array == nullptr) {
+      return Fail(message);
+    }
+    out->clear();
+    for (const toml::node& item : *array) {
+      if (!item.is_string()) {
+        return Fail(message);
+      }
+      out->push_back(item.as_string()->get());
+    }
+    return {};
+  }
+
+  // [<section>] <key>: an array of strings.
+  clinker::Result<void> Strings(const std::string& section,
+                                const std::string& key,
+                                std::vector<std::string>* out) const {
+    const toml::node* node = root_.at_path(section + "." + key).node();
+    if (node == nullptr) {
+      return {};
+    }
+    const std::string message = "[" + section + "] " + key + " must be an array of strings";
     const toml::array* array = node->as_array();
     if (array == nullptr) {
       return Fail(message);
@@ -421,6 +485,35 @@ clinker::Result<void> Validate(Config* config) {
   if (config->backup_compression_level < 0 || config->backup_compression_level > 9) {
     return fail("[backup] compression_level: " + std::to_string(config->backup_compression_level) +
                 " (use 0 to 9)");
+  }
+  if (config->auth_strategy == "keystone") {
+    // Clinker's own credentials are what it validates users' tokens with.
+    for (const auto& [value, name] : {std::pair{&config->keystone_auth_url, "auth_url"},
+                                      std::pair{&config->keystone_username, "username"},
+                                      std::pair{&config->keystone_password, "password"},
+                                      std::pair{&config->keystone_project_name, "project_name"}}) {
+      if (value->empty()) {
+        return fail(std::string("[keystone_authtoken] ") + name +
+                    ": required with auth_strategy = keystone");
+      }
+    }
+    if (!config->keystone_auth_url.starts_with("http://") &&
+        !config->keystone_auth_url.starts_with("https://")) {
+      return fail("[keystone_authtoken] auth_url: use http(s)://host:port/v3");
+    }
+    if (config->keystone_www_authenticate_uri.empty()) {
+      config->keystone_www_authenticate_uri = config->keystone_auth_url;
+    }
+    if (config->keystone_token_cache_time_s < 0) {
+      return fail("[keystone_authtoken] token_cache_time_s: " +
+                  std::to_string(config->keystone_token_cache_time_s) + " (use 0 or more)");
+    }
+    if (config->keystone_http_timeout_s < 1) {
+      return fail("[keystone_authtoken] http_timeout_s: " +
+                  std::to_string(config->keystone_http_timeout_s) + " (use at least 1)");
+    }
+  } else if (config->auth_strategy != "noauth") {
+    return fail("[api] auth_strategy: '" + config->auth_strategy + "' (use noauth or keystone)");
   }
   if (config->attach_timeout_s < 1) {
     return fail("[api] attach_timeout_s: " + std::to_string(config->attach_timeout_s) +
@@ -596,6 +689,8 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   std::optional<std::string> synchronous;
   std::optional<std::string> database_url;
   std::optional<std::string> queue_url;
+  std::optional<std::string> auth_strategy;
+  std::optional<std::string> policy_file;
   std::optional<int> port;
   std::optional<int> workers;
   std::optional<int> delay_ms;
@@ -626,9 +721,11 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   app.add_option("--driver-delay-ms",
                  delay_ms,
                  "Delay injected into every back-end operation, for tests (default 0)");
-  app.add_option("--driver-journal",
-                 journal,
-                 "Append one JSON line per completed back-end operation to this file (tests)");
+  app.add_option(
+      "--driver-journal",
+      journal,
+      "Append one JSON line per completed back-end or backup-store operation to this file "
+      "(tests)");
   app.add_option("--sqlite-synchronous",
                  synchronous,
                  "normal (survives a process crash, default) or full (also survives power loss)");
@@ -644,6 +741,19 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
                  lock_url,
                  "Lock manager: empty (default) for file locks in the state dir (one machine), "
                  "or etcd://host:port");
+  app.add_option("--auth-strategy",
+                 auth_strategy,
+                 "noauth (default: X-Auth-Token <user>:<project>, everyone admin) or keystone "
+                 "(tokens validated by Keystone v3; needs [keystone_authtoken] in --config)");
+  app.add_option("--policy-file",
+                 policy_file,
+                 "YAML (or JSON) policy rules overriding the built-in defaults, as Cinder's "
+                 "policy.yaml");
+  bool print_policy = false;
+  app.add_flag("--print-policy-defaults",
+               print_policy,
+               "Print the built-in policy rules as a commented YAML policy file (a start for "
+               "--policy-file) and exit");
   app.add_option("--log-level", log_level, "debug, info (default), warn or error");
   app.add_option("--log-format", log_format, "json (default) or text");
 
@@ -654,6 +764,15 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
     // CLI11 prints the help, the version or the error; a usage error exits 2 like any other
     // bad setting, whatever CLI11's own code for it.
     result.exit_code = app.exit(error) == 0 ? 0 : 2;
+    return result;
+  }
+
+  if (print_policy) {
+    // As oslopolicy-sample-generator writes Cinder's: every rule commented out at its default.
+    for (const clinker::domain::PolicyDefault& rule : clinker::domain::PolicyDefaults()) {
+      std::cout << "# " << rule.description << "\n#\"" << rule.name << "\": \"" << rule.check
+                << "\"\n\n";
+    }
     return result;
   }
 
@@ -698,6 +817,8 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   take(config.sqlite_synchronous, synchronous);
   take(config.database_url, database_url);
   take(config.queue_url, queue_url);
+  take(config.auth_strategy, auth_strategy);
+  take(config.policy_file, policy_file);
   take(config.log_level, log_level);
   take(config.log_format, log_format);
   if (auto valid = Validate(&config); !valid) {

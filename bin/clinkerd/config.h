@@ -77,6 +77,25 @@ struct Config {
   int backup_chunk_size_mib = 8;
   int backup_compression_level = 1;  // zlib, 0 (none) to 9.
   int attach_timeout_s = 60;         // [api] how long attach / detach requests wait.
+  // [api] auth_strategy: "noauth" (X-Auth-Token: <user>:<project>, everyone admin, as Cinder's
+  // noauth) or "keystone" (tokens validated against Keystone v3, roles and policy).
+  std::string auth_strategy = "noauth";
+  // [keystone_authtoken], as Cinder's keystonemiddleware section (auth_strategy = keystone).
+  // Clinker's own service credentials, with which it validates users' tokens:
+  std::string keystone_auth_url;  // http(s)://host:port/v3 (or .../identity/v3)
+  std::string keystone_username;
+  std::string keystone_password;
+  std::string keystone_project_name;
+  std::string keystone_user_domain_name = "Default";
+  std::string keystone_project_domain_name = "Default";
+  // Told to clients in a 401's WWW-Authenticate header; default: auth_url.
+  std::string keystone_www_authenticate_uri;
+  // An X-Service-Token must carry one of these roles to be honoured.
+  std::vector<std::string> keystone_service_token_roles = {"service"};
+  int keystone_token_cache_time_s = 300;  // a validated token is trusted this long at most
+  int keystone_http_timeout_s = 5;        // per request to Keystone; past it: 503 to the client
+  // [oslo_policy] policy_file: YAML (or JSON) rules overriding the built-in defaults.
+  std::string policy_file;
   // [database]
   std::string database_url;     // Empty: SQLite in state_dir; else a postgresql:// URL.
   std::string database_server;  // "host:port" of database_url, for messages (set by parsing).

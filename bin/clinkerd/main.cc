@@ -21,6 +21,8 @@
 #include "clinker/adapters/file/file_lock_manager.h"
 #include "clinker/adapters/file/file_storage_driver.h"
 #include "clinker/adapters/http/http_server.h"
+#include "clinker/adapters/keystone/keystone_token_validator.h"
+#include "clinker/adapters/os/policy_file.h"
 #include "clinker/adapters/os/system_clock.h"
 #include "clinker/adapters/postgres/postgres_state_store.h"
 #include "clinker/adapters/rabbitmq/rabbitmq_job_queue.h"
@@ -29,6 +31,7 @@
 #include "clinker/core/log.h"
 #include "clinker/core/metrics.h"
 #include "clinker/services/api_service.h"
+#include "clinker/services/authenticator.h"
 #include "clinker/services/capability_cache.h"
 #include "clinker/services/job_worker_pool.h"
 #include "clinker/services/requeue_sweeper.h"
@@ -102,6 +105,24 @@ int PostgresConnections(const clinkerd::Config& config) {
 }
 
 int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
+  // A policy file that does not read or parse is a bad setting: refuse to start, before anything
+  // is created.
+  clinker::domain::Policy policy = clinker::domain::Policy::Default();
+  if (!config.policy_file.empty()) {
+    auto overrides = clinker::adapters::ReadPolicyFile(config.policy_file);
+    auto read = overrides
+                    ? clinker::domain::Policy::Create(*overrides)
+                    : clinker::Result<clinker::domain::Policy>(tl::unexpected(overrides.error()));
+    if (!read) {
+      Fail("[oslo_policy] policy_file", read.error());
+      return 2;
+    }
+    policy = std::move(*read);
+    for (const std::string& name : policy.ExtraRuleNames()) {
+      clinker::log::Warn("clinkerd.policy_rule_not_a_default",
+                         {{"rule", name}, {"policy_file", config.policy_file}});
+    }
+  }
   std::error_code ec;
   std::filesystem::create_directories(config.state_dir, ec);
   if (ec) {
@@ -197,6 +218,8 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<clinker::services::AttachmentsApi> attachments_api;
   std::unique_ptr<clinker::services::BackupsApi> backups_api;
   std::unique_ptr<clinker::services::ServicesApi> services_api;
+  std::unique_ptr<clinker::ports::TokenValidator> token_validator;  // auth_strategy = keystone
+  std::unique_ptr<clinker::services::Authenticator> authenticator;
   std::unique_ptr<clinker::services::ApiService> api;
   std::unique_ptr<clinker::adapters::HttpServer> http;
   if (config.HasRole("api")) {
@@ -235,8 +258,38 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         clinker::services::BackupsApiOptions{config.max_limit, config.availability_zone});
     attachments_api = std::make_unique<clinker::services::AttachmentsApi>(
         *store, *api_queue, clock, attachments_options);
-    api = std::make_unique<clinker::services::ApiService>(
-        *volumes_api, *snapshots_api, *attachments_api, *backups_api, *services_api);
+    clinker::services::ApiAuthOptions auth;
+    auth.policy = policy;
+    if (config.auth_strategy == "keystone") {
+      clinker::adapters::keystone::KeystoneTokenValidatorOptions keystone;
+      keystone.auth_url = config.keystone_auth_url;
+      keystone.username = config.keystone_username;
+      keystone.password = config.keystone_password;
+      keystone.user_domain_name = config.keystone_user_domain_name;
+      keystone.project_name = config.keystone_project_name;
+      keystone.project_domain_name = config.keystone_project_domain_name;
+      keystone.connect_timeout = std::chrono::seconds(config.keystone_http_timeout_s);
+      keystone.request_timeout = std::chrono::seconds(config.keystone_http_timeout_s);
+      auto validator = clinker::adapters::keystone::KeystoneTokenValidator::Create(keystone, clock);
+      if (!validator) {
+        Fail("[keystone_authtoken]", validator.error());
+        return 2;
+      }
+      token_validator = std::move(*validator);
+      clinker::services::AuthenticatorOptions cache;
+      cache.max_positive_ttl = std::chrono::seconds(config.keystone_token_cache_time_s);
+      cache.service_token_roles = config.keystone_service_token_roles;
+      authenticator =
+          std::make_unique<clinker::services::Authenticator>(*token_validator, clock, cache);
+      auth.authenticator = authenticator.get();
+      auth.www_authenticate_uri = config.keystone_www_authenticate_uri;
+    }
+    api = std::make_unique<clinker::services::ApiService>(*volumes_api,
+                                                          *snapshots_api,
+                                                          *attachments_api,
+                                                          *backups_api,
+                                                          *services_api,
+                                                          std::move(auth));
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;
@@ -326,6 +379,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     backup_options.backup_dir = config.backup_dir;
     backup_options.chunk_size_bytes = std::int64_t{config.backup_chunk_size_mib} << 20;
     backup_options.compression_level = config.backup_compression_level;
+    backup_options.journal_path = config.driver_journal;  // One journal for every back-end call.
     auto created_backups = clinker::adapters::FileBackupStore::Create(backup_options);
     if (!created_backups) {
       return Fail("[backup] backup_dir", created_backups.error());

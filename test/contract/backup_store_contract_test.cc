@@ -640,6 +640,48 @@ TEST_F(FileBackupStoreTest, ChunksOfAncestorsPointAtTheBackupThatStoresThem) {
   EXPECT_EQ(created->object_count, 0);
 }
 
+TEST_F(FileBackupStoreTest, JournalHasOneLinePerCompletedCall) {
+  FileBackupStore::Options options = store().options();
+  options.journal_path = Path("journal.jsonl");
+  auto created = FileBackupStore::Create(options);
+  ASSERT_TRUE(created.has_value()) << created.error().ToString();
+  FileBackupStore& journaled = **created;
+  const std::string target = Path("target");
+  ASSERT_NO_FATAL_FAILURE(CreateSparseFile(target, kVolumeBytes));
+  ASSERT_TRUE(journaled.CreateBackup(Request(kFull, source())).has_value());
+  ASSERT_TRUE(journaled.CreateBackup(Request(kFull, source())).has_value());
+  ASSERT_TRUE(journaled.CreateBackup(Request(kChild, source(), kFull)).has_value());
+  ASSERT_TRUE(journaled.RestoreBackup(kChild, target).has_value());
+  // Failed calls complete nothing and write nothing.
+  ASSERT_FALSE(journaled.DeleteBackup(kFull).has_value());
+  ASSERT_FALSE(journaled.RestoreBackup(kOther, target).has_value());
+  ASSERT_TRUE(journaled.DeleteBackup(kChild).has_value());
+  ASSERT_TRUE(journaled.DeleteBackup(kChild).has_value());
+
+  std::vector<nlohmann::json> entries;
+  std::ifstream journal(options.journal_path);
+  for (std::string line; std::getline(journal, line);) {
+    entries.push_back(nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false));
+  }
+  const auto pid = static_cast<std::int64_t>(::getpid());
+  auto line = [pid](std::string_view op, nlohmann::json ids, bool changed) {
+    ids["op"] = op;
+    ids["operation_id"] = "";
+    ids["pid"] = pid;
+    ids["changed"] = changed;
+    return ids;
+  };
+  const std::vector<nlohmann::json> expected = {
+      line("create_backup", {{"backup_id", kFull}}, true),
+      line("create_backup", {{"backup_id", kFull}}, false),
+      line("create_backup", {{"backup_id", kChild}, {"parent_backup_id", kFull}}, true),
+      line("restore_backup", {{"backup_id", kChild}, {"target_path", target}}, true),
+      line("delete_backup", {{"backup_id", kChild}}, true),
+      line("delete_backup", {{"backup_id", kChild}}, false),
+  };
+  EXPECT_EQ(entries, expected);
+}
+
 TEST_F(FileBackupStoreTest, InterruptedCreateIsInvisibleAndStartsOver) {
   const std::string dir = store().BackupPath(kFull);
   ASSERT_TRUE(std::filesystem::create_directories(dir));

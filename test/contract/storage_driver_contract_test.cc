@@ -904,6 +904,32 @@ TEST_F(FileStorageDriverTest, ConnectionIsTheLocalImage) {
             (std::map<std::string, std::string>{{"device_path", driver->VolumePath(kVolumeA)}}));
 }
 
+TEST_F(FileStorageDriverTest, ConnectionCallsAreJournaledAsUnchanged) {
+  auto driver = Make();
+  ASSERT_NE(driver, nullptr);
+  ASSERT_TRUE(Succeeded(driver->CreateVolume(Spec(kVolumeA, 1, "op-create"))));
+  const ports::Connector connector{"host-1", "iqn.2004-10.org.example:host-1"};
+  ASSERT_TRUE(Succeeded(driver->InitializeConnection(kVolumeA, connector)));
+  // A failed call writes nothing.
+  ASSERT_TRUE(FailsWith(driver->InitializeConnection(kVolumeB, connector), ErrorCode::kNotFound));
+  ASSERT_TRUE(Succeeded(driver->TerminateConnection(kVolumeA, connector)));
+
+  const std::vector<nlohmann::json> entries = ReadJournal();
+  ASSERT_EQ(entries.size(), 3u);
+  const auto pid = static_cast<std::int64_t>(::getpid());
+  // A local file is never exported: neither call changes anything on the back-end.
+  auto line = [pid](std::string_view op) {
+    return nlohmann::json{{"op", op},
+                          {"volume_id", kVolumeA},
+                          {"host", "host-1"},
+                          {"operation_id", ""},
+                          {"pid", pid},
+                          {"changed", false}};
+  };
+  EXPECT_EQ(entries[1], line("initialize_connection"));
+  EXPECT_EQ(entries[2], line("terminate_connection"));
+}
+
 TEST_F(FileStorageDriverTest, DelayIsHonoured) {
   const milliseconds delay(120);
   auto driver = Make(delay);

@@ -15,7 +15,8 @@ Method:
   of a request but its last byte, so racing requests can be released together.
 - `Daemon.db_rows()` reads the daemon's SQLite file read-only; `Daemon.journal()` reads the
   driver journal (`--driver-journal`). Volumes and snapshots have the same small helpers
-  (create, show, wait for a status, DB row, back-end file).
+  (create, show, wait for a status, DB row, back-end file); backups and attachments have show,
+  DB row and (backups) wait for a status and directory.
 - `Daemon.cinder()` runs Debian's python3-cinderclient CLI in noauth mode and parses its tables.
 - Every loop is bounded: waits by a deadline (`wait_for()`, `Daemon.wait_for_status()`), retries
   by a count.
@@ -59,6 +60,9 @@ STATUS_TIMEOUT_S = 20.0
 POLL_INTERVAL_S = 0.05
 
 GIB = 1 << 30
+
+# The attachments API needs 3.27, its os-complete action 3.44.
+ATTACHMENTS_MICROVERSION = "3.44"
 
 # Set by parse_args() from the command line CTest passes (`--clinkerd PATH`).
 CLINKERD = None
@@ -644,6 +648,33 @@ class Daemon:
                                          lambda: self.show_snapshot(snapshot_id, project=project),
                                          statuses, timeout_s)
 
+    def show_backup(self, backup_id, project=None):
+        """The API view of a backup, or None on 404; any other status fails."""
+        resp = self.request("GET", "backups/%s" % backup_id, project=project)
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise AssertionError("show backup: expected 200 or 404, got %r" % resp)
+        return resp.json()["backup"]
+
+    def wait_for_backup_status(self, backup_id, statuses, timeout_s=STATUS_TIMEOUT_S,
+                               project=None):
+        """Polls the API until the backup's status is in `statuses` (None = gone)."""
+        return self._wait_for_api_status("backup", backup_id,
+                                         lambda: self.show_backup(backup_id, project=project),
+                                         statuses, timeout_s)
+
+    def show_attachment(self, attachment_id, project=None):
+        """The API view of an attachment (at ATTACHMENTS_MICROVERSION), or None on 404; any
+        other status fails."""
+        resp = self.request("GET", "attachments/%s" % attachment_id, project=project,
+                            microversion=ATTACHMENTS_MICROVERSION)
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise AssertionError("show attachment: expected 200 or 404, got %r" % resp)
+        return resp.json()["attachment"]
+
     def _wait_for_api_status(self, kind, resource_id, show, statuses, timeout_s):
         statuses = (statuses,) if isinstance(statuses, str) or statuses is None else statuses
         seen = []
@@ -684,6 +715,23 @@ class Daemon:
         rows = self.db_rows("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,))
         return rows[0] if rows else None
 
+    def db_attachment(self, attachment_id):
+        rows = self.db_rows("SELECT * FROM attachments WHERE id = ?", (attachment_id,))
+        return rows[0] if rows else None
+
+    def db_backup(self, backup_id):
+        rows = self.db_rows("SELECT * FROM backups WHERE id = ?", (backup_id,))
+        return rows[0] if rows else None
+
+    @property
+    def backup_dir(self):
+        """Where the daemon keeps backups unless told otherwise (`<state-dir>/backups`)."""
+        return os.path.join(self.state_dir, "backups")
+
+    def backup_path(self, backup_id):
+        """The directory of a backup in the file backup store."""
+        return os.path.join(self.backup_dir, "backup-%s" % backup_id)
+
     def volume_file(self, volume_id):
         return os.path.join(self.volume_dir, "volume-%s.img" % volume_id)
 
@@ -691,7 +739,8 @@ class Daemon:
         return os.path.join(self.volume_dir, "snapshot-%s.img" % snapshot_id)
 
     def journal(self):
-        """The driver journal's entries (one JSON object a line); [] if it does not exist."""
+        """The driver journal's entries (one JSON object a line; the backup store writes its
+        lines there too); [] if it does not exist."""
         try:
             with open(self.journal_path, encoding="utf-8") as f:
                 return [json.loads(line) for line in f if line.strip()]

@@ -55,7 +55,8 @@ class ConfigurationTest(unittest.TestCase):
         result = self.run_clinkerd("--help")
         self.assertEqual(result.returncode, 0, result)
         for flag in ("--config", "--role", "--port", "--state-dir", "--workers",
-                     "--driver-delay-ms", "--log-level", "--cluster", "--lock-url"):
+                     "--driver-delay-ms", "--log-level", "--cluster", "--lock-url",
+                     "--auth-strategy", "--policy-file", "--print-policy-defaults"):
             self.assertIn(flag, result.stdout, result)
 
     def test_bad_flag_values_name_the_setting(self):
@@ -79,6 +80,25 @@ class ConfigurationTest(unittest.TestCase):
             self.run_clinkerd("--config", self.write_config("[api\nport = 1\n")), "line 1")
         self.assertRefused(self.run_clinkerd("--config", os.path.join(self.dir, "missing.toml")),
                            "missing.toml")
+
+    def test_auth_settings_are_checked(self):
+        self.assertRefused(self.run_clinkerd("--auth-strategy", "ldap"), "[api] auth_strategy")
+        # Keystone needs Clinker's own service credentials; the password is never echoed.
+        result = self.run_clinkerd("--config", self.write_config(
+            "[api]\nauth_strategy = \"keystone\"\n[keystone_authtoken]\n"
+            "auth_url = \"http://127.0.0.1:5000/v3\"\nusername = \"cinder\"\n"
+            "password = \"s3cret-pw\"\n"))
+        self.assertRefused(result, "[keystone_authtoken] project_name")
+        self.assertNotIn("s3cret-pw", result.stderr)
+        self.assertRefused(
+            self.run_clinkerd("--config", self.write_config(
+                "[api]\nauth_strategy = \"keystone\"\n[keystone_authtoken]\n"
+                "auth_url = \"ftp://x/v3\"\nusername = \"u\"\npassword = \"p\"\n"
+                "project_name = \"service\"\n")), "[keystone_authtoken] auth_url")
+        self.assertRefused(
+            self.run_clinkerd("--config", self.write_config(
+                "[keystone_authtoken]\nservice_token_roles = \"service\"\n")),
+            "[keystone_authtoken] service_token_roles")
 
     def test_cluster_and_lock_settings_are_checked(self):
         # Volume services on a shared database must name their cluster.
@@ -120,6 +140,16 @@ class ConfigurationTest(unittest.TestCase):
         self.assertEqual(daemon.request("GET", "volumes").status, 200)
         self.assertEqual(daemon.stop(), 0, daemon.stderr_tail())
         self.assertFalse(os.path.exists(state))
+
+    def test_shipped_sample_config_is_accepted(self):
+        # etc/clinker.toml documents every section: the daemon must start from it as shipped.
+        sample = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "etc",
+                              "clinker.toml")
+        daemon = h.Daemon()
+        self.addCleanup(daemon.close)
+        daemon.start(["--config", sample])
+        self.assertEqual(daemon.request("GET", "volumes").status, 200)
+        self.assertEqual(daemon.stop(), 0, daemon.stderr_tail())
 
 
 if __name__ == "__main__":

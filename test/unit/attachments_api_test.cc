@@ -7,6 +7,9 @@
 // only when there was one, and answers with the attachments left. The volume's status follows
 // (reserved, attaching, in-use, detaching, available), and a volume with a live attachment cannot
 // be deleted. With no volume node the wait ends in 503 and the attachment waits for one.
+// Projects, as in Cinder: an attachment belongs to its volume's project; an admin of another
+// project attaches, shows, exports, completes and deletes; a member of another project gets 404
+// for all of it and changes nothing; lists show other projects only to an admin with all_tenants.
 //
 // Method: ApiService over the real API services on a MemoryStateStore and a MemoryBroker, with a
 // real volume node: a VolumeManager (MemoryLockManager, MemoryStorageDriver) behind a
@@ -15,7 +18,8 @@
 // the deadline; every other wait here is bounded by kWaitBound and polled. Volumes are written
 // straight to the store as the scheduler and the volume manager leave them, and created in the
 // driver. Where a race needs one precise interleaving, HookedStore runs the other party at a
-// chosen store call.
+// chosen store call. Handlers are called directly with a RequestContext for a non-admin caller or
+// one of another project (noauth makes every caller an admin of the token's project).
 #include "clinker/services/attachments_api.h"
 
 #include <algorithm>
@@ -25,6 +29,7 @@
 #include <latch>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -67,6 +72,7 @@ using test_support::FakeClock;
 using test_support::RecordingJobQueue;
 
 constexpr std::string_view kProject = "0123456789abcdef0123456789abcdef";
+constexpr std::string_view kOtherProject = "fedcba9876543210fedcba9876543210";
 constexpr std::string_view kBaseUrl = "http://clinker.test:8776";
 constexpr std::string_view kHost = "node1@memory#pool";
 constexpr std::string_view kTopic = "volume.node1@memory";
@@ -291,12 +297,36 @@ class AttachmentsApiTest : public ::testing::Test {
 
   ports::HttpResponse Send(const ports::HttpRequest& request) { return service_.Handle(request); }
 
+  // What ApiService would build for a keystone caller (noauth makes every caller admin).
+  static RequestContext Context(bool is_admin, std::string_view project = kProject) {
+    RequestContext context;
+    context.user_id = "user";
+    context.project_id = std::string(project);
+    context.is_admin = is_admin;
+    context.version = Microversion{3, 44};
+    context.link_base = std::string(kBaseUrl) + "/v3/" + std::string(project);
+    context.bookmark_base = std::string(kBaseUrl) + "/" + std::string(project);
+    return context;
+  }
+
+  // POST /attachments for `volume_id` as `context`.
+  ports::HttpResponse CreateAs(const RequestContext& context, const std::string& volume_id) {
+    return attachments_.Create(
+        context,
+        Request("POST",
+                AttachmentsPath(),
+                json{{"attachment",
+                      {{"volume_uuid", volume_id}, {"instance_uuid", std::string(kInstance)}}}}
+                    .dump()));
+  }
+
   // A volume as the scheduler and the volume manager leave it: on kHost, in the driver.
   std::string AvailableVolume(bool multiattach = false,
-                              VolumeStatus status = VolumeStatus::kAvailable) {
+                              VolumeStatus status = VolumeStatus::kAvailable,
+                              std::string_view project = kProject) {
     Volume volume;
     volume.id = NewUuid();
-    volume.project_id = std::string(kProject);
+    volume.project_id = std::string(project);
     volume.user_id = "user";
     volume.status = status;
     volume.size_gib = 1;
@@ -1010,6 +1040,136 @@ TEST_F(AttachmentsApiTest, ALosingReservationDoesNotLeaveTheVolumeReserved) {
   ExpectFault(response, 400, "badRequest");
   EXPECT_TRUE(AttachmentRows(volume).empty());
   ExpectVolume(volume, VolumeStatus::kAvailable, "detached");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projects: an admin acts on every project's attachments, anyone else on their own project's only
+
+TEST_F(AttachmentsApiTest, AnAdminOfAnotherProjectAttachesShowsCompletesAndDeletes) {
+  std::string volume = AvailableVolume();
+  const RequestContext admin = Context(/*is_admin=*/true, kOtherProject);
+
+  ports::HttpResponse created = CreateAs(admin, volume);
+  ASSERT_EQ(created.status, 200) << created.body;
+  std::string id = Body(created)["attachment"].value("id", "");
+  // As in Cinder, an attachment's project is its volume's: the owner sees it and can end it.
+  EXPECT_EQ(TextColumn(AttachmentRow(id), "project_id"), kProject);
+  ExpectVolume(volume, VolumeStatus::kReserved, "reserved");
+
+  ports::HttpResponse shown = attachments_.Show(admin, id);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  EXPECT_EQ(Body(shown)["attachment"].value("volume_id", ""), volume);
+
+  ports::HttpResponse exported = attachments_.Update(
+      admin,
+      Request("PUT", AttachmentPath(id), json{{"attachment", {{"connector", Connector()}}}}.dump()),
+      id);
+  ASSERT_EQ(exported.status, 200) << exported.body;
+  EXPECT_EQ(Body(exported)["attachment"].value("status", ""), "attaching");
+
+  ports::HttpResponse completed = attachments_.Action(
+      admin, Request("POST", AttachmentPath(id) + "/action", R"({"os-complete": {}})"), id);
+  EXPECT_EQ(completed.status, 204) << completed.body;
+  ExpectVolume(volume, VolumeStatus::kInUse, "attached");
+  EXPECT_EQ(AttachmentView(id).value("status", ""), "attached") << "the owner sees it";
+
+  ports::HttpResponse deleted = attachments_.Delete(admin, id);
+  ASSERT_EQ(deleted.status, 200) << deleted.body;
+  EXPECT_EQ(Body(deleted), (json{{"attachments", json::array()}}));
+  EXPECT_EQ(IntegerColumn(AttachmentRow(id), "deleted"), 1);
+  ExpectVolume(volume, VolumeStatus::kAvailable, "detached");
+  EXPECT_EQ(driver_.CallCount("terminate_connection"), 1);
+}
+
+TEST_F(AttachmentsApiTest, AMemberOfAnotherProjectGetsNotFoundForEverythingAndChangesNothing) {
+  std::string volume = AvailableVolume();
+  std::string id = Reserve(volume);
+  ports::Row volume_before = VolumeRow(volume);
+  ports::Row attachment_before = AttachmentRow(id);
+  const std::size_t rows_before = AttachmentRows(volume, /*include_deleted=*/true).size();
+  const RequestContext member = Context(/*is_admin=*/false, kOtherProject);
+
+  ports::HttpResponse shown = attachments_.Show(member, id);
+  ExpectFault(shown, 404, "itemNotFound");
+  EXPECT_EQ(FaultMessage(shown),
+            "Volume attachment could not be found with filter: attachment_id = " + id + ".")
+      << "the same answer as for an attachment that does not exist";
+  ExpectFault(
+      attachments_.Update(
+          member,
+          Request(
+              "PUT", AttachmentPath(id), json{{"attachment", {{"connector", Connector()}}}}.dump()),
+          id),
+      404,
+      "itemNotFound");
+  ExpectFault(
+      attachments_.Action(
+          member, Request("POST", AttachmentPath(id) + "/action", R"({"os-complete": {}})"), id),
+      404,
+      "itemNotFound");
+  ExpectFault(attachments_.Delete(member, id), 404, "itemNotFound");
+  ExpectFault(CreateAs(member, volume), 404, "itemNotFound");
+  ExpectFault(
+      attachments_.LegacyAction(member, "os-reserve", json::object(), volume), 404, "itemNotFound");
+  ExpectFault(attachments_.LegacyAction(
+                  member, "os-initialize_connection", {{"connector", Connector()}}, volume),
+              404,
+              "itemNotFound");
+
+  EXPECT_EQ(VolumeRow(volume), volume_before);
+  EXPECT_EQ(AttachmentRow(id), attachment_before);
+  EXPECT_EQ(AttachmentRows(volume, /*include_deleted=*/true).size(), rows_before);
+  EXPECT_EQ(JobsPublished(), 0u);
+  EXPECT_EQ(driver_.CallCount("initialize_connection"), 0);
+}
+
+TEST_F(AttachmentsApiTest, ListsShowOtherProjectsOnlyToAnAdminAskingForAllTenants) {
+  std::string mine = Reserve(AvailableVolume());
+  ports::HttpResponse created =
+      CreateAs(Context(/*is_admin=*/false, kOtherProject),
+               AvailableVolume(false, VolumeStatus::kAvailable, kOtherProject));
+  ASSERT_EQ(created.status, 200) << created.body;
+  std::string theirs = Body(created)["attachment"].value("id", "");
+  // The ids the summary list shows, checked against the detail list.
+  auto listed = [&](const RequestContext& context,
+                    const std::vector<std::pair<std::string, std::string>>& query) {
+    std::set<std::string> ids;
+    for (bool detail : {false, true}) {
+      ports::HttpRequest request = Request("GET", AttachmentsPath());
+      request.query = query;
+      ports::HttpResponse response = attachments_.List(context, request, detail);
+      EXPECT_EQ(response.status, 200) << response.body;
+      // Named: a range over a member of a temporary would dangle.
+      const json body = Body(response);
+      std::set<std::string> shown;
+      for (const json& item : body["attachments"]) {
+        shown.insert(item.value("id", ""));
+      }
+      if (detail) {
+        EXPECT_EQ(shown, ids) << "list and list detail agree";
+      } else {
+        ids = shown;
+      }
+    }
+    return ids;
+  };
+  const RequestContext member = Context(/*is_admin=*/false);
+  const RequestContext admin = Context(/*is_admin=*/true);
+  const std::set<std::string> own = {mine};
+  const std::vector<std::pair<std::string, std::string>> all = {{"all_tenants", "1"}};
+  const std::vector<std::pair<std::string, std::string>> all_of_theirs = {
+      {"all_tenants", "1"}, {"project_id", std::string(kOtherProject)}};
+  const std::vector<std::pair<std::string, std::string>> of_theirs = {
+      {"project_id", std::string(kOtherProject)}};
+
+  EXPECT_EQ(listed(member, {}), own);
+  EXPECT_EQ(listed(member, all), own) << "all_tenants is for admins only";
+  EXPECT_EQ(listed(member, all_of_theirs), own);
+  EXPECT_EQ(listed(member, of_theirs), own);
+  EXPECT_EQ(listed(admin, {}), own) << "without all_tenants an admin lists its own project";
+  EXPECT_EQ(listed(admin, of_theirs), own) << "project_id filters only with all_tenants";
+  EXPECT_EQ(listed(admin, all), (std::set<std::string>{mine, theirs}));
+  EXPECT_EQ(listed(admin, all_of_theirs), std::set<std::string>{theirs});
 }
 
 }  // namespace

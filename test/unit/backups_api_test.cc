@@ -8,7 +8,10 @@
 // restore writes the backup's bytes into a new or an existing volume, refuses a target that is
 // too small or not available, and ends error_restoring, naming the chunk, when a stored object
 // is corrupt, with the backup available again; os-reset_status and os-force_delete are for
-// admins only.
+// admins only. Projects, as in Cinder: an admin of another project shows, updates, restores,
+// resets and deletes a backup and backs up a volume (the new backup, and a restore's new volume,
+// being the admin's); a member of another project gets 404 for all of it and changes nothing;
+// lists show other projects only to an admin asking with all_tenants.
 //
 // Method: ApiService over the real API services on a MemoryStateStore and a MemoryBroker. The
 // volume node is a real VolumeManager with a FileStorageDriver and a FileBackupStore (1 MiB
@@ -18,7 +21,8 @@
 // waiting. Volumes are written straight to the store and created in the driver, as the
 // scheduler and the volume manager leave them; their data is written and compared through the
 // driver's volume files. A FakeClock is advanced after each backup so "the latest backup" is
-// well defined.
+// well defined. Handlers are called directly with a RequestContext for a non-admin caller or one
+// of another project (noauth makes every caller an admin of the token's project).
 #include "clinker/services/backups_api.h"
 
 #include <algorithm>
@@ -28,6 +32,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -70,6 +75,7 @@ using test_support::RecordingJobQueue;
 using test_support::TempDir;
 
 constexpr std::string_view kProject = "0123456789abcdef0123456789abcdef";
+constexpr std::string_view kOtherProject = "fedcba9876543210fedcba9876543210";
 constexpr std::string_view kBaseUrl = "http://clinker.test:8776";
 constexpr std::string_view kHost = "node1@file#pool";
 constexpr std::string_view kTopic = "volume.node1@file";
@@ -194,14 +200,14 @@ class BackupsApiTest : public ::testing::Test {
     return request;
   }
 
-  static RequestContext Context(bool is_admin) {
+  static RequestContext Context(bool is_admin, std::string_view project = kProject) {
     RequestContext context;
     context.user_id = "user";
-    context.project_id = std::string(kProject);
+    context.project_id = std::string(project);
     context.is_admin = is_admin;
     context.version = Microversion{3, 44};
-    context.link_base = std::string(kBaseUrl) + "/v3/" + std::string(kProject);
-    context.bookmark_base = std::string(kBaseUrl) + "/" + std::string(kProject);
+    context.link_base = std::string(kBaseUrl) + "/v3/" + std::string(project);
+    context.bookmark_base = std::string(kBaseUrl) + "/" + std::string(project);
     return context;
   }
 
@@ -225,10 +231,11 @@ class BackupsApiTest : public ::testing::Test {
 
   // A volume as the scheduler and the volume manager leave it: on kHost, in the driver.
   std::string AvailableVolume(std::int64_t size_gib = 1,
-                              VolumeStatus status = VolumeStatus::kAvailable) {
+                              VolumeStatus status = VolumeStatus::kAvailable,
+                              std::string_view project = kProject) {
     Volume volume;
     volume.id = NewUuid();
-    volume.project_id = std::string(kProject);
+    volume.project_id = std::string(project);
     volume.user_id = "user";
     volume.status = status;
     volume.size_gib = size_gib;
@@ -292,9 +299,20 @@ class BackupsApiTest : public ::testing::Test {
     return response;
   }
 
-  // Creates a backup and runs its job: its id.
-  std::string MadeBackup(const std::string& volume_id, const json& extra = json::object()) {
-    ports::HttpResponse response = CreateBackup(volume_id, extra);
+  // Creates a backup (as `context`, else as the noauth caller) and runs its job: its id.
+  std::string MadeBackup(const std::string& volume_id,
+                         const json& extra = json::object(),
+                         const std::optional<RequestContext>& context = std::nullopt) {
+    ports::HttpResponse response;
+    if (context) {
+      json spec = {{"volume_id", volume_id}};
+      spec.update(extra);
+      response =
+          backups_.Create(*context, Request("POST", BackupsPath(), json{{"backup", spec}}.dump()));
+      clock_.Advance(std::chrono::seconds(1));
+    } else {
+      response = CreateBackup(volume_id, extra);
+    }
     EXPECT_EQ(response.status, 202) << response.body;
     EXPECT_EQ(RunJobs(), 1);
     std::string id = Body(response)["backup"].value("id", "");
@@ -706,6 +724,198 @@ TEST_F(BackupsApiTest, ListsAndUpdateShowTheBackup) {
   EXPECT_EQ(Body(updated)["backup"].value("name", ""), "renamed");
   EXPECT_EQ(BackupView(backup).value("name", ""), "renamed");
   ExpectFault(Send(Request("GET", BackupPath(NewUuid()))), 404, "itemNotFound");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projects: an admin acts on every project's backups, anyone else on their own project's only
+
+TEST_F(BackupsApiTest, AnAdminOfAnotherProjectShowsUpdatesRestoresResetsAndDeletesABackup) {
+  std::string volume = AvailableVolume();
+  WriteVolume(volume, 0, Pattern(4096, 1));
+  std::string backup = MadeBackup(volume);
+  std::string expected = ReadVolume(volume);
+  const RequestContext admin = Context(/*is_admin=*/true, kOtherProject);
+
+  ports::HttpResponse shown = backups_.Show(admin, backup);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  EXPECT_EQ(Body(shown)["backup"].value("os-backup-project-attr:project_id", ""), kProject);
+
+  ports::HttpResponse updated = backups_.Update(
+      admin, Request("PUT", BackupPath(backup), R"({"backup": {"name": "renamed"}})"), backup);
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(TextColumn(BackupRow(backup), "display_name"), "renamed");
+
+  // Into a new volume, which is the admin's (as Cinder), and into the owner's existing volume.
+  ports::HttpResponse to_new = backups_.Restore(
+      admin,
+      Request("POST", BackupPath(backup) + "/restore", R"({"restore": {"volume_id": null}})"),
+      backup);
+  ASSERT_EQ(to_new.status, 202) << to_new.body;
+  std::string restored = Body(to_new)["restore"].value("volume_id", "");
+  EXPECT_EQ(TextColumn(VolumeRow(restored), "project_id"), kOtherProject);
+  ASSERT_EQ(RunJobs(), 1);
+  EXPECT_EQ(VolumeStatusOf(restored), "available")
+      << TextColumn(VolumeRow(restored), "status_reason").value_or("");
+  EXPECT_TRUE(ReadVolume(restored) == expected) << "the restored bytes differ";
+  std::string owners = AvailableVolume();
+  ports::HttpResponse to_existing =
+      backups_.Restore(admin,
+                       Request("POST",
+                               BackupPath(backup) + "/restore",
+                               json{{"restore", {{"volume_id", owners}}}}.dump()),
+                       backup);
+  ASSERT_EQ(to_existing.status, 202) << to_existing.body;
+  ASSERT_EQ(RunJobs(), 1);
+  EXPECT_EQ(VolumeStatusOf(owners), "available")
+      << TextColumn(VolumeRow(owners), "status_reason").value_or("");
+  EXPECT_TRUE(ReadVolume(owners) == expected) << "the restored bytes differ";
+  EXPECT_EQ(TextColumn(VolumeRow(owners), "project_id"), kProject);
+
+  ports::HttpResponse reset = backups_.Action(
+      admin,
+      Request(
+          "POST", BackupPath(backup) + "/action", R"({"os-reset_status": {"status": "error"}})"),
+      backup);
+  ASSERT_EQ(reset.status, 202) << reset.body;
+  EXPECT_EQ(TextColumn(BackupRow(backup), "status"), "error");
+
+  ports::HttpResponse deleted = backups_.Delete(admin, backup);
+  ASSERT_EQ(deleted.status, 202) << deleted.body;
+  EXPECT_EQ(TextColumn(BackupRow(backup), "status"), "deleting_queued");
+  ASSERT_EQ(RunJobs(), 1);
+  EXPECT_EQ(TextColumn(BackupRow(backup), "status"), "deleted");
+  EXPECT_EQ(TextColumn(BackupRow(backup), "project_id"), kProject);
+  EXPECT_FALSE(backup_store_->DescribeBackup(backup).has_value());
+}
+
+TEST_F(BackupsApiTest, AnAdminsBackupOfAnotherProjectsVolumeIsTheAdminsAndBuildsOnItsOwnOnly) {
+  std::string volume = AvailableVolume();
+  WriteVolume(volume, 0, Pattern(4096, 1));
+  std::string owners = MadeBackup(volume);
+  const RequestContext admin = Context(/*is_admin=*/true, kOtherProject);
+  auto create = [&](const json& spec) {
+    ports::HttpResponse response =
+        backups_.Create(admin, Request("POST", BackupsPath(), json{{"backup", spec}}.dump()));
+    clock_.Advance(std::chrono::seconds(1));
+    return response;
+  };
+
+  // The owner's backup is not the admin's to build on (as Cinder: the caller's backups only).
+  ports::HttpResponse no_parent = create({{"volume_id", volume}, {"incremental", true}});
+  ExpectFault(no_parent, 400, "badRequest");
+  EXPECT_NE(FaultMessage(no_parent).find("incremental"), std::string::npos) << no_parent.body;
+  EXPECT_EQ(VolumeStatusOf(volume), "available");
+
+  std::string full = MadeBackup(volume, json::object(), admin);
+  EXPECT_EQ(TextColumn(BackupRow(full), "project_id"), kOtherProject);
+  EXPECT_EQ(TextColumn(BackupRow(full), "volume_id"), volume);
+  std::string incremental = MadeBackup(volume, {{"incremental", true}}, admin);
+  EXPECT_EQ(TextColumn(BackupRow(incremental), "project_id"), kOtherProject);
+  EXPECT_EQ(TextColumn(BackupRow(incremental), "parent_id"), full);
+  EXPECT_EQ(TextColumn(BackupRow(owners), "project_id"), kProject);
+}
+
+TEST_F(BackupsApiTest, AMemberOfAnotherProjectGetsNotFoundForEverythingAndChangesNothing) {
+  std::string volume = AvailableVolume();
+  std::string backup = MadeBackup(volume);
+  const RequestContext member = Context(/*is_admin=*/false, kOtherProject);
+  // The member's own backup, to restore into the other project's volume.
+  std::string own_volume = AvailableVolume(1, VolumeStatus::kAvailable, kOtherProject);
+  std::string own_backup = MadeBackup(own_volume, json::object(), member);
+  ports::Row volume_before = VolumeRow(volume);
+  ports::Row backup_before = BackupRow(backup);
+  const std::size_t rows_before = BackupRowCount();
+  const std::size_t jobs_before = JobsPublished();
+  const std::string restore_to_new = R"({"restore": {"volume_id": null}})";
+
+  ports::HttpResponse shown = backups_.Show(member, backup);
+  ExpectFault(shown, 404, "itemNotFound");
+  EXPECT_EQ(FaultMessage(shown), "Backup " + backup + " could not be found.")
+      << "the same answer as for a backup that does not exist";
+  ExpectFault(
+      backups_.Update(
+          member, Request("PUT", BackupPath(backup), R"({"backup": {"name": "x"}})"), backup),
+      404,
+      "itemNotFound");
+  ExpectFault(backups_.Restore(
+                  member, Request("POST", BackupPath(backup) + "/restore", restore_to_new), backup),
+              404,
+              "itemNotFound");
+  ExpectFault(backups_.Restore(member,
+                               Request("POST",
+                                       BackupPath(own_backup) + "/restore",
+                                       json{{"restore", {{"volume_id", volume}}}}.dump()),
+                               own_backup),
+              404,
+              "itemNotFound");
+  ExpectFault(backups_.Delete(member, backup), 404, "itemNotFound");
+  ExpectFault(
+      backups_.Create(
+          member, Request("POST", BackupsPath(), json{{"backup", {{"volume_id", volume}}}}.dump())),
+      404,
+      "itemNotFound");
+  // The backup actions are admin actions: policy refuses them before the backup is looked at.
+  ExpectFault(backups_.Action(member,
+                              Request("POST",
+                                      BackupPath(backup) + "/action",
+                                      R"({"os-reset_status": {"status": "error"}})"),
+                              backup),
+              403,
+              "forbidden");
+
+  EXPECT_EQ(VolumeRow(volume), volume_before);
+  EXPECT_EQ(BackupRow(backup), backup_before);
+  EXPECT_EQ(TextColumn(BackupRow(own_backup), "status"), "available")
+      << "the refused restore released the member's own backup";
+  EXPECT_EQ(BackupRowCount(), rows_before);
+  EXPECT_EQ(JobsPublished(), jobs_before);
+}
+
+TEST_F(BackupsApiTest, ListsShowOtherProjectsOnlyToAnAdminAskingForAllTenants) {
+  std::string mine = MadeBackup(AvailableVolume());
+  std::string theirs = MadeBackup(AvailableVolume(1, VolumeStatus::kAvailable, kOtherProject),
+                                  json::object(),
+                                  Context(/*is_admin=*/false, kOtherProject));
+  // The ids the summary list shows, checked against the detail list.
+  auto listed = [&](const RequestContext& context,
+                    const std::vector<std::pair<std::string, std::string>>& query) {
+    std::set<std::string> ids;
+    for (bool detail : {false, true}) {
+      ports::HttpRequest request = Request("GET", BackupsPath());
+      request.query = query;
+      ports::HttpResponse response = backups_.List(context, request, detail);
+      EXPECT_EQ(response.status, 200) << response.body;
+      // Named: a range over a member of a temporary would dangle.
+      const json body = Body(response);
+      std::set<std::string> shown;
+      for (const json& item : body["backups"]) {
+        shown.insert(item.value("id", ""));
+      }
+      if (detail) {
+        EXPECT_EQ(shown, ids) << "list and list detail agree";
+      } else {
+        ids = shown;
+      }
+    }
+    return ids;
+  };
+  const RequestContext member = Context(/*is_admin=*/false);
+  const RequestContext admin = Context(/*is_admin=*/true);
+  const std::set<std::string> own = {mine};
+  const std::vector<std::pair<std::string, std::string>> all = {{"all_tenants", "1"}};
+  const std::vector<std::pair<std::string, std::string>> all_of_theirs = {
+      {"all_tenants", "1"}, {"project_id", std::string(kOtherProject)}};
+  const std::vector<std::pair<std::string, std::string>> of_theirs = {
+      {"project_id", std::string(kOtherProject)}};
+
+  EXPECT_EQ(listed(member, {}), own);
+  EXPECT_EQ(listed(member, all), own) << "all_tenants is for admins only";
+  EXPECT_EQ(listed(member, all_of_theirs), own);
+  EXPECT_EQ(listed(member, of_theirs), own);
+  EXPECT_EQ(listed(admin, {}), own) << "without all_tenants an admin lists its own project";
+  EXPECT_EQ(listed(admin, of_theirs), own) << "project_id filters only with all_tenants";
+  EXPECT_EQ(listed(admin, all), (std::set<std::string>{mine, theirs}));
+  EXPECT_EQ(listed(admin, all_of_theirs), std::set<std::string>{theirs});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@
 // forced by a StateStore decorator that runs the delete just before or just after the create's
 // INSERT. Handlers are called directly with a RequestContext where a test sweeps microversions
 // (ApiService answers 406 above kMaxMicroversion) or needs a non-admin caller (noauth makes every
-// caller admin).
+// caller admin, and an admin sees every project's snapshots and volumes, as in Cinder).
 #include "clinker/services/snapshots_api.h"
 
 #include <algorithm>
@@ -648,10 +648,16 @@ TEST_F(SnapshotsApiTest, CreateOfAnUnknownOrAnotherProjectsVolumeIsNotFound) {
   std::string deleted = h_.AvailableVolume();
   h_.Set(Table::kVolumes, deleted, {{"status", "deleted"}, {"deleted", std::int64_t{1}}});
 
+  // A member, not an admin: an admin may snapshot any project's volume.
+  RequestContext member = ApiHarness::Context(kMinMicroversion, /*is_admin=*/false);
+
   for (const std::string& volume_id : {NewUuid(), theirs, deleted}) {
     SCOPED_TRACE(volume_id);
-    ports::HttpResponse response =
-        h_.Post(ApiHarness::Path("snapshots"), {{"snapshot", {{"volume_id", volume_id}}}});
+    ports::HttpResponse response = h_.snapshots().Create(
+        member,
+        ApiHarness::Request("POST",
+                            ApiHarness::Path("snapshots"),
+                            json({{"snapshot", {{"volume_id", volume_id}}}}).dump()));
     ExpectFault(response, 404, "itemNotFound");
     EXPECT_EQ(FaultMessage(response), "Volume " + volume_id + " could not be found.");
   }
@@ -714,7 +720,11 @@ TEST_F(SnapshotsApiTest, ShowGivesTheDetailViewOfTheCallersSnapshotsOnly) {
   EXPECT_EQ(available.value("os-extended-snapshot-attributes:progress", ""), "100%");
 
   ExpectFault(h_.Get(ApiHarness::Path("snapshots") + "/" + NewUuid()), 404, "itemNotFound");
-  ExpectFault(h_.Get(ApiHarness::Path("snapshots") + "/" + theirs), 404, "itemNotFound");
+  // Another project's, to a member (noauth callers are admins, who see every project's).
+  ExpectFault(
+      h_.snapshots().Show(ApiHarness::Context(kMinMicroversion, /*is_admin=*/false), theirs),
+      404,
+      "itemNotFound");
   // The project-less URL form reaches the same handler.
   EXPECT_EQ(h_.Get("/v3/snapshots/" + ready).status, 200);
 }
@@ -893,10 +903,12 @@ TEST_F(SnapshotsApiTest, UpdateRefusesAnEmptyOrBadBodyAndOtherProjectsSnapshots)
   EXPECT_EQ(h_.Row(Table::kSnapshots, id), before);
 
   const std::string rename = json({{"snapshot", {{"name", "stolen"}}}}).dump();
-  ExpectFault(
-      h_.Send(ApiHarness::Request("PUT", ApiHarness::Path("snapshots") + "/" + theirs, rename)),
-      404,
-      "itemNotFound");
+  ExpectFault(h_.snapshots().Update(
+                  ApiHarness::Context(kMinMicroversion, /*is_admin=*/false),
+                  ApiHarness::Request("PUT", ApiHarness::Path("snapshots") + "/" + theirs, rename),
+                  theirs),
+              404,
+              "itemNotFound");
   ExpectFault(
       h_.Send(ApiHarness::Request("PUT", ApiHarness::Path("snapshots") + "/" + NewUuid(), rename)),
       404,
@@ -1008,7 +1020,7 @@ TEST_F(SnapshotsApiTest, DeleteOfAnUnknownOrAnotherProjectsSnapshotIsNotFound) {
 
   for (const std::string& id : {theirs, NewUuid()}) {
     ports::HttpResponse response =
-        h_.Send(ApiHarness::Request("DELETE", ApiHarness::Path("snapshots") + "/" + id));
+        h_.snapshots().Delete(ApiHarness::Context(kMinMicroversion, /*is_admin=*/false), id);
     ExpectFault(response, 404, "itemNotFound");
     EXPECT_EQ(FaultMessage(response), "Snapshot " + id + " could not be found.");
   }
@@ -1129,6 +1141,160 @@ TEST_F(SnapshotsApiTest, UnknownOrMalformedActionsAreBadRequests) {
   EXPECT_EQ(h_.Row(Table::kSnapshots, id), before);
   ports::HttpResponse wrong_method = h_.Send(ApiHarness::Request("GET", path));
   EXPECT_EQ(wrong_method.status, 405) << wrong_method.body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projects: an admin acts on every project's snapshots, anyone else on their own project's only
+
+TEST_F(SnapshotsApiTest, AnAdminOfAnotherProjectShowsUpdatesResetsAndDeletesASnapshot) {
+  std::string volume_id = h_.AvailableVolume();
+  std::string id = h_.AvailableSnapshot(volume_id, "theirs");
+  RequestContext admin = ApiHarness::Context(kMinMicroversion, /*is_admin=*/true, kOtherProject);
+  const std::string path = ApiHarness::Path("snapshots", kOtherProject) + "/" + id;
+
+  ports::HttpResponse shown = h_.snapshots().Show(admin, id);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  EXPECT_EQ(Body(shown)["snapshot"].value("id", ""), id);
+  EXPECT_EQ(Body(shown)["snapshot"].value("os-extended-snapshot-attributes:project_id", ""),
+            kProject);
+
+  ports::HttpResponse updated = h_.snapshots().Update(
+      admin,
+      ApiHarness::Request(
+          "PUT", path, json({{"snapshot", {{"name", "renamed"}}}}).dump(), {}, kOtherProject),
+      id);
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(TextColumn(h_.Row(Table::kSnapshots, id), "display_name"), "renamed");
+
+  ports::HttpResponse reset = h_.snapshots().Action(
+      admin,
+      ApiHarness::Request("POST",
+                          path + "/action",
+                          json({{"os-reset_status", {{"status", "error"}}}}).dump(),
+                          {},
+                          kOtherProject),
+      id);
+  ASSERT_EQ(reset.status, 202) << reset.body;
+  EXPECT_EQ(TextColumn(h_.Row(Table::kSnapshots, id), "status"), "error");
+
+  std::size_t published_before = h_.PublishCount();
+  ports::HttpResponse deleted = h_.snapshots().Delete(admin, id);
+  ASSERT_EQ(deleted.status, 202) << deleted.body;
+  ports::Row row = h_.Row(Table::kSnapshots, id);
+  EXPECT_EQ(TextColumn(row, "status"), "deleting_queued");
+  EXPECT_EQ(TextColumn(row, "project_id"), kProject) << "the snapshot stays in its project";
+  EXPECT_EQ(h_.PublishCount(), published_before + 1);
+}
+
+TEST_F(SnapshotsApiTest, AnAdminsSnapshotOfAnotherProjectsVolumeIsInTheAdminsProject) {
+  std::string volume_id = h_.AvailableVolume(2);
+  RequestContext admin = ApiHarness::Context(kMinMicroversion, /*is_admin=*/true, kOtherProject);
+
+  ports::HttpResponse created = h_.snapshots().Create(
+      admin,
+      ApiHarness::Request("POST",
+                          ApiHarness::Path("snapshots", kOtherProject),
+                          json({{"snapshot", {{"volume_id", volume_id}}}}).dump(),
+                          {},
+                          kOtherProject));
+
+  ASSERT_EQ(created.status, 202) << created.body;
+  std::string id = Body(created)["snapshot"].value("id", "");
+  ports::Row row = h_.Row(Table::kSnapshots, id);
+  EXPECT_EQ(TextColumn(row, "project_id"), kOtherProject) << "as in Cinder: the caller's project";
+  EXPECT_EQ(TextColumn(row, "volume_id"), volume_id);
+  EXPECT_EQ(IntegerColumn(row, "size_gib"), 2);
+}
+
+TEST_F(SnapshotsApiTest, AMemberOfAnotherProjectGetsNotFoundForEverythingAndChangesNothing) {
+  std::string volume_id = h_.AvailableVolume();
+  std::string id = h_.AvailableSnapshot(volume_id, "mine");
+  ports::Row before = h_.Row(Table::kSnapshots, id);
+  ports::Row volume_before = h_.Row(Table::kVolumes, volume_id);
+  std::size_t rows_before = h_.RowCount(Table::kSnapshots);
+  std::size_t published_before = h_.PublishCount();
+  RequestContext member = ApiHarness::Context(kMinMicroversion, /*is_admin=*/false, kOtherProject);
+  const std::string path = ApiHarness::Path("snapshots", kOtherProject) + "/" + id;
+
+  ports::HttpResponse shown = h_.snapshots().Show(member, id);
+  ExpectFault(shown, 404, "itemNotFound");
+  EXPECT_EQ(FaultMessage(shown), "Snapshot " + id + " could not be found.")
+      << "the same answer as for a snapshot that does not exist";
+  ExpectFault(
+      h_.snapshots().Update(
+          member,
+          ApiHarness::Request(
+              "PUT", path, json({{"snapshot", {{"name", "stolen"}}}}).dump(), {}, kOtherProject),
+          id),
+      404,
+      "itemNotFound");
+  ExpectFault(h_.snapshots().Delete(member, id), 404, "itemNotFound");
+  ExpectFault(h_.snapshots().Create(
+                  member,
+                  ApiHarness::Request("POST",
+                                      ApiHarness::Path("snapshots", kOtherProject),
+                                      json({{"snapshot", {{"volume_id", volume_id}}}}).dump(),
+                                      {},
+                                      kOtherProject)),
+              404,
+              "itemNotFound");
+  // The snapshot actions are admin actions: policy refuses them before the snapshot is looked at.
+  ExpectFault(h_.snapshots().Action(
+                  member,
+                  ApiHarness::Request("POST",
+                                      path + "/action",
+                                      json({{"os-reset_status", {{"status", "error"}}}}).dump(),
+                                      {},
+                                      kOtherProject),
+                  id),
+              403,
+              "forbidden");
+
+  EXPECT_EQ(h_.Row(Table::kSnapshots, id), before);
+  EXPECT_EQ(h_.Row(Table::kVolumes, volume_id), volume_before);
+  EXPECT_EQ(h_.RowCount(Table::kSnapshots), rows_before);
+  EXPECT_EQ(h_.PublishCount(), published_before);
+}
+
+TEST_F(SnapshotsApiTest, ListsShowOtherProjectsOnlyToAnAdminAskingForAllTenants) {
+  std::string mine = h_.CreateSnapshot(h_.AvailableVolume(), "mine");
+  std::string theirs = h_.CreateSnapshot(h_.AvailableVolume(1, kOtherProject), "t", kOtherProject);
+  // The ids the summary list shows, checked against the detail list.
+  auto listed = [&](const RequestContext& context, const Query& query) {
+    std::set<std::string> ids;
+    for (bool detail : {false, true}) {
+      ports::HttpResponse response = h_.snapshots().List(
+          context, ApiHarness::Request("GET", ApiHarness::Path("snapshots"), "", query), detail);
+      EXPECT_EQ(response.status, 200) << response.body;
+      // Named: a range over a member of a temporary would dangle.
+      const json body = Body(response);
+      std::set<std::string> shown;
+      for (const json& item : body["snapshots"]) {
+        shown.insert(item.value("id", ""));
+      }
+      if (detail) {
+        EXPECT_EQ(shown, ids) << "list and list detail agree";
+      } else {
+        ids = shown;
+      }
+    }
+    return ids;
+  };
+  const RequestContext member = ApiHarness::Context(kMinMicroversion, /*is_admin=*/false);
+  const RequestContext admin = ApiHarness::Context(kMinMicroversion, /*is_admin=*/true);
+  const std::set<std::string> own = {mine};
+  const Query all = {{"all_tenants", "1"}};
+  const Query all_of_theirs = {{"all_tenants", "1"}, {"project_id", std::string(kOtherProject)}};
+  const Query of_theirs = {{"project_id", std::string(kOtherProject)}};
+
+  EXPECT_EQ(listed(member, {}), own);
+  EXPECT_EQ(listed(member, all), own) << "all_tenants is for admins only";
+  EXPECT_EQ(listed(member, all_of_theirs), own);
+  EXPECT_EQ(listed(member, of_theirs), own);
+  EXPECT_EQ(listed(admin, {}), own) << "without all_tenants an admin lists its own project";
+  EXPECT_EQ(listed(admin, of_theirs), own) << "project_id filters only with all_tenants";
+  EXPECT_EQ(listed(admin, all), (std::set<std::string>{mine, theirs}));
+  EXPECT_EQ(listed(admin, all_of_theirs), std::set<std::string>{theirs});
 }
 
 // ---------------------------------------------------------------------------------------------

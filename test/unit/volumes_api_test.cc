@@ -14,8 +14,8 @@
 // What the scheduler and the volume manager would do (placing a volume, finishing a snapshot) is
 // written straight to the store. The handler is called directly, with a RequestContext, only for
 // microversions above kMaxMicroversion (ApiService answers 406) and for non-admin callers (noauth
-// makes every caller admin). The races between a create from a source and a delete of that
-// source are in snapshots_api_test.cc.
+// makes every caller admin, and an admin sees every project's volumes, as in Cinder). The races
+// between a create from a source and a delete of that source are in snapshots_api_test.cc.
 #include "clinker/services/volumes_api.h"
 
 #include <algorithm>
@@ -296,16 +296,21 @@ class VolumesApiTest : public ::testing::Test {
 
   // What ApiService builds for a noauth caller, at a version it may not negotiate itself (above
   // kMaxMicroversion it answers 406) or for a non-admin (noauth makes every caller admin).
-  static RequestContext Context(Microversion version, bool is_admin = true) {
+  static RequestContext Context(Microversion version,
+                                bool is_admin = true,
+                                std::string_view project = kProject) {
     RequestContext context;
     context.user_id = "user";
-    context.project_id = std::string(kProject);
+    context.project_id = std::string(project);
     context.is_admin = is_admin;
     context.version = version;
-    context.link_base = std::string(kBaseUrl) + "/v3/" + std::string(kProject);
-    context.bookmark_base = std::string(kBaseUrl) + "/" + std::string(kProject);
+    context.link_base = std::string(kBaseUrl) + "/v3/" + std::string(project);
+    context.bookmark_base = std::string(kBaseUrl) + "/" + std::string(project);
     return context;
   }
+
+  // A member (not admin) of kOtherProject.
+  static RequestContext OtherMember() { return Context(kMinMicroversion, false, kOtherProject); }
 
   ports::HttpResponse Action(const std::string& id, const json& body) {
     return Send(Request("POST", VolumesPath() + "/" + id + "/action", body.dump()));
@@ -551,11 +556,14 @@ TEST_F(VolumesApiTest, CreateFromAnUnknownOrAnotherProjectsSourceIsNotFound) {
   std::string gone_snapshot = InsertSnapshot(AvailableVolume("has-gone-snapshot"), true);
   std::size_t rows_before = RowCount();
   std::size_t published_before = publisher_.PublishedTopics().size();
+  // A member, not an admin: an admin may use any project's source.
+  RequestContext member = Context(kMinMicroversion, /*is_admin=*/false);
 
   for (const std::string& id : {NewUuid(), their_snapshot, gone_snapshot}) {
     SCOPED_TRACE("snapshot " + id);
     json request = {{"volume", {{"size", 1}, {"snapshot_id", id}}}};
-    ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+    ports::HttpResponse response =
+        volumes_.Create(member, Request("POST", VolumesPath(), request.dump()));
     ExpectFault(response, 404, "itemNotFound");
     EXPECT_EQ(Body(response)["itemNotFound"].value("message", ""),
               "Snapshot " + id + " could not be found.");
@@ -563,7 +571,8 @@ TEST_F(VolumesApiTest, CreateFromAnUnknownOrAnotherProjectsSourceIsNotFound) {
   for (const std::string& id : {NewUuid(), theirs, gone}) {
     SCOPED_TRACE("volume " + id);
     json request = {{"volume", {{"source_volid", id}}}};
-    ports::HttpResponse response = Send(Request("POST", VolumesPath(), request.dump()));
+    ports::HttpResponse response =
+        volumes_.Create(member, Request("POST", VolumesPath(), request.dump()));
     ExpectFault(response, 404, "itemNotFound");
     EXPECT_EQ(Body(response)["itemNotFound"].value("message", ""),
               "Volume " + id + " could not be found.");
@@ -632,9 +641,8 @@ TEST_F(VolumesApiTest, ShowReturnsTheVolumeOfTheCallersProjectOnly) {
   EXPECT_EQ(volume.value("status", ""), "creating");
 
   ExpectFault(Get(VolumesPath() + "/" + NewUuid()), 404, "itemNotFound");
-  ExpectFault(Send(Request("GET", VolumesPath(kOtherProject) + "/" + id, "", {}, kOtherProject)),
-              404,
-              "itemNotFound");
+  // Another project's member (noauth callers are admins, who see every project's volumes).
+  ExpectFault(volumes_.Show(OtherMember(), id), 404, "itemNotFound");
 }
 
 TEST_F(VolumesApiTest, ListShowsSummariesAndDetailShowsFullViews) {
@@ -823,10 +831,13 @@ TEST_F(VolumesApiTest, UpdateOfAnotherProjectsVolumeIsNotFound) {
   ports::Row before = ReadRow(id);
   json request = {{"volume", {{"name", "stolen"}}}};
 
-  ExpectFault(Send(Request(
-                  "PUT", VolumesPath(kOtherProject) + "/" + id, request.dump(), {}, kOtherProject)),
-              404,
-              "itemNotFound");
+  ExpectFault(
+      volumes_.Update(
+          OtherMember(),
+          Request("PUT", VolumesPath(kOtherProject) + "/" + id, request.dump(), {}, kOtherProject),
+          id),
+      404,
+      "itemNotFound");
 
   EXPECT_TRUE(ReadRow(id) == before);
 }
@@ -1115,9 +1126,16 @@ TEST_F(VolumesApiTest, ExtendOfAnUnknownOrAnotherProjectsVolumeIsNotFound) {
               {"host", std::string(kHost)}});
   ports::Row before = ReadRow(theirs);
   std::size_t published_before = publisher_.PublishedTopics().size();
+  RequestContext member = Context(kMinMicroversion, /*is_admin=*/false);
+  const std::string extend = json({{"os-extend", {{"new_size", 9}}}}).dump();
 
-  ExpectFault(Action(theirs, {{"os-extend", {{"new_size", 9}}}}), 404, "itemNotFound");
-  ExpectFault(Action(NewUuid(), {{"os-extend", {{"new_size", 9}}}}), 404, "itemNotFound");
+  for (const std::string& id : {theirs, NewUuid()}) {
+    SCOPED_TRACE(id);
+    ExpectFault(
+        volumes_.Action(member, Request("POST", VolumesPath() + "/" + id + "/action", extend), id),
+        404,
+        "itemNotFound");
+  }
 
   EXPECT_TRUE(ReadRow(theirs) == before);
   EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
@@ -1322,6 +1340,165 @@ TEST_F(VolumesApiTest, UnknownOrMalformedActionsAreBadRequests) {
   EXPECT_EQ(Body(unknown)["badRequest"].value("message", ""), "There is no such action: os-bogus");
   EXPECT_TRUE(ReadRow(id) == before);
   EXPECT_EQ(Send(Request("GET", path)).status, 405);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projects: an admin acts on every project's volumes, anyone else on their own project's only
+
+TEST_F(VolumesApiTest, AnAdminOfAnotherProjectShowsUpdatesExtendsResetsAndDeletesAVolume) {
+  std::string id = AvailableVolume("theirs", 2);
+  RequestContext admin = Context(kMinMicroversion, /*is_admin=*/true, kOtherProject);
+  const std::string path = VolumesPath(kOtherProject) + "/" + id;
+  auto action = [&](const json& body) {
+    return volumes_.Action(
+        admin, Request("POST", path + "/action", body.dump(), {}, kOtherProject), id);
+  };
+
+  ports::HttpResponse shown = volumes_.Show(admin, id);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  EXPECT_EQ(Body(shown)["volume"].value("id", ""), id);
+  EXPECT_EQ(Body(shown)["volume"].value("os-vol-tenant-attr:tenant_id", ""), kProject);
+
+  ports::HttpResponse updated = volumes_.Update(
+      admin,
+      Request("PUT", path, json({{"volume", {{"name", "renamed"}}}}).dump(), {}, kOtherProject),
+      id);
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(Body(updated)["volume"].value("name", ""), "renamed");
+  EXPECT_EQ(TextColumn(ReadRow(id), "display_name"), "renamed");
+
+  std::size_t published_before = publisher_.PublishedTopics().size();
+  ports::HttpResponse extended = action({{"os-extend", {{"new_size", 3}}}});
+  ASSERT_EQ(extended.status, 202) << extended.body;
+  EXPECT_EQ(TextColumn(ReadRow(id), "status"), "extending_queued");
+  EXPECT_EQ(IntegerColumn(ReadRow(id), "pending_size_gib"), 3);
+  ASSERT_EQ(publisher_.PublishedTopics().size(), published_before + 1);
+  std::optional<ports::Delivery> job = TakeJob("volume.h@file");
+  ASSERT_TRUE(job.has_value());
+  auto message = JobMessage::FromJson(job->payload);
+  ASSERT_TRUE(message.has_value()) << job->payload;
+  EXPECT_EQ(message->resource_id, id);
+  EXPECT_EQ(message->project_id, kProject) << "a job names the volume's project";
+
+  ports::HttpResponse reset = action({{"os-reset_status", {{"status", "available"}}}});
+  ASSERT_EQ(reset.status, 202) << reset.body;
+  EXPECT_EQ(TextColumn(ReadRow(id), "status"), "available");
+
+  ports::HttpResponse deleted =
+      volumes_.Delete(admin, Request("DELETE", path, "", {}, kOtherProject), id);
+  EXPECT_EQ(deleted.status, 202) << deleted.body;
+  ports::Row row = ReadRow(id);
+  EXPECT_EQ(TextColumn(row, "status"), "deleting_queued");
+  EXPECT_EQ(TextColumn(row, "project_id"), kProject) << "the volume stays in its project";
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before + 2);
+}
+
+TEST_F(VolumesApiTest, AnAdminsCloneOfAnotherProjectsVolumeIsInTheAdminsProject) {
+  std::string source = AvailableVolume("theirs", 2);
+  RequestContext admin = Context(kMinMicroversion, /*is_admin=*/true, kOtherProject);
+
+  ports::HttpResponse cloned =
+      volumes_.Create(admin,
+                      Request("POST",
+                              VolumesPath(kOtherProject),
+                              json({{"volume", {{"source_volid", source}}}}).dump(),
+                              {},
+                              kOtherProject));
+
+  ASSERT_EQ(cloned.status, 202) << cloned.body;
+  std::string clone = Body(cloned)["volume"].value("id", "");
+  EXPECT_EQ(TextColumn(ReadRow(clone), "project_id"), kOtherProject);
+  EXPECT_EQ(TextColumn(ReadRow(clone), "source_volid"), source);
+  EXPECT_EQ(IntegerColumn(ReadRow(clone), "size_gib"), 2);
+}
+
+TEST_F(VolumesApiTest, AMemberOfAnotherProjectGetsNotFoundForEverythingAndChangesNothing) {
+  std::string id = AvailableVolume("mine", 2);
+  ports::Row before = ReadRow(id);
+  std::size_t rows_before = RowCount();
+  std::size_t published_before = publisher_.PublishedTopics().size();
+  RequestContext member = OtherMember();
+  const std::string path = VolumesPath(kOtherProject) + "/" + id;
+  const std::string not_found = "Volume " + id + " could not be found.";
+
+  ports::HttpResponse shown = volumes_.Show(member, id);
+  ExpectFault(shown, 404, "itemNotFound");
+  EXPECT_EQ(Body(shown)["itemNotFound"].value("message", ""), not_found)
+      << "the same answer as for a volume that does not exist";
+  ExpectFault(
+      volumes_.Update(
+          member,
+          Request("PUT", path, json({{"volume", {{"name", "stolen"}}}}).dump(), {}, kOtherProject),
+          id),
+      404,
+      "itemNotFound");
+  ExpectFault(volumes_.Action(member,
+                              Request("POST",
+                                      path + "/action",
+                                      json({{"os-extend", {{"new_size", 3}}}}).dump(),
+                                      {},
+                                      kOtherProject),
+                              id),
+              404,
+              "itemNotFound");
+  ports::HttpResponse deleted =
+      volumes_.Delete(member, Request("DELETE", path, "", {}, kOtherProject), id);
+  ExpectFault(deleted, 404, "itemNotFound");
+  EXPECT_EQ(Body(deleted)["itemNotFound"].value("message", ""), not_found);
+  ExpectFault(volumes_.Create(member,
+                              Request("POST",
+                                      VolumesPath(kOtherProject),
+                                      json({{"volume", {{"source_volid", id}}}}).dump(),
+                                      {},
+                                      kOtherProject)),
+              404,
+              "itemNotFound");
+
+  EXPECT_TRUE(ReadRow(id) == before);
+  EXPECT_EQ(RowCount(), rows_before);
+  EXPECT_EQ(publisher_.PublishedTopics().size(), published_before);
+}
+
+TEST_F(VolumesApiTest, ListsShowOtherProjectsOnlyToAnAdminAskingForAllTenants) {
+  std::string mine = CreateVolume("mine");
+  std::string theirs = CreateVolume("theirs");
+  SetColumns(theirs, {{"project_id", std::string(kOtherProject)}});
+  // The ids the summary list shows, checked against the detail list.
+  auto listed = [&](const RequestContext& context, const Query& query) {
+    std::set<std::string> ids;
+    for (bool detail : {false, true}) {
+      ports::HttpResponse response =
+          volumes_.List(context, Request("GET", VolumesPath(), "", query), detail);
+      EXPECT_EQ(response.status, 200) << response.body;
+      // Named: a range over a member of a temporary would dangle.
+      const json body = Body(response);
+      std::set<std::string> shown;
+      for (const json& item : body["volumes"]) {
+        shown.insert(item.value("id", ""));
+      }
+      if (detail) {
+        EXPECT_EQ(shown, ids) << "list and list detail agree";
+      } else {
+        ids = shown;
+      }
+    }
+    return ids;
+  };
+  const RequestContext member = Context(kMinMicroversion, /*is_admin=*/false);
+  const RequestContext admin = Context(kMinMicroversion, /*is_admin=*/true);
+  const std::set<std::string> own = {mine};
+  const Query all = {{"all_tenants", "1"}};
+  const Query all_of_theirs = {{"all_tenants", "1"}, {"project_id", std::string(kOtherProject)}};
+  const Query of_theirs = {{"project_id", std::string(kOtherProject)}};
+
+  EXPECT_EQ(listed(member, {}), own);
+  EXPECT_EQ(listed(member, all), own) << "all_tenants is for admins only";
+  EXPECT_EQ(listed(member, all_of_theirs), own);
+  EXPECT_EQ(listed(member, of_theirs), own);
+  EXPECT_EQ(listed(admin, {}), own) << "without all_tenants an admin lists its own project";
+  EXPECT_EQ(listed(admin, of_theirs), own) << "project_id filters only with all_tenants";
+  EXPECT_EQ(listed(admin, all), (std::set<std::string>{mine, theirs}));
+  EXPECT_EQ(listed(admin, all_of_theirs), std::set<std::string>{theirs});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "DriverFailed";
     case ErrorCode::kInternal:
       return "Internal";
+    case ErrorCode::kUnauthenticated:
+      return "Unauthenticated";
   }
   return "Unknown";
 }

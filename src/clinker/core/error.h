@@ -22,6 +22,7 @@ enum class ErrorCode {
   kOutcomeUnknown,   // Maybe applied: retry only an idempotent operation, otherwise re-read.
   kDriverFailed,     // The storage back-end refused or failed the operation.
   kInternal,         // An engine returned something this code does not understand.
+  kUnauthenticated,  // Credentials missing, invalid, expired or revoked: do not retry with them.
 };
 
 std::string_view ErrorCodeName(ErrorCode code);

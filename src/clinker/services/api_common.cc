@@ -36,6 +36,10 @@ std::string_view FaultName(int status) {
 
 }  // namespace
 
+bool CanSee(const RequestContext& context, std::string_view project_id) {
+  return context.is_admin || project_id == context.project_id;
+}
+
 HttpResponse JsonResponse(int status, const nlohmann::json& body) {
   HttpResponse response;
   response.status = status;
@@ -55,6 +59,8 @@ HttpResponse FaultFromError(const Error& error) {
       return Fault(404, error.message);
     case ErrorCode::kInvalidArgument:
       return Fault(400, error.message);
+    case ErrorCode::kUnauthenticated:
+      return Fault(401, "The request you have made requires authentication.");
     case ErrorCode::kConflict:
     case ErrorCode::kBusy:
       return Fault(409, error.message);

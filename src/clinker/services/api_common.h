@@ -25,13 +25,28 @@ using ports::HttpResponse;
 struct RequestContext {
   std::string user_id;
   std::string project_id;
+  std::string user_domain_id;
+  std::string project_domain_id;
+  // Role names from the token (keystone), lower case; noauth gives "admin".
+  std::vector<std::string> roles;
+  // The policy's context_is_admin (role admin by default): sees and acts on every project's
+  // resources, lists them with all_tenants.
   bool is_admin = false;
+  // An X-Service-Token with a service role came with the request (keystone).
+  bool is_service_request = false;
   Microversion version;
   // "http://host:port/v3/<project>" or "http://host:port/v3" when the URL had no project id:
   // links repeat the form the client used.
   std::string link_base;
   std::string bookmark_base;  // The same without "/v3".
 };
+
+// Whether the caller may see (show, update, delete, act on) a resource of `project_id`: an admin
+// sees every project's, anyone else only their own project's, as Cinder's DB layer filters by
+// project for non-admins only. A resource the caller may not see is answered as if it did not
+// exist (404 with the usual "could not be found" message), never 403, so its existence does not
+// leak. Lists are separate: an admin sees other projects there only with all_tenants.
+bool CanSee(const RequestContext& context, std::string_view project_id);
 
 // A Cinder fault: {"<name>": {"code": N, "message": "..."}}, the name chosen by status
 // (badRequest, itemNotFound, ...; computeFault for anything unlisted), as cinderclient expects.

@@ -1,10 +1,14 @@
 #include "clinker/services/api_service.h"
 
+#include <cctype>
 #include <regex>
+#include <string_view>
 #include <vector>
 
 #include "clinker/core/log.h"
 #include "clinker/core/uuid.h"
+#include "clinker/services/api_policy.h"
+#include "clinker/services/authenticator.h"
 
 namespace clinker::services {
 namespace {
@@ -53,7 +57,8 @@ bool IsProjectId(const std::string& text) {
 // The first path segment of a project-less URL (/v3/<collection>/...), which is not a project id.
 bool IsResourceCollection(std::string_view segment) {
   return segment == "volumes" || segment == "snapshots" || segment == "attachments" ||
-         segment == "backups" || segment == "os-services" || segment == "clusters";
+         segment == "backups" || segment == "os-services" || segment == "clusters" ||
+         segment == "types" || segment == "os-quota-sets";
 }
 
 HttpResponse NotFound() {
@@ -132,25 +137,11 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
     return VersionsDocument(request, 200);
   }
 
-  std::string token = request.Header("X-Auth-Token");
-  if (token.empty()) {
-    // Cinder's noauth middleware hands out a token instead of refusing.
-    HttpResponse response;
-    response.status = 204;
-    response.content_type = "text/plain";
-    std::string user = request.Header("X-Auth-User");
-    std::string project = request.Header("X-Auth-Project-Id");
-    response.headers.emplace_back(
-        "X-Auth-Token",
-        (user.empty() ? "admin" : user) + ":" + (project.empty() ? "admin" : project));
-    response.headers.emplace_back("X-Server-Management-Url", request.base_url + request.path);
-    return response;
-  }
   RequestContext context;
-  std::size_t colon = token.find(':');
-  context.user_id = token.substr(0, colon);
-  context.project_id = colon == std::string::npos ? context.user_id : token.substr(colon + 1);
-  context.is_admin = true;
+  domain::PolicyCredentials credentials;
+  if (auto refused = Authenticate(request, &context, &credentials)) {
+    return std::move(*refused);
+  }
   context.version = NegotiateMicroversion(request.Header("OpenStack-API-Version")).version;
 
   // /v3/{project_id}/<resource>... or, project-less, /v3/<resource>...
@@ -170,6 +161,14 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   }
   std::vector<std::string> rest(segments.begin() + static_cast<std::ptrdiff_t>(first),
                                 segments.end());
+  std::string_view action = PolicyActionFor(request, rest);
+  if (!action.empty() &&
+      !auth_.policy.Enforce(action, credentials, domain::PolicyTarget::OfCaller(credentials))) {
+    log::Info(
+        "api.policy_refused",
+        {{"action", action}, {"user_id", context.user_id}, {"project_id", context.project_id}});
+    return Fault(403, "Policy doesn't allow " + std::string(action) + " to be performed.");
+  }
   if (!rest.empty() && rest[0] == "os-services") {
     return RouteServices(context, request, rest);
   }
@@ -189,6 +188,83 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
     return RouteVolumes(context, request, rest);
   }
   return NotFound();
+}
+
+std::optional<HttpResponse> ApiService::Authenticate(const HttpRequest& request,
+                                                     RequestContext* context,
+                                                     domain::PolicyCredentials* credentials) {
+  std::string token = request.Header("X-Auth-Token");
+  if (auth_.authenticator == nullptr) {
+    if (token.empty()) {
+      // Cinder's noauth middleware hands out a token instead of refusing.
+      HttpResponse response;
+      response.status = 204;
+      response.content_type = "text/plain";
+      std::string user = request.Header("X-Auth-User");
+      std::string project = request.Header("X-Auth-Project-Id");
+      response.headers.emplace_back(
+          "X-Auth-Token",
+          (user.empty() ? "admin" : user) + ":" + (project.empty() ? "admin" : project));
+      response.headers.emplace_back("X-Server-Management-Url", request.base_url + request.path);
+      return response;
+    }
+    std::size_t colon = token.find(':');
+    context->user_id = token.substr(0, colon);
+    context->project_id = colon == std::string::npos ? context->user_id : token.substr(colon + 1);
+    context->roles = {"admin"};
+  } else {
+    auto refused = [this](std::string_view why) {
+      log::Info("api.unauthenticated", {{"reason", why}});
+      // keystonemiddleware's answer, which clients read to re-authenticate.
+      HttpResponse response =
+          JsonResponse(401,
+                       {{"error",
+                         {{"code", 401},
+                          {"title", "Unauthorized"},
+                          {"message", "The request you have made requires authentication."}}}});
+      response.headers.emplace_back("WWW-Authenticate",
+                                    "Keystone uri=\"" + auth_.www_authenticate_uri + "\"");
+      return response;
+    };
+    if (token.empty()) {
+      return refused("no X-Auth-Token");
+    }
+    auto result = auth_.authenticator->Authenticate(token, request.Header("X-Service-Token"));
+    if (!result) {
+      if (result.error().code == ErrorCode::kUnauthenticated) {
+        return refused(result.error().message);
+      }
+      log::Warn("api.keystone_unavailable", {{"error", result.error().ToString()}});
+      return Fault(503,
+                   "The identity service (Keystone) cannot validate the token now; try again "
+                   "later.");
+    }
+    const ports::TokenInfo& user = result->user;
+    if (user.project_id.empty()) {
+      return Fault(403, "A project-scoped token is required.");
+    }
+    context->user_id = user.user_id;
+    context->project_id = user.project_id;
+    context->user_domain_id = user.user_domain_id;
+    context->project_domain_id = user.project_domain_id;
+    context->is_service_request = result->is_service_request;
+    for (const std::string& role : user.roles) {
+      std::string lower;
+      for (char c : role) {
+        lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+      context->roles.push_back(std::move(lower));
+    }
+    credentials->is_admin_project = user.is_admin_project;
+  }
+  credentials->user_id = context->user_id;
+  credentials->project_id = context->project_id;
+  credentials->user_domain_id = context->user_domain_id;
+  credentials->project_domain_id = context->project_domain_id;
+  credentials->roles = context->roles;
+  context->is_admin = auth_.policy.IsAdmin(*credentials);
+  credentials->is_admin = context->is_admin;
+  return std::nullopt;
 }
 
 HttpResponse ApiService::RouteVolumes(const RequestContext& context,

@@ -8,9 +8,12 @@
 // Thread safe: Handle may run on any number of threads at once.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "clinker/domain/policy.h"
 #include "clinker/ports/http_types.h"
 #include "clinker/services/attachments_api.h"
 #include "clinker/services/backups_api.h"
@@ -20,24 +23,46 @@
 
 namespace clinker::services {
 
+class Authenticator;
+
+// Who may call what. The default is Cinder's noauth: X-Auth-Token "<user>:<project>" is trusted,
+// every caller has the admin role; the policy is still checked (a policy file may narrow it).
+struct ApiAuthOptions {
+  // auth_strategy = keystone: every /v3 request needs an X-Auth-Token the authenticator accepts
+  // (401 with WWW-Authenticate otherwise; 503 while Keystone cannot answer). nullptr: noauth.
+  // Must outlive the ApiService; thread-safe.
+  Authenticator* authenticator = nullptr;
+  // Told to clients in 401s: WWW-Authenticate: Keystone uri="<this>".
+  std::string www_authenticate_uri;
+  // The rules requests are checked against (api_policy.h says which rule guards which route).
+  domain::Policy policy = domain::Policy::Default();
+};
+
 class ApiService {
  public:
   ApiService(VolumesApi& volumes,
              SnapshotsApi& snapshots,
              AttachmentsApi& attachments,
              BackupsApi& backups,
-             ServicesApi& services)
+             ServicesApi& services,
+             ApiAuthOptions auth = {})
       : volumes_(volumes),
         snapshots_(snapshots),
         attachments_(attachments),
         backups_(backups),
-        services_(services) {}
+        services_(services),
+        auth_(std::move(auth)) {}
 
   HttpResponse Handle(const HttpRequest& request);
 
  private:
   HttpResponse Route(const HttpRequest& request);
   HttpResponse RouteV3(const HttpRequest& request);
+  // Fills the caller's identity into `context` (and its policy credentials), or the response
+  // that refuses the request.
+  std::optional<HttpResponse> Authenticate(const HttpRequest& request,
+                                           RequestContext* context,
+                                           domain::PolicyCredentials* credentials);
   HttpResponse RouteServices(const RequestContext& context,
                              const HttpRequest& request,
                              const std::vector<std::string>& rest);
@@ -62,6 +87,7 @@ class ApiService {
   AttachmentsApi& attachments_;
   BackupsApi& backups_;
   ServicesApi& services_;
+  const ApiAuthOptions auth_;
 };
 
 }  // namespace clinker::services

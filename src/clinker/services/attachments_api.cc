@@ -126,7 +126,7 @@ tl::expected<Volume, AttachmentsApi::Failure> AttachmentsApi::VisibleVolume(
   if (!volume) {
     return tl::unexpected(FaultFromError(volume.error()));
   }
-  if (volume->deleted || volume->project_id != context.project_id) {
+  if (volume->deleted || !CanSee(context, volume->project_id)) {
     return tl::unexpected(Fault(404, not_found));
   }
   return *volume;
@@ -144,7 +144,7 @@ tl::expected<AttachmentsApi::Attachment, AttachmentsApi::Failure> AttachmentsApi
   if (!attachment) {
     return tl::unexpected(FaultFromError(attachment.error()));
   }
-  if (attachment->deleted || attachment->project_id != context.project_id) {
+  if (attachment->deleted || !CanSee(context, attachment->project_id)) {
     return tl::unexpected(Fault(404, AttachmentNotFound(attachment_id)));
   }
   return *attachment;
@@ -189,7 +189,10 @@ tl::expected<AttachmentsApi::Attachment, AttachmentsApi::Failure> AttachmentsApi
   const std::string now = FormatTimestamp(clock_.WallNow());
   Attachment attachment;
   attachment.id = NewUuid();
-  attachment.project_id = context.project_id;
+  // The volume's project, also when an admin attaches another project's volume: in Cinder an
+  // attachment has no project of its own but its volume's, so the volume's owner sees (and can
+  // end) every attachment that keeps the volume busy.
+  attachment.project_id = volume.project_id;
   attachment.volume_id = volume.id;
   attachment.status = initial_status;
   attachment.instance_uuid = std::move(instance_uuid);
@@ -495,6 +498,8 @@ HttpResponse AttachmentsApi::List(const RequestContext& context,
       context.is_admin && request.QueryValue("all_tenants", &value) && TruthyParameter(value);
   if (!all_tenants) {
     query.filters.push_back(Expectation::Equals("project_id", context.project_id));
+  } else if (request.QueryValue("project_id", &value)) {
+    query.filters.push_back(Expectation::Equals("project_id", value));
   }
   if (request.QueryValue("volume_id", &value)) {
     query.filters.push_back(Expectation::Equals("volume_id", value));

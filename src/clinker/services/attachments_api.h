@@ -14,6 +14,10 @@
 // volume checks that no live attachment references it. The volume's status is derived from its
 // attachments (attachment_state.h).
 //
+// Projects, as Cinder: an attachment belongs to its volume's project (also one an admin made).
+// A caller sees (and acts on) its own project's attachments and volumes, an admin any project's
+// (CanSee), anything else is 404; lists cross projects only for an admin with all_tenants.
+//
 // Thread safe (holds no mutable state of its own). Blocks on the StateStore and the JobQueue,
 // and for attach and detach on the job's completion.
 #pragma once

@@ -59,7 +59,8 @@ HttpResponse Accepted() {
   return response;
 }
 
-// The backup row if the caller may see it; the fault to answer otherwise.
+// The backup row if the caller may see it (CanSee); the fault to answer otherwise, the same for a
+// backup of another project as for one that does not exist.
 tl::expected<ports::Row, HttpResponse> Visible(ports::StateStore& store,
                                                const RequestContext& context,
                                                std::string_view backup_id) {
@@ -69,7 +70,7 @@ tl::expected<ports::Row, HttpResponse> Visible(ports::StateStore& store,
                               ? Fault(404, BackupNotFound(backup_id))
                               : FaultFromError(row.error()));
   }
-  if (IntegerOr(*row, "deleted", 0) != 0 || TextOr(*row, "project_id", "") != context.project_id) {
+  if (IntegerOr(*row, "deleted", 0) != 0 || !CanSee(context, TextOr(*row, "project_id", ""))) {
     return tl::unexpected(Fault(404, BackupNotFound(backup_id)));
   }
   return *row;
@@ -181,7 +182,7 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
   if (!volume) {
     return FaultFromError(volume.error());
   }
-  if (volume->deleted || volume->project_id != context.project_id) {
+  if (volume->deleted || !CanSee(context, volume->project_id)) {
     return Fault(404, volume_not_found);
   }
   const std::string not_available =
@@ -198,7 +199,10 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
   std::optional<std::string> parent_id;
   if (incremental) {
     ports::ListQuery latest;
+    // The parent is one of the caller's own backups of the volume (as Cinder): an admin's
+    // incremental of another project's volume never chains onto that project's backups.
     latest.filters = {Expectation::Equals("volume_id", volume_id),
+                      Expectation::Equals("project_id", context.project_id),
                       Expectation::Equals("status", BackupStatusValue(BackupStatus::kAvailable))};
     latest.sort = {ports::SortKey{"created_at", false}};
     latest.limit = 1;
@@ -220,6 +224,7 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
   const std::string id = NewUuid();
   const std::string operation_id = NewUuid();
   const std::string now = FormatTimestamp(clock_.WallNow());
+  // The caller's project, also when an admin backs up another project's volume (as Cinder).
   ports::Row row = {{"id", id},
                     {"project_id", context.project_id},
                     {"user_id", context.user_id},
@@ -306,6 +311,8 @@ HttpResponse BackupsApi::List(const RequestContext& context,
       context.is_admin && request.QueryValue("all_tenants", &value) && TruthyParameter(value);
   if (!all_tenants) {
     query.filters.push_back(Expectation::Equals("project_id", context.project_id));
+  } else if (request.QueryValue("project_id", &value)) {
+    query.filters.push_back(Expectation::Equals("project_id", value));
   }
   if (request.QueryValue("name", &value) || request.QueryValue("display_name", &value)) {
     query.filters.push_back(Expectation::Equals("display_name", value));
@@ -399,13 +406,19 @@ HttpResponse BackupsApi::Update(const RequestContext& context,
                  "Invalid input for field/attribute backup: at least one of name, "
                  "description or metadata is required");
   }
+  auto visible = Visible(store_, context, backup_id);
+  if (!visible) {
+    return visible.error();
+  }
   values["updated_at"] = FormatTimestamp(clock_.WallNow());
-  auto updated = store_.ConditionalUpdate(ports::Table::kBackups,
-                                          backup_id,
-                                          values,
-                                          {Expectation::Equals("project_id", context.project_id),
-                                           Expectation::Equals("deleted", std::int64_t{0})},
-                                          {});
+  // The project as read, not the caller's: an admin updates any project's backup.
+  auto updated = store_.ConditionalUpdate(
+      ports::Table::kBackups,
+      backup_id,
+      values,
+      {Expectation::Equals("project_id", TextOr(*visible, "project_id", "")),
+       Expectation::Equals("deleted", std::int64_t{0})},
+      {});
   if (!updated) {
     return FaultFromError(updated.error());
   }
@@ -426,6 +439,8 @@ HttpResponse BackupsApi::DeleteBackup(const RequestContext& context,
   if (!row) {
     return row.error();
   }
+  // The project as read (an admin deletes any project's backup).
+  const std::string project_id = TextOr(*row, "project_id", "");
   const std::string operation_id = NewUuid();
   const std::string now = FormatTimestamp(clock_.WallNow());
   std::vector<ports::Value> from = {BackupStatusValue(BackupStatus::kAvailable),
@@ -442,7 +457,7 @@ HttpResponse BackupsApi::DeleteBackup(const RequestContext& context,
        {"operation_id", operation_id},
        {"status_reason", std::monostate{}},
        {"updated_at", now}},
-      {Expectation::Equals("project_id", context.project_id),
+      {Expectation::Equals("project_id", project_id),
        Expectation::Equals("deleted", std::int64_t{0}),
        Expectation::In("status", from)},
       {ports::Guard::NoLiveRowReferences(ports::Table::kBackups, "parent_id")});
@@ -465,7 +480,7 @@ HttpResponse BackupsApi::DeleteBackup(const RequestContext& context,
     return Fault(500, "the backup names no back-end");
   }
   JobMessage job{
-      domain::Operation::kDeleteBackup, std::string(backup_id), operation_id, context.project_id};
+      domain::Operation::kDeleteBackup, std::string(backup_id), operation_id, project_id};
   if (auto published =
           queue_.Publish(VolumeJobTopic(OptionalText(*row, "cluster_name"), *host), job.ToJson());
       !published) {
@@ -528,6 +543,7 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
   };
 
   std::string volume_id;
+  std::string volume_project_id;
   std::optional<std::string> volume_name;
   std::optional<std::string> host;
   std::optional<std::string> cluster_name;
@@ -540,7 +556,7 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
     volume_id = (*body)["volume_id"].get<std::string>();
     auto row = store_.Get(ports::Table::kVolumes, volume_id);
     auto volume = row ? VolumeFromRow(*row) : tl::unexpected(row.error());
-    if (!volume || volume->deleted || volume->project_id != context.project_id) {
+    if (!volume || volume->deleted || !CanSee(context, volume->project_id)) {
       release_backup();
       return Fault(404, "Volume " + volume_id + " could not be found.");
     }
@@ -569,11 +585,13 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
                                 std::string(domain::ApiName(volume->status)) + "\".")
                     : FaultFromError(queued.error());
     }
+    volume_project_id = volume->project_id;
     volume_name = volume->name;
     host = volume->host;
     cluster_name = volume->cluster_name;
   } else {
-    // A new volume on the back-end the backup was made from.
+    // A new volume on the back-end the backup was made from, in the caller's project (also when
+    // an admin restores another project's backup, as Cinder).
     Volume volume;
     volume.id = NewUuid();
     volume.project_id = context.project_id;
@@ -594,6 +612,7 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
       return FaultFromError(inserted.error());
     }
     volume_id = volume.id;
+    volume_project_id = volume.project_id;
     volume_name = volume.name;
     host = volume.host;
     cluster_name = volume.cluster_name;
@@ -605,7 +624,7 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
     release_backup();
     return Fault(500, "the backup names no back-end");
   }
-  JobMessage job{domain::Operation::kRestoreBackup, volume_id, operation_id, context.project_id};
+  JobMessage job{domain::Operation::kRestoreBackup, volume_id, operation_id, volume_project_id};
   if (auto published = queue_.Publish(VolumeJobTopic(cluster_name, *host), job.ToJson());
       !published) {
     log::Error("backup.restore_not_queued",
@@ -665,15 +684,20 @@ HttpResponse BackupsApi::Action(const RequestContext& context,
                  "Invalid input received: status '" + wanted +
                      "' cannot be set by os-reset_status; use available or error");
   }
-  auto updated = store_.ConditionalUpdate(ports::Table::kBackups,
-                                          backup_id,
-                                          {{"status", wanted},
-                                           {"status_reason", std::monostate{}},
-                                           {"restore_volume_id", std::monostate{}},
-                                           {"updated_at", FormatTimestamp(clock_.WallNow())}},
-                                          {Expectation::Equals("deleted", std::int64_t{0}),
-                                           Expectation::Equals("project_id", context.project_id)},
-                                          {});
+  auto backup = Visible(store_, context, backup_id);
+  if (!backup) {
+    return backup.error();
+  }
+  auto updated = store_.ConditionalUpdate(
+      ports::Table::kBackups,
+      backup_id,
+      {{"status", wanted},
+       {"status_reason", std::monostate{}},
+       {"restore_volume_id", std::monostate{}},
+       {"updated_at", FormatTimestamp(clock_.WallNow())}},
+      {Expectation::Equals("deleted", std::int64_t{0}),
+       Expectation::Equals("project_id", TextOr(*backup, "project_id", ""))},
+      {});
   if (!updated) {
     return FaultFromError(updated.error());
   }

@@ -9,6 +9,11 @@
 // incremental backups built on it cannot be deleted (a guard on parent_id). Jobs go to the
 // back-end of the volume the backup was made from, whose nodes reach the backup store.
 //
+// Projects, as Cinder: a caller sees (and acts on) its own project's backups and volumes, an
+// admin any project's (CanSee), anything else is 404; lists cross projects only for an admin with
+// all_tenants. A new backup, and a new volume a restore creates, are the caller's, also when an
+// admin backs up or restores another project's; an incremental builds on the caller's backups.
+//
 // Thread safe (holds no mutable state of its own). Blocks on the StateStore and the JobQueue.
 #pragma once
 

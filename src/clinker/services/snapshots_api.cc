@@ -99,7 +99,8 @@ std::vector<ports::Value> StoredNames(const std::vector<SnapshotStatus>& statuse
   return names;
 }
 
-// The snapshot if the caller may see it; the fault to answer otherwise.
+// The snapshot if the caller may see it (CanSee); the fault to answer otherwise, the same for a
+// snapshot of another project as for one that does not exist.
 tl::expected<Snapshot, HttpResponse> Visible(ports::StateStore& store,
                                              const RequestContext& context,
                                              std::string_view snapshot_id) {
@@ -113,7 +114,7 @@ tl::expected<Snapshot, HttpResponse> Visible(ports::StateStore& store,
   if (!snapshot) {
     return tl::unexpected(FaultFromError(snapshot.error()));
   }
-  if (snapshot->deleted || snapshot->project_id != context.project_id) {
+  if (snapshot->deleted || !CanSee(context, snapshot->project_id)) {
     return tl::unexpected(Fault(404, SnapshotNotFound(snapshot_id)));
   }
   return *snapshot;
@@ -180,7 +181,7 @@ HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpReque
   if (!volume) {
     return FaultFromError(volume.error());
   }
-  if (volume->deleted || volume->project_id != context.project_id) {
+  if (volume->deleted || !CanSee(context, volume->project_id)) {
     return Fault(404, volume_not_found);
   }
   const std::string not_available = "Invalid volume: Volume " + volume_id +
@@ -191,6 +192,7 @@ HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpReque
   }
 
   snapshot.id = NewUuid();
+  // The caller's project, also when an admin snapshots another project's volume (as Cinder).
   snapshot.project_id = context.project_id;
   snapshot.user_id = context.user_id;
   snapshot.volume_id = volume_id;
@@ -370,11 +372,16 @@ HttpResponse SnapshotsApi::Update(const RequestContext& context,
                  "Invalid input for field/attribute snapshot: at least one of name, "
                  "description or metadata is required");
   }
+  auto visible = Visible(store_, context, snapshot_id);
+  if (!visible) {
+    return visible.error();
+  }
   values["updated_at"] = FormatTimestamp(clock_.WallNow());
+  // The project as read, not the caller's: an admin updates any project's snapshot.
   auto updated = store_.ConditionalUpdate(ports::Table::kSnapshots,
                                           snapshot_id,
                                           values,
-                                          {Expectation::Equals("project_id", context.project_id),
+                                          {Expectation::Equals("project_id", visible->project_id),
                                            Expectation::Equals("deleted", std::int64_t{0})},
                                           {});
   if (!updated) {
@@ -423,7 +430,7 @@ HttpResponse SnapshotsApi::DeleteSnapshot(const RequestContext& context,
        {"operation_id", operation_id},
        {"status_reason", std::monostate{}},
        {"updated_at", now}},
-      {Expectation::Equals("project_id", context.project_id),
+      {Expectation::Equals("project_id", snapshot->project_id),
        Expectation::Equals("deleted", std::int64_t{0}),
        force ? Expectation::NotIn("status", deleting) : Expectation::In("status", deletable)},
       // A volume still being created from this snapshot reads it.
@@ -502,13 +509,17 @@ HttpResponse SnapshotsApi::Action(const RequestContext& context,
                      "' cannot be set by os-reset_status; use one of available, error, "
                      "error_deleting");
   }
+  auto snapshot = Visible(store_, context, snapshot_id);
+  if (!snapshot) {
+    return snapshot.error();
+  }
   auto updated = store_.ConditionalUpdate(ports::Table::kSnapshots,
                                           snapshot_id,
                                           {{"status", Status(*status)},
                                            {"status_reason", std::monostate{}},
                                            {"updated_at", FormatTimestamp(clock_.WallNow())}},
                                           {Expectation::Equals("deleted", std::int64_t{0}),
-                                           Expectation::Equals("project_id", context.project_id)},
+                                           Expectation::Equals("project_id", snapshot->project_id)},
                                           {});
   if (!updated) {
     return FaultFromError(updated.error());

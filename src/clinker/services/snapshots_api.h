@@ -8,6 +8,10 @@
 // the other sees it, so a deleted volume never has a live snapshot. Deleting a snapshot likewise
 // checks that no volume is still being created from it.
 //
+// Projects, as Cinder: a caller sees (and acts on) its own project's snapshots, an admin any
+// project's (CanSee), anything else is 404; lists cross projects only for an admin with
+// all_tenants. A new snapshot is the caller's, also of another project's volume an admin sees.
+//
 // Thread safe (holds no mutable state of its own). Blocks on the StateStore and the JobQueue.
 #pragma once
 

@@ -129,6 +129,27 @@ json DetailView(const Volume& volume,
   return view;
 }
 
+// The volume if the caller may see it (CanSee); the fault to answer otherwise, the same for a
+// volume of another project as for one that does not exist.
+tl::expected<Volume, HttpResponse> Visible(ports::StateStore& store,
+                                           const RequestContext& context,
+                                           std::string_view volume_id) {
+  auto row = store.Get(ports::Table::kVolumes, volume_id);
+  if (!row) {
+    return tl::unexpected(row.error().code == ErrorCode::kNotFound
+                              ? Fault(404, VolumeNotFound(volume_id))
+                              : FaultFromError(row.error()));
+  }
+  auto volume = VolumeFromRow(*row);
+  if (!volume) {
+    return tl::unexpected(FaultFromError(volume.error()));
+  }
+  if (volume->deleted || !CanSee(context, volume->project_id)) {
+    return tl::unexpected(Fault(404, VolumeNotFound(volume_id)));
+  }
+  return *volume;
+}
+
 std::vector<ports::Value> StoredNames(std::span<const VolumeStatus> statuses) {
   std::vector<ports::Value> names;
   for (VolumeStatus status : statuses) {
@@ -301,17 +322,9 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
 }
 
 HttpResponse VolumesApi::Show(const RequestContext& context, std::string_view volume_id) {
-  auto row = store_.Get(ports::Table::kVolumes, volume_id);
-  if (!row) {
-    return row.error().code == ErrorCode::kNotFound ? Fault(404, VolumeNotFound(volume_id))
-                                                    : FaultFromError(row.error());
-  }
-  auto volume = VolumeFromRow(*row);
+  auto volume = Visible(store_, context, volume_id);
   if (!volume) {
-    return FaultFromError(volume.error());
-  }
-  if (volume->deleted || volume->project_id != context.project_id) {
-    return Fault(404, VolumeNotFound(volume_id));
+    return volume.error();
   }
   return JsonResponse(
       200, {{"volume", DetailView(*volume, context, options_, AttachmentsView(*volume, context))}});
@@ -457,11 +470,16 @@ HttpResponse VolumesApi::Update(const RequestContext& context,
   if (values.empty()) {
     return Show(context, volume_id);
   }
+  auto visible = Visible(store_, context, volume_id);
+  if (!visible) {
+    return visible.error();
+  }
   values["updated_at"] = FormatTimestamp(clock_.WallNow());
+  // The project as read, not the caller's: an admin updates any project's volume.
   auto updated = store_.ConditionalUpdate(ports::Table::kVolumes,
                                           volume_id,
                                           values,
-                                          {Expectation::Equals("project_id", context.project_id),
+                                          {Expectation::Equals("project_id", visible->project_id),
                                            Expectation::Equals("deleted", std::int64_t{0})},
                                           {});
   if (!updated) {
@@ -493,17 +511,9 @@ HttpResponse VolumesApi::Delete(const RequestContext& context,
 HttpResponse VolumesApi::DeleteVolume(const RequestContext& context,
                                       std::string_view volume_id,
                                       bool force) {
-  auto row = store_.Get(ports::Table::kVolumes, volume_id);
-  if (!row) {
-    return row.error().code == ErrorCode::kNotFound ? Fault(404, VolumeNotFound(volume_id))
-                                                    : FaultFromError(row.error());
-  }
-  auto volume = VolumeFromRow(*row);
+  auto volume = Visible(store_, context, volume_id);
   if (!volume) {
-    return FaultFromError(volume.error());
-  }
-  if (volume->deleted || volume->project_id != context.project_id) {
-    return Fault(404, VolumeNotFound(volume_id));
+    return volume.error();
   }
   if (options_.fail_fast_locks != nullptr) {
     auto probe = options_.fail_fast_locks->TryAcquire(
@@ -517,7 +527,8 @@ HttpResponse VolumesApi::DeleteVolume(const RequestContext& context,
   }
   std::string now = FormatTimestamp(clock_.WallNow());
   std::vector<Expectation> expected = {
-      Expectation::Equals("project_id", context.project_id),
+      // The project as read (an admin deletes any project's volume).
+      Expectation::Equals("project_id", volume->project_id),
       Expectation::Equals("deleted", std::int64_t{0}),
       force ? Expectation::NotIn("status", StoredNames(kDeletingStatuses))
             : Expectation::In("status", StoredNames(kDeletableStatuses)),
@@ -613,7 +624,7 @@ tl::expected<VolumesApi::VolumeSourceRef, HttpResponse> VolumesApi::FindSource(
     if (!snapshot) {
       return tl::unexpected(FaultFromError(snapshot.error()));
     }
-    if (snapshot->deleted || snapshot->project_id != context.project_id) {
+    if (snapshot->deleted || !CanSee(context, snapshot->project_id)) {
       return tl::unexpected(Fault(404, not_found));
     }
     if (snapshot->status != domain::SnapshotStatus::kAvailable) {
@@ -634,7 +645,7 @@ tl::expected<VolumesApi::VolumeSourceRef, HttpResponse> VolumesApi::FindSource(
     return tl::unexpected(FaultFromError(volume.error()));
   }
   if (!is_snapshot) {
-    if (volume->deleted || volume->project_id != context.project_id) {
+    if (volume->deleted || !CanSee(context, volume->project_id)) {
       return tl::unexpected(Fault(404, VolumeNotFound(volume_id)));
     }
     if (volume->status != VolumeStatus::kAvailable || !volume->host) {
@@ -761,17 +772,9 @@ HttpResponse VolumesApi::Extend(const RequestContext& context,
   if (!new_size) {
     return FaultFromError(new_size.error());
   }
-  auto row = store_.Get(ports::Table::kVolumes, volume_id);
-  if (!row) {
-    return row.error().code == ErrorCode::kNotFound ? Fault(404, VolumeNotFound(volume_id))
-                                                    : FaultFromError(row.error());
-  }
-  auto volume = VolumeFromRow(*row);
+  auto volume = Visible(store_, context, volume_id);
   if (!volume) {
-    return FaultFromError(volume.error());
-  }
-  if (volume->deleted || volume->project_id != context.project_id) {
-    return Fault(404, VolumeNotFound(volume_id));
+    return volume.error();
   }
   if (*new_size <= volume->size_gib) {
     return Fault(400,
@@ -894,11 +897,13 @@ HttpResponse VolumesApi::ResetStatus(const RequestContext& context,
     }
     values["migration_status"] = wanted == "none" ? ports::Value{} : ports::Value{wanted};
   }
-  values["updated_at"] = FormatTimestamp(clock_.WallNow());
-  std::vector<Expectation> expected = {Expectation::Equals("deleted", std::int64_t{0})};
-  if (!context.is_admin) {
-    expected.push_back(Expectation::Equals("project_id", context.project_id));
+  auto volume = Visible(store_, context, volume_id);
+  if (!volume) {
+    return volume.error();
   }
+  values["updated_at"] = FormatTimestamp(clock_.WallNow());
+  std::vector<Expectation> expected = {Expectation::Equals("deleted", std::int64_t{0}),
+                                       Expectation::Equals("project_id", volume->project_id)};
   auto updated = store_.ConditionalUpdate(ports::Table::kVolumes, volume_id, values, expected, {});
   if (!updated) {
     return FaultFromError(updated.error());

@@ -6,6 +6,11 @@
 // racing deletes exactly one moves the volume to its queued delete status and queues a job; the
 // others get 400 and queue nothing.
 //
+// Projects, as Cinder: a caller shows, updates, deletes and acts on the volumes of its own
+// project, an admin those of any project (CanSee); any other volume answers 404 as if it did not
+// exist. Lists show other projects' volumes only to an admin asking with all_tenants. A new
+// volume (also a clone or a volume from a snapshot of another project) is the caller's.
+//
 // Thread safe (holds no mutable state of its own). Blocks on the StateStore and the JobQueue.
 #pragma once
 

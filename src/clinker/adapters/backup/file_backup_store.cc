@@ -825,6 +825,49 @@ Result<void> LoadChunk(const std::string& backup_dir,
   return {};
 }
 
+// Appends one journal line (see the header) to `path`; nothing when `path` is empty. `ids` is an
+// object of the ids of the call, in the order they are written.
+Result<void> AppendJournal(const std::string& path,
+                           std::string_view op,
+                           const nlohmann::ordered_json& ids,
+                           bool changed) {
+  if (path.empty()) {
+    return {};
+  }
+  nlohmann::ordered_json entry;
+  entry["op"] = op;
+  for (const auto& [key, value] : ids.items()) {
+    entry[key] = value;
+  }
+  entry["operation_id"] = "";
+  entry["pid"] = static_cast<std::int64_t>(::getpid());
+  entry["changed"] = changed;
+  // One write() of the whole line on an O_APPEND descriptor: the kernel appends it atomically
+  // with respect to other appenders (the storage driver may share the file).
+  const std::string line = entry.dump() + "\n";
+  CLINKER_ASSIGN_OR_RETURN(FileDescriptor fd, Open(path, O_WRONLY | O_APPEND | O_CREAT, 0644));
+  ssize_t written = -1;
+  do {
+    written = ::write(fd.get(), line.data(), line.size());
+  } while (written < 0 && errno == EINTR);
+  if (written < 0) {
+    return SysError("append to journal", path, errno);
+  }
+  if (static_cast<std::size_t>(written) != line.size()) {
+    return MakeError(ErrorCode::kDriverFailed, "short write to journal " + path);
+  }
+  return {};
+}
+
+// The ids of a create's journal line.
+nlohmann::ordered_json JournalIds(const ports::BackupRequest& request) {
+  nlohmann::ordered_json ids = {{"backup_id", request.backup_id}};
+  if (request.parent_backup_id) {
+    ids["parent_backup_id"] = *request.parent_backup_id;
+  }
+  return ids;
+}
+
 }  // namespace
 
 FileBackupStore::FileBackupStore(Options options) : options_(std::move(options)) {}
@@ -883,6 +926,8 @@ Result<ports::BackupDescription> FileBackupStore::CreateBackup(
                            existing->parent_backup_id.value_or("(none)") + ", not " +
                            parent_id.value_or("(none)"));
     }
+    CLINKER_RETURN_IF_ERROR(
+        AppendJournal(options_.journal_path, "create_backup", JournalIds(request), false));
     return Describe(*existing);
   }
 
@@ -957,6 +1002,8 @@ Result<ports::BackupDescription> FileBackupStore::CreateBackup(
   // From here on the backup may be complete: an error means "maybe committed", and a retry
   // returns the committed manifest.
   CLINKER_RETURN_IF_ERROR(SyncDirectory(path));
+  CLINKER_RETURN_IF_ERROR(
+      AppendJournal(options_.journal_path, "create_backup", JournalIds(request), true));
   return Describe(*written);
 }
 
@@ -1000,11 +1047,20 @@ Result<void> FileBackupStore::RestoreBackup(std::string_view backup_id,
   }
   CLINKER_RETURN_IF_ERROR(ZeroRange(fd, target, zero_start, zero_end - zero_start, zeros));
   CLINKER_RETURN_IF_ERROR(Fsync(fd, target));
-  return opened.first.Close(target);
+  CLINKER_RETURN_IF_ERROR(opened.first.Close(target));
+  return AppendJournal(options_.journal_path,
+                       "restore_backup",
+                       {{"backup_id", backup_id}, {"target_path", target}},
+                       true);
 }
 
 Result<void> FileBackupStore::DeleteBackup(std::string_view backup_id) {
   CLINKER_RETURN_IF_ERROR(ValidateBackupId(backup_id, "backup id"));
+  CLINKER_ASSIGN_OR_RETURN(const bool removed, RemoveBackup(backup_id));
+  return AppendJournal(options_.journal_path, "delete_backup", {{"backup_id", backup_id}}, removed);
+}
+
+Result<bool> FileBackupStore::RemoveBackup(std::string_view backup_id) {
   const std::string& backup_dir = options_.backup_dir;
   const std::string path = BackupPath(backup_id);
   std::optional<std::string> parent_id;
@@ -1015,7 +1071,8 @@ Result<void> FileBackupStore::DeleteBackup(std::string_view backup_id) {
     if (!lock) {
       if (lock.error().code == ErrorCode::kNotFound) {
         // Synced even so: a redone delete may follow a crash before the directory sync.
-        return SyncDirectory(backup_dir);
+        CLINKER_RETURN_IF_ERROR(SyncDirectory(backup_dir));
+        return false;
       }
       if (lock.error().code == ErrorCode::kBusy) {
         return MakeError(
@@ -1044,11 +1101,14 @@ Result<void> FileBackupStore::DeleteBackup(std::string_view backup_id) {
     if (::unlink(marker.c_str()) != 0) {
       const int unlink_errno = errno;
       // ENOENT: a redone delete, or a parent whose delete already removed the stale marker.
-      return unlink_errno == ENOENT ? Result<void>() : SysError("unlink", marker, unlink_errno);
+      if (unlink_errno != ENOENT) {
+        return SysError("unlink", marker, unlink_errno);
+      }
+      return true;
     }
-    return SyncDirectory(dependents);
+    CLINKER_RETURN_IF_ERROR(SyncDirectory(dependents));
   }
-  return {};
+  return true;
 }
 
 Result<ports::BackupDescription> FileBackupStore::DescribeBackup(std::string_view backup_id) {

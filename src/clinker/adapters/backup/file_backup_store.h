@@ -37,6 +37,16 @@
 //   backup, or a missing parent); kConflict (delete of a backup that has a complete dependent or
 //   one being created); kDriverFailed (a system call failed, with the errno text, or the backup
 //   is corrupt: "backup <id> is corrupt: chunk <n> ..." naming the first bad chunk).
+// - Journal (optional, for tests; Options::journal_path): after every successful create, delete
+//   and restore, one JSON line {"op", <ids>, "operation_id", "pid", "changed"}, in the format of
+//   the file storage driver's journal (adapters/file/file_storage_driver.h), so both may share
+//   one file: each line is appended with a single write() on an O_APPEND descriptor, and lines
+//   from concurrent writers never interleave. The ids are: create_backup: "backup_id" (plus
+//   "parent_backup_id" for an incremental); delete_backup: "backup_id"; restore_backup:
+//   "backup_id", "target_path". "operation_id" is empty (the port carries none). "changed" is
+//   false when a create found the backup complete already or a delete found nothing to remove;
+//   a restore always writes its target, so it is always true. Failing to write the line fails
+//   the operation with kDriverFailed (the work itself is done, and a retry is idempotent).
 #pragma once
 
 #include <cstdint>
@@ -60,6 +70,7 @@ class FileBackupStore final : public ports::BackupStore {
     // zlib level, -1 (zlib's default) or 0 to 9. Level 1 is several times faster than the
     // default and compresses volume data (mostly zeros, text, binaries) nearly as well.
     int compression_level = 1;
+    std::string journal_path;  // Empty: no journal (see the contract above).
   };
 
   // Creates backup_dir (and parents) if missing. kInvalidArgument for bad options;
@@ -78,6 +89,9 @@ class FileBackupStore final : public ports::BackupStore {
 
  private:
   explicit FileBackupStore(Options options);
+
+  // DeleteBackup without the id check and the journal; returns whether anything was removed.
+  Result<bool> RemoveBackup(std::string_view backup_id);
 
   Options options_;
 };

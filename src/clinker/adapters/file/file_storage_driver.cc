@@ -625,20 +625,29 @@ Result<void> FileStorageDriver::DeleteSnapshot(std::string_view snapshot_id,
 }
 
 Result<ports::ConnectionInfo> FileStorageDriver::InitializeConnection(
-    std::string_view volume_id, const ports::Connector& /*connector*/) {
+    std::string_view volume_id, const ports::Connector& connector) {
   CLINKER_RETURN_IF_ERROR(ValidateId(kVolumeKind, volume_id));
   const std::string path = VolumePath(volume_id);
   CLINKER_ASSIGN_OR_RETURN(const std::optional<std::int64_t> size_bytes, ImageSize(path));
   if (!size_bytes) {
     return MakeError(ErrorCode::kNotFound, "volume " + std::string(volume_id) + " does not exist");
   }
+  // The file is reachable as it is: nothing is exported, so nothing changed.
+  CLINKER_RETURN_IF_ERROR(AppendJournal("initialize_connection",
+                                        {{"volume_id", volume_id}, {"host", connector.host}},
+                                        /*operation_id=*/"",
+                                        /*changed=*/false));
   return ports::ConnectionInfo{"local", {{"device_path", path}}};
 }
 
 Result<void> FileStorageDriver::TerminateConnection(std::string_view volume_id,
-                                                    const ports::Connector& /*connector*/) {
+                                                    const ports::Connector& connector) {
+  CLINKER_RETURN_IF_ERROR(ValidateId(kVolumeKind, volume_id));
   // A local file has no export to tear down.
-  return ValidateId(kVolumeKind, volume_id);
+  return AppendJournal("terminate_connection",
+                       {{"volume_id", volume_id}, {"host", connector.host}},
+                       /*operation_id=*/"",
+                       /*changed=*/false);
 }
 
 Result<bool> FileStorageDriver::PublishImage(std::string_view kind,

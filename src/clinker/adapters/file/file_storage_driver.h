@@ -33,16 +33,20 @@
 //   Fence holds LOCK_EX across its read and rewrite. So a stale holder either changed the
 //   resource before the fence went up, or not at all. Data copied to a temp file before the
 //   check is discarded when the check fails.
-// - Journal (optional, for tests): after every successful data operation, one JSON line
-//   {"op", <ids>, "operation_id", "pid", "changed"} is appended with a single write() on an
-//   O_APPEND descriptor, so lines from concurrent processes never interleave. The ids are:
+// - Journal (optional, for tests): after every successful operation but Fence and GetStats, one
+//   JSON line {"op", <ids>, "operation_id", "pid", "changed"} is appended with a single write()
+//   on an O_APPEND descriptor, so lines from concurrent processes never interleave. The ids are:
 //   create_volume / delete_volume: "volume_id" (plus "source_kind" "volume" or "snapshot" and
 //   "source_id" for a clone); extend_volume: "volume_id", "size_gib"; create_snapshot:
-//   "snapshot_id", "volume_id"; delete_snapshot: "snapshot_id". "changed" is false when the call
-//   found the work already done (idempotent repeat). Failing to write it fails the operation
-//   with kDriverFailed (the work itself is done, and a retry is idempotent).
+//   "snapshot_id", "volume_id"; delete_snapshot: "snapshot_id"; initialize_connection /
+//   terminate_connection: "volume_id", "host" (the connector's), with an empty "operation_id"
+//   (connection calls carry none). "changed" is false when the call found the work already done
+//   (idempotent repeat), and always false for connections (below: there is no export state).
+//   Failing to write it fails the operation with kDriverFailed (the work itself is done, and a
+//   retry is idempotent). The journal may be shared with other writers (the backup store's).
 // - Connections: the volume is a file on this host, so InitializeConnection returns
-//   {"local", {"device_path": VolumePath(id)}} and TerminateConnection has nothing to undo.
+//   {"local", {"device_path": VolumePath(id)}}, exports nothing, and TerminateConnection has
+//   nothing to undo.
 #pragma once
 
 #include <chrono>

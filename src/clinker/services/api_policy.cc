@@ -1,0 +1,171 @@
+#include "clinker/services/api_policy.h"
+
+#include <nlohmann/json.hpp>
+
+#include "clinker/domain/policy.h"
+#include "clinker/services/api_common.h"
+
+namespace clinker::services {
+namespace {
+
+namespace p = domain::policies;
+
+// The action named by a POST .../action body ({"os-extend": {...}}); empty when the body is not
+// one such object (the handler refuses it with 400).
+std::string ActionKey(const ports::HttpRequest& request) {
+  nlohmann::json body = nlohmann::json::parse(request.body, nullptr, false);
+  if (!body.is_object() || body.size() != 1) {
+    return {};
+  }
+  return body.begin().key();
+}
+
+struct ActionRule {
+  std::string_view action;
+  std::string_view rule;
+};
+
+constexpr ActionRule kVolumeActions[] = {
+    {"os-extend", p::kVolumeExtend},
+    {"os-reset_status", p::kVolumeResetStatus},
+    {"os-force_delete", p::kVolumeAdminForceDelete},
+    {"os-reserve", p::kVolumeReserve},
+    {"os-unreserve", p::kVolumeUnreserve},
+    {"os-initialize_connection", p::kVolumeInitializeConnection},
+    {"os-terminate_connection", p::kVolumeTerminateConnection},
+    {"os-attach", p::kVolumeAttach},
+    {"os-detach", p::kVolumeDetach},
+    {"os-begin_detaching", p::kVolumeBeginDetaching},
+    {"os-roll_detaching", p::kVolumeRollDetaching},
+};
+
+constexpr ActionRule kSnapshotActions[] = {
+    {"os-reset_status", p::kSnapshotResetStatus},
+    {"os-force_delete", p::kSnapshotForceDelete},
+};
+
+constexpr ActionRule kBackupActions[] = {
+    {"os-reset_status", p::kBackupResetStatus},
+    {"os-force_delete", p::kBackupForceDelete},
+};
+
+template <std::size_t N>
+std::string_view RuleOfAction(const ActionRule (&table)[N],
+                              const std::string& action,
+                              std::string_view otherwise) {
+  for (const ActionRule& row : table) {
+    if (row.action == action) {
+      return row.rule;
+    }
+  }
+  return otherwise;
+}
+
+// The rules of a collection: list, create, show, update, delete.
+struct CollectionRules {
+  std::string_view get_all;
+  std::string_view create;
+  std::string_view get;
+  std::string_view update;
+  std::string_view remove;
+};
+
+std::string_view CollectionRule(const CollectionRules& rules,
+                                const std::string& method,
+                                const std::vector<std::string>& rest) {
+  if (rest.size() == 1) {
+    return method == "GET" ? rules.get_all : method == "POST" ? rules.create : "";
+  }
+  if (rest.size() == 2 && (rest[1] == "detail" || rest[1] == "summary")) {
+    return method == "GET" ? rules.get_all : "";
+  }
+  if (rest.size() == 2) {
+    return method == "GET"      ? rules.get
+           : method == "PUT"    ? rules.update
+           : method == "DELETE" ? rules.remove
+                                : "";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string_view PolicyActionFor(const ports::HttpRequest& request,
+                                 const std::vector<std::string>& rest) {
+  if (rest.empty()) {
+    return "";
+  }
+  const std::string& method = request.method;
+  const std::string& collection = rest[0];
+  if (collection == "volumes") {
+    if (rest.size() == 3 && rest[2] == "action" && method == "POST") {
+      return RuleOfAction(kVolumeActions, ActionKey(request), p::kVolumeUpdate);
+    }
+    if (rest.size() == 2 && method == "DELETE") {
+      std::string force;
+      if (request.QueryValue("force", &force) && TruthyParameter(force)) {
+        return p::kVolumeForceDelete;
+      }
+    }
+    return CollectionRule(
+        {p::kVolumeGetAll, p::kVolumeCreate, p::kVolumeGet, p::kVolumeUpdate, p::kVolumeDelete},
+        method,
+        rest);
+  }
+  if (collection == "snapshots") {
+    if (rest.size() == 3 && rest[2] == "action" && method == "POST") {
+      return RuleOfAction(kSnapshotActions, ActionKey(request), p::kSnapshotUpdate);
+    }
+    return CollectionRule({p::kSnapshotGetAll,
+                           p::kSnapshotCreate,
+                           p::kSnapshotGet,
+                           p::kSnapshotUpdate,
+                           p::kSnapshotDelete},
+                          method,
+                          rest);
+  }
+  if (collection == "backups") {
+    if (rest.size() == 3 && rest[2] == "restore" && method == "POST") {
+      return p::kBackupRestore;
+    }
+    if (rest.size() == 3 && rest[2] == "action" && method == "POST") {
+      return RuleOfAction(kBackupActions, ActionKey(request), p::kBackupUpdate);
+    }
+    return CollectionRule(
+        {p::kBackupGetAll, p::kBackupCreate, p::kBackupGet, p::kBackupUpdate, p::kBackupDelete},
+        method,
+        rest);
+  }
+  if (collection == "attachments") {
+    if (rest.size() == 3 && rest[2] == "action" && method == "POST") {
+      return p::kAttachmentComplete;  // os-complete, the only attachment action.
+    }
+    // Reads have no rule of their own in Cinder: a caller sees its project's attachments.
+    return CollectionRule(
+        {"", p::kAttachmentCreate, "", p::kAttachmentUpdate, p::kAttachmentDelete}, method, rest);
+  }
+  // Volume types and quotas are not served yet (404 after the check), but their admin-only
+  // changes are refused to others with 403 first, as Cinder does.
+  if (collection == "types" && method != "GET") {
+    return p::kTypesManage;
+  }
+  if (collection == "os-quota-sets" && method == "PUT") {
+    return p::kQuotasUpdate;
+  }
+  if (collection == "os-quota-sets" && method == "DELETE") {
+    return p::kQuotasDelete;
+  }
+  if (collection == "os-services") {
+    return method == "GET" ? p::kServicesIndex : p::kServicesUpdate;
+  }
+  if (collection == "clusters") {
+    if (method != "GET") {
+      return p::kClustersUpdate;
+    }
+    return rest.size() == 1 || (rest.size() == 2 && rest[1] == "detail") ? p::kClustersGetAll
+                                                                         : p::kClustersGet;
+  }
+  return "";
+}
+
+}  // namespace clinker::services

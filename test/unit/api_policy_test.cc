@@ -1,0 +1,274 @@
+// Goal: check which Cinder policy rule PolicyActionFor names for each API route: every
+// collection's list, detail, summary, create, show, update and delete; DELETE ?force=true; each
+// listed action of volumes, snapshots and backups and that an unlisted (or unreadable) action
+// falls back to the resource's update rule, so no action is left unguarded; backup restore;
+// attachments (writes guarded, reads not, as in Cinder); os-services and clusters; and "" for
+// routes that do not exist. Then that every rule it can name is a rule of Policy::Default():
+// ApiService enforces what it names, and Enforce aborts on a rule the policy does not have.
+//
+// Method: a table of (method, path after /v3/{project_id}, query, body) -> rule name, run through
+// PolicyActionFor; the second test sweeps every collection, path shape, method and action key
+// (including ones no table lists) and checks each non-empty answer with Policy::Has.
+#include "clinker/services/api_policy.h"
+
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "clinker/domain/policy.h"
+
+namespace clinker::services {
+namespace {
+
+namespace p = domain::policies;
+
+// "volumes/v1/action" -> {"volumes", "v1", "action"}, as ApiService splits the path after
+// /v3/{project_id}.
+std::vector<std::string> Rest(std::string_view path) {
+  std::vector<std::string> segments;
+  std::size_t start = 0;
+  while (start < path.size()) {
+    std::size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) {
+      slash = path.size();
+    }
+    if (slash > start) {
+      segments.emplace_back(path.substr(start, slash - start));
+    }
+    start = slash + 1;
+  }
+  return segments;
+}
+
+ports::HttpRequest Request(std::string_view method, std::string_view query, std::string_view body) {
+  ports::HttpRequest request;
+  request.method = std::string(method);
+  request.body = std::string(body);
+  if (!query.empty()) {
+    std::size_t equals = query.find('=');
+    request.query.emplace_back(
+        std::string(query.substr(0, equals)),
+        equals == std::string_view::npos ? std::string() : std::string(query.substr(equals + 1)));
+  }
+  return request;
+}
+
+struct Case {
+  std::string_view method;
+  std::string_view path;   // After /v3/{project_id}.
+  std::string_view query;  // One "name=value", or empty.
+  std::string_view body;
+  std::string_view rule;  // "" = no rule of its own.
+};
+
+constexpr std::string_view kNoRule;
+
+const Case kCases[] = {
+    // Volumes.
+    {"GET", "volumes", "", "", p::kVolumeGetAll},
+    {"GET", "volumes/detail", "", "", p::kVolumeGetAll},
+    {"GET", "volumes/summary", "", "", p::kVolumeGetAll},
+    {"POST", "volumes", "", R"({"volume": {"size": 1}})", p::kVolumeCreate},
+    {"GET", "volumes/v1", "", "", p::kVolumeGet},
+    {"PUT", "volumes/v1", "", R"({"volume": {"name": "x"}})", p::kVolumeUpdate},
+    {"DELETE", "volumes/v1", "", "", p::kVolumeDelete},
+    {"DELETE", "volumes/v1", "force=true", "", p::kVolumeForceDelete},
+    {"DELETE", "volumes/v1", "force=True", "", p::kVolumeForceDelete},
+    {"DELETE", "volumes/v1", "force=false", "", p::kVolumeDelete},
+    {"DELETE", "volumes/v1", "cascade=true", "", p::kVolumeDelete},
+    {"POST", "volumes/v1/action", "", R"({"os-extend": {"new_size": 2}})", p::kVolumeExtend},
+    {"POST",
+     "volumes/v1/action",
+     "",
+     R"({"os-reset_status": {"status": "error"}})",
+     p::kVolumeResetStatus},
+    {"POST", "volumes/v1/action", "", R"({"os-force_delete": {}})", p::kVolumeAdminForceDelete},
+    {"POST", "volumes/v1/action", "", R"({"os-reserve": {}})", p::kVolumeReserve},
+    {"POST", "volumes/v1/action", "", R"({"os-unreserve": {}})", p::kVolumeUnreserve},
+    {"POST",
+     "volumes/v1/action",
+     "",
+     R"({"os-initialize_connection": {"connector": {}}})",
+     p::kVolumeInitializeConnection},
+    {"POST",
+     "volumes/v1/action",
+     "",
+     R"({"os-terminate_connection": {"connector": {}}})",
+     p::kVolumeTerminateConnection},
+    {"POST",
+     "volumes/v1/action",
+     "",
+     R"({"os-attach": {"mountpoint": "/dev/vdb"}})",
+     p::kVolumeAttach},
+    {"POST", "volumes/v1/action", "", R"({"os-detach": {}})", p::kVolumeDetach},
+    {"POST", "volumes/v1/action", "", R"({"os-begin_detaching": {}})", p::kVolumeBeginDetaching},
+    {"POST", "volumes/v1/action", "", R"({"os-roll_detaching": {}})", p::kVolumeRollDetaching},
+    // Unlisted or unreadable actions: the update rule, never no rule.
+    {"POST",
+     "volumes/v1/action",
+     "",
+     R"({"os-set_bootable": {"bootable": true}})",
+     p::kVolumeUpdate},
+    {"POST",
+     "volumes/v1/action",
+     "",
+     R"({"os-extend": {}, "os-reset_status": {}})",
+     p::kVolumeUpdate},
+    {"POST", "volumes/v1/action", "", "not json", p::kVolumeUpdate},
+    {"POST", "volumes/v1/action", "", "", p::kVolumeUpdate},
+    {"POST", "volumes/v1/action", "", R"(["os-extend"])", p::kVolumeUpdate},
+    // Routes that do not exist (the router answers 404 / 405).
+    {"PUT", "volumes", "", "", kNoRule},
+    {"POST", "volumes/detail", "", "", kNoRule},
+    {"GET", "volumes/v1/action", "", "", kNoRule},
+    {"GET", "volumes/v1/extra/deeper", "", "", kNoRule},
+
+    // Snapshots.
+    {"GET", "snapshots", "", "", p::kSnapshotGetAll},
+    {"GET", "snapshots/detail", "", "", p::kSnapshotGetAll},
+    {"POST", "snapshots", "", R"({"snapshot": {"volume_id": "v1"}})", p::kSnapshotCreate},
+    {"GET", "snapshots/s1", "", "", p::kSnapshotGet},
+    {"PUT", "snapshots/s1", "", R"({"snapshot": {"name": "x"}})", p::kSnapshotUpdate},
+    {"DELETE", "snapshots/s1", "", "", p::kSnapshotDelete},
+    {"POST",
+     "snapshots/s1/action",
+     "",
+     R"({"os-reset_status": {"status": "error"}})",
+     p::kSnapshotResetStatus},
+    {"POST", "snapshots/s1/action", "", R"({"os-force_delete": {}})", p::kSnapshotForceDelete},
+    {"POST",
+     "snapshots/s1/action",
+     "",
+     R"({"os-update_snapshot_status": {"status": "available"}})",
+     p::kSnapshotUpdate},
+    {"POST", "snapshots/s1/action", "", "{}", p::kSnapshotUpdate},
+    {"PUT", "snapshots", "", "", kNoRule},
+
+    // Backups.
+    {"GET", "backups", "", "", p::kBackupGetAll},
+    {"GET", "backups/detail", "", "", p::kBackupGetAll},
+    {"POST", "backups", "", R"({"backup": {"volume_id": "v1"}})", p::kBackupCreate},
+    {"GET", "backups/b1", "", "", p::kBackupGet},
+    {"PUT", "backups/b1", "", R"({"backup": {"name": "x"}})", p::kBackupUpdate},
+    {"DELETE", "backups/b1", "", "", p::kBackupDelete},
+    {"POST", "backups/b1/restore", "", R"({"restore": {}})", p::kBackupRestore},
+    {"POST",
+     "backups/b1/action",
+     "",
+     R"({"os-reset_status": {"status": "error"}})",
+     p::kBackupResetStatus},
+    {"POST", "backups/b1/action", "", R"({"os-force_delete": {}})", p::kBackupForceDelete},
+    {"POST", "backups/b1/action", "", R"({"os-unknown": {}})", p::kBackupUpdate},
+    {"GET", "backups/b1/restore", "", "", kNoRule},
+
+    // Attachments: writes are guarded, reads have no rule (project scoping decides).
+    {"POST", "attachments", "", R"({"attachment": {"volume_uuid": "v1"}})", p::kAttachmentCreate},
+    {"PUT", "attachments/a1", "", R"({"attachment": {"connector": {}}})", p::kAttachmentUpdate},
+    {"DELETE", "attachments/a1", "", "", p::kAttachmentDelete},
+    {"POST", "attachments/a1/action", "", R"({"os-complete": {}})", p::kAttachmentComplete},
+    {"GET", "attachments", "", "", kNoRule},
+    {"GET", "attachments/detail", "", "", kNoRule},
+    {"GET", "attachments/a1", "", "", kNoRule},
+
+    // os-services and clusters: admin endpoints.
+    {"GET", "os-services", "", "", p::kServicesIndex},
+    {"GET", "os-services", "binary=cinder-volume", "", p::kServicesIndex},
+    {"PUT",
+     "os-services/disable",
+     "",
+     R"({"host": "h", "binary": "cinder-volume"})",
+     p::kServicesUpdate},
+    {"PUT",
+     "os-services/enable",
+     "",
+     R"({"host": "h", "binary": "cinder-volume"})",
+     p::kServicesUpdate},
+    {"GET", "clusters", "", "", p::kClustersGetAll},
+    {"GET", "clusters/detail", "", "", p::kClustersGetAll},
+    {"GET", "clusters/c1", "", "", p::kClustersGet},
+    {"PUT", "clusters/enable", "", R"({"name": "c1"})", p::kClustersUpdate},
+    {"PUT", "clusters/disable", "", R"({"name": "c1"})", p::kClustersUpdate},
+
+    // Collections that do not exist, and no collection at all.
+    {"GET", "types", "", "", kNoRule},
+    {"POST", "qos-specs", "", "{}", kNoRule},
+    {"DELETE", "unknown/x", "", "", kNoRule},
+    {"GET", "", "", "", kNoRule},
+};
+
+TEST(ApiPolicyTest, EachRouteNamesCindersRule) {
+  for (const Case& row : kCases) {
+    SCOPED_TRACE(std::string(row.method) + " " + std::string(row.path) + "?" +
+                 std::string(row.query) + " " + std::string(row.body));
+    ports::HttpRequest request = Request(row.method, row.query, row.body);
+    EXPECT_EQ(PolicyActionFor(request, Rest(row.path)), row.rule);
+  }
+}
+
+TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
+  const domain::Policy policy = domain::Policy::Default();
+
+  // The table's rules first: each must exist.
+  for (const Case& row : kCases) {
+    if (!row.rule.empty()) {
+      EXPECT_TRUE(policy.Has(row.rule)) << row.rule;
+    }
+  }
+
+  // Then a sweep of every shape the router knows, and some it does not, so a rule added to
+  // api_policy.cc without a default is caught even if the table above misses its route.
+  const std::vector<std::string_view> collections = {
+      "volumes", "snapshots", "backups", "attachments", "os-services", "clusters", "types"};
+  const std::vector<std::string_view> shapes = {
+      "", "/detail", "/summary", "/x1", "/x1/action", "/x1/restore", "/x1/a/b", "/enable"};
+  const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
+  const std::vector<std::string_view> bodies = {"",
+                                                "{}",
+                                                R"({"os-extend": {}})",
+                                                R"({"os-reset_status": {}})",
+                                                R"({"os-force_delete": {}})",
+                                                R"({"os-reserve": {}})",
+                                                R"({"os-unreserve": {}})",
+                                                R"({"os-initialize_connection": {}})",
+                                                R"({"os-terminate_connection": {}})",
+                                                R"({"os-attach": {}})",
+                                                R"({"os-detach": {}})",
+                                                R"({"os-begin_detaching": {}})",
+                                                R"({"os-roll_detaching": {}})",
+                                                R"({"os-complete": {}})",
+                                                R"({"os-retype": {}})"};
+  const std::vector<std::string_view> queries = {"", "force=true", "force=0"};
+
+  std::set<std::string> named;
+  for (std::string_view collection : collections) {
+    for (std::string_view shape : shapes) {
+      std::vector<std::string> rest = Rest(std::string(collection) + std::string(shape));
+      for (std::string_view method : methods) {
+        for (std::string_view body : bodies) {
+          for (std::string_view query : queries) {
+            std::string_view rule = PolicyActionFor(Request(method, query, body), rest);
+            if (!rule.empty()) {
+              named.emplace(rule);
+            }
+          }
+        }
+      }
+    }
+  }
+  for (const std::string& rule : named) {
+    EXPECT_TRUE(policy.Has(rule)) << rule << " is named by PolicyActionFor but has no default";
+  }
+  // The sweep reaches every rule of the table (so it is not vacuous).
+  for (const Case& row : kCases) {
+    if (!row.rule.empty()) {
+      EXPECT_EQ(named.count(std::string(row.rule)), 1u) << row.rule << " not reached by the sweep";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace clinker::services
