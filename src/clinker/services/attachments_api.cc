@@ -280,6 +280,10 @@ tl::expected<AttachmentsApi::Attachment, AttachmentsApi::Failure> AttachmentsApi
     const std::string stored(domain::StoredName(now->status));
     if (now->operation_id != attachment.operation_id ||
         (stored != queued && stored != in_progress)) {
+      // The node writes the attachment's final status, then the volume's: recompute the
+      // volume's here too (idempotent, versioned), so when this request returns the volume
+      // already shows it, as Cinder's synchronous attach and detach calls do.
+      Refresh(volume.id);
       return *now;
     }
     if (clock_.MonoNow() >= deadline) {
