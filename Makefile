@@ -8,6 +8,9 @@
 #   make tsan     configure, build and test the tsan preset (ThreadSanitizer)
 #   make tidy     clang-tidy on src, bin and bench
 #   make format / format-check   clang-format the C++ sources / check them (CI)
+#   make tempest  run Tempest's tempest.api.volume suite against clinkerd behind a throwaway
+#                 Keystone (test/tempest/run_tempest.py; also part of make test); results in
+#                 build/release/tempest/results.tsv. TEMPEST_ARGS="--filter REGEX" runs a part.
 #   make bench    run bench_create_latency against a throwaway daemon
 #   make cluster  build (release) and run a local cluster in the foreground: PostgreSQL, RabbitMQ,
 #                 etcd, the API + scheduler on 127.0.0.1:8776 and 3 volume nodes (Ctrl-C stops)
@@ -21,7 +24,7 @@
 #   make clean    remove the preset build directories
 #
 # Knobs: PRESET (release|debug|asan|tsan), BUILD_DIR, ASAN_BUILD_DIR, JOBS, TEST_TIMEOUT,
-# CTEST_ARGS, SANITIZER_CTEST_ARGS, LISTEN, PORT, STATE_DIR, RUN_ARGS, BENCH_ARGS.
+# CTEST_ARGS, SANITIZER_CTEST_ARGS, LISTEN, PORT, STATE_DIR, RUN_ARGS, BENCH_ARGS, TEMPEST_ARGS.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -45,13 +48,14 @@ PORT ?= 8776
 STATE_DIR ?= ./var
 RUN_ARGS ?=
 BENCH_ARGS ?=
+TEMPEST_ARGS ?=
 
 CXX_DIRS := src bin test bench
 FREE_PORT_PY := import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
   print(s.getsockname()[1])
 CXX_FILES = $(shell find $(CXX_DIRS) -type f \( -name '*.h' -o -name '*.cc' \) | sort)
 
-.PHONY: setup configure build run test asan tsan tidy format format-check bench clean cluster \
+.PHONY: setup configure build run test tempest asan tsan tidy format format-check bench clean cluster \
   bench-takeover bench-throughput bench-locks bench-data
 
 setup:
@@ -76,6 +80,11 @@ run: configure
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure --no-tests=error -j $(JOBS) \
 	  --timeout $(TEST_TIMEOUT) $(CTEST_ARGS)
+
+tempest: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target clinkerd
+	/usr/bin/python3 test/tempest/run_tempest.py --clinkerd $(BUILD_DIR)/clinkerd \
+	  --results $(BUILD_DIR)/tempest/results.tsv $(TEMPEST_ARGS)
 
 asan: setup
 	@$(MAKE) --no-print-directory PRESET=asan BUILD_DIR=$(ASAN_BUILD_DIR) \

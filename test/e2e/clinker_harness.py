@@ -761,7 +761,9 @@ class Daemon:
         cinderclient's shell passes --os-endpoint on as the request base URL as is (the noauth
         plugin's own "<endpoint>/<project>" is not used then), so the endpoint names the project.
         --os-volume-api-version 3.0 (the default `microversion`) keeps the client inside any
-        server's range; the CLI still asks `GET /` for the server's range first. HOME points into
+        server's range; the CLI still asks `GET /` for the server's range first.
+        `microversion=None` passes no version at all: the CLI then takes the highest version
+        both it and the server support, as a user's unpinned `cinder` does. HOME points into
         the temp dir because the CLI writes a completion cache there. With check=True a non-zero
         exit fails the test.
         """
@@ -770,8 +772,10 @@ class Daemon:
         argv = [
             "cinder", "--os-auth-type", "noauth", "--os-user-id", user, "--os-project-id",
             project, "--os-endpoint",
-            "%s/v3/%s" % (self.base_url, project), "--os-volume-api-version", microversion
-        ] + [str(a) for a in args]
+            "%s/v3/%s" % (self.base_url, project)
+        ] + (["--os-volume-api-version", microversion] if microversion else []) + [
+            str(a) for a in args
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "CINDER"))}
         env["HOME"] = self.home
         proc = subprocess.run(argv,

@@ -587,8 +587,9 @@ TEST_F(SnapshotsApiTest, SummaryListKeysAreTheSameAtEveryMicroversion) {
 // Below 3.66 force=false is accepted; from 3.66 it is refused, force=true still accepted.
 TEST_F(SnapshotsApiTest, ForceMustBeABooleanAndFalseIsRefusedFromThreeSixtySix) {
   std::string volume_id = h_.AvailableVolume();
-  // Cinder's schema also takes boolean strings ("true", "yes"); not tested here either way.
-  for (const json& force : {json("bogus"), json(1), json(2), json(nullptr), json::array()}) {
+  // Cinder's schema takes the boolean strings of its enum; other strings and types are refused.
+  for (const json& force :
+       {json("bogus"), json("TrUe"), json(""), json(1), json(2), json::array(), json::object()}) {
     SCOPED_TRACE(force.dump());
     ExpectFault(h_.Post(ApiHarness::Path("snapshots"),
                         {{"snapshot", {{"volume_id", volume_id}, {"force", force}}}}),
@@ -619,6 +620,27 @@ TEST_F(SnapshotsApiTest, ForceMustBeABooleanAndFalseIsRefusedFromThreeSixtySix) 
   EXPECT_EQ(h_.PublishCount(), published_before);
   EXPECT_EQ(create(true).status, 202);
   EXPECT_EQ(h_.PublishCount(), published_before + 1);
+}
+
+// python-cinderclient sends "force": null when --force is not given: that is "not given". Cinder's
+// boolean strings count as booleans.
+TEST_F(SnapshotsApiTest, ForceMayBeNullOrABooleanString) {
+  for (const json& force : {json(nullptr), json("true"), json("False"), json("yes"), json("0")}) {
+    SCOPED_TRACE(force.dump());
+    std::string volume_id = h_.AvailableVolume();
+    ports::HttpResponse created =
+        h_.Post(ApiHarness::Path("snapshots"),
+                {{"snapshot", {{"volume_id", volume_id}, {"force", force}}}});
+    EXPECT_EQ(created.status, 202) << created.body;
+  }
+}
+
+// A null volume_id passes Cinder's schema (uuid_allow_null) and is then not found.
+TEST_F(SnapshotsApiTest, ANullVolumeIdIsNotFound) {
+  ExpectFault(h_.Post(ApiHarness::Path("snapshots"), {{"snapshot", {{"volume_id", nullptr}}}}),
+              404,
+              "itemNotFound");
+  EXPECT_EQ(h_.RowCount(Table::kSnapshots), 0u);
 }
 
 TEST_F(SnapshotsApiTest, CreateRefusesBadBodiesWithBadRequest) {
@@ -1044,10 +1066,20 @@ TEST_F(SnapshotsApiTest, ResetStatusSetsOnlyStatusesAtRest) {
     EXPECT_EQ(TextColumn(h_.Row(Table::kSnapshots, id), "status"), status);
   }
 
+  // An operation's status is stored as its at-rest by-admin variant, shown the same, no job.
+  for (const auto& [api, stored] : std::vector<std::pair<std::string, std::string>>{
+           {"creating", "creating_by_admin"}, {"deleting", "deleting_by_admin"}}) {
+    SCOPED_TRACE(api);
+    ports::HttpResponse reset = h_.Post(path, {{"os-reset_status", {{"status", api}}}});
+    EXPECT_EQ(reset.status, 202) << reset.body;
+    EXPECT_EQ(TextColumn(h_.Row(Table::kSnapshots, id), "status"), stored);
+    EXPECT_EQ(TextColumn(h_.Row(Table::kSnapshots, id), "operation_id"), std::nullopt);
+  }
+  ASSERT_EQ(h_.Post(path, {{"os-reset_status", {{"status", "available"}}}}).status, 202);
+
   ports::Row before = h_.Row(Table::kSnapshots, id);
-  for (const json& argument : {json({{"status", "creating"}}),
-                               json({{"status", "creating_queued"}}),
-                               json({{"status", "deleting"}}),
+  for (const json& argument : {json({{"status", "creating_queued"}}),
+                               json({{"status", "creating_by_admin"}}),
                                json({{"status", "deleted"}}),
                                json({{"status", "bogus"}}),
                                json({{"status", 1}}),
@@ -1063,6 +1095,20 @@ TEST_F(SnapshotsApiTest, ResetStatusSetsOnlyStatusesAtRest) {
                       {{"os-reset_status", {{"status", "error"}}}}),
               404,
               "itemNotFound");
+}
+
+// Tempest: a snapshot reset to creating or deleting is removed by a forced delete.
+TEST_F(SnapshotsApiTest, ForceDeleteRemovesASnapshotResetToCreatingOrDeleting) {
+  for (const char* status : {"creating", "deleting"}) {
+    SCOPED_TRACE(status);
+    std::string volume_id = h_.AvailableVolume();
+    std::string id = h_.CreateSnapshot(volume_id);
+    const std::string path = ApiHarness::Path("snapshots") + "/" + id + "/action";
+    ASSERT_EQ(h_.Post(path, {{"os-reset_status", {{"status", status}}}}).status, 202);
+    ports::HttpResponse forced = h_.Post(path, {{"os-force_delete", json::object()}});
+    EXPECT_EQ(forced.status, 202) << forced.body;
+    EXPECT_EQ(TextColumn(h_.Row(Table::kSnapshots, id), "status"), "deleting_queued");
+  }
 }
 
 TEST_F(SnapshotsApiTest, AdminActionsAreForbiddenToOthers) {

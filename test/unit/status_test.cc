@@ -142,6 +142,12 @@ const std::map<VolumeStatus, Expected>& ExpectedVolumeStatuses() {
       {V::kRestoringQueued, {"restoring_queued", "restoring-backup", kQ, O::kRestoreBackup}},
       {V::kRestoring, {"restoring", "restoring-backup", kP, O::kRestoreBackup}},
       {V::kErrorRestoring, {"error_restoring", "error_restoring", kR, kNone}},
+      // Set by an admin's os-reset_status: shown as the operation's status, at rest.
+      {V::kCreatingByAdmin, {"creating_by_admin", "creating", kR, kNone}},
+      {V::kDeletingByAdmin, {"deleting_by_admin", "deleting", kR, kNone}},
+      {V::kExtendingByAdmin, {"extending_by_admin", "extending", kR, kNone}},
+      {V::kRestoringByAdmin, {"restoring_by_admin", "restoring-backup", kR, kNone}},
+      {V::kMaintenance, {"maintenance", "maintenance", kR, kNone}},
   };
   return *kExpected;
 }
@@ -157,6 +163,8 @@ const std::map<SnapshotStatus, Expected>& ExpectedSnapshotStatuses() {
       {S::kDeleted, {"deleted", "deleted", kD, kNone}},
       {S::kError, {"error", "error", kR, kNone}},
       {S::kErrorDeleting, {"error_deleting", "error_deleting", kR, kNone}},
+      {S::kCreatingByAdmin, {"creating_by_admin", "creating", kR, kNone}},
+      {S::kDeletingByAdmin, {"deleting_by_admin", "deleting", kR, kNone}},
   };
   return *kExpected;
 }
@@ -334,12 +342,15 @@ TEST(StatusTableTest, BackupStatusesAreExactlyAsExpected) {
 
 TEST(VolumeStatusTest, StatusesShownAsCollectsEveryInternalStatus) {
   using V = VolumeStatus;
-  EXPECT_THAT(StatusesShownAs("creating"), UnorderedElementsAre(V::kCreatingQueued, V::kCreating));
-  EXPECT_THAT(StatusesShownAs("deleting"), UnorderedElementsAre(V::kDeletingQueued, V::kDeleting));
+  EXPECT_THAT(StatusesShownAs("creating"),
+              UnorderedElementsAre(V::kCreatingQueued, V::kCreating, V::kCreatingByAdmin));
+  EXPECT_THAT(StatusesShownAs("deleting"),
+              UnorderedElementsAre(V::kDeletingQueued, V::kDeleting, V::kDeletingByAdmin));
   EXPECT_THAT(StatusesShownAs("extending"),
-              UnorderedElementsAre(V::kExtendingQueued, V::kExtending));
+              UnorderedElementsAre(V::kExtendingQueued, V::kExtending, V::kExtendingByAdmin));
   EXPECT_THAT(StatusesShownAs("restoring-backup"),
-              UnorderedElementsAre(V::kRestoringQueued, V::kRestoring));
+              UnorderedElementsAre(V::kRestoringQueued, V::kRestoring, V::kRestoringByAdmin));
+  EXPECT_THAT(StatusesShownAs("maintenance"), UnorderedElementsAre(V::kMaintenance));
   EXPECT_THAT(StatusesShownAs("available"), UnorderedElementsAre(V::kAvailable));
   EXPECT_THAT(StatusesShownAs("deleted"), UnorderedElementsAre(V::kDeleted));
   EXPECT_THAT(StatusesShownAs("error"), UnorderedElementsAre(V::kError));
@@ -359,12 +370,37 @@ TEST(VolumeStatusTest, StatusesShownAsCollectsEveryInternalStatus) {
   EXPECT_THAT(StatusesShownAs("in_use"), IsEmpty());
 }
 
+// os-reset_status: every API status an admin may set maps to a status at rest.
+TEST(StatusSetByAdminTest, EverySettableStatusIsAtRestAndShownAsAsked) {
+  for (std::string_view api :
+       {"available", "error", "error_deleting", "error_extending", "error_restoring", "reserved",
+        "attaching", "in-use", "detaching", "backing-up", "maintenance", "creating", "deleting",
+        "extending", "restoring-backup"}) {
+    SCOPED_TRACE(std::string(api));
+    auto status = VolumeStatusSetByAdmin(api);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(Describe(*status).phase, Phase::kAtRest);
+    EXPECT_EQ(ApiName(*status), api);
+  }
+  for (std::string_view api : {"available", "error", "error_deleting", "creating", "deleting"}) {
+    SCOPED_TRACE(std::string(api));
+    auto status = SnapshotStatusSetByAdmin(api);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(Describe(*status).phase, Phase::kAtRest);
+    EXPECT_EQ(ApiName(*status), api);
+  }
+  for (std::string_view refused : {"creating_queued", "deleted", "restoring", "bogus", ""}) {
+    EXPECT_FALSE(VolumeStatusSetByAdmin(refused).has_value()) << refused;
+    EXPECT_FALSE(SnapshotStatusSetByAdmin(refused).has_value()) << refused;
+  }
+}
+
 TEST(SnapshotStatusTest, StatusesShownAsCollectsEveryInternalStatus) {
   using S = SnapshotStatus;
   EXPECT_THAT(SnapshotStatusesShownAs("creating"),
-              UnorderedElementsAre(S::kCreatingQueued, S::kCreating));
+              UnorderedElementsAre(S::kCreatingQueued, S::kCreating, S::kCreatingByAdmin));
   EXPECT_THAT(SnapshotStatusesShownAs("deleting"),
-              UnorderedElementsAre(S::kDeletingQueued, S::kDeleting));
+              UnorderedElementsAre(S::kDeletingQueued, S::kDeleting, S::kDeletingByAdmin));
   EXPECT_THAT(SnapshotStatusesShownAs("available"), UnorderedElementsAre(S::kAvailable));
   EXPECT_THAT(SnapshotStatusesShownAs("deleted"), UnorderedElementsAre(S::kDeleted));
   EXPECT_THAT(SnapshotStatusesShownAs("error"), UnorderedElementsAre(S::kError));

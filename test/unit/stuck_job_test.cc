@@ -389,6 +389,12 @@ const std::vector<Cell>& VolumeCells() {
       VolumeCell("detaching", 9, 9, 9, 9, 10),       VolumeCell("backing-up", 9, 9, 9, 9, 10),
       VolumeCell("restoring_queued", 4, 4, 4, 1, 3), VolumeCell("restoring", 7, 7, 7, 7, 8),
       VolumeCell("error_restoring", 9, 9, 9, 9, 10),
+      // Set by an admin's os-reset_status: at rest, whatever the API shows.
+      VolumeCell("creating_by_admin", 9, 9, 9, 9, 10),
+      VolumeCell("deleting_by_admin", 9, 9, 9, 9, 10),
+      VolumeCell("extending_by_admin", 9, 9, 9, 9, 10),
+      VolumeCell("restoring_by_admin", 9, 9, 9, 9, 10),
+      VolumeCell("maintenance", 9, 9, 9, 9, 10),
   };
   return *kCells;
 }
@@ -409,6 +415,9 @@ const std::vector<Cell>& SnapshotCells() {
       SnapshotCell("deleted", 11, 11, 12),
       SnapshotCell("error", 9, 9, 10),
       SnapshotCell("error_deleting", 9, 9, 10),
+      // Set by an admin's os-reset_status: at rest, whatever the API shows.
+      SnapshotCell("creating_by_admin", 9, 9, 10),
+      SnapshotCell("deleting_by_admin", 9, 9, 10),
   };
   return *kCells;
 }

@@ -711,6 +711,26 @@ std::vector<RuleCase> RuleCases() {
     };
     cases.insert(cases.end(), create.begin(), create.end());
   }
+  // Statuses an admin set with os-reset_status (which also clears the operation id): at rest
+  // whatever the API shows, so every job drops and leaves them as they are.
+  for (Variant variant : {Variant::kCreateBlank,
+                          Variant::kCreateClone,
+                          Variant::kCreateFromSnapshot,
+                          Variant::kDeleteVolume,
+                          Variant::kExtendVolume}) {
+    for (std::string_view status : {"creating_by_admin",
+                                    "deleting_by_admin",
+                                    "extending_by_admin",
+                                    "restoring_by_admin",
+                                    "maintenance"}) {
+      cases.push_back({variant, status, kOther, 9, status});
+    }
+  }
+  for (Variant variant : {Variant::kCreateSnapshot, Variant::kDeleteSnapshot}) {
+    for (std::string_view status : {"creating_by_admin", "deleting_by_admin"}) {
+      cases.push_back({variant, status, kOther, 9, status});
+    }
+  }
   const std::vector<RuleCase> others = {
       {Variant::kDeleteVolume, "deleting_queued", kSame, 1, "deleted"},
       {Variant::kDeleteVolume, "deleting_queued", kOther, 2, "deleting_queued"},

@@ -1,6 +1,7 @@
 #include "clinker/domain/status.h"
 
 #include <array>
+#include <utility>
 
 #include "clinker/core/assert.h"
 
@@ -185,6 +186,18 @@ constexpr std::array kVolumeStatuses = {
                      Operation::kRestoreBackup},
     VolumeStatusInfo{
         V::kErrorRestoring, "error_restoring", "error_restoring", Phase::kAtRest, std::nullopt},
+    VolumeStatusInfo{
+        V::kCreatingByAdmin, "creating_by_admin", "creating", Phase::kAtRest, std::nullopt},
+    VolumeStatusInfo{
+        V::kDeletingByAdmin, "deleting_by_admin", "deleting", Phase::kAtRest, std::nullopt},
+    VolumeStatusInfo{
+        V::kExtendingByAdmin, "extending_by_admin", "extending", Phase::kAtRest, std::nullopt},
+    VolumeStatusInfo{V::kRestoringByAdmin,
+                     "restoring_by_admin",
+                     "restoring-backup",
+                     Phase::kAtRest,
+                     std::nullopt},
+    VolumeStatusInfo{V::kMaintenance, "maintenance", "maintenance", Phase::kAtRest, std::nullopt},
 };
 
 using B = BackupStatus;
@@ -258,6 +271,10 @@ constexpr std::array kSnapshotStatuses = {
     SnapshotStatusInfo{S::kError, "error", "error", Phase::kAtRest, std::nullopt},
     SnapshotStatusInfo{
         S::kErrorDeleting, "error_deleting", "error_deleting", Phase::kAtRest, std::nullopt},
+    SnapshotStatusInfo{
+        S::kCreatingByAdmin, "creating_by_admin", "creating", Phase::kAtRest, std::nullopt},
+    SnapshotStatusInfo{
+        S::kDeletingByAdmin, "deleting_by_admin", "deleting", Phase::kAtRest, std::nullopt},
 };
 
 template <class Info, std::size_t N>
@@ -436,6 +453,50 @@ VolumeStatus QueuedStatusFor(Operation operation) {
 VolumeStatus InProgressStatusFor(Operation operation) {
   CLINKER_ASSERT(TargetKindOf(operation) == ResourceKind::kVolume, "a volume operation");
   return *ParseStoredVolumeStatus(InProgressStatusOf(operation));
+}
+
+std::optional<VolumeStatus> VolumeStatusSetByAdmin(std::string_view api_status) {
+  // At rest already: the status itself. An operation's: its by-admin variant, never the queued
+  // or in-progress one (that would make a job of nothing).
+  static constexpr std::array<std::pair<std::string_view, VolumeStatus>, 15> kSettable = {{
+      {"available", V::kAvailable},
+      {"error", V::kError},
+      {"error_deleting", V::kErrorDeleting},
+      {"error_extending", V::kErrorExtending},
+      {"error_restoring", V::kErrorRestoring},
+      {"reserved", V::kReserved},
+      {"attaching", V::kAttaching},
+      {"in-use", V::kInUse},
+      {"detaching", V::kDetaching},
+      {"backing-up", V::kBackingUp},
+      {"maintenance", V::kMaintenance},
+      {"creating", V::kCreatingByAdmin},
+      {"deleting", V::kDeletingByAdmin},
+      {"extending", V::kExtendingByAdmin},
+      {"restoring-backup", V::kRestoringByAdmin},
+  }};
+  for (const auto& [name, status] : kSettable) {
+    if (name == api_status) {
+      return status;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<SnapshotStatus> SnapshotStatusSetByAdmin(std::string_view api_status) {
+  static constexpr std::array<std::pair<std::string_view, SnapshotStatus>, 5> kSettable = {{
+      {"available", S::kAvailable},
+      {"error", S::kError},
+      {"error_deleting", S::kErrorDeleting},
+      {"creating", S::kCreatingByAdmin},
+      {"deleting", S::kDeletingByAdmin},
+  }};
+  for (const auto& [name, status] : kSettable) {
+    if (name == api_status) {
+      return status;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace clinker::domain

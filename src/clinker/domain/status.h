@@ -77,6 +77,16 @@ enum class VolumeStatus {
   kRestoringQueued,
   kRestoring,
   kErrorRestoring,
+  // Set by an admin's os-reset_status (Cinder lets an admin set any status). The API shows the
+  // operation's status ("creating", ...), but no operation is queued or under way: stored apart
+  // from the real queued / in-progress statuses, at rest, so that the stuck-job rules, the
+  // sweeper and the nodes never take them for a job, and a forced delete may remove the volume.
+  kCreatingByAdmin,
+  kDeletingByAdmin,
+  kExtendingByAdmin,
+  kRestoringByAdmin,
+  // Cinder's status of a volume an admin or a migration holds for maintenance: at rest.
+  kMaintenance,
 };
 
 enum class BackupStatus {
@@ -113,7 +123,17 @@ enum class SnapshotStatus {
   kDeleted,
   kError,
   kErrorDeleting,
+  // Set by an admin's os-reset_status: shown as "creating" / "deleting", at rest (see the
+  // volume statuses of the same names).
+  kCreatingByAdmin,
+  kDeletingByAdmin,
 };
+
+// The statuses an admin may set with os-reset_status, by the API name the admin gives: Cinder's
+// statuses that Clinker has. An operation's status maps to its at-rest "by admin" variant.
+// Empty for a name that is not one of them.
+std::optional<VolumeStatus> VolumeStatusSetByAdmin(std::string_view api_status);
+std::optional<SnapshotStatus> SnapshotStatusSetByAdmin(std::string_view api_status);
 
 template <class S>
 struct StatusInfo {

@@ -192,6 +192,28 @@ bool TruthyParameter(std::string_view text) {
   return std::find(kTrue.begin(), kTrue.end(), lowered) != kTrue.end();
 }
 
+std::optional<bool> BooleanField(const nlohmann::json& value) {
+  if (value.is_boolean()) {
+    return value.get<bool>();
+  }
+  if (!value.is_string()) {
+    return std::nullopt;
+  }
+  // Exactly the spellings of Cinder's enum: case matters beyond these.
+  static constexpr std::array<std::string_view, 12> kTrue = {
+      "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes", "y", "t"};
+  static constexpr std::array<std::string_view, 12> kFalse = {
+      "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no", "n", "f"};
+  const std::string& text = value.get_ref<const std::string&>();
+  if (std::find(kTrue.begin(), kTrue.end(), text) != kTrue.end()) {
+    return true;
+  }
+  if (std::find(kFalse.begin(), kFalse.end(), text) != kFalse.end()) {
+    return false;
+  }
+  return std::nullopt;
+}
+
 Result<std::int64_t> ParseNonNegative(std::string_view name, const std::string& text) {
   std::int64_t value = 0;
   bool digits = !text.empty() && text.size() <= 18 &&

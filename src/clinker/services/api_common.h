@@ -89,6 +89,11 @@ Result<std::int64_t> ParseSize(const nlohmann::json& value, std::int64_t max_siz
 // oslo's bool_from_string for query parameters ("1", "true", "yes", ...).
 bool TruthyParameter(std::string_view text);
 
+// A body field of Cinder's `parameter_types.boolean`: a JSON boolean or one of the strings its
+// enum lists ("true", "False", "1", "off", "y", ...). Empty for anything else, which the caller
+// answers with 400.
+std::optional<bool> BooleanField(const nlohmann::json& value);
+
 // A non-negative decimal query parameter (limit, offset).
 Result<std::int64_t> ParseNonNegative(std::string_view name, const std::string& text);
 

@@ -137,6 +137,13 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
     return VersionsDocument(request, 200);
   }
 
+  // A resource URL with a trailing slash names an empty id ("/volumes/" is "/volumes/{id}" with
+  // no id): Cinder's router matches nothing there and answers 404, which Tempest's negative
+  // tests expect (a GET must not fall back to the list).
+  if (request.path.back() == '/') {
+    return NotFound();
+  }
+
   RequestContext context;
   domain::PolicyCredentials credentials;
   if (auto refused = Authenticate(request, &context, &credentials)) {

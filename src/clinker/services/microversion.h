@@ -22,7 +22,7 @@ struct Microversion {
 // implemented; resources it does not have (groups, group snapshots, backups' newer fields ...)
 // answer 404 at every microversion. docs/API.md lists what each microversion brings here.
 inline constexpr Microversion kMinMicroversion{3, 0};
-inline constexpr Microversion kMaxMicroversion{3, 44};
+inline constexpr Microversion kMaxMicroversion{3, 70};
 
 struct MicroversionRequest {
   enum class Outcome { kOk, kMalformed, kUnsupported };

@@ -134,19 +134,32 @@ HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpReque
     return FaultFromError(body.error());
   }
   const json& spec = *body;
-  if (!spec.contains("volume_id") || !spec["volume_id"].is_string()) {
+  // Cinder's schema: volume_id required, a UUID or null; a null one is looked up like any other
+  // id and not found (404, as Tempest's negative test expects).
+  if (!spec.contains("volume_id")) {
     return Fault(400,
                  "Invalid input for field/attribute snapshot: 'volume_id' is a required "
                  "property");
   }
+  if (!spec["volume_id"].is_string() && !spec["volume_id"].is_null()) {
+    return Fault(400,
+                 "Invalid input for field/attribute volume_id. Value: " + spec["volume_id"].dump() +
+                     " is not of type 'string', 'null'");
+  }
+  if (spec["volume_id"].is_null()) {
+    return Fault(404, "Volume None could not be found.");
+  }
+  // force: Cinder's boolean (true/false or their string spellings); null is "not given", which
+  // is what python-cinderclient sends when its --force is not used.
   bool force = false;
-  if (spec.contains("force")) {
-    if (!spec["force"].is_boolean()) {
+  if (spec.contains("force") && !spec["force"].is_null()) {
+    std::optional<bool> parsed = BooleanField(spec["force"]);
+    if (!parsed) {
       return Fault(400,
                    "Invalid input for field/attribute force. Value: " + spec["force"].dump() +
-                       " is not of type 'boolean'");
+                       " is not of type 'boolean', 'string'");
     }
-    force = spec["force"].get<bool>();
+    force = *parsed;
     if (!force && context.version >= Microversion{3, 66}) {
       return Fault(400,
                    "Invalid value 'False' for force. From microversion 3.66 a snapshot of an "
@@ -494,20 +507,19 @@ HttpResponse SnapshotsApi::Action(const RequestContext& context,
   if (action == "os-force_delete") {
     return DeleteSnapshot(context, snapshot_id, /*force=*/true);
   }
-  static constexpr std::array kSettable = {
-      SnapshotStatus::kAvailable, SnapshotStatus::kError, SnapshotStatus::kErrorDeleting};
   if (!argument.is_object() || !argument.contains("status") || !argument["status"].is_string()) {
     return Fault(400,
                  "Invalid input for field/attribute os-reset_status: 'status' is a required "
                  "property");
   }
   const std::string wanted = argument["status"].get<std::string>();
-  auto status = domain::ParseStoredSnapshotStatus(wanted);
-  if (!status || std::find(kSettable.begin(), kSettable.end(), *status) == kSettable.end()) {
+  // "creating" and "deleting" are stored as their at-rest by-admin variants: no job runs.
+  std::optional<SnapshotStatus> status = domain::SnapshotStatusSetByAdmin(wanted);
+  if (!status) {
     return Fault(400,
                  "Invalid input received: status '" + wanted +
                      "' cannot be set by os-reset_status; use one of available, error, "
-                     "error_deleting");
+                     "error_deleting, creating, deleting");
   }
   auto snapshot = Visible(store_, context, snapshot_id);
   if (!snapshot) {
@@ -517,6 +529,9 @@ HttpResponse SnapshotsApi::Action(const RequestContext& context,
                                           snapshot_id,
                                           {{"status", Status(*status)},
                                            {"status_reason", std::monostate{}},
+                                           // A job still queued or under way for the old
+                                           // operation no longer matches: it drops.
+                                           {"operation_id", std::monostate{}},
                                            {"updated_at", FormatTimestamp(clock_.WallNow())}},
                                           {Expectation::Equals("deleted", std::int64_t{0}),
                                            Expectation::Equals("project_id", snapshot->project_id)},
