@@ -142,6 +142,8 @@ const std::map<VolumeStatus, Expected>& ExpectedVolumeStatuses() {
       {V::kRestoringQueued, {"restoring_queued", "restoring-backup", kQ, O::kRestoreBackup}},
       {V::kRestoring, {"restoring", "restoring-backup", kP, O::kRestoreBackup}},
       {V::kErrorRestoring, {"error_restoring", "error_restoring", kR, kNone}},
+      // Offered through a volume transfer: no job is pending.
+      {V::kAwaitingTransfer, {"awaiting-transfer", "awaiting-transfer", kR, kNone}},
   };
   return *kExpected;
 }
@@ -346,6 +348,7 @@ TEST(VolumeStatusTest, StatusesShownAsCollectsEveryInternalStatus) {
   EXPECT_THAT(StatusesShownAs("error_deleting"), UnorderedElementsAre(V::kErrorDeleting));
   EXPECT_THAT(StatusesShownAs("error_extending"), UnorderedElementsAre(V::kErrorExtending));
   EXPECT_THAT(StatusesShownAs("error_restoring"), UnorderedElementsAre(V::kErrorRestoring));
+  EXPECT_THAT(StatusesShownAs("awaiting-transfer"), UnorderedElementsAre(V::kAwaitingTransfer));
   EXPECT_THAT(StatusesShownAs("reserved"), UnorderedElementsAre(V::kReserved));
   EXPECT_THAT(StatusesShownAs("attaching"), UnorderedElementsAre(V::kAttaching));
   EXPECT_THAT(StatusesShownAs("in-use"), UnorderedElementsAre(V::kInUse));

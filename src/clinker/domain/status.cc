@@ -185,6 +185,11 @@ constexpr std::array kVolumeStatuses = {
                      Operation::kRestoreBackup},
     VolumeStatusInfo{
         V::kErrorRestoring, "error_restoring", "error_restoring", Phase::kAtRest, std::nullopt},
+    VolumeStatusInfo{V::kAwaitingTransfer,
+                     "awaiting-transfer",
+                     "awaiting-transfer",
+                     Phase::kAtRest,
+                     std::nullopt},
 };
 
 using B = BackupStatus;

@@ -77,6 +77,9 @@ enum class VolumeStatus {
   kRestoringQueued,
   kRestoring,
   kErrorRestoring,
+  // Offered to another project (a volume transfer): no job, so at rest; only accepting or
+  // deleting the transfer moves it (back) to available.
+  kAwaitingTransfer,
 };
 
 enum class BackupStatus {
