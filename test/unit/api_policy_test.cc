@@ -244,10 +244,24 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
 
   // Then a sweep of every shape the router knows, and some it does not, so a rule added to
   // api_policy.cc without a default is caught even if the table above misses its route.
-  const std::vector<std::string_view> collections = {
-      "volumes", "snapshots", "backups", "attachments", "os-services", "clusters", "types"};
-  const std::vector<std::string_view> shapes = {
-      "", "/detail", "/summary", "/x1", "/x1/action", "/x1/restore", "/x1/a/b", "/enable"};
+  const std::vector<std::string_view> collections = {"volumes",
+                                                     "snapshots",
+                                                     "backups",
+                                                     "attachments",
+                                                     "os-services",
+                                                     "clusters",
+                                                     "types",
+                                                     "os-volume-transfer",
+                                                     "volume-transfers"};
+  const std::vector<std::string_view> shapes = {"",
+                                                "/detail",
+                                                "/summary",
+                                                "/x1",
+                                                "/x1/action",
+                                                "/x1/restore",
+                                                "/x1/accept",
+                                                "/x1/a/b",
+                                                "/enable"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   const std::vector<std::string_view> bodies = {"",
                                                 "{}",
