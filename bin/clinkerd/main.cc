@@ -217,6 +217,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<clinker::services::SnapshotsApi> snapshots_api;
   std::unique_ptr<clinker::services::AttachmentsApi> attachments_api;
   std::unique_ptr<clinker::services::BackupsApi> backups_api;
+  std::unique_ptr<clinker::services::TransfersApi> transfers_api;
   std::unique_ptr<clinker::services::ServicesApi> services_api;
   std::unique_ptr<clinker::ports::TokenValidator> token_validator;  // auth_strategy = keystone
   std::unique_ptr<clinker::services::Authenticator> authenticator;
@@ -258,6 +259,10 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         clinker::services::BackupsApiOptions{config.max_limit, config.availability_zone});
     attachments_api = std::make_unique<clinker::services::AttachmentsApi>(
         *store, *api_queue, clock, attachments_options);
+    clinker::services::TransfersApiOptions transfers_options;
+    transfers_options.max_limit = config.max_limit;
+    transfers_api =
+        std::make_unique<clinker::services::TransfersApi>(*store, clock, transfers_options);
     clinker::services::ApiAuthOptions auth;
     auth.policy = policy;
     if (config.auth_strategy == "keystone") {
@@ -290,6 +295,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
                                                           *backups_api,
                                                           *services_api,
                                                           std::move(auth));
+    api->ServeTransfers(transfers_api.get());
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;

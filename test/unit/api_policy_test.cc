@@ -165,6 +165,29 @@ const Case kCases[] = {
     {"POST", "backups/b1/action", "", R"({"os-unknown": {}})", p::kBackupUpdate},
     {"GET", "backups/b1/restore", "", "", kNoRule},
 
+    // Volume transfers, under both of Cinder's URLs.
+    {"GET", "os-volume-transfer", "", "", p::kTransferGetAll},
+    {"GET", "os-volume-transfer/detail", "", "", p::kTransferGetAll},
+    {"POST", "os-volume-transfer", "", R"({"transfer": {"volume_id": "v1"}})", p::kTransferCreate},
+    {"GET", "os-volume-transfer/t1", "", "", p::kTransferGet},
+    {"DELETE", "os-volume-transfer/t1", "", "", p::kTransferDelete},
+    {"POST",
+     "os-volume-transfer/t1/accept",
+     "",
+     R"({"accept": {"auth_key": "k"}})",
+     p::kTransferAccept},
+    {"GET", "volume-transfers", "", "", p::kTransferGetAll},
+    {"GET", "volume-transfers/detail", "", "", p::kTransferGetAll},
+    {"POST", "volume-transfers", "", R"({"transfer": {"volume_id": "v1"}})", p::kTransferCreate},
+    {"GET", "volume-transfers/t1", "", "", p::kTransferGet},
+    {"DELETE", "volume-transfers/t1", "", "", p::kTransferDelete},
+    {"POST",
+     "volume-transfers/t1/accept",
+     "",
+     R"({"accept": {"auth_key": "k"}})",
+     p::kTransferAccept},
+    {"PUT", "volume-transfers/t1", "", "{}", kNoRule},
+
     // Attachments: writes are guarded, reads have no rule (project scoping decides).
     {"POST", "attachments", "", R"({"attachment": {"volume_uuid": "v1"}})", p::kAttachmentCreate},
     {"PUT", "attachments/a1", "", R"({"attachment": {"connector": {}}})", p::kAttachmentUpdate},
@@ -221,10 +244,24 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
 
   // Then a sweep of every shape the router knows, and some it does not, so a rule added to
   // api_policy.cc without a default is caught even if the table above misses its route.
-  const std::vector<std::string_view> collections = {
-      "volumes", "snapshots", "backups", "attachments", "os-services", "clusters", "types"};
-  const std::vector<std::string_view> shapes = {
-      "", "/detail", "/summary", "/x1", "/x1/action", "/x1/restore", "/x1/a/b", "/enable"};
+  const std::vector<std::string_view> collections = {"volumes",
+                                                     "snapshots",
+                                                     "backups",
+                                                     "attachments",
+                                                     "os-services",
+                                                     "clusters",
+                                                     "types",
+                                                     "os-volume-transfer",
+                                                     "volume-transfers"};
+  const std::vector<std::string_view> shapes = {"",
+                                                "/detail",
+                                                "/summary",
+                                                "/x1",
+                                                "/x1/action",
+                                                "/x1/restore",
+                                                "/x1/accept",
+                                                "/x1/a/b",
+                                                "/enable"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   const std::vector<std::string_view> bodies = {"",
                                                 "{}",

@@ -519,6 +519,12 @@ const std::map<std::string, Personas>& ExpectedDefaults() {
       {"backup:export-import", kAdminRule},
       {"volume_extension:backup_admin_actions:reset_status", kAdminRule},
       {"volume_extension:backup_admin_actions:force_delete", kAdminRule},
+      // Volume transfers.
+      {"volume:get_all_transfers", kReaderRule},
+      {"volume:create_transfer", kMemberRule},
+      {"volume:get_transfer", kReaderRule},
+      {"volume:accept_transfer", kMemberRule},
+      {"volume:delete_transfer", kMemberRule},
       // Attachments.
       {"volume:attachment_create", kMemberRule},
       {"volume:attachment_update", kMemberRule},

@@ -148,6 +148,8 @@ const std::map<VolumeStatus, Expected>& ExpectedVolumeStatuses() {
       {V::kExtendingByAdmin, {"extending_by_admin", "extending", kR, kNone}},
       {V::kRestoringByAdmin, {"restoring_by_admin", "restoring-backup", kR, kNone}},
       {V::kMaintenance, {"maintenance", "maintenance", kR, kNone}},
+      // Offered through a volume transfer: no job is pending.
+      {V::kAwaitingTransfer, {"awaiting-transfer", "awaiting-transfer", kR, kNone}},
   };
   return *kExpected;
 }
@@ -357,6 +359,7 @@ TEST(VolumeStatusTest, StatusesShownAsCollectsEveryInternalStatus) {
   EXPECT_THAT(StatusesShownAs("error_deleting"), UnorderedElementsAre(V::kErrorDeleting));
   EXPECT_THAT(StatusesShownAs("error_extending"), UnorderedElementsAre(V::kErrorExtending));
   EXPECT_THAT(StatusesShownAs("error_restoring"), UnorderedElementsAre(V::kErrorRestoring));
+  EXPECT_THAT(StatusesShownAs("awaiting-transfer"), UnorderedElementsAre(V::kAwaitingTransfer));
   EXPECT_THAT(StatusesShownAs("reserved"), UnorderedElementsAre(V::kReserved));
   EXPECT_THAT(StatusesShownAs("attaching"), UnorderedElementsAre(V::kAttaching));
   EXPECT_THAT(StatusesShownAs("in-use"), UnorderedElementsAre(V::kInUse));

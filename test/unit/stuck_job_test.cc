@@ -379,15 +379,24 @@ Cell VolumeCell(std::string_view stored, int create, int del, int extend, int re
 const std::vector<Cell>& VolumeCells() {
   static const auto* const kCells = new std::vector<Cell>{
       //         stored              create delete extend restore read
-      VolumeCell("creating_queued", 1, 4, 4, 4, 3),  VolumeCell("creating", 7, 7, 7, 7, 8),
-      VolumeCell("available", 9, 9, 9, 9, 10),       VolumeCell("deleting_queued", 4, 1, 4, 4, 3),
-      VolumeCell("deleting", 6, 5, 6, 6, 6),         VolumeCell("deleted", 11, 11, 11, 11, 12),
-      VolumeCell("error", 9, 9, 9, 9, 10),           VolumeCell("error_deleting", 9, 9, 9, 9, 10),
-      VolumeCell("extending_queued", 4, 4, 1, 4, 3), VolumeCell("extending", 6, 6, 5, 6, 6),
-      VolumeCell("error_extending", 9, 9, 9, 9, 10), VolumeCell("reserved", 9, 9, 9, 9, 10),
-      VolumeCell("attaching", 9, 9, 9, 9, 10),       VolumeCell("in-use", 9, 9, 9, 9, 10),
-      VolumeCell("detaching", 9, 9, 9, 9, 10),       VolumeCell("backing-up", 9, 9, 9, 9, 10),
-      VolumeCell("restoring_queued", 4, 4, 4, 1, 3), VolumeCell("restoring", 7, 7, 7, 7, 8),
+      VolumeCell("creating_queued", 1, 4, 4, 4, 3),
+      VolumeCell("creating", 7, 7, 7, 7, 8),
+      VolumeCell("available", 9, 9, 9, 9, 10),
+      VolumeCell("deleting_queued", 4, 1, 4, 4, 3),
+      VolumeCell("deleting", 6, 5, 6, 6, 6),
+      VolumeCell("deleted", 11, 11, 11, 11, 12),
+      VolumeCell("error", 9, 9, 9, 9, 10),
+      VolumeCell("error_deleting", 9, 9, 9, 9, 10),
+      VolumeCell("extending_queued", 4, 4, 1, 4, 3),
+      VolumeCell("extending", 6, 6, 5, 6, 6),
+      VolumeCell("error_extending", 9, 9, 9, 9, 10),
+      VolumeCell("reserved", 9, 9, 9, 9, 10),
+      VolumeCell("attaching", 9, 9, 9, 9, 10),
+      VolumeCell("in-use", 9, 9, 9, 9, 10),
+      VolumeCell("detaching", 9, 9, 9, 9, 10),
+      VolumeCell("backing-up", 9, 9, 9, 9, 10),
+      VolumeCell("restoring_queued", 4, 4, 4, 1, 3),
+      VolumeCell("restoring", 7, 7, 7, 7, 8),
       VolumeCell("error_restoring", 9, 9, 9, 9, 10),
       // Set by an admin's os-reset_status: at rest, whatever the API shows.
       VolumeCell("creating_by_admin", 9, 9, 9, 9, 10),
@@ -395,6 +404,8 @@ const std::vector<Cell>& VolumeCells() {
       VolumeCell("extending_by_admin", 9, 9, 9, 9, 10),
       VolumeCell("restoring_by_admin", 9, 9, 9, 9, 10),
       VolumeCell("maintenance", 9, 9, 9, 9, 10),
+      // Offered through a volume transfer: at rest, no job of its own.
+      VolumeCell("awaiting-transfer", 9, 9, 9, 9, 10),
   };
   return *kCells;
 }

@@ -708,6 +708,7 @@ std::vector<RuleCase> RuleCases() {
         {variant, "attaching", kOther, 9, "attaching"},
         {variant, "detaching", kOther, 9, "detaching"},
         {variant, "error_restoring", kSame, 9, "error_restoring"},
+        {variant, "awaiting-transfer", kOther, 9, "awaiting-transfer"},
     };
     cases.insert(cases.end(), create.begin(), create.end());
   }
@@ -753,6 +754,7 @@ std::vector<RuleCase> RuleCases() {
       {Variant::kDeleteVolume, "detaching", kOther, 9, "detaching"},
       {Variant::kDeleteVolume, "backing-up", kOther, 9, "backing-up"},
       {Variant::kDeleteVolume, "error_restoring", kSame, 9, "error_restoring"},
+      {Variant::kDeleteVolume, "awaiting-transfer", kOther, 9, "awaiting-transfer"},
 
       {Variant::kExtendVolume, "extending_queued", kSame, 1, "available"},
       {Variant::kExtendVolume, "extending_queued", kOther, 2, "extending_queued"},
@@ -775,6 +777,7 @@ std::vector<RuleCase> RuleCases() {
       {Variant::kExtendVolume, "attaching", kOther, 9, "attaching"},
       {Variant::kExtendVolume, "detaching", kOther, 9, "detaching"},
       {Variant::kExtendVolume, "error_restoring", kSame, 9, "error_restoring"},
+      {Variant::kExtendVolume, "awaiting-transfer", kOther, 9, "awaiting-transfer"},
 
       {Variant::kCreateSnapshot, "creating_queued", kSame, 1, "available"},
       {Variant::kCreateSnapshot, "creating_queued", kOther, 2, "creating_queued"},

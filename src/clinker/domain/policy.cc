@@ -143,6 +143,28 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
      kAdmin,
      "Force delete a backup. POST /backups/{backup_id}/action os-force_delete"},
 
+    // Volume transfers (volume_transfer.py). Accepting is a member's right in any project: the
+    // transfer belongs to the giving project, and the auth key is what authorizes the taker.
+    {policies::kTransferGetAll,
+     kReader,
+     "List volume transfer. GET /os-volume-transfer, /os-volume-transfer/detail, "
+     "/volume-transfers, /volume-transfers/detail"},
+    {policies::kTransferCreate,
+     kMember,
+     "Create a volume transfer. POST /os-volume-transfer, /volume-transfers"},
+    {policies::kTransferGet,
+     kReader,
+     "Show one specified volume transfer. GET /os-volume-transfer/{transfer_id}, "
+     "/volume-transfers/{transfer_id}"},
+    {policies::kTransferAccept,
+     kMember,
+     "Accept a volume transfer. POST /os-volume-transfer/{transfer_id}/accept, "
+     "/volume-transfers/{transfer_id}/accept"},
+    {policies::kTransferDelete,
+     kMember,
+     "Delete volume transfer. DELETE /os-volume-transfer/{transfer_id}, "
+     "/volume-transfers/{transfer_id}"},
+
     // Attachments (3.27+).
     {policies::kAttachmentCreate, kMember, "Create attachment. POST /attachments"},
     {policies::kAttachmentUpdate, kMember, "Update attachment. PUT /attachments/{attachment_id}"},

@@ -227,6 +227,13 @@ inline constexpr std::string_view kBackupResetStatus =
 inline constexpr std::string_view kBackupForceDelete =
     "volume_extension:backup_admin_actions:force_delete";
 
+// Volume transfers (volume_transfer.py).
+inline constexpr std::string_view kTransferCreate = "volume:create_transfer";
+inline constexpr std::string_view kTransferAccept = "volume:accept_transfer";
+inline constexpr std::string_view kTransferDelete = "volume:delete_transfer";
+inline constexpr std::string_view kTransferGet = "volume:get_transfer";
+inline constexpr std::string_view kTransferGetAll = "volume:get_all_transfers";
+
 // Attachments, 3.27+ (attachments.py). Show and list have no policy in Cinder: they are only
 // scoped to the caller's project (all projects for an admin).
 inline constexpr std::string_view kAttachmentCreate = "volume:attachment_create";

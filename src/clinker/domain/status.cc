@@ -198,6 +198,11 @@ constexpr std::array kVolumeStatuses = {
                      Phase::kAtRest,
                      std::nullopt},
     VolumeStatusInfo{V::kMaintenance, "maintenance", "maintenance", Phase::kAtRest, std::nullopt},
+    VolumeStatusInfo{V::kAwaitingTransfer,
+                     "awaiting-transfer",
+                     "awaiting-transfer",
+                     Phase::kAtRest,
+                     std::nullopt},
 };
 
 using B = BackupStatus;

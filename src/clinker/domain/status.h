@@ -87,6 +87,9 @@ enum class VolumeStatus {
   kRestoringByAdmin,
   // Cinder's status of a volume an admin or a migration holds for maintenance: at rest.
   kMaintenance,
+  // Offered to another project (a volume transfer): no job, so at rest; only accepting or
+  // deleting the transfer moves it (back) to available.
+  kAwaitingTransfer,
 };
 
 enum class BackupStatus {

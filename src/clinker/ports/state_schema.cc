@@ -121,6 +121,28 @@ constexpr std::array kBackupColumns = {
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
 };
 
+// One row per volume transfer (Cinder's `transfers`), from its creation until it is accepted or
+// deleted (soft-deleted then; `accepted` tells which). The auth key itself is never stored: only
+// `crypt_hash`, the hex HMAC-SHA1 of the key under `salt`, as Cinder keeps it. Boolean columns
+// are 0 / 1 (migration 5).
+constexpr std::array kTransferColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"volume_id", ColumnType::kText, false, ""},
+    ColumnSpec{"display_name", ColumnType::kText, true, ""},
+    ColumnSpec{"salt", ColumnType::kText, false, ""},
+    ColumnSpec{"crypt_hash", ColumnType::kText, false, ""},
+    ColumnSpec{"no_snapshots", ColumnType::kInteger, false, "0"},
+    // The volume's project when the transfer was created: the transfer belongs to it (Cinder
+    // scopes transfers by their volume's project, which cannot change while one is pending).
+    ColumnSpec{"source_project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"destination_project_id", ColumnType::kText, true, ""},
+    ColumnSpec{"accepted", ColumnType::kInteger, false, "0"},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
 // One row per (binary, host): a running service process (cinder-scheduler, cinder-volume, ...).
 // id is ServiceRegistry::ServiceId: "<binary>:<host>", so a restarted service finds and revives
 // its own row, as Cinder's startup cleanup needs. heartbeat_at is the last heartbeat in
@@ -173,6 +195,8 @@ std::string_view TableName(Table table) {
       return "attachments";
     case Table::kBackups:
       return "backups";
+    case Table::kTransfers:
+      return "transfers";
   }
   return "volumes";
 }
@@ -191,6 +215,8 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kAttachmentColumns;
     case Table::kBackups:
       return kBackupColumns;
+    case Table::kTransfers:
+      return kTransferColumns;
   }
   return kVolumeColumns;
 }

@@ -144,6 +144,15 @@ std::string_view PolicyActionFor(const ports::HttpRequest& request,
     return CollectionRule(
         {"", p::kAttachmentCreate, "", p::kAttachmentUpdate, p::kAttachmentDelete}, method, rest);
   }
+  if (collection == "os-volume-transfer" || collection == "volume-transfers") {
+    if (rest.size() == 3 && rest[2] == "accept") {
+      return method == "POST" ? p::kTransferAccept : "";
+    }
+    return CollectionRule(
+        {p::kTransferGetAll, p::kTransferCreate, p::kTransferGet, "", p::kTransferDelete},
+        method,
+        rest);
+  }
   // Volume types and quotas are not served yet (404 after the check), but their admin-only
   // changes are refused to others with 403 first, as Cinder does.
   if (collection == "types" && method != "GET") {

@@ -58,7 +58,8 @@ bool IsProjectId(const std::string& text) {
 bool IsResourceCollection(std::string_view segment) {
   return segment == "volumes" || segment == "snapshots" || segment == "attachments" ||
          segment == "backups" || segment == "os-services" || segment == "clusters" ||
-         segment == "types" || segment == "os-quota-sets";
+         segment == "types" || segment == "os-quota-sets" || segment == "os-volume-transfer" ||
+         segment == "volume-transfers";
 }
 
 HttpResponse NotFound() {
@@ -193,6 +194,9 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   }
   if (!rest.empty() && rest[0] == "volumes") {
     return RouteVolumes(context, request, rest);
+  }
+  if (!rest.empty() && (rest[0] == "os-volume-transfer" || rest[0] == "volume-transfers")) {
+    return RouteTransfers(context, request, rest);
   }
   return NotFound();
 }
@@ -457,6 +461,44 @@ HttpResponse ApiService::RouteClusters(const RequestContext& context,
     return services_.ListClusters(context, request, true);
   }
   return services_.ShowCluster(context, request, rest[1]);
+}
+
+// /os-volume-transfer (Cinder's extension) and /volume-transfers (its v3 controller, routed at
+// every microversion as Cinder's router does; clients use it from 3.55).
+HttpResponse ApiService::RouteTransfers(const RequestContext& context,
+                                        const HttpRequest& request,
+                                        const std::vector<std::string>& rest) {
+  if (transfers_ == nullptr) {
+    return NotFound();
+  }
+  const TransferRoute route =
+      rest[0] == "volume-transfers" ? TransferRoute::kV3 : TransferRoute::kExtension;
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return transfers_->List(context, request, false, route);
+    }
+    if (method == "POST") {
+      return transfers_->Create(context, request, route);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 2 && rest[1] == "detail") {
+    return method == "GET" ? transfers_->List(context, request, true, route) : MethodNotAllowed();
+  }
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return transfers_->Show(context, rest[1]);
+    }
+    if (method == "DELETE") {
+      return transfers_->Delete(context, rest[1]);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "accept") {
+    return method == "POST" ? transfers_->Accept(context, request, rest[1]) : MethodNotAllowed();
+  }
+  return NotFound();
 }
 
 }  // namespace clinker::services

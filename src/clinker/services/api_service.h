@@ -19,6 +19,7 @@
 #include "clinker/services/backups_api.h"
 #include "clinker/services/services_api.h"
 #include "clinker/services/snapshots_api.h"
+#include "clinker/services/transfers_api.h"
 #include "clinker/services/volumes_api.h"
 
 namespace clinker::services {
@@ -55,6 +56,10 @@ class ApiService {
 
   HttpResponse Handle(const HttpRequest& request);
 
+  // Serves volume transfers (/os-volume-transfer, /volume-transfers) through `transfers`, which
+  // must outlive this ApiService; without it they are 404. Call before the first Handle.
+  void ServeTransfers(TransfersApi* transfers) { transfers_ = transfers; }
+
  private:
   HttpResponse Route(const HttpRequest& request);
   HttpResponse RouteV3(const HttpRequest& request);
@@ -81,12 +86,16 @@ class ApiService {
   HttpResponse RouteClusters(const RequestContext& context,
                              const HttpRequest& request,
                              const std::vector<std::string>& rest);
+  HttpResponse RouteTransfers(const RequestContext& context,
+                              const HttpRequest& request,
+                              const std::vector<std::string>& rest);
 
   VolumesApi& volumes_;
   SnapshotsApi& snapshots_;
   AttachmentsApi& attachments_;
   BackupsApi& backups_;
   ServicesApi& services_;
+  TransfersApi* transfers_ = nullptr;
   const ApiAuthOptions auth_;
 };
 

@@ -186,8 +186,30 @@ CREATE INDEX backups_parent_id ON backups (parent_id, deleted);
 CREATE INDEX backups_project_id ON backups (project_id, deleted, created_at);
 )sql";
 
-constexpr std::array<std::string_view, 4> kMigrations = {
-    kMigration1, kMigration2, kMigration3, kMigration4};
+// Volume transfers (Cinder's `transfers`): listed by project in creation order, looked up by
+// volume.
+constexpr std::string_view kMigration5 = R"sql(
+CREATE TABLE transfers (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  volume_id TEXT COLLATE "C" NOT NULL,
+  display_name TEXT COLLATE "C",
+  salt TEXT COLLATE "C" NOT NULL,
+  crypt_hash TEXT COLLATE "C" NOT NULL,
+  no_snapshots BIGINT NOT NULL DEFAULT 0,
+  source_project_id TEXT COLLATE "C" NOT NULL,
+  destination_project_id TEXT COLLATE "C",
+  accepted BIGINT NOT NULL DEFAULT 0,
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX transfers_source_project_id ON transfers (source_project_id, deleted, created_at);
+CREATE INDEX transfers_volume_id ON transfers (volume_id, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 5> kMigrations = {
+    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5};
 
 constexpr std::string_view kComponent = "state";
 

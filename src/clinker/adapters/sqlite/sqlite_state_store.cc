@@ -173,8 +173,30 @@ CREATE INDEX backups_parent_id ON backups (parent_id, deleted);
 CREATE INDEX backups_project_id ON backups (project_id, deleted, created_at);
 )sql";
 
-constexpr std::array<std::string_view, 4> kMigrations = {
-    kMigration1, kMigration2, kMigration3, kMigration4};
+// Volume transfers (Cinder's `transfers`): listed by project in creation order, looked up by
+// volume.
+constexpr std::string_view kMigration5 = R"sql(
+CREATE TABLE transfers (
+  id TEXT NOT NULL PRIMARY KEY,
+  volume_id TEXT NOT NULL,
+  display_name TEXT,
+  salt TEXT NOT NULL,
+  crypt_hash TEXT NOT NULL,
+  no_snapshots INTEGER NOT NULL DEFAULT 0,
+  source_project_id TEXT NOT NULL,
+  destination_project_id TEXT,
+  accepted INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX transfers_source_project_id ON transfers (source_project_id, deleted, created_at);
+CREATE INDEX transfers_volume_id ON transfers (volume_id, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 5> kMigrations = {
+    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
