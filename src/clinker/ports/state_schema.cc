@@ -139,6 +139,8 @@ constexpr std::array kServiceColumns = {
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+    // os-services freeze / thaw (Cinder's services.frozen) (migration 5).
+    ColumnSpec{"frozen", ColumnType::kInteger, false, "0"},
 };
 
 // One row per (binary, name), name being "<cluster>@<backend>". id is ServiceRegistry::ClusterId:
@@ -151,6 +153,26 @@ constexpr std::array kClusterColumns = {
     ColumnSpec{"binary", ColumnType::kText, false, ""},
     ColumnSpec{"disabled", ColumnType::kInteger, false, "0"},
     ColumnSpec{"disabled_reason", ColumnType::kText, true, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+// User messages (Cinder's messages table, API 3.3): what went wrong in an asynchronous request,
+// told to its project. event_id, action_id and detail_id are Cinder's message_field codes; the
+// text is derived from them when shown. expires_at is created_at + message_ttl (migration 5).
+constexpr std::array kMessageColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"request_id", ColumnType::kText, true, ""},
+    ColumnSpec{"resource_type", ColumnType::kText, true, ""},
+    ColumnSpec{"resource_uuid", ColumnType::kText, true, ""},
+    ColumnSpec{"event_id", ColumnType::kText, false, ""},
+    ColumnSpec{"action_id", ColumnType::kText, true, ""},
+    ColumnSpec{"detail_id", ColumnType::kText, true, ""},
+    ColumnSpec{"message_level", ColumnType::kText, false, "ERROR"},
+    ColumnSpec{"expires_at", ColumnType::kText, true, ""},
     ColumnSpec{"created_at", ColumnType::kText, false, ""},
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
@@ -173,6 +195,8 @@ std::string_view TableName(Table table) {
       return "attachments";
     case Table::kBackups:
       return "backups";
+    case Table::kMessages:
+      return "messages";
   }
   return "volumes";
 }
@@ -191,6 +215,8 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kAttachmentColumns;
     case Table::kBackups:
       return kBackupColumns;
+    case Table::kMessages:
+      return kMessageColumns;
   }
   return kVolumeColumns;
 }

@@ -32,7 +32,7 @@ namespace clinker::ports {
 using Value = std::variant<std::monostate, std::int64_t, std::string>;
 using Row = std::map<std::string, Value, std::less<>>;
 
-enum class Table { kVolumes, kSnapshots, kServices, kClusters, kAttachments, kBackups };
+enum class Table { kVolumes, kSnapshots, kServices, kClusters, kAttachments, kBackups, kMessages };
 
 // One expected value of a conditional update or a filter of a list. All expectations of a call
 // must hold together (AND). NULL never equals anything: use kIsNull / kIsNotNull for it, and

@@ -74,6 +74,12 @@ struct BackendStats {
   std::string backend_name;  // e.g. "file"
   std::int64_t total_capacity_gib = 0;
   std::int64_t free_capacity_gib = 0;
+  // Cinder's static capabilities (get_volume_stats), shown by GET /capabilities/{host} and
+  // scheduler-stats/get_pools. A driver that does not say is an open-source one (Tempest's
+  // default vendor_name) giving its volumes to local hosts.
+  std::string vendor_name = "Open Source";
+  std::string driver_version = "1.0.0";
+  std::string storage_protocol = "local";
 };
 
 class StorageDriver {

@@ -120,6 +120,8 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
       return attachments_;
     case Table::kBackups:
       return backups_;
+    case Table::kMessages:
+      return messages_;
   }
   CLINKER_ASSERT(false, "unknown table");
   return volumes_;

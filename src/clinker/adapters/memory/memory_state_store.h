@@ -56,6 +56,7 @@ class MemoryStateStore final : public ports::StateStore {
   Rows clusters_;
   Rows attachments_;
   Rows backups_;
+  Rows messages_;
 };
 
 }  // namespace clinker::adapters
