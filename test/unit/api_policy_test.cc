@@ -192,6 +192,16 @@ const Case kCases[] = {
     {"GET", "clusters/c1", "", "", p::kClustersGet},
     {"PUT", "clusters/enable", "", R"({"name": "c1"})", p::kClustersUpdate},
     {"PUT", "clusters/disable", "", R"({"name": "c1"})", p::kClustersUpdate},
+    {"PUT", "os-services/freeze", "", R"({"host": "h"})", p::kServicesUpdate},
+
+    // Admin information and user messages.
+    {"GET", "os-hosts", "", "", p::kHostsManage},
+    {"GET", "os-hosts/h1", "", "", p::kHostsManage},
+    {"GET", "scheduler-stats/get_pools", "detail=True", "", p::kSchedulerStatsGetPools},
+    {"GET", "capabilities/h1@file", "", "", p::kCapabilities},
+    {"GET", "messages", "", "", p::kMessageGetAll},
+    {"GET", "messages/m1", "", "", p::kMessageGet},
+    {"DELETE", "messages/m1", "", "", p::kMessageDelete},
 
     // Collections that do not exist, and no collection at all.
     {"GET", "types", "", "", kNoRule},
@@ -209,6 +219,22 @@ TEST(ApiPolicyTest, EachRouteNamesCindersRule) {
   }
 }
 
+// Freeze, thaw and failover pass a second rule of their own, as in Cinder.
+TEST(ApiPolicyTest, FreezeThawAndFailoverHaveASecondRule) {
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("PUT", "", "{}"), Rest("os-services/freeze")),
+            p::kFreezeHost);
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("PUT", "", "{}"), Rest("os-services/thaw")),
+            p::kThawHost);
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("PUT", "", "{}"), Rest("os-services/failover_host")),
+            p::kFailoverHost);
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("PUT", "", "{}"), Rest("os-services/disable")), "");
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("GET", "", ""), Rest("os-services")), "");
+  const domain::Policy policy = domain::Policy::Default();
+  for (std::string_view rule : {p::kFreezeHost, p::kThawHost, p::kFailoverHost}) {
+    EXPECT_TRUE(policy.Has(rule)) << rule;
+  }
+}
+
 TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
   const domain::Policy policy = domain::Policy::Default();
 
@@ -221,8 +247,17 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
 
   // Then a sweep of every shape the router knows, and some it does not, so a rule added to
   // api_policy.cc without a default is caught even if the table above misses its route.
-  const std::vector<std::string_view> collections = {
-      "volumes", "snapshots", "backups", "attachments", "os-services", "clusters", "types"};
+  const std::vector<std::string_view> collections = {"volumes",
+                                                     "snapshots",
+                                                     "backups",
+                                                     "attachments",
+                                                     "os-services",
+                                                     "clusters",
+                                                     "types",
+                                                     "os-hosts",
+                                                     "scheduler-stats",
+                                                     "capabilities",
+                                                     "messages"};
   const std::vector<std::string_view> shapes = {
       "", "/detail", "/summary", "/x1", "/x1/action", "/x1/restore", "/x1/a/b", "/enable"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
