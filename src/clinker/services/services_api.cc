@@ -263,10 +263,11 @@ std::optional<std::string> ValidateServiceBody(const json& body,
   if (binary_or_service && !body.contains("binary") && !body.contains("service")) {
     return PyRepr(body) + " is not valid under any of the given schemas";
   }
-  for (const auto& [key, value] : body.items()) {
-    bool known = std::any_of(properties.begin(), properties.end(), [&](const PropertySpec& spec) {
-      return spec.name == key;
-    });
+  for (const auto& item : body.items()) {
+    const std::string& key = item.key();
+    bool known = std::any_of(properties.begin(),
+                             properties.end(),
+                             [&key](const PropertySpec& spec) { return spec.name == key; });
     if (!known) {
       return "Additional properties are not allowed ('" + key + "' was unexpected)";
     }
@@ -325,7 +326,7 @@ std::string HostList(const std::vector<Row>& rows) {
 ServicesApi::ServicesApi(ports::StateStore& store,
                          const ports::Clock& clock,
                          ServicesApiOptions options)
-    : store_(store), clock_(clock), options_(options) {}
+    : store_(store), clock_(clock), options_(std::move(options)) {}
 
 std::optional<HttpResponse> ServicesApi::Authorize(const RequestContext& context,
                                                    std::string_view rule) const {
