@@ -89,7 +89,8 @@ class AdminApisTest(h.DaemonTestCase):
         detail = self.validate(pools_schema.get_pools_with_detail,
                                d.request("GET", "scheduler-stats/get_pools?detail=True"))
         capabilities = detail["pools"][0]["capabilities"]
-        self.assertEqual(capabilities["vendor_name"], "Open Source")  # Tempest's default.
+        self.assertEqual(capabilities["vendor_name"], "Clinker")
+        self.assertEqual(capabilities["storage_protocol"], "file")
         self.assertEqual(capabilities["volume_backend_name"], "file")
         self.assertGreater(capabilities["total_capacity_gb"], 0)
 

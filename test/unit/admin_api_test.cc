@@ -90,9 +90,9 @@ class AdminApiTest : public ::testing::Test {
     report.free_capacity_gib = 60;
     report.reported_at = FormatTimestamp(clock_.WallNow());
     report.volume_backend_name = "file";
-    report.vendor_name = "Open Source";
+    report.vendor_name = "Clinker";
     report.driver_version = "1.0.0";
-    report.storage_protocol = "local";
+    report.storage_protocol = "file";
     cache_.Apply(report);
   }
 
@@ -397,9 +397,9 @@ TEST_F(AdminApiTest, PoolsOfReportingEnabledBackEnds) {
       Call("GET", Path("scheduler-stats/get_pools"), "", "", {{"detail", "True"}});
   ASSERT_EQ(detail.status, 200) << detail.body;
   json capabilities = Body(detail)["pools"][0]["capabilities"];
-  EXPECT_EQ(capabilities["vendor_name"], "Open Source");
+  EXPECT_EQ(capabilities["vendor_name"], "Clinker");
   EXPECT_EQ(capabilities["volume_backend_name"], "file");
-  EXPECT_EQ(capabilities["storage_protocol"], "local");
+  EXPECT_EQ(capabilities["storage_protocol"], "file");
   EXPECT_EQ(capabilities["total_capacity_gb"], 100);
   EXPECT_EQ(capabilities["free_capacity_gb"], 60);
   EXPECT_EQ(capabilities["pool_name"], "default");
@@ -440,7 +440,7 @@ TEST_F(AdminApiTest, CapabilitiesOfABackEnd) {
                                    "replication_targets",
                                    "properties"}));
   EXPECT_EQ(body["namespace"], "OS::Storage::Capabilities::node1@file");
-  EXPECT_EQ(body["vendor_name"], "Open Source");
+  EXPECT_EQ(body["vendor_name"], "Clinker");
   EXPECT_EQ(body["driver_version"], "1.0.0");
   EXPECT_EQ(body["properties"]["thin_provisioning"]["type"], "boolean");
   EXPECT_EQ(body["replication_targets"], json::array());

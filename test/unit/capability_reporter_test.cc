@@ -208,9 +208,9 @@ TEST(CapabilityReportJsonTest, RoundTripsAndRejectsMalformedReports) {
                           42,
                           "2026-01-01T00:00:00.000000",
                           "file",
-                          "Open Source",
+                          "Clinker",
                           "1.0.0",
-                          "local"};
+                          "file"};
   auto parsed = CapabilityReport::FromJson(report.ToJson());
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   EXPECT_EQ(*parsed, report);

@@ -75,11 +75,11 @@ struct BackendStats {
   std::int64_t total_capacity_gib = 0;
   std::int64_t free_capacity_gib = 0;
   // Cinder's static capabilities (get_volume_stats), shown by GET /capabilities/{host} and
-  // scheduler-stats/get_pools. A driver that does not say is an open-source one (Tempest's
-  // default vendor_name) giving its volumes to local hosts.
-  std::string vendor_name = "Open Source";
+  // scheduler-stats/get_pools, and matched by volume types' extra specs. Clinker's own drivers
+  // keep these defaults: vendor Clinker, protocol "file" (a volume is a file on the host).
+  std::string vendor_name = "Clinker";
   std::string driver_version = "1.0.0";
-  std::string storage_protocol = "local";
+  std::string storage_protocol = "file";
 };
 
 class StorageDriver {
