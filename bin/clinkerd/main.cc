@@ -219,6 +219,9 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<clinker::services::BackupsApi> backups_api;
   std::unique_ptr<clinker::services::TransfersApi> transfers_api;
   std::unique_ptr<clinker::services::ServicesApi> services_api;
+  std::unique_ptr<JobQueue> api_capability_queue;  // Listens to the volume services' reports.
+  std::unique_ptr<clinker::services::CapabilityCache> api_capabilities;
+  std::unique_ptr<clinker::services::MessagesApi> messages_api;
   std::unique_ptr<clinker::ports::TokenValidator> token_validator;  // auth_strategy = keystone
   std::unique_ptr<clinker::services::Authenticator> authenticator;
   std::unique_ptr<clinker::services::ApiService> api;
@@ -243,10 +246,23 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     }
     volumes_api =
         std::make_unique<clinker::services::VolumesApi>(*store, *api_queue, clock, options);
-    services_api = std::make_unique<clinker::services::ServicesApi>(
-        *store,
-        clock,
-        clinker::services::ServicesApiOptions{std::chrono::seconds(config.service_down_time_s)});
+    // /capabilities and /scheduler-stats show the back-ends' reports, which this API server
+    // receives as the schedulers do (its own session on the fanout channel).
+    auto capability_queue = open_queue(1);
+    if (!capability_queue) {
+      return Fail(queue_setting, capability_queue.error());
+    }
+    api_capability_queue = std::move(*capability_queue);
+    api_capabilities =
+        std::make_unique<clinker::services::CapabilityCache>(*api_capability_queue, clock);
+    clinker::services::ServicesApiOptions services_options{
+        std::chrono::seconds(config.service_down_time_s)};
+    services_options.capabilities = api_capabilities.get();
+    services_options.capability_max_age = 3 * std::chrono::seconds(config.report_interval_s);
+    services_api =
+        std::make_unique<clinker::services::ServicesApi>(*store, clock, services_options);
+    messages_api =
+        std::make_unique<clinker::services::MessagesApi>(*store, clock, config.max_limit);
     snapshots_api = std::make_unique<clinker::services::SnapshotsApi>(
         *store, *api_queue, clock, clinker::services::SnapshotsApiOptions{config.max_limit});
     clinker::services::AttachmentsApiOptions attachments_options;
@@ -294,7 +310,8 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
                                                           *attachments_api,
                                                           *backups_api,
                                                           *services_api,
-                                                          std::move(auth));
+                                                          std::move(auth),
+                                                          messages_api.get());
     api->ServeTransfers(transfers_api.get());
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
@@ -437,6 +454,11 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         std::make_unique<clinker::services::ServiceRegistry>(*store, clock, std::move(options)));
     return registries.back()->Start();
   };
+  if (api_capabilities) {
+    if (auto listening = api_capabilities->Start(); !listening) {
+      return Fail(queue_setting, listening.error());
+    }
+  }
   if (scheduler_pool) {
     if (auto listening = capabilities->Start(); !listening) {
       return Fail(queue_setting, listening.error());

@@ -215,6 +215,16 @@ const Case kCases[] = {
     {"GET", "clusters/c1", "", "", p::kClustersGet},
     {"PUT", "clusters/enable", "", R"({"name": "c1"})", p::kClustersUpdate},
     {"PUT", "clusters/disable", "", R"({"name": "c1"})", p::kClustersUpdate},
+    {"PUT", "os-services/freeze", "", R"({"host": "h"})", p::kServicesUpdate},
+
+    // Admin information and user messages.
+    {"GET", "os-hosts", "", "", p::kHostsManage},
+    {"GET", "os-hosts/h1", "", "", p::kHostsManage},
+    {"GET", "scheduler-stats/get_pools", "detail=True", "", p::kSchedulerStatsGetPools},
+    {"GET", "capabilities/h1@file", "", "", p::kCapabilities},
+    {"GET", "messages", "", "", p::kMessageGetAll},
+    {"GET", "messages/m1", "", "", p::kMessageGet},
+    {"DELETE", "messages/m1", "", "", p::kMessageDelete},
 
     // Collections that do not exist, and no collection at all.
     {"GET", "types", "", "", kNoRule},
@@ -229,6 +239,22 @@ TEST(ApiPolicyTest, EachRouteNamesCindersRule) {
                  std::string(row.query) + " " + std::string(row.body));
     ports::HttpRequest request = Request(row.method, row.query, row.body);
     EXPECT_EQ(PolicyActionFor(request, Rest(row.path)), row.rule);
+  }
+}
+
+// Freeze, thaw and failover pass a second rule of their own, as in Cinder.
+TEST(ApiPolicyTest, FreezeThawAndFailoverHaveASecondRule) {
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("PUT", "", "{}"), Rest("os-services/freeze")),
+            p::kFreezeHost);
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("PUT", "", "{}"), Rest("os-services/thaw")),
+            p::kThawHost);
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("PUT", "", "{}"), Rest("os-services/failover_host")),
+            p::kFailoverHost);
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("PUT", "", "{}"), Rest("os-services/disable")), "");
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("GET", "", ""), Rest("os-services")), "");
+  const domain::Policy policy = domain::Policy::Default();
+  for (std::string_view rule : {p::kFreezeHost, p::kThawHost, p::kFailoverHost}) {
+    EXPECT_TRUE(policy.Has(rule)) << rule;
   }
 }
 
@@ -252,7 +278,11 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                      "clusters",
                                                      "types",
                                                      "os-volume-transfer",
-                                                     "volume-transfers"};
+                                                     "volume-transfers",
+                                                     "os-hosts",
+                                                     "scheduler-stats",
+                                                     "capabilities",
+                                                     "messages"};
   const std::vector<std::string_view> shapes = {"",
                                                 "/detail",
                                                 "/summary",

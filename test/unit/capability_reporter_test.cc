@@ -202,10 +202,25 @@ TEST_F(CapabilityReporterTest, StopWithoutStartAndTwiceIsHarmless) {
 }
 
 TEST(CapabilityReportJsonTest, RoundTripsAndRejectsMalformedReports) {
-  CapabilityReport report{"cluster1@file", "node1@file", 100, 42, "2026-01-01T00:00:00.000000"};
+  CapabilityReport report{"cluster1@file",
+                          "node1@file",
+                          100,
+                          42,
+                          "2026-01-01T00:00:00.000000",
+                          "file",
+                          "Clinker",
+                          "1.0.0",
+                          "file"};
   auto parsed = CapabilityReport::FromJson(report.ToJson());
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   EXPECT_EQ(*parsed, report);
+
+  // A report of an older sender, without the static capabilities, still reads.
+  auto old = CapabilityReport::FromJson(
+      R"({"backend":"a@b","host":"a@b","total_capacity_gib":1,"free_capacity_gib":1,)"
+      R"("reported_at":"t"})");
+  ASSERT_TRUE(old.has_value()) << old.error().ToString();
+  EXPECT_EQ(old->vendor_name, "");
 
   for (std::string bad : {
            std::string(""),
@@ -215,6 +230,8 @@ TEST(CapabilityReportJsonTest, RoundTripsAndRejectsMalformedReports) {
                        R"("free_capacity_gib":1,"reported_at":"t"})"),
            std::string(R"({"backend":"","host":"a@b","total_capacity_gib":1,)"
                        R"("free_capacity_gib":1,"reported_at":"t"})"),
+           std::string(R"({"backend":"a@b","host":"a@b","total_capacity_gib":1,)"
+                       R"("free_capacity_gib":1,"reported_at":"t","vendor_name":1})"),
        }) {
     SCOPED_TRACE(bad);
     auto rejected = CapabilityReport::FromJson(bad);

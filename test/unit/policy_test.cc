@@ -537,6 +537,16 @@ const std::map<std::string, Personas>& ExpectedDefaults() {
       {"clusters:get", kAdminRule},
       {"clusters:get_all", kAdminRule},
       {"clusters:update", kAdminRule},
+      {"volume:freeze_host", kAdminRule},
+      {"volume:thaw_host", kAdminRule},
+      {"volume:failover_host", kAdminRule},
+      // Admin information and user messages.
+      {"volume_extension:hosts", kAdminRule},
+      {"volume_extension:capabilities", kAdminRule},
+      {"scheduler_extension:scheduler_stats:get_pools", kAdminRule},
+      {"message:get_all", kReaderRule},
+      {"message:get", kReaderRule},
+      {"message:delete", kMemberRule},
       // Quotas and limits.
       {"volume_extension:quotas:show", kReaderRule},
       {"volume_extension:quotas:update", kAdminRule},

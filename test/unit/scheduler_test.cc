@@ -538,3 +538,64 @@ TEST_F(SchedulerTest, ReportsReceivedFromTheFanoutSteerTheChoice) {
 
 }  // namespace
 }  // namespace clinker::services
+
+namespace clinker::services {
+namespace {
+
+TEST_F(SchedulerTest, DisabledOrFrozenBackEndsTakeNoNewVolumes) {
+  auto scheduler = MakeScheduler({std::string(kBackendA), std::string(kBackendB)});
+  // node1 disabled by an operator (os-services disable), node2 enabled.
+  ASSERT_TRUE(store_.Insert(ports::Table::kServices,
+                            {{"id", "cinder-volume:node1@file"},
+                             {"binary", "cinder-volume"},
+                             {"host", std::string(kBackendA)},
+                             {"disabled", std::int64_t{1}},
+                             {"created_at", FormatTimestamp(clock_.WallNow())}}));
+  for (int i = 0; i < 3; ++i) {
+    Queued volume = InsertVolume();
+    EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendB) + "#default");
+  }
+  // Frozen too: no back-end is left, the volume fails and its project gets a user message.
+  ASSERT_TRUE(store_.Insert(ports::Table::kServices,
+                            {{"id", "cinder-volume:node2@file"},
+                             {"binary", "cinder-volume"},
+                             {"host", std::string(kBackendB)},
+                             {"frozen", std::int64_t{1}},
+                             {"created_at", FormatTimestamp(clock_.WallNow())}}));
+  Queued failed = InsertVolume();
+  EXPECT_EQ(scheduler->Handle(CreateJob(failed.volume_id, failed.operation_id)), JobOutcome::kDone);
+  ports::Row row = ReadRow(failed.volume_id);
+  EXPECT_EQ(TextColumn(row, "status"), "error");
+  EXPECT_EQ(TextColumn(row, "host"), std::nullopt);
+
+  auto messages = store_.List(ports::Table::kMessages, {});
+  ASSERT_TRUE(messages.has_value());
+  ASSERT_EQ(messages->size(), 1u);
+  const ports::Row& message = messages->front();
+  EXPECT_EQ(TextColumn(message, "project_id"), std::string(kProject));
+  EXPECT_EQ(TextColumn(message, "resource_uuid"), failed.volume_id);
+  EXPECT_EQ(TextColumn(message, "resource_type"), "VOLUME");
+  EXPECT_EQ(TextColumn(message, "event_id"), "VOLUME_VOLUME_001_003");
+  EXPECT_EQ(TextColumn(message, "message_level"), "ERROR");
+}
+
+TEST_F(SchedulerTest, ADisabledClusterTakesNoNewVolumes) {
+  auto scheduler = MakeScheduler({std::string(kBackendA)}, {"cluster1@file"});
+  ASSERT_TRUE(store_.Insert(ports::Table::kClusters,
+                            {{"id", "cinder-volume:cluster1@file"},
+                             {"name", "cluster1@file"},
+                             {"binary", "cinder-volume"},
+                             {"disabled", std::int64_t{1}},
+                             {"created_at", FormatTimestamp(clock_.WallNow())}}));
+  for (int i = 0; i < 2; ++i) {
+    Queued volume = InsertVolume();
+    EXPECT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendA) + "#default");
+  }
+}
+
+}  // namespace
+}  // namespace clinker::services

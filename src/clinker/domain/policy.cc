@@ -187,6 +187,21 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kClustersGet, kAdmin, "Show cluster (3.7). GET /clusters/{cluster_id}"},
     {policies::kClustersGetAll, kAdmin, "List clusters (3.7). GET /clusters, /clusters/detail"},
     {policies::kClustersUpdate, kAdmin, "Update cluster (3.7). PUT /clusters/{cluster_id}"},
+    {policies::kFreezeHost, kAdmin, "Freeze a backend host. PUT /os-services/freeze"},
+    {policies::kThawHost, kAdmin, "Thaw a backend host. PUT /os-services/thaw"},
+    {policies::kFailoverHost,
+     kAdmin,
+     "Failover a backend host. PUT /os-services/failover_host, /os-services/failover (3.26)"},
+
+    // Admin information and user messages.
+    {policies::kHostsManage, kAdmin, "List, update or show hosts for a project. GET /os-hosts"},
+    {policies::kCapabilities, kAdmin, "Show backend capabilities. GET /capabilities/{host_name}"},
+    {policies::kSchedulerStatsGetPools,
+     kAdmin,
+     "List all backend pools. GET /scheduler-stats/get_pools"},
+    {policies::kMessageGetAll, kReader, "List messages (3.3). GET /messages"},
+    {policies::kMessageGet, kReader, "Show message (3.3). GET /messages/{message_id}"},
+    {policies::kMessageDelete, kMember, "Delete message (3.3). DELETE /messages/{message_id}"},
 
     // Quotas and limits.
     {policies::kQuotasShow,

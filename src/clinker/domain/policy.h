@@ -248,6 +248,16 @@ inline constexpr std::string_view kServicesUpdate = "volume_extension:services:u
 inline constexpr std::string_view kClustersGet = "clusters:get";
 inline constexpr std::string_view kClustersGetAll = "clusters:get_all";
 inline constexpr std::string_view kClustersUpdate = "clusters:update";
+inline constexpr std::string_view kFreezeHost = "volume:freeze_host";
+inline constexpr std::string_view kThawHost = "volume:thaw_host";
+inline constexpr std::string_view kFailoverHost = "volume:failover_host";
+inline constexpr std::string_view kHostsManage = "volume_extension:hosts";
+inline constexpr std::string_view kCapabilities = "volume_extension:capabilities";
+inline constexpr std::string_view kSchedulerStatsGetPools =
+    "scheduler_extension:scheduler_stats:get_pools";
+inline constexpr std::string_view kMessageGetAll = "message:get_all";
+inline constexpr std::string_view kMessageGet = "message:get";
+inline constexpr std::string_view kMessageDelete = "message:delete";
 
 // Quotas and limits (quotas.py, limits.py).
 inline constexpr std::string_view kQuotasShow = "volume_extension:quotas:show";

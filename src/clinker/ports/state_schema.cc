@@ -161,6 +161,8 @@ constexpr std::array kServiceColumns = {
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+    // os-services freeze / thaw (Cinder's services.frozen) (migration 5).
+    ColumnSpec{"frozen", ColumnType::kInteger, false, "0"},
 };
 
 // One row per (binary, name), name being "<cluster>@<backend>". id is ServiceRegistry::ClusterId:
@@ -173,6 +175,26 @@ constexpr std::array kClusterColumns = {
     ColumnSpec{"binary", ColumnType::kText, false, ""},
     ColumnSpec{"disabled", ColumnType::kInteger, false, "0"},
     ColumnSpec{"disabled_reason", ColumnType::kText, true, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+// User messages (Cinder's messages table, API 3.3): what went wrong in an asynchronous request,
+// told to its project. event_id, action_id and detail_id are Cinder's message_field codes; the
+// text is derived from them when shown. expires_at is created_at + message_ttl (migration 5).
+constexpr std::array kMessageColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"request_id", ColumnType::kText, true, ""},
+    ColumnSpec{"resource_type", ColumnType::kText, true, ""},
+    ColumnSpec{"resource_uuid", ColumnType::kText, true, ""},
+    ColumnSpec{"event_id", ColumnType::kText, false, ""},
+    ColumnSpec{"action_id", ColumnType::kText, true, ""},
+    ColumnSpec{"detail_id", ColumnType::kText, true, ""},
+    ColumnSpec{"message_level", ColumnType::kText, false, "ERROR"},
+    ColumnSpec{"expires_at", ColumnType::kText, true, ""},
     ColumnSpec{"created_at", ColumnType::kText, false, ""},
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
@@ -197,6 +219,8 @@ std::string_view TableName(Table table) {
       return "backups";
     case Table::kTransfers:
       return "transfers";
+    case Table::kMessages:
+      return "messages";
   }
   return "volumes";
 }
@@ -217,6 +241,8 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kBackupColumns;
     case Table::kTransfers:
       return kTransferColumns;
+    case Table::kMessages:
+      return kMessageColumns;
   }
   return kVolumeColumns;
 }

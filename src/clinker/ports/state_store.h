@@ -40,6 +40,7 @@ enum class Table {
   kAttachments,
   kBackups,
   kTransfers,
+  kMessages,
 };
 
 // One expected value of a conditional update or a filter of a list. All expectations of a call

@@ -74,6 +74,12 @@ struct BackendStats {
   std::string backend_name;  // e.g. "file"
   std::int64_t total_capacity_gib = 0;
   std::int64_t free_capacity_gib = 0;
+  // Cinder's static capabilities (get_volume_stats), shown by GET /capabilities/{host} and
+  // scheduler-stats/get_pools, and matched by volume types' extra specs. Clinker's own drivers
+  // keep these defaults: vendor Clinker, protocol "file" (a volume is a file on the host).
+  std::string vendor_name = "Clinker";
+  std::string driver_version = "1.0.0";
+  std::string storage_protocol = "file";
 };
 
 class StorageDriver {

@@ -167,12 +167,43 @@ std::string_view PolicyActionFor(const ports::HttpRequest& request,
   if (collection == "os-services") {
     return method == "GET" ? p::kServicesIndex : p::kServicesUpdate;
   }
+  if (collection == "os-hosts") {
+    return p::kHostsManage;
+  }
+  if (collection == "scheduler-stats") {
+    return p::kSchedulerStatsGetPools;
+  }
+  if (collection == "capabilities") {
+    return p::kCapabilities;
+  }
+  if (collection == "messages") {
+    return rest.size() == 1     ? p::kMessageGetAll
+           : method == "DELETE" ? p::kMessageDelete
+                                : p::kMessageGet;
+  }
   if (collection == "clusters") {
     if (method != "GET") {
       return p::kClustersUpdate;
     }
     return rest.size() == 1 || (rest.size() == 2 && rest[1] == "detail") ? p::kClustersGetAll
                                                                          : p::kClustersGet;
+  }
+  return "";
+}
+
+std::string_view SecondaryPolicyActionFor(const ports::HttpRequest& request,
+                                          const std::vector<std::string>& rest) {
+  if (rest.size() != 2 || rest[0] != "os-services" || request.method != "PUT") {
+    return "";
+  }
+  if (rest[1] == "freeze") {
+    return p::kFreezeHost;
+  }
+  if (rest[1] == "thaw") {
+    return p::kThawHost;
+  }
+  if (rest[1] == "failover_host" || rest[1] == "failover") {
+    return p::kFailoverHost;
   }
   return "";
 }

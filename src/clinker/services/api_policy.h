@@ -22,4 +22,9 @@ namespace clinker::services {
 std::string_view PolicyActionFor(const ports::HttpRequest& request,
                                  const std::vector<std::string>& rest);
 
+// A second rule some routes must also pass (Cinder checks it inside the handler): os-services
+// freeze, thaw and failover. Empty for every other route.
+std::string_view SecondaryPolicyActionFor(const ports::HttpRequest& request,
+                                          const std::vector<std::string>& rest);
+
 }  // namespace clinker::services

@@ -54,12 +54,18 @@ bool IsProjectId(const std::string& text) {
   return std::regex_match(text, kPattern);
 }
 
+// The admin information collections (and user messages) served by RouteAdmin.
+bool IsAdminCollection(std::string_view segment) {
+  return segment == "os-hosts" || segment == "scheduler-stats" || segment == "capabilities" ||
+         segment == "messages";
+}
+
 // The first path segment of a project-less URL (/v3/<collection>/...), which is not a project id.
 bool IsResourceCollection(std::string_view segment) {
   return segment == "volumes" || segment == "snapshots" || segment == "attachments" ||
          segment == "backups" || segment == "os-services" || segment == "clusters" ||
          segment == "types" || segment == "os-quota-sets" || segment == "os-volume-transfer" ||
-         segment == "volume-transfers";
+         segment == "volume-transfers" || IsAdminCollection(segment);
 }
 
 HttpResponse NotFound() {
@@ -177,8 +183,14 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
         {{"action", action}, {"user_id", context.user_id}, {"project_id", context.project_id}});
     return Fault(403, "Policy doesn't allow " + std::string(action) + " to be performed.");
   }
+  if (auto refused = EnforceSecondaryPolicy(request, rest, credentials, context)) {
+    return std::move(*refused);
+  }
   if (!rest.empty() && rest[0] == "os-services") {
     return RouteServices(context, request, rest);
+  }
+  if (!rest.empty() && IsAdminCollection(rest[0])) {
+    return RouteAdmin(context, request, rest);
   }
   if (!rest.empty() && rest[0] == "clusters") {
     return RouteClusters(context, request, rest);
@@ -433,15 +445,77 @@ HttpResponse ApiService::RouteBackups(const RequestContext& context,
   return NotFound();
 }
 
-// os-services: only the list so far; its actions (enable, disable, freeze, ...) are 404 until
-// implemented.
+// os-services: the list, and PUT /os-services/{action} (enable, disable, freeze, ...).
 HttpResponse ApiService::RouteServices(const RequestContext& context,
                                        const HttpRequest& request,
                                        const std::vector<std::string>& rest) {
+  if (rest.size() == 2 && request.method == "PUT") {
+    return services_.UpdateService(context, request, rest[1]);
+  }
   if (rest.size() != 1) {
     return NotFound();
   }
   return request.method == "GET" ? services_.ListServices(context, request) : MethodNotAllowed();
+}
+
+// os-hosts, scheduler-stats/get_pools, capabilities/{host}, and messages (3.3+).
+HttpResponse ApiService::RouteAdmin(const RequestContext& context,
+                                    const HttpRequest& request,
+                                    const std::vector<std::string>& rest) {
+  const std::string& method = request.method;
+  if (rest[0] == "os-hosts") {
+    if (rest.size() > 2) {
+      return NotFound();
+    }
+    if (method != "GET") {
+      return MethodNotAllowed();
+    }
+    return rest.size() == 1 ? services_.ListHosts(context, request)
+                            : services_.ShowHost(context, rest[1]);
+  }
+  if (rest[0] == "scheduler-stats") {
+    if (rest.size() != 2 || rest[1] != "get_pools") {
+      return NotFound();
+    }
+    return method == "GET" ? services_.GetPools(context, request) : MethodNotAllowed();
+  }
+  if (rest[0] == "capabilities") {
+    if (rest.size() != 2) {
+      return NotFound();
+    }
+    return method == "GET" ? services_.ShowCapabilities(context, rest[1]) : MethodNotAllowed();
+  }
+  // messages
+  if (messages_ == nullptr || context.version < kMessagesMicroversion || rest.size() > 2) {
+    return NotFound();
+  }
+  if (rest.size() == 1) {
+    return method == "GET" ? messages_->List(context, request) : MethodNotAllowed();
+  }
+  if (method == "GET") {
+    return messages_->Show(context, rest[1]);
+  }
+  if (method == "DELETE") {
+    return messages_->Delete(context, rest[1]);
+  }
+  return MethodNotAllowed();
+}
+
+// Cinder checks some routes twice: os-services freeze, thaw and failover pass
+// volume_extension:services:update (the route's rule) and then their own rule.
+std::optional<HttpResponse> ApiService::EnforceSecondaryPolicy(
+    const HttpRequest& request,
+    const std::vector<std::string>& rest,
+    const domain::PolicyCredentials& credentials,
+    const RequestContext& context) {
+  std::string_view action = SecondaryPolicyActionFor(request, rest);
+  if (action.empty() ||
+      auth_.policy.Enforce(action, credentials, domain::PolicyTarget::OfCaller(credentials))) {
+    return std::nullopt;
+  }
+  log::Info("api.policy_refused",
+            {{"action", action}, {"user_id", context.user_id}, {"project_id", context.project_id}});
+  return Fault(403, "Policy doesn't allow " + std::string(action) + " to be performed.");
 }
 
 // /clusters exists from 3.7; below it Cinder answers 404 as for an unknown resource.

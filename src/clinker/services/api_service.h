@@ -17,6 +17,7 @@
 #include "clinker/ports/http_types.h"
 #include "clinker/services/attachments_api.h"
 #include "clinker/services/backups_api.h"
+#include "clinker/services/messages_api.h"
 #include "clinker/services/services_api.h"
 #include "clinker/services/snapshots_api.h"
 #include "clinker/services/transfers_api.h"
@@ -46,13 +47,15 @@ class ApiService {
              AttachmentsApi& attachments,
              BackupsApi& backups,
              ServicesApi& services,
-             ApiAuthOptions auth = {})
+             ApiAuthOptions auth = {},
+             MessagesApi* messages = nullptr)  // nullptr: /messages answers 404.
       : volumes_(volumes),
         snapshots_(snapshots),
         attachments_(attachments),
         backups_(backups),
         services_(services),
-        auth_(std::move(auth)) {}
+        auth_(std::move(auth)),
+        messages_(messages) {}
 
   HttpResponse Handle(const HttpRequest& request);
 
@@ -89,6 +92,13 @@ class ApiService {
   HttpResponse RouteTransfers(const RequestContext& context,
                               const HttpRequest& request,
                               const std::vector<std::string>& rest);
+  HttpResponse RouteAdmin(const RequestContext& context,
+                          const HttpRequest& request,
+                          const std::vector<std::string>& rest);
+  std::optional<HttpResponse> EnforceSecondaryPolicy(const HttpRequest& request,
+                                                     const std::vector<std::string>& rest,
+                                                     const domain::PolicyCredentials& credentials,
+                                                     const RequestContext& context);
 
   VolumesApi& volumes_;
   SnapshotsApi& snapshots_;
@@ -97,6 +107,7 @@ class ApiService {
   ServicesApi& services_;
   TransfersApi* transfers_ = nullptr;
   const ApiAuthOptions auth_;
+  MessagesApi* const messages_;
 };
 
 }  // namespace clinker::services

@@ -91,4 +91,14 @@ std::optional<CachedCapability> CapabilityCache::Get(std::string_view backend) c
   return it->second;
 }
 
+std::vector<CachedCapability> CapabilityCache::All() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<CachedCapability> all;
+  all.reserve(latest_.size());
+  for (const auto& [backend, cached] : latest_) {
+    all.push_back(cached);
+  }
+  return all;
+}
+
 }  // namespace clinker::services

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "clinker/core/error.h"
 #include "clinker/ports/clock.h"
@@ -63,6 +64,9 @@ class CapabilityCache {
   void Apply(const CapabilityReport& report);
 
   std::optional<CachedCapability> Get(std::string_view backend) const;
+
+  // Every back-end's latest report, by back-end address.
+  std::vector<CachedCapability> All() const;
 
  private:
   ports::JobQueue& listener_;

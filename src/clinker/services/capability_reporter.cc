@@ -17,6 +17,10 @@ std::string CapabilityReport::ToJson() const {
       {"total_capacity_gib", total_capacity_gib},
       {"free_capacity_gib", free_capacity_gib},
       {"reported_at", reported_at},
+      {"volume_backend_name", volume_backend_name},
+      {"vendor_name", vendor_name},
+      {"driver_version", driver_version},
+      {"storage_protocol", storage_protocol},
   };
   return json.dump();
 }
@@ -45,6 +49,18 @@ Result<CapabilityReport> CapabilityReport::FromJson(std::string_view text) {
   report.reported_at = json["reported_at"].get<std::string>();
   report.total_capacity_gib = json["total_capacity_gib"].get<std::int64_t>();
   report.free_capacity_gib = json["free_capacity_gib"].get<std::int64_t>();
+  for (auto [key, target] :
+       {std::pair<const char*, std::string*>{"volume_backend_name", &report.volume_backend_name},
+        std::pair<const char*, std::string*>{"vendor_name", &report.vendor_name},
+        std::pair<const char*, std::string*>{"driver_version", &report.driver_version},
+        std::pair<const char*, std::string*>{"storage_protocol", &report.storage_protocol}}) {
+    if (json.contains(key)) {
+      if (!json[key].is_string()) {
+        return bad(std::string(key) + " is not a string");
+      }
+      *target = json[key].get<std::string>();
+    }
+  }
   if (report.backend.empty()) {
     return bad("backend is empty");
   }
@@ -78,6 +94,10 @@ Result<CapabilityReport> CapabilityReporter::ReportOnce() {
       options_.cluster.empty() ? report.host : options_.cluster + "@" + stats.backend_name;
   report.total_capacity_gib = stats.total_capacity_gib;
   report.free_capacity_gib = stats.free_capacity_gib;
+  report.volume_backend_name = stats.backend_name;
+  report.vendor_name = stats.vendor_name;
+  report.driver_version = stats.driver_version;
+  report.storage_protocol = stats.storage_protocol;
   report.reported_at = FormatTimestamp(clock_.WallNow());
   CLINKER_RETURN_IF_ERROR(publisher_.Broadcast(kSchedulerFanoutChannel, report.ToJson()));
   return report;

@@ -42,6 +42,13 @@ struct CapabilityReport {
   std::int64_t total_capacity_gib = 0;
   std::int64_t free_capacity_gib = 0;
   std::string reported_at;  // Sender's wall clock, FormatTimestamp; for logs and humans only.
+  // The back-end's static capabilities (Cinder's volume_backend_name, vendor_name,
+  // driver_version, storage_protocol), for the admin APIs. Optional in the JSON (empty when
+  // absent), so reports of an older sender still read.
+  std::string volume_backend_name;
+  std::string vendor_name;
+  std::string driver_version;
+  std::string storage_protocol;
 
   std::string ToJson() const;
   // kInvalidArgument for anything but an object with every field of the right type.

@@ -5,6 +5,7 @@
 #include "clinker/core/log.h"
 #include "clinker/core/time_format.h"
 #include "clinker/services/job_message.h"
+#include "clinker/services/messages_api.h"
 #include "clinker/services/topics.h"
 #include "clinker/services/volume_record.h"
 
@@ -30,14 +31,60 @@ Scheduler::Scheduler(ports::StateStore& store,
       options_(std::move(options)),
       capabilities_(capabilities) {}
 
+Result<std::set<std::string>> Scheduler::DisabledBackends() const {
+  ports::ListQuery query;
+  query.filters = {Expectation::Equals("binary", std::string("cinder-volume"))};
+  CLINKER_ASSIGN_OR_RETURN(std::vector<ports::Row> services,
+                           store_.List(ports::Table::kServices, query));
+  CLINKER_ASSIGN_OR_RETURN(std::vector<ports::Row> clusters,
+                           store_.List(ports::Table::kClusters, query));
+  auto flag = [](const ports::Row& row, std::string_view column) {
+    auto found = row.find(column);
+    return found != row.end() && std::holds_alternative<std::int64_t>(found->second) &&
+           std::get<std::int64_t>(found->second) != 0;
+  };
+  std::set<std::string> disabled;
+  for (const ports::Row& service : services) {
+    std::optional<std::string> cluster = OptionalText(service, "cluster_name");
+    if (cluster) {
+      // A clustered service's own disabled flag does not count (Cinder reads the cluster's);
+      // freezing it froze its whole cluster.
+      if (flag(service, "frozen")) {
+        disabled.insert(*cluster);
+      }
+    } else if (flag(service, "disabled") || flag(service, "frozen")) {
+      disabled.insert(TextOr(service, "host", ""));
+    }
+  }
+  for (const ports::Row& cluster : clusters) {
+    if (flag(cluster, "disabled")) {
+      disabled.insert(TextOr(cluster, "name", ""));
+    }
+  }
+  return disabled;
+}
+
 std::vector<Scheduler::Candidate> Scheduler::Eligible(std::int64_t size_gib,
+                                                      const std::set<std::string>& disabled,
                                                       std::string* why) const {
   std::vector<Candidate> configured;
+  std::string disabled_reasons;
   for (const std::string& cluster : options_.clusters) {
     configured.push_back(Candidate{cluster, true});
   }
   for (const std::string& backend : options_.backends) {
     configured.push_back(Candidate{backend, false});
+  }
+  std::erase_if(configured, [&](const Candidate& candidate) {
+    if (!disabled.contains(candidate.address)) {
+      return false;
+    }
+    disabled_reasons += (disabled_reasons.empty() ? "" : "; ") + candidate.address + ": disabled";
+    return true;
+  });
+  if (configured.empty()) {
+    *why = "every back-end is disabled (" + disabled_reasons + ")";
+    return configured;
   }
   if (capabilities_ == nullptr) {
     return configured;
@@ -45,7 +92,7 @@ std::vector<Scheduler::Candidate> Scheduler::Eligible(std::int64_t size_gib,
   auto now = clock_.MonoNow();
   std::vector<Candidate> eligible;
   bool any_report = false;
-  std::string reasons;
+  std::string reasons = disabled_reasons;
   for (const Candidate& candidate : configured) {
     std::optional<CachedCapability> cached = capabilities_->Get(candidate.address);
     std::string reason;
@@ -98,6 +145,17 @@ Result<bool> Scheduler::FailNoValidBackend(const std::string& volume_id,
   }
   if (failed->has_value()) {
     log::Error("scheduler.no_valid_backend", {{"volume_id", volume_id}, {"reason", why}});
+    // The user's side of it. Best effort: the volume is in error either way, and a redelivered
+    // job finds it no longer queued, so a lost message is not retried.
+    UserMessage message;
+    message.project_id = TextOr(**failed, "project_id", "");
+    message.resource_uuid = volume_id;
+    message.action_id = message_field::kActionScheduleAllocateVolume;
+    message.detail_id = message_field::kDetailNoBackendAvailable;
+    if (auto recorded = RecordUserMessage(store_, clock_, message); !recorded) {
+      log::Warn("scheduler.user_message_failed",
+                {{"volume_id", volume_id}, {"error", recorded.error().ToString()}});
+    }
   }
   return failed->has_value();
 }
@@ -164,8 +222,12 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
     size_gib = volume->size_gib;
   }
 
+  auto disabled = DisabledBackends();
+  if (!disabled) {
+    return JobOutcome::kRetryLater;
+  }
   std::string why;
-  std::vector<Candidate> eligible = Eligible(size_gib, &why);
+  std::vector<Candidate> eligible = Eligible(size_gib, *disabled, &why);
   if (eligible.empty()) {
     return fail(why);
   }

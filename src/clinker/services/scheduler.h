@@ -17,11 +17,20 @@
 // reported, so volumes scheduled between two reports may overcommit a back-end a little; the
 // driver then refuses the create, as in Cinder.
 //
+// Back-ends an operator disabled or froze (os-services disable / freeze: the service's row, or
+// for a cluster its cluster's row) take no new volumes, as Cinder's scheduler leaves them out;
+// they are read from the state store at each choice.
+//
+// A volume that fails to be scheduled also gets a user message (GET /messages) for its
+// project: "schedule allocate volume:Could not find any available weighted backend.", as
+// Cinder's scheduler records one.
+//
 // Thread safe: Handle may run on several workers at once.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -76,7 +85,11 @@ class Scheduler {
                      const std::string& topic,
                      const std::string& payload);
   // The candidates for a volume of `size_gib`: on an empty result, *why says why none is.
-  std::vector<Candidate> Eligible(std::int64_t size_gib, std::string* why) const;
+  // `disabled`: the addresses of disabled or frozen back-ends (DisabledBackends).
+  std::vector<Candidate> Eligible(std::int64_t size_gib,
+                                  const std::set<std::string>& disabled,
+                                  std::string* why) const;
+  Result<std::set<std::string>> DisabledBackends() const;
   // Sets the still-unscheduled volume to error with "No valid back-end was found: <why>";
   // returns whether it did (false: the row no longer matched `still_ours` + no host).
   Result<bool> FailNoValidBackend(const std::string& volume_id,

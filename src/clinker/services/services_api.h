@@ -27,6 +27,7 @@
 #include "clinker/ports/clock.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/services/api_common.h"
+#include "clinker/services/capability_cache.h"
 
 namespace clinker::services {
 
@@ -37,6 +38,15 @@ struct ServicesApiOptions {
   // Cinder's service_down_time. The caller applies domain::EffectiveServiceDownTime if it knows
   // the report interval.
   std::chrono::milliseconds service_down_time = domain::kDefaultServiceDownTime;
+  // The volume services' capability reports, for /capabilities and /scheduler-stats (this API
+  // server listens to the same fanout as the schedulers); nullptr: no back-end is known, so
+  // get_pools lists none and capabilities answer 502 as Cinder's RPC timeout does.
+  const CapabilityCache* capabilities = nullptr;
+  // Reports older than this are not shown (a back-end that stopped reporting is gone), as the
+  // scheduler ignores them.
+  std::chrono::milliseconds capability_max_age{30000};
+  // The pool every back-end has (SchedulerOptions::pool).
+  std::string pool = "default";
 };
 
 class ServicesApi {
@@ -48,6 +58,27 @@ class ServicesApi {
   HttpResponse ShowCluster(const RequestContext& context,
                            const HttpRequest& request,
                            std::string_view name);
+
+  // PUT /os-services/{enable,disable,disable-log-reason,freeze,thaw,failover_host,failover}
+  // (cinder/api/contrib/services.py update), with Cinder's validation errors. Freeze also
+  // disables the service (reason "frozen") and thaw enables it, as Cinder's volume manager does;
+  // a disabled or frozen back-end takes no new volumes (Scheduler). Back-ends are not
+  // replication-capable, so failover is always refused as Cinder refuses it then.
+  HttpResponse UpdateService(const RequestContext& context,
+                             const HttpRequest& request,
+                             std::string_view action);
+
+  // GET /os-hosts[?zone=], GET /os-hosts/{host} (cinder/api/contrib/hosts.py).
+  HttpResponse ListHosts(const RequestContext& context, const HttpRequest& request);
+  HttpResponse ShowHost(const RequestContext& context, std::string_view host);
+
+  // GET /scheduler-stats/get_pools[?detail=&name=] (cinder/api/contrib/scheduler_stats.py): the
+  // pools of the back-ends with a fresh report whose service is up, enabled and not frozen, as
+  // Cinder's scheduler lists them.
+  HttpResponse GetPools(const RequestContext& context, const HttpRequest& request);
+
+  // GET /capabilities/{host} (cinder/api/contrib/capabilities.py, views/capabilities.py).
+  HttpResponse ShowCapabilities(const RequestContext& context, std::string_view host);
 
  private:
   // The policy hook: a response to send instead (403), or nullopt to go on. `rule` names the

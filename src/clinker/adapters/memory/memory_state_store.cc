@@ -122,6 +122,8 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
       return backups_;
     case Table::kTransfers:
       return transfers_;
+    case Table::kMessages:
+      return messages_;
   }
   CLINKER_ASSERT(false, "unknown table");
   return volumes_;

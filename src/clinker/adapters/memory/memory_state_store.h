@@ -57,6 +57,7 @@ class MemoryStateStore final : public ports::StateStore {
   Rows attachments_;
   Rows backups_;
   Rows transfers_;
+  Rows messages_;
 };
 
 }  // namespace clinker::adapters

@@ -208,8 +208,30 @@ CREATE INDEX transfers_source_project_id ON transfers (source_project_id, delete
 CREATE INDEX transfers_volume_id ON transfers (volume_id, deleted);
 )sql";
 
-constexpr std::array<std::string_view, 5> kMigrations = {
-    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5};
+// os-services freeze / thaw, and user messages (API 3.3), listed newest first per project.
+constexpr std::string_view kMigration6 = R"sql(
+ALTER TABLE services ADD COLUMN frozen BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE messages (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  project_id TEXT COLLATE "C" NOT NULL,
+  request_id TEXT COLLATE "C",
+  resource_type TEXT COLLATE "C",
+  resource_uuid TEXT COLLATE "C",
+  event_id TEXT COLLATE "C" NOT NULL,
+  action_id TEXT COLLATE "C",
+  detail_id TEXT COLLATE "C",
+  message_level TEXT COLLATE "C" NOT NULL DEFAULT 'ERROR',
+  expires_at TEXT COLLATE "C",
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX messages_project_id ON messages (project_id, deleted, created_at);
+)sql";
+
+constexpr std::array<std::string_view, 6> kMigrations = {
+    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5, kMigration6};
 
 constexpr std::string_view kComponent = "state";
 

@@ -195,8 +195,30 @@ CREATE INDEX transfers_source_project_id ON transfers (source_project_id, delete
 CREATE INDEX transfers_volume_id ON transfers (volume_id, deleted);
 )sql";
 
-constexpr std::array<std::string_view, 5> kMigrations = {
-    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5};
+// os-services freeze / thaw, and user messages (API 3.3), listed newest first per project.
+constexpr std::string_view kMigration6 = R"sql(
+ALTER TABLE services ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE messages (
+  id TEXT NOT NULL PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  request_id TEXT,
+  resource_type TEXT,
+  resource_uuid TEXT,
+  event_id TEXT NOT NULL,
+  action_id TEXT,
+  detail_id TEXT,
+  message_level TEXT NOT NULL DEFAULT 'ERROR',
+  expires_at TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX messages_project_id ON messages (project_id, deleted, created_at);
+)sql";
+
+constexpr std::array<std::string_view, 6> kMigrations = {
+    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5, kMigration6};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
