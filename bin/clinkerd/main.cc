@@ -218,6 +218,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<clinker::services::AttachmentsApi> attachments_api;
   std::unique_ptr<clinker::services::BackupsApi> backups_api;
   std::unique_ptr<clinker::services::ServicesApi> services_api;
+  std::unique_ptr<clinker::services::TypesApi> types_api;
   std::unique_ptr<clinker::ports::TokenValidator> token_validator;  // auth_strategy = keystone
   std::unique_ptr<clinker::services::Authenticator> authenticator;
   std::unique_ptr<clinker::services::ApiService> api;
@@ -232,6 +233,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     options.max_limit = config.max_limit;
     options.max_volume_size_gib = config.max_volume_size_gib;
     options.availability_zone = config.availability_zone;
+    options.default_volume_type = config.default_volume_type;
     if (config.fail_fast_when_busy) {
       auto opened_locks = open_locks();
       if (!opened_locks) {
@@ -258,6 +260,15 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         clinker::services::BackupsApiOptions{config.max_limit, config.availability_zone});
     attachments_api = std::make_unique<clinker::services::AttachmentsApi>(
         *store, *api_queue, clock, attachments_options);
+    types_api = std::make_unique<clinker::services::TypesApi>(
+        *store,
+        clock,
+        clinker::services::TypesApiOptions{config.max_limit, config.default_volume_type});
+    // Cinder's default type (__DEFAULT__ unless configured otherwise) exists before the first
+    // request; several API processes starting together create it once (its name is unique).
+    if (auto default_type = types_api->catalog().Default(); !default_type) {
+      return Fail("[api] default_volume_type", default_type.error());
+    }
     clinker::services::ApiAuthOptions auth;
     auth.policy = policy;
     if (config.auth_strategy == "keystone") {
@@ -289,6 +300,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
                                                           *attachments_api,
                                                           *backups_api,
                                                           *services_api,
+                                                          *types_api,
                                                           std::move(auth));
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;

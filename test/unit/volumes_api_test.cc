@@ -192,7 +192,8 @@ class VolumesApiTest : public ::testing::Test {
         attachments_(store_, publisher_, clock_, AttachmentsApiOptions{}),
         backups_(store_, publisher_, clock_, BackupsApiOptions{}),
         services_api_(store_, clock_, ServicesApiOptions{}),
-        service_(volumes_, snapshots_, attachments_, backups_, services_api_) {}
+        types_(store_, clock_, TypesApiOptions{}),
+        service_(volumes_, snapshots_, attachments_, backups_, services_api_, types_) {}
 
   static std::string VolumesPath(std::string_view project = kProject) {
     return "/v3/" + std::string(project) + "/volumes";
@@ -351,6 +352,7 @@ class VolumesApiTest : public ::testing::Test {
   AttachmentsApi attachments_;
   BackupsApi backups_;
   ServicesApi services_api_;
+  TypesApi types_;
   ApiService service_;
 };
 
@@ -918,7 +920,7 @@ TEST_F(VolumesApiTest, FailFastRefusesADeleteWhileTheVolumesWriteLockIsHeld) {
   VolumesApiOptions options;
   options.fail_fast_locks = &locks;
   VolumesApi fast_volumes(store_, publisher_, clock_, options);
-  ApiService fast(fast_volumes, snapshots_, attachments_, backups_, services_api_);
+  ApiService fast(fast_volumes, snapshots_, attachments_, backups_, services_api_, types_);
   std::string id = CreateVolume("busy");
   SetStatus(id, VolumeStatus::kAvailable);
   ports::Row before = ReadRow(id);

@@ -107,6 +107,7 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kVolumeDetach,
      kMember,
      "Clear attachment metadata. POST /volumes/{volume_id}/action os-detach"},
+    {policies::kVolumeRetype, kMember, "Retype a volume. POST /volumes/{volume_id}/action os-retype"},
 
     // Snapshots.
     {policies::kSnapshotCreate, kMember, "Create snapshot. POST /snapshots"},
@@ -215,6 +216,22 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kTypeExtraSpecsReadSensitive,
      kAdmin,
      "Include extra specs that reveal deployment details in volume type responses."},
+
+    // Volume type access (private types).
+    {policies::kTypeAccessAttribute,
+     kMember,
+     "Include os-volume-type-access:is_public in volume type show, list and create."},
+    {policies::kTypeAccessAddProject,
+     kAdmin,
+     "Add volume type access for a project. POST /types/{type_id}/action addProjectAccess"},
+    {policies::kTypeAccessRemoveProject,
+     kAdmin,
+     "Remove volume type access for a project. POST /types/{type_id}/action "
+     "removeProjectAccess"},
+    {policies::kTypeAccessList,
+     kAdmin,
+     "List the projects with access to a private volume type. "
+     "GET /types/{type_id}/os-volume-type-access"},
 });
 
 // ---- The compiled form of a rule ----------------------------------------------------------------

@@ -198,6 +198,7 @@ inline constexpr std::string_view kVolumeRollDetaching =
     "volume_extension:volume_actions:roll_detaching";
 inline constexpr std::string_view kVolumeAttach = "volume_extension:volume_actions:attach";
 inline constexpr std::string_view kVolumeDetach = "volume_extension:volume_actions:detach";
+inline constexpr std::string_view kVolumeRetype = "volume:retype";
 
 // Snapshots (snapshots.py, snapshot_actions.py).
 inline constexpr std::string_view kSnapshotCreate = "volume:create_snapshot";
@@ -269,6 +270,15 @@ inline constexpr std::string_view kTypeExtraSpecsDelete =
     "volume_extension:types_extra_specs:delete";
 inline constexpr std::string_view kTypeExtraSpecsReadSensitive =
     "volume_extension:types_extra_specs:read_sensitive";
+
+// Private volume types' access lists (volume_access.py).
+inline constexpr std::string_view kTypeAccessAttribute = "volume_extension:volume_type_access";
+inline constexpr std::string_view kTypeAccessAddProject =
+    "volume_extension:volume_type_access:addProjectAccess";
+inline constexpr std::string_view kTypeAccessRemoveProject =
+    "volume_extension:volume_type_access:removeProjectAccess";
+inline constexpr std::string_view kTypeAccessList =
+    "volume_extension:volume_type_access:get_all_for_type";
 
 }  // namespace policies
 

@@ -19,6 +19,7 @@
 #include "clinker/services/backups_api.h"
 #include "clinker/services/services_api.h"
 #include "clinker/services/snapshots_api.h"
+#include "clinker/services/types_api.h"
 #include "clinker/services/volumes_api.h"
 
 namespace clinker::services {
@@ -45,12 +46,14 @@ class ApiService {
              AttachmentsApi& attachments,
              BackupsApi& backups,
              ServicesApi& services,
+             TypesApi& types,
              ApiAuthOptions auth = {})
       : volumes_(volumes),
         snapshots_(snapshots),
         attachments_(attachments),
         backups_(backups),
         services_(services),
+        types_(types),
         auth_(std::move(auth)) {}
 
   HttpResponse Handle(const HttpRequest& request);
@@ -81,12 +84,16 @@ class ApiService {
   HttpResponse RouteClusters(const RequestContext& context,
                              const HttpRequest& request,
                              const std::vector<std::string>& rest);
+  HttpResponse RouteTypes(const RequestContext& context,
+                          const HttpRequest& request,
+                          const std::vector<std::string>& rest);
 
   VolumesApi& volumes_;
   SnapshotsApi& snapshots_;
   AttachmentsApi& attachments_;
   BackupsApi& backups_;
   ServicesApi& services_;
+  TypesApi& types_;
   const ApiAuthOptions auth_;
 };
 
