@@ -18,7 +18,7 @@ packages=(
   libgmock-dev
   libpqxx-dev libpq-dev librabbitmq-dev postgresql-15 rabbitmq-server etcd-server etcd-client
   python3 python3-cinderclient sqlite3 clang-format clang-tidy
-  keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient
+  keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient python3-tempest
 )
 
 missing=()

@@ -339,8 +339,9 @@ class KeystoneAuthTest(unittest.TestCase):
         volume_id = created["id"]
         self.assertEqual(created["name"], name)
         self.assertIn(created["status"], ("creating", "available"))
-        self.assertEqual(created["os-vol-tenant-attr:tenant_id"], self.project_ids["a"])
         self.assertEqual(self.wait_status("a-member", volume_id, "available"), "available")
+        self.assertEqual(self.openstack("a-member", "volume", "show", volume_id)
+                         ["os-vol-tenant-attr:tenant_id"], self.project_ids["a"])
 
         listed = {v["ID"]: v for v in self.openstack("a-member", "volume", "list")}
         self.assertEqual(listed[volume_id]["Status"], "available")

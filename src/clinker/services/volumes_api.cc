@@ -87,9 +87,13 @@ json SummaryView(const Volume& volume, const RequestContext& context) {
   return {{"id", volume.id}, {"name", NullOr(volume.name)}, {"links", Links(context, volume.id)}};
 }
 
+// `extended`: the show and list views, which Cinder's attribute extensions extend with
+// os-vol-tenant-attr, os-vol-host-attr and os-vol-mig-status-attr; create and update answer
+// without them (Tempest's create_volume and update_volume schemas refuse them).
 json DetailView(const Volume& volume,
                 const RequestContext& context,
                 VolumeTypeCatalog::NameCache& names,
+                bool extended,
                 json attachments = json::array()) {
   json view = {
       {"id", volume.id},
@@ -112,10 +116,14 @@ json DetailView(const Volume& volume,
       {"consistencygroup_id", nullptr},
       {"multiattach", volume.multiattach},
       {"attachments", std::move(attachments)},
-      {"os-vol-tenant-attr:tenant_id", volume.project_id},
   };
+  if (extended) {
+    view["os-vol-tenant-attr:tenant_id"] = volume.project_id;
+  }
   if (context.is_admin) {
     view["migration_status"] = NullOr(volume.migration_status);
+  }
+  if (context.is_admin && extended) {
     view["os-vol-host-attr:host"] = NullOr(volume.host);
     view["os-vol-mig-status-attr:migstat"] = NullOr(volume.migration_status);
     view["os-vol-mig-status-attr:name_id"] = nullptr;
@@ -373,7 +381,7 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
              {"operation_id", *volume.operation_id},
              {"size_gib", static_cast<long long>(volume.size_gib)}});
   VolumeTypeCatalog::NameCache names(types_);
-  return JsonResponse(202, {{"volume", DetailView(volume, context, names)}});
+  return JsonResponse(202, {{"volume", DetailView(volume, context, names, false)}});
 }
 
 HttpResponse VolumesApi::Show(const RequestContext& context, std::string_view volume_id) {
@@ -388,11 +396,8 @@ HttpResponse VolumesApi::Show(const RequestContext& context, std::string_view vo
 json VolumesApi::View(const Volume& volume,
                       const RequestContext& context,
                       VolumeTypeCatalog::NameCache& names,
-                      bool with_attachments) {
-  return DetailView(volume,
-                    context,
-                    names,
-                    with_attachments ? AttachmentsView(volume, context) : json::array());
+                      bool extended) {
+  return DetailView(volume, context, names, extended, AttachmentsView(volume, context));
 }
 
 HttpResponse VolumesApi::List(const RequestContext& context,
@@ -559,7 +564,7 @@ HttpResponse VolumesApi::Update(const RequestContext& context,
     return FaultFromError(volume.error());
   }
   VolumeTypeCatalog::NameCache names(types_);
-  return JsonResponse(200, {{"volume", View(*volume, context, names, true)}});
+  return JsonResponse(200, {{"volume", View(*volume, context, names, false)}});
 }
 
 HttpResponse VolumesApi::Delete(const RequestContext& context,

@@ -110,11 +110,13 @@ class VolumesApi {
   HttpResponse Retype(const RequestContext& context,
                       const nlohmann::json& body,
                       std::string_view volume_id);
-  // The volume view, with the type's name (and id from 3.63) looked up through `names`.
+  // The volume view, with its attachments and the type's name (and id from 3.63) looked up
+  // through `names`; `extended` for show and list (the os-vol-*-attr fields), not for create
+  // and update.
   nlohmann::json View(const Volume& volume,
                       const RequestContext& context,
                       VolumeTypeCatalog::NameCache& names,
-                      bool with_attachments);
+                      bool extended);
   // Why a delete's compare-and-swap did not apply, as Cinder words it, with the cause when it
   // is one this release can name (snapshots, volumes being created from it).
   std::string WhyNotDeletable(const std::string& volume_id);
