@@ -978,7 +978,6 @@ TYPED_TEST(StateStoreContractTest, ServicesAndClustersRoundTrip) {
             std::vector<std::string>{"cinder-volume:node1@lvm"});
 }
 
-
 // --- Volume types -------------------------------------------------------------------------------
 
 Row VolumeTypeRow(const std::string& id, const std::string& name, std::int64_t deleted = 0) {
@@ -1008,8 +1007,8 @@ TYPED_TEST(StateStoreContractTest, VolumeTypeNamesAreUniqueAmongLiveRows) {
   this->MustInsert(Table::kVolumeTypes, VolumeTypeRow("t3", "gold", 1));
   this->MustInsert(Table::kVolumeTypes, VolumeTypeRow("t4", "silver"));
   Row before = this->MustGet(Table::kVolumeTypes, "t4");
-  auto renamed = this->store().ConditionalUpdate(
-      Table::kVolumeTypes, "t4", {{"name", Text("gold")}}, {}, {});
+  auto renamed =
+      this->store().ConditionalUpdate(Table::kVolumeTypes, "t4", {{"name", Text("gold")}}, {}, {});
   ASSERT_FALSE(renamed);
   EXPECT_EQ(renamed.error().code, ErrorCode::kConflict) << renamed.error().ToString();
   EXPECT_EQ(this->MustGet(Table::kVolumeTypes, "t4"), before);
@@ -1028,12 +1027,15 @@ TYPED_TEST(StateStoreContractTest, VolumeTypeNamesAreUniqueAmongLiveRows) {
   EXPECT_FALSE(unmatched->has_value());
 
   // Soft-deleting frees the name; reviving a row whose name is taken again is a conflict.
-  auto deleted = this->store().ConditionalUpdate(
-      Table::kVolumeTypes, "t1", {{"deleted", Int(1)}}, {Expectation::Equals("deleted", Int(0))}, {});
+  auto deleted = this->store().ConditionalUpdate(Table::kVolumeTypes,
+                                                 "t1",
+                                                 {{"deleted", Int(1)}},
+                                                 {Expectation::Equals("deleted", Int(0))},
+                                                 {});
   ASSERT_TRUE(deleted && deleted->has_value());
   this->MustInsert(Table::kVolumeTypes, VolumeTypeRow("t5", "gold"));
-  auto revived = this->store().ConditionalUpdate(
-      Table::kVolumeTypes, "t1", {{"deleted", Int(0)}}, {}, {});
+  auto revived =
+      this->store().ConditionalUpdate(Table::kVolumeTypes, "t1", {{"deleted", Int(0)}}, {}, {});
   ASSERT_FALSE(revived);
   EXPECT_EQ(revived.error().code, ErrorCode::kConflict);
   EXPECT_EQ(this->MustGet(Table::kVolumeTypes, "t1").at("deleted"), Int(1));
@@ -1052,13 +1054,13 @@ TYPED_TEST(StateStoreContractTest, TypeDeleteGuardSeesLiveVolumesOfTheTypeAndAcc
   volume["volume_type_id"] = Text("t1");
   this->MustInsert(Table::kVolumes, volume);
   const std::vector<Guard> guards = {Guard::NoLiveRowReferences(Table::kVolumes, "volume_type_id")};
-  auto refused = this->store().ConditionalUpdate(
-      Table::kVolumeTypes, "t1", {{"deleted", Int(1)}}, {}, guards);
+  auto refused =
+      this->store().ConditionalUpdate(Table::kVolumeTypes, "t1", {{"deleted", Int(1)}}, {}, guards);
   ASSERT_TRUE(refused) << refused.error().ToString();
   EXPECT_FALSE(refused->has_value());
   this->MustWin("v1", {{"deleted", Int(1)}}, {});
-  auto allowed = this->store().ConditionalUpdate(
-      Table::kVolumeTypes, "t1", {{"deleted", Int(1)}}, {}, guards);
+  auto allowed =
+      this->store().ConditionalUpdate(Table::kVolumeTypes, "t1", {{"deleted", Int(1)}}, {}, guards);
   ASSERT_TRUE(allowed) << allowed.error().ToString();
   EXPECT_TRUE(allowed->has_value());
 

@@ -202,7 +202,10 @@ const Case kCases[] = {
     {"PUT", "types/t1", "", R"({"volume_type": {"name": "x"}})", p::kTypeUpdate},
     {"DELETE", "types/t1", "", "", p::kTypeDelete},
     {"GET", "types/t1/extra_specs", "", "", p::kTypeExtraSpecsIndex},
-    {"POST", "types/t1/extra_specs", "", R"({"extra_specs": {"k": "v"}})",
+    {"POST",
+     "types/t1/extra_specs",
+     "",
+     R"({"extra_specs": {"k": "v"}})",
      p::kTypeExtraSpecsCreate},
     {"GET", "types/t1/extra_specs/k", "", "", p::kTypeExtraSpecsShow},
     {"PUT", "types/t1/extra_specs/k", "", R"({"k": "v"})", p::kTypeExtraSpecsUpdate},
@@ -252,18 +255,17 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
   // api_policy.cc without a default is caught even if the table above misses its route.
   const std::vector<std::string_view> collections = {
       "volumes", "snapshots", "backups", "attachments", "os-services", "clusters", "types"};
-  const std::vector<std::string_view> shapes = {
-      "",
-      "/detail",
-      "/summary",
-      "/x1",
-      "/x1/action",
-      "/x1/restore",
-      "/x1/a/b",
-      "/enable",
-      "/x1/extra_specs",
-      "/x1/extra_specs/k",
-      "/x1/os-volume-type-access"};
+  const std::vector<std::string_view> shapes = {"",
+                                                "/detail",
+                                                "/summary",
+                                                "/x1",
+                                                "/x1/action",
+                                                "/x1/restore",
+                                                "/x1/a/b",
+                                                "/enable",
+                                                "/x1/extra_specs",
+                                                "/x1/extra_specs/k",
+                                                "/x1/os-volume-type-access"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   const std::vector<std::string_view> bodies = {"",
                                                 "{}",

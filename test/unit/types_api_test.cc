@@ -124,8 +124,7 @@ class HookedStore final : public ports::StateStore {
       const ports::Row& values,
       const std::vector<ports::Expectation>& expected,
       const std::vector<ports::Guard>& guards) override {
-    const bool mine =
-        hook_ && !column_.empty() && table == table_ && values.contains(column_);
+    const bool mine = hook_ && !column_.empty() && table == table_ && values.contains(column_);
     if (mine && when_ == When::kBefore) {
       RunHook();
     }
@@ -219,9 +218,7 @@ class Harness {
     return Send(Request("PUT", Path(rest), body.dump()));
   }
 
-  ports::HttpResponse Delete(std::string_view rest) {
-    return Send(Request("DELETE", Path(rest)));
-  }
+  ports::HttpResponse Delete(std::string_view rest) { return Send(Request("DELETE", Path(rest))); }
 
   // A new type (admin); returns its view.
   json CreateType(const std::string& name, const json& extra = json::object()) {
@@ -363,13 +360,13 @@ TEST_F(TypesApiTest, AVolumeWithoutATypeIsOfTheDefaultType) {
 // Create, show, list, update, delete
 
 TEST_F(TypesApiTest, CreateShowsTheTypeAndShowAndListFindIt) {
-  ports::HttpResponse created = h_.Post(
-      "types",
-      {{"volume_type",
-        {{"name", "gold"},
-         {"description", "fast"},
-         {"extra_specs", {{"vendor_name", "Open Source"}, {"storage_protocol", "local"}}},
-         {"os-volume-type-access:is_public", true}}}});
+  ports::HttpResponse created =
+      h_.Post("types",
+              {{"volume_type",
+                {{"name", "gold"},
+                 {"description", "fast"},
+                 {"extra_specs", {{"vendor_name", "Open Source"}, {"storage_protocol", "local"}}},
+                 {"os-volume-type-access:is_public", true}}}});
   ASSERT_EQ(created.status, 200) << created.body;
   json type = Body(created)["volume_type"];
   std::string id = type.value("id", "");
@@ -378,7 +375,8 @@ TEST_F(TypesApiTest, CreateShowsTheTypeAndShowAndListFindIt) {
   EXPECT_EQ(type["description"], "fast");
   EXPECT_EQ(type["is_public"], true);
   EXPECT_EQ(type["os-volume-type-access:is_public"], true);
-  EXPECT_EQ(type["extra_specs"], json({{"vendor_name", "Open Source"}, {"storage_protocol", "local"}}));
+  EXPECT_EQ(type["extra_specs"],
+            json({{"vendor_name", "Open Source"}, {"storage_protocol", "local"}}));
   EXPECT_FALSE(type.contains("qos_specs_id")) << "create answers with Cinder's older view";
 
   json shown = Body(h_.Get("types/" + id))["volume_type"];
@@ -414,8 +412,8 @@ TEST_F(TypesApiTest, CreateRefusesBadBodiesAndDuplicateNames) {
               {{"volume_type", {{"name", "x"}, {"os-volume-type-access:is_public", "maybe"}}}}),
       400);
   ExpectFault(h_.Post("types", {{"volume_type", {{"name", "x"}, {"extra_specs", {"a"}}}}}), 400);
-  ExpectFault(
-      h_.Post("types", {{"volume_type", {{"name", "x"}, {"extra_specs", {{"k!", "v"}}}}}}), 400);
+  ExpectFault(h_.Post("types", {{"volume_type", {{"name", "x"}, {"extra_specs", {{"k!", "v"}}}}}}),
+              400);
   ExpectFault(h_.PostRaw("types", "{"), 400);
   ExpectFault(h_.Post("types", {{"type", {{"name", "x"}}}}), 400);
 }
@@ -491,7 +489,8 @@ TEST_F(TypesApiTest, ListFiltersByIsPublicForAdminsAndPaginates) {
             (std::vector<std::string>{"public-c", "private-b", "public-a", "__DEFAULT__"}));
   EXPECT_EQ(names({{"is_public", "none"}, {"sort", "name:asc"}}),
             (std::vector<std::string>{"__DEFAULT__", "private-b", "public-a", "public-c"}));
-  ExpectFault(h_.Get("types", {{"is_public", "perhaps"}}), 400, "Invalid is_public filter [perhaps]");
+  ExpectFault(
+      h_.Get("types", {{"is_public", "perhaps"}}), 400, "Invalid is_public filter [perhaps]");
 
   ports::HttpResponse page = h_.Get("types", {{"limit", "2"}});
   ASSERT_EQ(page.status, 200);
@@ -510,9 +509,10 @@ TEST_F(TypesApiTest, ListFiltersByIsPublicForAdminsAndPaginates) {
 // Members: visibility and what the views show
 
 TEST_F(TypesApiTest, AMemberSeesPublicTypesAndPrivateOnesItsProjectWasGiven) {
-  std::string open_id = h_.CreateType("open", {{"extra_specs", {{"multiattach", "<is> False"},
-                                                               {"vendor_name", "secret"}}}})["id"];
-  std::string hidden_id = h_.CreateType("hidden", {{"os-volume-type-access:is_public", false}})["id"];
+  std::string open_id = h_.CreateType(
+      "open", {{"extra_specs", {{"multiattach", "<is> False"}, {"vendor_name", "secret"}}}})["id"];
+  std::string hidden_id =
+      h_.CreateType("hidden", {{"os-volume-type-access:is_public", false}})["id"];
   std::string granted_id =
       h_.CreateType("granted", {{"os-volume-type-access:is_public", false}})["id"];
   ASSERT_EQ(h_.Post("types/" + granted_id + "/action",
@@ -544,8 +544,8 @@ TEST_F(TypesApiTest, AMemberSeesPublicTypesAndPrivateOnesItsProjectWasGiven) {
   // A reader is not given the access attribute (volume_extension:volume_type_access is member).
   RequestContext reader = member;
   reader.roles = {"reader"};
-  EXPECT_FALSE(
-      Body(h_.types_.Show(reader, open_id))["volume_type"].contains("os-volume-type-access:is_public"));
+  EXPECT_FALSE(Body(h_.types_.Show(reader, open_id))["volume_type"].contains(
+      "os-volume-type-access:is_public"));
 }
 
 TEST_F(TypesApiTest, AdminOnlyRoutesAreForbiddenToMembersThroughThePolicy) {
@@ -590,9 +590,8 @@ TEST_F(TypesApiTest, ExtraSpecsAreCreatedListedShownUpdatedAndDeleted) {
   EXPECT_EQ(Body(h_.Get(path + "/spec1")), json({{"spec1", "val2"}}));
 
   EXPECT_EQ(h_.Delete(path + "/spec1").status, 202);
-  ExpectFault(h_.Get(path + "/spec1"),
-              404,
-              "Volume Type " + id + " has no extra specs with key spec1.");
+  ExpectFault(
+      h_.Get(path + "/spec1"), 404, "Volume Type " + id + " has no extra specs with key spec1.");
   ExpectFault(h_.Delete(path + "/spec1"), 404);
   EXPECT_EQ(Body(h_.Get("types/" + id))["volume_type"]["extra_specs"], json({{"spec4", "v4"}}));
 }
@@ -604,9 +603,8 @@ TEST_F(TypesApiTest, ExtraSpecRequestsAreValidatedAsCinderDoes) {
   // Update: no body, two keys, a key that is not the URL's.
   ExpectFault(h_.Send(Harness::Request("PUT", Harness::Path(path + "/spec1"), "null")), 400);
   ExpectFault(h_.Put(path + "/spec1", {{"spec1", "a"}, {"spec2", "b"}}), 400);
-  ExpectFault(h_.Put(path + "/" + NewUuid(), {{"spec1", "val2"}}),
-              400,
-              "Request body and URI mismatch");
+  ExpectFault(
+      h_.Put(path + "/" + NewUuid(), {{"spec1", "val2"}}), 400, "Request body and URI mismatch");
   ExpectFault(h_.Put(path + "/None", {{"spec1", "val2"}}), 400);
   ExpectFault(h_.Put(missing + "/spec1", {{"spec1", "val5"}}), 404);
   // Create: no body, a list, a key with a space, a value that is not a string.
@@ -615,10 +613,10 @@ TEST_F(TypesApiTest, ExtraSpecRequestsAreValidatedAsCinderDoes) {
   ExpectFault(h_.Post(path, {{"extra_specs", {{"a key", "v"}}}}), 400);
   ExpectFault(h_.Post(path, {{"extra_specs", {{"k", 1}}}}), 400);
   ExpectFault(h_.Post(missing, {{"extra_specs", {{"k", "v"}}}}), 404);
-  ExpectFault(h_.Post(path, {{"extra_specs", {{"multiattach", "<is> True"},
-                                              {"cacheable", "<is> True"}}}}),
-              400,
-              "cacheable cannot be set with multiattach.");
+  ExpectFault(
+      h_.Post(path, {{"extra_specs", {{"multiattach", "<is> True"}, {"cacheable", "<is> True"}}}}),
+      400,
+      "cacheable cannot be set with multiattach.");
   // Reads and deletes of a missing type.
   ExpectFault(h_.Get(missing), 404);
   ExpectFault(h_.Get(missing + "/spec1"), 404);
@@ -631,7 +629,8 @@ TEST_F(TypesApiTest, ExtraSpecsCannotChangeWhileAVolumeHasTheType) {
   std::string id = h_.CreateType("in-use", {{"extra_specs", {{"spec1", "val1"}}}})["id"];
   h_.AvailableVolume({{"volume_type", id}});
   const std::string path = "types/" + id + "/extra_specs";
-  ExpectFault(h_.Post(path, {{"extra_specs", {{"k", "v"}}}}), 400, "Volume Type is currently in use.");
+  ExpectFault(
+      h_.Post(path, {{"extra_specs", {{"k", "v"}}}}), 400, "Volume Type is currently in use.");
   ExpectFault(h_.Put(path + "/spec1", {{"spec1", "v"}}), 400, "Volume Type is currently in use.");
   ExpectFault(h_.Delete(path + "/spec1"), 400, "Volume Type is currently in use.");
   EXPECT_EQ(Body(h_.Get(path))["extra_specs"], json({{"spec1", "val1"}}));
@@ -644,9 +643,9 @@ TEST_F(TypesApiTest, AccessIsAddedListedAndRemoved) {
   std::string id = h_.CreateType("private", {{"os-volume-type-access:is_public", false}})["id"];
   const std::string other = "00112233445566778899aabbccddeeff";
   const std::string action = "types/" + id + "/action";
-  EXPECT_EQ(h_.Post(action, {{"addProjectAccess", {{"project", std::string(kMemberProject)}}}})
-                .status,
-            202);
+  EXPECT_EQ(
+      h_.Post(action, {{"addProjectAccess", {{"project", std::string(kMemberProject)}}}}).status,
+      202);
   EXPECT_EQ(h_.Post(action, {{"addProjectAccess", {{"project", other}}}}).status, 202);
   ExpectFault(h_.Post(action, {{"addProjectAccess", {{"project", other}}}}),
               409,
@@ -670,8 +669,8 @@ TEST_F(TypesApiTest, AccessIsAddedListedAndRemoved) {
   ExpectFault(h_.Post(action, {{"addProjectAccess", {{"project", "not-a-uuid"}}}}), 400);
   ExpectFault(h_.Post(action, {{"addProjectAccess", {{"project", other}, {"x", 1}}}}), 400);
   ExpectFault(h_.Post(action, {{"unknownAction", {}}}), 400);
-  ExpectFault(h_.Post("types/" + NewUuid() + "/action", {{"addProjectAccess", {{"project", other}}}}),
-              404);
+  ExpectFault(
+      h_.Post("types/" + NewUuid() + "/action", {{"addProjectAccess", {{"project", other}}}}), 404);
   std::string public_id = h_.CreateType("everyone")["id"];
   ExpectFault(h_.Get("types/" + public_id + "/os-volume-type-access"),
               404,
@@ -704,7 +703,8 @@ TEST_F(TypesApiTest, AVolumeTakesItsTypeByNameOrIdAndShowsItsName) {
 TEST_F(TypesApiTest, FromThreeSixtyThreeAVolumeViewCarriesItsTypeId) {
   std::string id = h_.CreateType("typed")["id"];
   std::string volume_id = h_.AvailableVolume({{"volume_type", "typed"}});
-  json volume = Body(h_.volumes_.Show(Harness::Admin(kVolumeTypeIdMicroversion), volume_id))["volume"];
+  json volume =
+      Body(h_.volumes_.Show(Harness::Admin(kVolumeTypeIdMicroversion), volume_id))["volume"];
   EXPECT_EQ(volume["volume_type"], "typed");
   EXPECT_EQ(volume["volume_type_id"], id);
   json older = Body(h_.volumes_.Show(Harness::Admin(Microversion{3, 62}), volume_id))["volume"];
@@ -727,8 +727,10 @@ TEST_F(TypesApiTest, APrivateTypeIsNotFoundForAMemberWithoutAccessAndUsableWithI
   std::string id = h_.CreateType("mine", {{"os-volume-type-access:is_public", false}})["id"];
   const RequestContext member = Harness::Member();
   auto create = [&](const std::string& type) {
-    ports::HttpRequest request = Harness::Request(
-        "POST", Harness::Path("volumes"), json({{"volume", {{"size", 1}, {"volume_type", type}}}}).dump());
+    ports::HttpRequest request =
+        Harness::Request("POST",
+                         Harness::Path("volumes"),
+                         json({{"volume", {{"size", 1}, {"volume_type", type}}}}).dump());
     return h_.volumes_.Create(member, request);
   };
   ExpectFault(create(id), 404, "Volume type " + id + " could not be found.");
@@ -779,9 +781,9 @@ TEST_F(TypesApiTest, RetypeGivesTheVolumeTheNewTypeAtOnce) {
 
   // By id, back again; and the same type again is refused.
   std::string first = Body(h_.Get("types", {{"sort", "name:asc"}}))["volume_types"][1]["id"];
-  EXPECT_EQ(h_.Post("volumes/" + volume_id + "/action", {{"os-retype", {{"new_type", first}}}})
-                .status,
-            202);
+  EXPECT_EQ(
+      h_.Post("volumes/" + volume_id + "/action", {{"os-retype", {{"new_type", first}}}}).status,
+      202);
   ports::HttpResponse same =
       h_.Post("volumes/" + volume_id + "/action", {{"os-retype", {{"new_type", first}}}});
   ExpectFault(same, 400);
@@ -795,14 +797,14 @@ TEST_F(TypesApiTest, RetypeRefusesBadRequestsUnknownTypesAndBusyVolumes) {
   const std::string action = "volumes/" + volume_id + "/action";
   ExpectFault(h_.Post(action, {{"os-retype", json::object()}}), 400);
   ExpectFault(h_.Post(action, {{"os-retype", {{"new_type", "target"}, {"x", 1}}}}), 400);
-  ExpectFault(h_.Post(action, {{"os-retype", {{"new_type", "target"},
-                                              {"migration_policy", "sometimes"}}}}),
-              400);
+  ExpectFault(
+      h_.Post(action, {{"os-retype", {{"new_type", "target"}, {"migration_policy", "sometimes"}}}}),
+      400);
   ExpectFault(h_.Post(action, {{"os-retype", {{"new_type", "nope"}}}}),
               404,
               "Volume type with name nope could not be found.");
-  ExpectFault(h_.Post("volumes/" + NewUuid() + "/action", {{"os-retype", {{"new_type", "target"}}}}),
-              404);
+  ExpectFault(
+      h_.Post("volumes/" + NewUuid() + "/action", {{"os-retype", {{"new_type", "target"}}}}), 404);
   auto extending = h_.store_.ConditionalUpdate(
       Table::kVolumes,
       volume_id,
@@ -818,10 +820,9 @@ TEST_F(TypesApiTest, AMemberRetypesItsVolumeToAPrivateTypeAsCinderLooksItUpEleva
   std::string id = h_.CreateType("private", {{"os-volume-type-access:is_public", false}})["id"];
   const RequestContext member = Harness::Member(kProject);
   std::string volume_id = h_.AvailableVolume();
-  ports::HttpRequest request =
-      Harness::Request("POST",
-                       Harness::Path("volumes/" + volume_id + "/action"),
-                       json({{"os-retype", {{"new_type", id}}}}).dump());
+  ports::HttpRequest request = Harness::Request("POST",
+                                                Harness::Path("volumes/" + volume_id + "/action"),
+                                                json({{"os-retype", {{"new_type", id}}}}).dump());
   EXPECT_EQ(h_.volumes_.Action(member, request, volume_id).status, 202);
 }
 
@@ -839,9 +840,8 @@ class TypeRaceTest : public ::testing::Test {
 TEST_F(TypeRaceTest, TypeDeletedBeforeTheVolumeRowIsInsertedWinsAndTheVolumeIsWithdrawn) {
   std::string id = h_.CreateType("doomed")["id"];
   ports::HttpResponse deleted;
-  store_.OnNextInsert(Table::kVolumes, HookedStore::When::kBefore, [&] {
-    deleted = h_.Delete("types/" + id);
-  });
+  store_.OnNextInsert(
+      Table::kVolumes, HookedStore::When::kBefore, [&] { deleted = h_.Delete("types/" + id); });
 
   ports::HttpResponse created = h_.CreateVolume({{"volume_type", id}});
 
@@ -855,9 +855,8 @@ TEST_F(TypeRaceTest, TypeDeletedBeforeTheVolumeRowIsInsertedWinsAndTheVolumeIsWi
 TEST_F(TypeRaceTest, TypeDeleteAfterTheVolumeRowIsInsertedIsRefusedAsInUse) {
   std::string id = h_.CreateType("kept")["id"];
   ports::HttpResponse deleted;
-  store_.OnNextInsert(Table::kVolumes, HookedStore::When::kAfter, [&] {
-    deleted = h_.Delete("types/" + id);
-  });
+  store_.OnNextInsert(
+      Table::kVolumes, HookedStore::When::kAfter, [&] { deleted = h_.Delete("types/" + id); });
 
   ports::HttpResponse created = h_.CreateVolume({{"volume_type", id}});
 
@@ -907,12 +906,13 @@ TEST_F(TypeRaceTest, TypeDeleteAfterARetypeWroteTheVolumeIsRefusedAsInUse) {
 TEST_F(TypeRaceTest, AccessRemovedBeforeTheVolumeRowIsInsertedWinsForAMember) {
   std::string id = h_.CreateType("granted", {{"os-volume-type-access:is_public", false}})["id"];
   const std::string action = "types/" + id + "/action";
-  ASSERT_EQ(h_.Post(action, {{"addProjectAccess", {{"project", std::string(kMemberProject)}}}})
-                .status,
-            202);
+  ASSERT_EQ(
+      h_.Post(action, {{"addProjectAccess", {{"project", std::string(kMemberProject)}}}}).status,
+      202);
   ports::HttpResponse removed;
   store_.OnNextInsert(Table::kVolumes, HookedStore::When::kBefore, [&] {
-    removed = h_.Post(action, {{"removeProjectAccess", {{"project", std::string(kMemberProject)}}}});
+    removed =
+        h_.Post(action, {{"removeProjectAccess", {{"project", std::string(kMemberProject)}}}});
   });
   ports::HttpRequest request =
       Harness::Request("POST",
@@ -958,8 +958,7 @@ RaceCounts RaceCreateAgainstTypeDelete(ports::StateStore& store, int rounds) {
     const std::size_t live = h.LiveVolumesOfType(id).size();
     auto type_row = store.Get(Table::kVolumeTypes, id);
     EXPECT_TRUE(type_row.has_value());
-    const bool type_deleted =
-        type_row && type_row->at("deleted") == ports::Value(std::int64_t{1});
+    const bool type_deleted = type_row && type_row->at("deleted") == ports::Value(std::int64_t{1});
     if (deleted.status == 202) {
       ++counts.delete_won;
       EXPECT_EQ(created.status, 404) << created.body;

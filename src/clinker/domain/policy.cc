@@ -107,7 +107,9 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kVolumeDetach,
      kMember,
      "Clear attachment metadata. POST /volumes/{volume_id}/action os-detach"},
-    {policies::kVolumeRetype, kMember, "Retype a volume. POST /volumes/{volume_id}/action os-retype"},
+    {policies::kVolumeRetype,
+     kMember,
+     "Retype a volume. POST /volumes/{volume_id}/action os-retype"},
 
     // Snapshots.
     {policies::kSnapshotCreate, kMember, "Create snapshot. POST /snapshots"},

@@ -12,8 +12,9 @@
 //   the wrong type; kNotFound for a missing id (Get) or an unknown marker (List); kConflict for an
 //   Insert whose id exists, and for an Insert or ConditionalUpdate that would give two live
 //   (deleted = 0) rows the same value in a live-unique column (ports/state_schema.h,
-//   LiveUniqueColumns: a volume type's name), which then changes nothing; kUnavailable (not applied, retry) and kOutcomeUnknown (the engine went
-//   away after the statement was sent: re-read before deciding) for engine failures.
+//   LiveUniqueColumns: a volume type's name), which then changes nothing; kUnavailable (not
+//   applied, retry) and kOutcomeUnknown (the engine went away after the statement was sent: re-read
+//   before deciding) for engine failures.
 // - Rows are never removed: deleting a resource is a conditional update that sets `deleted` = 1
 //   (soft delete, as Cinder does), so a late duplicate job still finds the row and its history.
 #pragma once
@@ -115,9 +116,9 @@ class StateStore {
   // Atomically: if the row `id` exists and every expectation and guard holds, set `values` and
   // return the row as it is after the update; otherwise change nothing and return std::nullopt
   // (a missing row is also std::nullopt). kConflict (nothing changed) if the row would then be
-  // live with the value of another live row in a live-unique column. Exactly one of any number of racing callers whose
-  // expectations exclude each other's result wins. Idempotent only if the caller's expectations
-  // make it so (e.g. expecting the old status).
+  // live with the value of another live row in a live-unique column. Exactly one of any number of
+  // racing callers whose expectations exclude each other's result wins. Idempotent only if the
+  // caller's expectations make it so (e.g. expecting the old status).
   virtual Result<std::optional<Row>> ConditionalUpdate(Table table,
                                                        std::string_view id,
                                                        const Row& values,

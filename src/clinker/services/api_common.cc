@@ -45,9 +45,8 @@ bool Allowed(const RequestContext& context, std::string_view rule) {
   credentials.user_domain_id = context.user_domain_id;
   credentials.project_domain_id = context.project_domain_id;
   credentials.roles = context.roles;
-  if (context.is_admin &&
-      std::find(credentials.roles.begin(), credentials.roles.end(), "admin") ==
-          credentials.roles.end()) {
+  if (context.is_admin && std::find(credentials.roles.begin(), credentials.roles.end(), "admin") ==
+                              credentials.roles.end()) {
     credentials.roles.emplace_back("admin");
   }
   credentials.is_admin = context.is_admin;

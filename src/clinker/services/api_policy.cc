@@ -106,7 +106,7 @@ std::string_view TypeRule(const std::string& method, const std::vector<std::stri
   const std::string& sub = rest[2];
   if (sub == "extra_specs") {
     if (rest.size() == 3) {
-      return method == "GET" ? p::kTypeExtraSpecsIndex
+      return method == "GET"    ? p::kTypeExtraSpecsIndex
              : method == "POST" ? p::kTypeExtraSpecsCreate
                                 : "";
     }

@@ -246,10 +246,9 @@ HttpResponse TypesApi::List(const RequestContext& context, const HttpRequest& re
     if (!type) {
       return FaultFromError(type.error());
     }
-    const bool listed = shown == Shown::kAll ||
-                        (shown == Shown::kPrivate && !type->is_public) ||
-                        (shown == Shown::kPublicOrGranted &&
-                         (type->is_public || granted.contains(type->id)));
+    const bool listed =
+        shown == Shown::kAll || (shown == Shown::kPrivate && !type->is_public) ||
+        (shown == Shown::kPublicOrGranted && (type->is_public || granted.contains(type->id)));
     if (listed) {
       types.push_back(std::move(*type));
     }
@@ -281,8 +280,7 @@ HttpResponse TypesApi::List(const RequestContext& context, const HttpRequest& re
     limit = std::min(*parsed, options_.max_limit);
   }
   json items = json::array();
-  for (std::size_t i = start;
-       i < types.size() && static_cast<std::int64_t>(items.size()) < limit;
+  for (std::size_t i = start; i < types.size() && static_cast<std::int64_t>(items.size()) < limit;
        ++i) {
     items.push_back(ShowView(context, types[i]));
   }
@@ -302,14 +300,15 @@ HttpResponse TypesApi::Create(const RequestContext& context, const HttpRequest& 
     return FaultFromError(body.error());
   }
   const json& spec = *body;
-  if (auto unexpected = UnexpectedKey(
-          spec,
-          {"name", "description", "extra_specs", std::string_view(kAccessAttribute)},
-          "volume_type")) {
+  if (auto unexpected =
+          UnexpectedKey(spec,
+                        {"name", "description", "extra_specs", std::string_view(kAccessAttribute)},
+                        "volume_type")) {
     return Fault(400, *unexpected);
   }
   if (!spec.contains("name")) {
-    return Fault(400, "Invalid input for field/attribute volume_type. 'name' is a required property");
+    return Fault(400,
+                 "Invalid input for field/attribute volume_type. 'name' is a required property");
   }
   const json& name = spec["name"];
   if (!name.is_string()) {
@@ -342,16 +341,15 @@ HttpResponse TypesApi::Create(const RequestContext& context, const HttpRequest& 
   if (spec.contains(kAccessAttribute)) {
     std::optional<bool> is_public = StrictBoolean(spec[std::string(kAccessAttribute)]);
     if (!is_public) {
-      return Fault(400,
-                   InvalidField(kAccessAttribute,
-                                spec[std::string(kAccessAttribute)],
-                                "is not a valid boolean"));
+      return Fault(
+          400,
+          InvalidField(
+              kAccessAttribute, spec[std::string(kAccessAttribute)], "is not a valid boolean"));
     }
     type.is_public = *is_public;
   }
   type.created_at = FormatTimestamp(clock_.WallNow());
-  if (auto inserted = store_.Insert(ports::Table::kVolumeTypes, VolumeTypeToRow(type));
-      !inserted) {
+  if (auto inserted = store_.Insert(ports::Table::kVolumeTypes, VolumeTypeToRow(type)); !inserted) {
     if (inserted.error().code == ErrorCode::kConflict) {
       return Fault(409, "Volume Type " + type.name + " already exists.");
     }
@@ -425,8 +423,7 @@ HttpResponse TypesApi::Update(const RequestContext& context,
     values["is_public"] = std::int64_t{*is_public ? 1 : 0};
   }
   if (values.empty()) {
-    return Fault(400,
-                 "Specify volume type name, description, is_public or a combination thereof.");
+    return Fault(400, "Specify volume type name, description, is_public or a combination thereof.");
   }
   auto found = catalog_.ById(context, type_id, false);
   if (!found) {
@@ -530,14 +527,14 @@ HttpResponse TypesApi::Action(const RequestContext& context,
     return Fault(400, *unexpected);
   }
   if (!argument.contains("project")) {
-    return Fault(400,
-                 "Invalid input for field/attribute " + action +
-                     ". 'project' is a required property");
+    return Fault(
+        400, "Invalid input for field/attribute " + action + ". 'project' is a required property");
   }
   const json& project = argument["project"];
   // Cinder's uuid format: oslo's is_uuid_like (with or without dashes).
   static const std::regex kProjectPattern(
-      "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$");
+      "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{"
+      "12})$");
   if (!project.is_string() || !std::regex_match(project.get<std::string>(), kProjectPattern)) {
     return Fault(400, InvalidField("project", project, "is not a 'uuid'"));
   }
@@ -613,8 +610,8 @@ HttpResponse TypesApi::RemoveAccess(const RequestContext& context,
   }
   if (!removed->has_value()) {
     return Fault(404,
-                 "Volume type access not found for " + std::string(type_id) + " / " +
-                     project_id + " combination.");
+                 "Volume type access not found for " + std::string(type_id) + " / " + project_id +
+                     " combination.");
   }
   log::Info("volume_type.access_removed",
             {{"volume_type_id", std::string(type_id)},
@@ -643,8 +640,8 @@ HttpResponse TypesApi::ListAccess(const RequestContext& context, std::string_vie
   }
   json items = json::array();
   for (const ports::Row& row : *rows) {
-    items.push_back({{"volume_type_id", std::string(type_id)},
-                     {"project_id", TextOr(row, "project_id", "")}});
+    items.push_back(
+        {{"volume_type_id", std::string(type_id)}, {"project_id", TextOr(row, "project_id", "")}});
   }
   return JsonResponse(200, {{"volume_type_access", items}});
 }
@@ -668,8 +665,9 @@ HttpResponse TypesApi::CreateExtraSpecs(const RequestContext& context,
     return Fault(400, "Malformed request body");
   }
   if (!body.is_object() || !body.contains("extra_specs")) {
-    return Fault(400, "Invalid input for field/attribute body. 'extra_specs' is a required "
-                      "property");
+    return Fault(400,
+                 "Invalid input for field/attribute body. 'extra_specs' is a required "
+                 "property");
   }
   if (auto unexpected = UnexpectedKey(body, {"extra_specs"}, "body")) {
     return Fault(400, *unexpected);
@@ -710,9 +708,11 @@ HttpResponse TypesApi::UpdateExtraSpec(const RequestContext& context,
     return Fault(400, *bad);
   }
   if (body.size() != 1) {
-    return Fault(400,
-                 InvalidField("body", body, body.empty() ? "does not have enough properties"
-                                                         : "has too many properties"));
+    return Fault(
+        400,
+        InvalidField("body",
+                     body,
+                     body.empty() ? "does not have enough properties" : "has too many properties"));
   }
   auto found = catalog_.ById(context, type_id, false);
   if (!found) {

@@ -114,6 +114,7 @@ class VolumeTypeCatalog {
   class NameCache {
    public:
     explicit NameCache(VolumeTypeCatalog& catalog) : catalog_(catalog) {}
+
     std::string NameOf(const std::optional<std::string>& type_id);
     // The id a volume view shows (3.63+): the volume's, or the default type's for NULL.
     std::string IdOf(const std::optional<std::string>& type_id);

@@ -465,9 +465,7 @@ HttpResponse VolumesApi::List(const RequestContext& context,
     if (!volume) {
       return FaultFromError(volume.error());
     }
-    items.push_back(detail
-                        ? View(*volume, context, names, true)
-                        : SummaryView(*volume, context));
+    items.push_back(detail ? View(*volume, context, names, true) : SummaryView(*volume, context));
     last_id = volume->id;
   }
   json body = {{"volumes", items}};
@@ -1001,8 +999,9 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
                                 const json& argument,
                                 std::string_view volume_id) {
   if (!argument.is_object()) {
-    return Fault(400, "Invalid input for field/attribute os-retype. Value: " + argument.dump() +
-                          " is not of type 'object'");
+    return Fault(400,
+                 "Invalid input for field/attribute os-retype. Value: " + argument.dump() +
+                     " is not of type 'object'");
   }
   for (const auto& item : argument.items()) {
     if (item.key() != "new_type" && item.key() != "migration_policy") {
@@ -1066,22 +1065,20 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
   // had (exactly, so a racing retype is not undone).
   std::vector<Expectation> expected = {
       Expectation::Equals("deleted", std::int64_t{0}),
-      Expectation::In("status",
-                      {Status(VolumeStatus::kAvailable), Status(VolumeStatus::kInUse)}),
+      Expectation::In("status", {Status(VolumeStatus::kAvailable), Status(VolumeStatus::kInUse)}),
       Expectation::NotIn("migration_status",
                          {Text("migrating"), Text("starting"), Text("completing")}),
       Expectation::Equals("multiattach", std::int64_t{volume->multiattach ? 1 : 0}),
       volume->volume_type_id ? Expectation::Equals("volume_type_id", *volume->volume_type_id)
                              : Expectation::IsNull("volume_type_id"),
   };
-  auto retyped = store_.ConditionalUpdate(
-      ports::Table::kVolumes,
-      volume->id,
-      {{"volume_type_id", new_type->id},
-       {"multiattach", std::int64_t{to_multiattach ? 1 : 0}},
-       {"updated_at", FormatTimestamp(clock_.WallNow())}},
-      expected,
-      {});
+  auto retyped = store_.ConditionalUpdate(ports::Table::kVolumes,
+                                          volume->id,
+                                          {{"volume_type_id", new_type->id},
+                                           {"multiattach", std::int64_t{to_multiattach ? 1 : 0}},
+                                           {"updated_at", FormatTimestamp(clock_.WallNow())}},
+                                          expected,
+                                          {});
   if (!retyped) {
     return FaultFromError(retyped.error());
   }
@@ -1092,13 +1089,13 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
   // is seen here and the volume gets its old type back (volume_type_record.h).
   auto pinned = types_.Pin(*new_type, std::nullopt);
   if (!pinned || !*pinned) {
-    auto undone = store_.ConditionalUpdate(
-        ports::Table::kVolumes,
-        volume->id,
-        {{"volume_type_id", TextOrNull(volume->volume_type_id)},
-         {"multiattach", std::int64_t{volume->multiattach ? 1 : 0}}},
-        {Expectation::Equals("volume_type_id", new_type->id)},
-        {});
+    auto undone =
+        store_.ConditionalUpdate(ports::Table::kVolumes,
+                                 volume->id,
+                                 {{"volume_type_id", TextOrNull(volume->volume_type_id)},
+                                  {"multiattach", std::int64_t{volume->multiattach ? 1 : 0}}},
+                                 {Expectation::Equals("volume_type_id", new_type->id)},
+                                 {});
     undone.IgnoreError("the volume keeps a deleted type; an admin may retype it again");
     if (!pinned) {
       return FaultFromError(pinned.error());
@@ -1108,9 +1105,10 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
   log::Info("volume.retyped",
             {{"volume_id", volume->id},
              {"volume_type_id", new_type->id},
-             {"migration_policy", argument.value("migration_policy", json()).is_string()
-                                      ? argument["migration_policy"].get<std::string>()
-                                      : std::string("never")}});
+             {"migration_policy",
+              argument.value("migration_policy", json()).is_string()
+                  ? argument["migration_policy"].get<std::string>()
+                  : std::string("never")}});
   return Accepted();
 }
 

@@ -129,9 +129,7 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
   return volumes_;
 }
 
-Result<void> MemoryStateStore::CheckLiveUnique(Table table,
-                                               std::string_view id,
-                                               const Row& row) {
+Result<void> MemoryStateStore::CheckLiveUnique(Table table, std::string_view id, const Row& row) {
   if (!IsLive(row)) {
     return {};
   }
