@@ -211,6 +211,15 @@ const Case kCases[] = {
     {"PUT", "types/t1/extra_specs/k", "", R"({"k": "v"})", p::kTypeExtraSpecsUpdate},
     {"DELETE", "types/t1/extra_specs/k", "", "", p::kTypeExtraSpecsDelete},
     {"GET", "types/t1/os-volume-type-access", "", "", p::kTypeAccessList},
+    {"GET", "types/t1/encryption", "", "", p::kTypeEncryptionGet},
+    {"POST",
+     "types/t1/encryption",
+     "",
+     R"({"encryption": {"provider": "p", "control_location": "front-end"}})",
+     p::kTypeEncryptionCreate},
+    {"GET", "types/t1/encryption/cipher", "", "", p::kTypeEncryptionGet},
+    {"PUT", "types/t1/encryption/e1", "", R"({"encryption": {}})", p::kTypeEncryptionUpdate},
+    {"DELETE", "types/t1/encryption/e1", "", "", p::kTypeEncryptionDelete},
     {"POST",
      "types/t1/action",
      "",
@@ -265,7 +274,9 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 "/enable",
                                                 "/x1/extra_specs",
                                                 "/x1/extra_specs/k",
-                                                "/x1/os-volume-type-access"};
+                                                "/x1/os-volume-type-access",
+                                                "/x1/encryption",
+                                                "/x1/encryption/e1"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   const std::vector<std::string_view> bodies = {"",
                                                 "{}",

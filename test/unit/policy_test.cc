@@ -552,6 +552,11 @@ const std::map<std::string, Personas>& ExpectedDefaults() {
       {"volume_extension:types_extra_specs:update", kAdminRule},
       {"volume_extension:types_extra_specs:delete", kAdminRule},
       {"volume_extension:types_extra_specs:read_sensitive", kAdminRule},
+      {"volume_extension:volume_type_encryption", kAdminRule},
+      {"volume_extension:volume_type_encryption:create", kAdminRule},
+      {"volume_extension:volume_type_encryption:get", kAdminRule},
+      {"volume_extension:volume_type_encryption:update", kAdminRule},
+      {"volume_extension:volume_type_encryption:delete", kAdminRule},
       // Volume type access.
       {"volume_extension:volume_type_access", kMemberRule},
       {"volume_extension:volume_type_access:addProjectAccess", kAdminRule},

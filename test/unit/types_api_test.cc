@@ -678,6 +678,89 @@ TEST_F(TypesApiTest, AccessIsAddedListedAndRemoved) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Encryption types
+
+TEST_F(TypesApiTest, EncryptionIsCreatedShownUpdatedAndDeleted) {
+  std::string id = h_.CreateType("secret")["id"];
+  const std::string path = "types/" + id + "/encryption";
+  EXPECT_EQ(Body(h_.Get(path)), json::object()) << "no encryption yet: an empty object";
+  ports::HttpResponse created = h_.Post(path,
+                                        {{"encryption",
+                                          {{"provider", "LuksEncryptor"},
+                                           {"key_size", 256},
+                                           {"cipher", "aes-xts-plain64"},
+                                           {"control_location", "front-end"}}}});
+  ASSERT_EQ(created.status, 200) << created.body;
+  json encryption = Body(created)["encryption"];
+  EXPECT_EQ(encryption["volume_type_id"], id);
+  EXPECT_TRUE(IsUuid(encryption.value("encryption_id", ""))) << encryption.dump();
+  EXPECT_EQ(encryption["key_size"], 256);
+
+  json shown = Body(h_.Get(path));
+  EXPECT_EQ(shown["provider"], "LuksEncryptor");
+  EXPECT_EQ(shown["cipher"], "aes-xts-plain64");
+  EXPECT_EQ(shown["control_location"], "front-end");
+  EXPECT_EQ(shown["encryption_id"], encryption["encryption_id"]);
+  EXPECT_EQ(shown["deleted"], false);
+  ExpectFault(
+      h_.Post(path, {{"encryption", {{"provider", "p"}, {"control_location", "back-end"}}}}),
+      400,
+      "Volume type encryption for type " + id + " already exists.");
+
+  ports::HttpResponse updated = h_.Put(
+      path + "/provider",
+      {{"encryption",
+        {{"key_size", "128"}, {"provider", "SomeProvider"}, {"control_location", "back-end"}}}});
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(Body(updated)["encryption"]["key_size"], 128);
+  shown = Body(h_.Get(path));
+  EXPECT_EQ(shown["provider"], "SomeProvider");
+  EXPECT_EQ(shown["key_size"], 128);
+  EXPECT_EQ(shown["cipher"], "aes-xts-plain64") << "an update keeps what it does not name";
+  EXPECT_EQ(Body(h_.Get(path + "/cipher")), json({{"cipher", "aes-xts-plain64"}}));
+  ExpectFault(h_.Get(path + "/nothing"), 404);
+
+  EXPECT_EQ(h_.Delete(path + "/" + shown["encryption_id"].get<std::string>()).status, 202);
+  EXPECT_EQ(Body(h_.Get(path)), json::object());
+  ExpectFault(h_.Delete(path + "/x"), 404);
+  ExpectFault(h_.Put(path + "/provider", {{"encryption", {{"provider", "p"}}}}), 404);
+}
+
+TEST_F(TypesApiTest, EncryptionRequestsAreValidatedAndAnEncryptedTypeMakesNoVolume) {
+  std::string id = h_.CreateType("locked")["id"];
+  const std::string path = "types/" + id + "/encryption";
+  ExpectFault(h_.Post(path, {{"encryption", {{"provider", "p"}}}}), 400);
+  ExpectFault(h_.Post(path, {{"encryption", {{"provider", "p"}, {"control_location", "middle"}}}}),
+              400);
+  ExpectFault(h_.Post(path,
+                      {{"encryption",
+                        {{"provider", "p"}, {"control_location", "front-end"}, {"key_size", -1}}}}),
+              400);
+  ExpectFault(h_.Post(path, {{"other", {}}}), 400);
+  ExpectFault(h_.Post("types/" + NewUuid() + "/encryption",
+                      {{"encryption", {{"provider", "p"}, {"control_location", "front-end"}}}}),
+              404);
+  ASSERT_EQ(h_.Post(path, {{"encryption", {{"provider", "p"}, {"control_location", "front-end"}}}})
+                .status,
+            200);
+  ports::HttpResponse refused = h_.CreateVolume({{"volume_type", "locked"}});
+  ExpectFault(refused, 400);
+  EXPECT_NE(FaultMessage(refused).find("cannot encrypt"), std::string::npos);
+  std::string volume_id = h_.AvailableVolume();
+  ExpectFault(
+      h_.Post("volumes/" + volume_id + "/action", {{"os-retype", {{"new_type", "locked"}}}}), 400);
+}
+
+TEST_F(TypesApiTest, EncryptionCannotChangeWhileAVolumeHasTheType) {
+  std::string id = h_.CreateType("used")["id"];
+  h_.AvailableVolume({{"volume_type", "used"}});
+  ExpectFault(h_.Post("types/" + id + "/encryption",
+                      {{"encryption", {{"provider", "p"}, {"control_location", "front-end"}}}}),
+              400,
+              "Cannot create encryption specs. Volume type in use.");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Volumes with a type
 
 TEST_F(TypesApiTest, AVolumeTakesItsTypeByNameOrIdAndShowsItsName) {

@@ -219,6 +219,25 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
      kAdmin,
      "Include extra specs that reveal deployment details in volume type responses."},
 
+    // Volume type encryption: Cinder's four rules, each admin_api with the older single rule as
+    // its deprecated name (pointed at, as for types_manage above).
+    {policies::kTypeEncryption,
+     kAdmin,
+     "Create, show, update and delete volume type encryption (the older single policy)."},
+    {policies::kTypeEncryptionCreate,
+     "rule:volume_extension:volume_type_encryption",
+     "Create volume type encryption. POST /types/{type_id}/encryption"},
+    {policies::kTypeEncryptionGet,
+     "rule:volume_extension:volume_type_encryption",
+     "Show a volume type's encryption type, or one of its items. GET "
+     "/types/{type_id}/encryption[/{key}]"},
+    {policies::kTypeEncryptionUpdate,
+     "rule:volume_extension:volume_type_encryption",
+     "Update volume type encryption. PUT /types/{type_id}/encryption/{encryption_id}"},
+    {policies::kTypeEncryptionDelete,
+     "rule:volume_extension:volume_type_encryption",
+     "Delete volume type encryption. DELETE /types/{type_id}/encryption/{encryption_id}"},
+
     // Volume type access (private types).
     {policies::kTypeAccessAttribute,
      kMember,

@@ -55,8 +55,9 @@
 // - Enforcing an action the table does not know is a bug in the caller: CLINKER_ASSERT aborts
 //   (oslo would deny quietly through its default rule).
 // Not emulated: oslo's deprecated-rule fallback, except that the volume type create / update /
-// delete rules default to `rule:volume_extension:types_manage`, so an override of the old name
-// still governs them, as oslo does with the deprecated name.
+// delete rules default to `rule:volume_extension:types_manage` (and the encryption type rules
+// to `rule:volume_extension:volume_type_encryption`), so an override of the old name still
+// governs them, as oslo does with the deprecated name.
 //
 // Pure code: no I/O. A Policy is immutable after Create and safe to share between threads;
 // copies share the compiled rules.
@@ -270,6 +271,15 @@ inline constexpr std::string_view kTypeExtraSpecsDelete =
     "volume_extension:types_extra_specs:delete";
 inline constexpr std::string_view kTypeExtraSpecsReadSensitive =
     "volume_extension:types_extra_specs:read_sensitive";
+inline constexpr std::string_view kTypeEncryption = "volume_extension:volume_type_encryption";
+inline constexpr std::string_view kTypeEncryptionCreate =
+    "volume_extension:volume_type_encryption:create";
+inline constexpr std::string_view kTypeEncryptionGet =
+    "volume_extension:volume_type_encryption:get";
+inline constexpr std::string_view kTypeEncryptionUpdate =
+    "volume_extension:volume_type_encryption:update";
+inline constexpr std::string_view kTypeEncryptionDelete =
+    "volume_extension:volume_type_encryption:delete";
 
 // Private volume types' access lists (volume_access.py).
 inline constexpr std::string_view kTypeAccessAttribute = "volume_extension:volume_type_access";

@@ -163,8 +163,10 @@ constexpr std::array kClusterColumns = {
 // One row per volume type (Cinder's volume_types). `name` is unique among live types (a
 // live-unique column: a second live type of the same name is kConflict in every adapter).
 // extra_specs is a JSON object of string (or null) values, changed by compare-and-swap on the
-// whole text; is_public is 0 or 1; qos_specs_id is always NULL until QoS specs exist
-// (migration 5).
+// whole text; is_public is 0 or 1; qos_specs_id is always NULL until QoS specs exist;
+// encryption is NULL or the JSON object of the type's encryption spec (Cinder's
+// encryption table: encryption_id, provider, control_location, cipher, key_size, created_at,
+// updated_at), changed by compare-and-swap like extra_specs (migration 5).
 constexpr std::array kVolumeTypeColumns = {
     ColumnSpec{"id", ColumnType::kText, false, ""},
     ColumnSpec{"name", ColumnType::kText, false, ""},
@@ -172,6 +174,7 @@ constexpr std::array kVolumeTypeColumns = {
     ColumnSpec{"is_public", ColumnType::kInteger, false, "1"},
     ColumnSpec{"extra_specs", ColumnType::kText, false, "{}"},
     ColumnSpec{"qos_specs_id", ColumnType::kText, true, ""},
+    ColumnSpec{"encryption", ColumnType::kText, true, ""},
     ColumnSpec{"created_at", ColumnType::kText, false, ""},
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},

@@ -94,8 +94,9 @@ std::string_view CollectionRule(const CollectionRules& rules,
   return "";
 }
 
-// /types[/{id}[/action | /extra_specs[/{key}] | /os-volume-type-access]]. GET /types/default is
-// a show. Unknown sub-resources and actions are guarded by the type update rule.
+// /types[/{id}[/action | /extra_specs[/{key}] | /encryption[/{x}] | /os-volume-type-access]].
+// GET /types/default is a show. Unknown actions are guarded by the type update rule, unknown
+// sub-resources by none (the router answers 404).
 std::string_view TypeRule(const std::string& method, const std::vector<std::string>& rest) {
   if (rest.size() <= 2) {
     return CollectionRule(
@@ -114,6 +115,20 @@ std::string_view TypeRule(const std::string& method, const std::vector<std::stri
       return method == "GET"      ? p::kTypeExtraSpecsShow
              : method == "PUT"    ? p::kTypeExtraSpecsUpdate
              : method == "DELETE" ? p::kTypeExtraSpecsDelete
+                                  : "";
+    }
+    return "";
+  }
+  if (sub == "encryption") {
+    if (rest.size() == 3) {
+      return method == "GET"    ? p::kTypeEncryptionGet
+             : method == "POST" ? p::kTypeEncryptionCreate
+                                : "";
+    }
+    if (rest.size() == 4) {
+      return method == "GET"      ? p::kTypeEncryptionGet
+             : method == "PUT"    ? p::kTypeEncryptionUpdate
+             : method == "DELETE" ? p::kTypeEncryptionDelete
                                   : "";
     }
     return "";

@@ -457,10 +457,6 @@ HttpResponse ApiService::RouteClusters(const RequestContext& context,
   return services_.ShowCluster(context, request, rest[1]);
 }
 
-}  // namespace clinker::services
-
-namespace clinker::services {
-
 // /types[/{id}[/action | /extra_specs[/{key}] | /os-volume-type-access]]; /types/default is the
 // default type.
 HttpResponse ApiService::RouteTypes(const RequestContext& context,
@@ -501,6 +497,29 @@ HttpResponse ApiService::RouteTypes(const RequestContext& context,
     }
     if (method == "POST") {
       return types_.CreateExtraSpecs(context, request, type_id);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "encryption") {
+    if (method == "GET") {
+      return types_.ShowEncryption(context, type_id);
+    }
+    if (method == "POST") {
+      return types_.CreateEncryption(context, request, type_id);
+    }
+    return MethodNotAllowed();
+  }
+  // GET .../encryption/{key} shows one item; PUT and DELETE name the encryption (by any id:
+  // a type has one).
+  if (rest.size() == 4 && rest[2] == "encryption") {
+    if (method == "GET") {
+      return types_.ShowEncryptionItem(context, type_id, rest[3]);
+    }
+    if (method == "PUT") {
+      return types_.UpdateEncryption(context, request, type_id);
+    }
+    if (method == "DELETE") {
+      return types_.DeleteEncryption(context, type_id);
     }
     return MethodNotAllowed();
   }

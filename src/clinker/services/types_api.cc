@@ -189,6 +189,106 @@ std::string ExtraSpecNotFound(std::string_view type_id, std::string_view key) {
          std::string(key) + ".";
 }
 
+std::string EncryptionNotFound(std::string_view type_id) {
+  return "Volume type encryption for type " + std::string(type_id) + " does not exist.";
+}
+
+// Cinder's volume_type_encryption schema for the object under "encryption" (`create`: provider
+// and control_location required). Other keys are allowed, as there, and ignored. Returns the
+// known fields, key_size as an integer, or the 400 to answer.
+tl::expected<json, HttpResponse> ParseEncryption(const HttpRequest& request, bool create) {
+  json body = json::parse(request.body, nullptr, false);
+  if (body.is_discarded()) {
+    return tl::unexpected(Fault(400, "Malformed request body"));
+  }
+  if (!body.is_object() || !body.contains("encryption")) {
+    return tl::unexpected(
+        Fault(400, "Invalid input for field/attribute body. 'encryption' is a required property"));
+  }
+  if (auto unexpected = UnexpectedKey(body, {"encryption"}, "body")) {
+    return tl::unexpected(Fault(400, *unexpected));
+  }
+  const json& spec = body["encryption"];
+  if (!spec.is_object()) {
+    return tl::unexpected(Fault(400, InvalidField("encryption", spec, "is not of type 'object'")));
+  }
+  if (create) {
+    for (const char* required : {"provider", "control_location"}) {
+      if (!spec.contains(required)) {
+        return tl::unexpected(Fault(400,
+                                    std::string("Invalid input for field/attribute encryption. '") +
+                                        required + "' is a required property"));
+      }
+    }
+  }
+  json fields = json::object();
+  if (spec.contains("provider")) {
+    const json& provider = spec["provider"];
+    if (!provider.is_string() || CharacterCount(provider.get<std::string>()) > kMaxTextLength) {
+      return tl::unexpected(Fault(
+          400, InvalidField("provider", provider, "is not a string of at most 255 characters")));
+    }
+    fields["provider"] = provider;
+  }
+  if (spec.contains("control_location")) {
+    const json& location = spec["control_location"];
+    if (location != "front-end" && location != "back-end") {
+      return tl::unexpected(Fault(
+          400,
+          InvalidField("control_location", location, "is not one of ['front-end', 'back-end']")));
+    }
+    fields["control_location"] = location;
+  }
+  if (spec.contains("cipher")) {
+    const json& cipher = spec["cipher"];
+    if (!cipher.is_null() &&
+        (!cipher.is_string() || CharacterCount(cipher.get<std::string>()) > kMaxTextLength)) {
+      return tl::unexpected(
+          Fault(400, InvalidField("cipher", cipher, "is not a string of at most 255 characters")));
+    }
+    fields["cipher"] = cipher;
+  }
+  if (spec.contains("key_size")) {
+    const json& key_size = spec["key_size"];
+    std::optional<std::int64_t> size;
+    if (key_size.is_number_integer() && !key_size.is_number_unsigned()) {
+      size = key_size.get<std::int64_t>();
+    } else if (key_size.is_number_unsigned() && key_size.get<std::uint64_t>() <= 0x7fffffffULL) {
+      size = static_cast<std::int64_t>(key_size.get<std::uint64_t>());
+    } else if (key_size.is_string()) {
+      const std::string text = key_size.get<std::string>();
+      if (!text.empty() && text.size() <= 10 &&
+          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        size = std::stoll(text);
+      }
+    }
+    if (key_size.is_null()) {
+      fields["key_size"] = nullptr;
+    } else if (!size || *size < 0 || *size > 0x7fffffffLL) {
+      return tl::unexpected(
+          Fault(400, InvalidField("key_size", key_size, "is not a valid key size")));
+    } else {
+      fields["key_size"] = *size;
+    }
+  }
+  return fields;
+}
+
+// Cinder's encryption row as GET /types/{id}/encryption shows it.
+json EncryptionView(const VolumeType& type) {
+  const json& spec = *type.encryption;
+  return {{"volume_type_id", type.id},
+          {"encryption_id", spec.value("encryption_id", "")},
+          {"key_size", spec.value("key_size", json())},
+          {"provider", spec.value("provider", "")},
+          {"control_location", spec.value("control_location", "front-end")},
+          {"cipher", spec.value("cipher", json())},
+          {"deleted", false},
+          {"created_at", spec.value("created_at", type.created_at)},
+          {"updated_at", spec.value("updated_at", json())},
+          {"deleted_at", nullptr}};
+}
+
 }  // namespace
 
 TypesApi::TypesApi(ports::StateStore& store, const ports::Clock& clock, TypesApiOptions options)
@@ -801,6 +901,157 @@ HttpResponse TypesApi::ChangeExtraSpecs(const RequestContext& context,
   return Fault(409,
                "The extra specs of volume type " + std::string(type_id) +
                    " keep changing concurrently; retry.");
+}
+
+HttpResponse TypesApi::ShowEncryption(const RequestContext& context, std::string_view type_id) {
+  auto found = catalog_.ById(context, type_id, false);
+  if (!found) {
+    return FaultFromError(found.error());
+  }
+  if (!*found) {
+    return Fault(404, VolumeTypeNotFound(type_id));
+  }
+  if (!(*found)->encryption) {
+    return JsonResponse(200, json::object());
+  }
+  return JsonResponse(200, EncryptionView(**found));
+}
+
+HttpResponse TypesApi::ShowEncryptionItem(const RequestContext& context,
+                                          std::string_view type_id,
+                                          std::string_view key) {
+  auto found = catalog_.ById(context, type_id, false);
+  if (!found) {
+    return FaultFromError(found.error());
+  }
+  if (!*found) {
+    return Fault(404, VolumeTypeNotFound(type_id));
+  }
+  if (!(*found)->encryption) {
+    return Fault(404, EncryptionNotFound(type_id));
+  }
+  json view = EncryptionView(**found);
+  auto item = view.find(key);
+  if (item == view.end()) {
+    return Fault(404, EncryptionNotFound(type_id));
+  }
+  return JsonResponse(200, {{std::string(key), *item}});
+}
+
+HttpResponse TypesApi::CreateEncryption(const RequestContext& context,
+                                        const HttpRequest& request,
+                                        std::string_view type_id) {
+  auto fields = ParseEncryption(request, true);
+  if (!fields) {
+    return fields.error();
+  }
+  const std::string encryption_id = NewUuid();
+  const std::string now = FormatTimestamp(clock_.WallNow());
+  json answer = *fields;
+  answer["volume_type_id"] = std::string(type_id);
+  answer["encryption_id"] = encryption_id;
+  auto change = [&](const VolumeType& type) -> tl::expected<std::optional<json>, HttpResponse> {
+    if (type.encryption) {
+      return tl::unexpected(Fault(
+          400, "Volume type encryption for type " + std::string(type_id) + " already exists."));
+    }
+    json spec = *fields;
+    spec["encryption_id"] = encryption_id;
+    spec["created_at"] = now;
+    return std::optional<json>(std::move(spec));
+  };
+  return ChangeEncryption(context,
+                          type_id,
+                          change,
+                          "Cannot create encryption specs. Volume type in use.",
+                          JsonResponse(200, {{"encryption", answer}}));
+}
+
+HttpResponse TypesApi::UpdateEncryption(const RequestContext& context,
+                                        const HttpRequest& request,
+                                        std::string_view type_id) {
+  auto fields = ParseEncryption(request, false);
+  if (!fields) {
+    return fields.error();
+  }
+  const std::string now = FormatTimestamp(clock_.WallNow());
+  auto change = [&](const VolumeType& type) -> tl::expected<std::optional<json>, HttpResponse> {
+    if (!type.encryption) {
+      return tl::unexpected(Fault(404, EncryptionNotFound(type_id)));
+    }
+    json spec = *type.encryption;
+    spec.update(*fields);
+    spec["updated_at"] = now;
+    return std::optional<json>(std::move(spec));
+  };
+  return ChangeEncryption(context,
+                          type_id,
+                          change,
+                          "Cannot update encryption specs. Volume type in use.",
+                          JsonResponse(200, {{"encryption", *fields}}));
+}
+
+HttpResponse TypesApi::DeleteEncryption(const RequestContext& context, std::string_view type_id) {
+  auto change = [&](const VolumeType& type) -> tl::expected<std::optional<json>, HttpResponse> {
+    if (!type.encryption) {
+      return tl::unexpected(Fault(404, EncryptionNotFound(type_id)));
+    }
+    return std::optional<json>();
+  };
+  return ChangeEncryption(
+      context, type_id, change, "Cannot delete encryption specs. Volume type in use.", Accepted());
+}
+
+HttpResponse TypesApi::ChangeEncryption(const RequestContext& context,
+                                        std::string_view type_id,
+                                        const EncryptionChange& change,
+                                        std::string_view in_use,
+                                        const HttpResponse& answer) {
+  for (int attempt = 0; attempt < kExtraSpecAttempts; ++attempt) {
+    auto found = catalog_.ById(context, type_id, false);
+    if (!found) {
+      return FaultFromError(found.error());
+    }
+    if (!*found) {
+      return Fault(404, VolumeTypeNotFound(type_id));
+    }
+    const VolumeType& type = **found;
+    auto spec = change(type);
+    if (!spec) {
+      return spec.error();
+    }
+    auto updated = store_.ConditionalUpdate(
+        ports::Table::kVolumeTypes,
+        type_id,
+        {{"encryption", *spec ? ports::Value((*spec)->dump()) : ports::Value(std::monostate{})},
+         {"updated_at", FormatTimestamp(clock_.WallNow())}},
+        {Expectation::Equals("deleted", std::int64_t{0}),
+         type.encryption_text ? Expectation::Equals("encryption", *type.encryption_text)
+                              : Expectation::IsNull("encryption")},
+        // Cinder's _encrypted_type_in_use: not while a live volume has the type.
+        {ports::Guard::NoLiveRowReferences(ports::Table::kVolumes, "volume_type_id")});
+    if (!updated) {
+      return FaultFromError(updated.error());
+    }
+    if (updated->has_value()) {
+      log::Info("volume_type.encryption_changed",
+                {{"volume_type_id", std::string(type_id)}, {"by", context.user_id}});
+      return answer;
+    }
+    ports::ListQuery volumes;
+    volumes.filters = {Expectation::Equals("volume_type_id", std::string(type_id))};
+    volumes.limit = 1;
+    auto rows = store_.List(ports::Table::kVolumes, volumes);
+    if (!rows) {
+      return FaultFromError(rows.error());
+    }
+    if (!rows->empty()) {
+      return Fault(400, in_use);
+    }
+  }
+  return Fault(409,
+               "The encryption of volume type " + std::string(type_id) +
+                   " keeps changing concurrently; retry.");
 }
 
 }  // namespace clinker::services

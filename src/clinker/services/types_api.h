@@ -1,7 +1,7 @@
 // TypesApi: Cinder's volume types (GET/POST /types, GET/PUT/DELETE /types/{id}, GET
-// /types/default), their extra specs (/types/{id}/extra_specs[/{key}]) and the access lists of
-// private types (addProjectAccess / removeProjectAccess actions, GET
-// /types/{id}/os-volume-type-access), transport-free.
+// /types/default), their extra specs (/types/{id}/extra_specs[/{key}]), encryption types
+// (/types/{id}/encryption[/{x}]) and the access lists of private types (addProjectAccess /
+// removeProjectAccess actions, GET /types/{id}/os-volume-type-access), transport-free.
 //
 // As Cinder:
 // - Who may call what is the policy (ApiService checks the route's rule first: type create,
@@ -26,10 +26,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
+#include <tl/expected.hpp>
 
 #include "clinker/ports/clock.h"
 #include "clinker/ports/state_store.h"
@@ -77,6 +80,21 @@ class TypesApi {
                                std::string_view type_id,
                                std::string_view key);
 
+  // Volume type encryption (/types/{id}/encryption[/{key}]), as Cinder's: the spec is kept and
+  // shown, and cannot change while a live volume has the type. This release cannot encrypt a
+  // volume, so a volume create (or retype) with an encrypted type is refused (400).
+  HttpResponse ShowEncryption(const RequestContext& context, std::string_view type_id);
+  HttpResponse CreateEncryption(const RequestContext& context,
+                                const HttpRequest& request,
+                                std::string_view type_id);
+  HttpResponse ShowEncryptionItem(const RequestContext& context,
+                                  std::string_view type_id,
+                                  std::string_view key);
+  HttpResponse UpdateEncryption(const RequestContext& context,
+                                const HttpRequest& request,
+                                std::string_view type_id);
+  HttpResponse DeleteEncryption(const RequestContext& context, std::string_view type_id);
+
   VolumeTypeCatalog& catalog() { return catalog_; }
 
  private:
@@ -87,6 +105,16 @@ class TypesApi {
                                 const nlohmann::json& changes,
                                 bool erase,
                                 const nlohmann::json& answer);
+  // Sets the type's encryption spec (nullopt: removes it) by compare-and-swap on the stored
+  // text, refused while a live volume has the type (`in_use` is the 400's message).
+  // `change` computes the new spec from the type as read, or the fault to answer.
+  using EncryptionChange = std::function<tl::expected<std::optional<nlohmann::json>, HttpResponse>(
+      const VolumeType& type)>;
+  HttpResponse ChangeEncryption(const RequestContext& context,
+                                std::string_view type_id,
+                                const EncryptionChange& change,
+                                std::string_view in_use,
+                                const HttpResponse& answer);
   HttpResponse AddAccess(const RequestContext& context,
                          std::string_view type_id,
                          const std::string& project_id);

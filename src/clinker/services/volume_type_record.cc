@@ -46,6 +46,14 @@ Result<VolumeType> VolumeTypeFromRow(const ports::Row& row) {
                      "volume type row " + type.id + " has malformed extra_specs");
   }
   type.qos_specs_id = OptionalText(row, "qos_specs_id");
+  type.encryption_text = OptionalText(row, "encryption");
+  if (type.encryption_text) {
+    type.encryption = json::parse(*type.encryption_text, nullptr, false);
+    if (!type.encryption->is_object()) {
+      return MakeError(ErrorCode::kInternal,
+                       "volume type row " + type.id + " has malformed encryption");
+    }
+  }
   type.created_at = TextOr(row, "created_at", "");
   type.updated_at = OptionalText(row, "updated_at");
   type.deleted = IntegerOr(row, "deleted", 0) != 0;
@@ -60,6 +68,8 @@ ports::Row VolumeTypeToRow(const VolumeType& type) {
       {"is_public", std::int64_t{type.is_public ? 1 : 0}},
       {"extra_specs", type.extra_specs.dump()},
       {"qos_specs_id", TextOrNull(type.qos_specs_id)},
+      {"encryption",
+       type.encryption ? ports::Value(type.encryption->dump()) : ports::Value(std::monostate{})},
       {"created_at", type.created_at},
       {"updated_at", TextOrNull(type.updated_at)},
       {"deleted", std::int64_t{type.deleted ? 1 : 0}},

@@ -50,12 +50,17 @@ struct VolumeType {
   // The column as stored: a change of the extra specs is a compare-and-swap on it.
   std::string extra_specs_text = "{}";
   std::optional<std::string> qos_specs_id;
+  // The encryption spec (Cinder's volume type encryption), a JSON object, and its column as
+  // stored (a change is a compare-and-swap on it); nullopt when the type is not encrypted.
+  std::optional<nlohmann::json> encryption;
+  std::optional<std::string> encryption_text;
   std::string created_at;
   std::optional<std::string> updated_at;
   bool deleted = false;
 };
 
-// kInternal if the row does not hold a well-formed type (extra_specs not a JSON object).
+// kInternal if the row does not hold a well-formed type (extra_specs or encryption not a JSON
+// object).
 Result<VolumeType> VolumeTypeFromRow(const ports::Row& row);
 ports::Row VolumeTypeToRow(const VolumeType& type);
 

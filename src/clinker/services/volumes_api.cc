@@ -38,6 +38,12 @@ constexpr std::string_view kInvalidVolumeForDelete =
 // A forced delete takes a volume in any status but these (a delete is already on its way).
 constexpr std::array kDeletingStatuses = {VolumeStatus::kDeletingQueued, VolumeStatus::kDeleting};
 
+// Cinder would create the volume's key in its key manager; this release has none.
+std::string EncryptedTypeRefused(const VolumeType& type) {
+  return "Invalid input received: volume type " + type.name +
+         " is encrypted, and this release cannot encrypt volumes.";
+}
+
 std::string VolumeNotFound(std::string_view id) {
   return "Volume " + std::string(id) + " could not be found.";
 }
@@ -302,6 +308,9 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
       return FaultFromError(fallback.error());
     }
     type = std::move(*fallback);
+  }
+  if (type->encryption) {
+    return Fault(400, EncryptedTypeRefused(*type));
   }
   if (IsMultiattachType(*type)) {
     if (!Allowed(context, domain::policies::kVolumeMultiattach)) {
@@ -991,10 +1000,6 @@ HttpResponse VolumesApi::ResetStatus(const RequestContext& context,
   return Accepted();
 }
 
-}  // namespace clinker::services
-
-namespace clinker::services {
-
 HttpResponse VolumesApi::Retype(const RequestContext& context,
                                 const json& argument,
                                 std::string_view volume_id) {
@@ -1047,6 +1052,9 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
   }
   if (current_type_id == new_type->id) {
     return Fault(400, not_retypable);
+  }
+  if (new_type->encryption) {
+    return Fault(400, EncryptedTypeRefused(*new_type));
   }
   const bool to_multiattach = IsMultiattachType(*new_type);
   if (to_multiattach != volume->multiattach) {

@@ -199,6 +199,7 @@ CREATE TABLE volume_types (
   is_public BIGINT NOT NULL DEFAULT 1,
   extra_specs TEXT COLLATE "C" NOT NULL DEFAULT '{}',
   qos_specs_id TEXT COLLATE "C",
+  encryption TEXT COLLATE "C",
   created_at TEXT COLLATE "C" NOT NULL,
   updated_at TEXT COLLATE "C",
   deleted_at TEXT COLLATE "C",

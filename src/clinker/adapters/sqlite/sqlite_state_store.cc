@@ -186,6 +186,7 @@ CREATE TABLE volume_types (
   is_public INTEGER NOT NULL DEFAULT 1,
   extra_specs TEXT NOT NULL DEFAULT '{}',
   qos_specs_id TEXT,
+  encryption TEXT,
   created_at TEXT NOT NULL,
   updated_at TEXT,
   deleted_at TEXT,
