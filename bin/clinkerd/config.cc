@@ -175,6 +175,7 @@ class TomlReader {
                                    "max_limit",
                                    "max_volume_size_gib",
                                    "availability_zone",
+                                   "default_volume_type",
                                    "fail_fast_when_busy",
                                    "attach_timeout_s",
                                    "auth_strategy"}));
@@ -227,6 +228,10 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Integer("api", "max_limit", &config->max_limit));
     CLINKER_RETURN_IF_ERROR(Integer("api", "max_volume_size_gib", &config->max_volume_size_gib));
     CLINKER_RETURN_IF_ERROR(Text("api", "availability_zone", &config->availability_zone));
+    CLINKER_RETURN_IF_ERROR(Text("api", "default_volume_type", &config->default_volume_type));
+    if (config->default_volume_type.empty() || config->default_volume_type.size() > 255) {
+      return Fail("[api] default_volume_type must be 1 to 255 characters");
+    }
     if (const toml::node* fail_fast = root_.at_path("api.fail_fast_when_busy").node()) {
       if (!fail_fast->is_boolean()) {
         return Fail("[api] fail_fast_when_busy must be true or false");

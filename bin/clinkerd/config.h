@@ -56,6 +56,9 @@ struct Config {
   std::int64_t max_limit = 1000;
   std::int64_t max_volume_size_gib = 16384;
   std::string availability_zone = "nova";
+  // The volume type of a volume created without one (Cinder's default_volume_type); created at
+  // start when no type has this name, and never deletable.
+  std::string default_volume_type = "__DEFAULT__";
   // A DELETE of a volume whose write lock is held gets 409 instead of queuing (needs the locks).
   bool fail_fast_when_busy = false;
   // [scheduler]

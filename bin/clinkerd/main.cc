@@ -222,6 +222,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<JobQueue> api_capability_queue;  // Listens to the volume services' reports.
   std::unique_ptr<clinker::services::CapabilityCache> api_capabilities;
   std::unique_ptr<clinker::services::MessagesApi> messages_api;
+  std::unique_ptr<clinker::services::TypesApi> types_api;
   std::unique_ptr<clinker::ports::TokenValidator> token_validator;  // auth_strategy = keystone
   std::unique_ptr<clinker::services::Authenticator> authenticator;
   std::unique_ptr<clinker::services::ApiService> api;
@@ -236,6 +237,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     options.max_limit = config.max_limit;
     options.max_volume_size_gib = config.max_volume_size_gib;
     options.availability_zone = config.availability_zone;
+    options.default_volume_type = config.default_volume_type;
     if (config.fail_fast_when_busy) {
       auto opened_locks = open_locks();
       if (!opened_locks) {
@@ -279,6 +281,15 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     transfers_options.max_limit = config.max_limit;
     transfers_api =
         std::make_unique<clinker::services::TransfersApi>(*store, clock, transfers_options);
+    types_api = std::make_unique<clinker::services::TypesApi>(
+        *store,
+        clock,
+        clinker::services::TypesApiOptions{config.max_limit, config.default_volume_type});
+    // Cinder's default type (__DEFAULT__ unless configured otherwise) exists before the first
+    // request; several API processes starting together create it once (its name is unique).
+    if (auto default_type = types_api->catalog().Default(); !default_type) {
+      return Fail("[api] default_volume_type", default_type.error());
+    }
     clinker::services::ApiAuthOptions auth;
     auth.policy = policy;
     if (config.auth_strategy == "keystone") {
@@ -310,6 +321,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
                                                           *attachments_api,
                                                           *backups_api,
                                                           *services_api,
+                                                          *types_api,
                                                           std::move(auth),
                                                           messages_api.get());
     api->ServeTransfers(transfers_api.get());

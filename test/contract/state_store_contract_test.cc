@@ -978,5 +978,106 @@ TYPED_TEST(StateStoreContractTest, ServicesAndClustersRoundTrip) {
             std::vector<std::string>{"cinder-volume:node1@lvm"});
 }
 
+// --- Volume types -------------------------------------------------------------------------------
+
+Row VolumeTypeRow(const std::string& id, const std::string& name, std::int64_t deleted = 0) {
+  return Row{{"id", Value(id)},
+             {"name", Value(name)},
+             {"created_at", Text(kCreatedAt)},
+             {"deleted", Int(deleted)}};
+}
+
+// A type's name is live-unique (ports/state_schema.h): a second live row with it is kConflict,
+// on Insert and on ConditionalUpdate, and changes nothing; deleted rows do not count, and a
+// revived row is checked like any other.
+TYPED_TEST(StateStoreContractTest, VolumeTypeNamesAreUniqueAmongLiveRows) {
+  Row stored = this->MustInsert(Table::kVolumeTypes, VolumeTypeRow("t1", "gold"));
+  EXPECT_EQ(stored.size(), ports::Columns(Table::kVolumeTypes).size());
+  EXPECT_EQ(stored.at("is_public"), Int(1));
+  EXPECT_EQ(stored.at("extra_specs"), Text("{}"));
+  EXPECT_EQ(stored.at("description"), kNull);
+  EXPECT_EQ(stored.at("qos_specs_id"), kNull);
+
+  auto duplicate = this->store().Insert(Table::kVolumeTypes, VolumeTypeRow("t2", "gold"));
+  ASSERT_FALSE(duplicate);
+  EXPECT_EQ(duplicate.error().code, ErrorCode::kConflict) << duplicate.error().ToString();
+  EXPECT_FALSE(this->store().Get(Table::kVolumeTypes, "t2"));
+
+  // Deleted rows do not count, either way round.
+  this->MustInsert(Table::kVolumeTypes, VolumeTypeRow("t3", "gold", 1));
+  this->MustInsert(Table::kVolumeTypes, VolumeTypeRow("t4", "silver"));
+  Row before = this->MustGet(Table::kVolumeTypes, "t4");
+  auto renamed =
+      this->store().ConditionalUpdate(Table::kVolumeTypes, "t4", {{"name", Text("gold")}}, {}, {});
+  ASSERT_FALSE(renamed);
+  EXPECT_EQ(renamed.error().code, ErrorCode::kConflict) << renamed.error().ToString();
+  EXPECT_EQ(this->MustGet(Table::kVolumeTypes, "t4"), before);
+
+  // A row keeps its own name; a failed expectation is no conflict.
+  auto same = this->store().ConditionalUpdate(
+      Table::kVolumeTypes, "t1", {{"name", Text("gold")}, {"description", Text("d")}}, {}, {});
+  ASSERT_TRUE(same) << same.error().ToString();
+  EXPECT_TRUE(same->has_value());
+  auto unmatched = this->store().ConditionalUpdate(Table::kVolumeTypes,
+                                                   "t4",
+                                                   {{"name", Text("gold")}},
+                                                   {Expectation::Equals("deleted", Int(1))},
+                                                   {});
+  ASSERT_TRUE(unmatched) << unmatched.error().ToString();
+  EXPECT_FALSE(unmatched->has_value());
+
+  // Soft-deleting frees the name; reviving a row whose name is taken again is a conflict.
+  auto deleted = this->store().ConditionalUpdate(Table::kVolumeTypes,
+                                                 "t1",
+                                                 {{"deleted", Int(1)}},
+                                                 {Expectation::Equals("deleted", Int(0))},
+                                                 {});
+  ASSERT_TRUE(deleted && deleted->has_value());
+  this->MustInsert(Table::kVolumeTypes, VolumeTypeRow("t5", "gold"));
+  auto revived =
+      this->store().ConditionalUpdate(Table::kVolumeTypes, "t1", {{"deleted", Int(0)}}, {}, {});
+  ASSERT_FALSE(revived);
+  EXPECT_EQ(revived.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(this->MustGet(Table::kVolumeTypes, "t1").at("deleted"), Int(1));
+
+  ListQuery live;
+  live.filters = {Expectation::Equals("name", Text("gold"))};
+  EXPECT_EQ(this->ListIds(Table::kVolumeTypes, live), std::vector<std::string>{"t5"});
+}
+
+// The guard that makes a type's delete and a volume taking the type exclude each other
+// (services/volume_type_record.h): no live volume may have the type's id in volume_type_id.
+// Also the access table, whose id is "<type>:<project>".
+TYPED_TEST(StateStoreContractTest, TypeDeleteGuardSeesLiveVolumesOfTheTypeAndAccessRoundTrips) {
+  this->MustInsert(Table::kVolumeTypes, VolumeTypeRow("t1", "gold"));
+  Row volume = Volume("v1");
+  volume["volume_type_id"] = Text("t1");
+  this->MustInsert(Table::kVolumes, volume);
+  const std::vector<Guard> guards = {Guard::NoLiveRowReferences(Table::kVolumes, "volume_type_id")};
+  auto refused =
+      this->store().ConditionalUpdate(Table::kVolumeTypes, "t1", {{"deleted", Int(1)}}, {}, guards);
+  ASSERT_TRUE(refused) << refused.error().ToString();
+  EXPECT_FALSE(refused->has_value());
+  this->MustWin("v1", {{"deleted", Int(1)}}, {});
+  auto allowed =
+      this->store().ConditionalUpdate(Table::kVolumeTypes, "t1", {{"deleted", Int(1)}}, {}, guards);
+  ASSERT_TRUE(allowed) << allowed.error().ToString();
+  EXPECT_TRUE(allowed->has_value());
+
+  Row grant = {{"id", Text("t1:p1")},
+               {"volume_type_id", Text("t1")},
+               {"project_id", Text("p1")},
+               {"created_at", Text(kCreatedAt)}};
+  Row stored = this->MustInsert(Table::kVolumeTypeAccess, grant);
+  EXPECT_EQ(stored.size(), ports::Columns(Table::kVolumeTypeAccess).size());
+  EXPECT_EQ(stored.at("deleted"), Int(0));
+  auto again = this->store().Insert(Table::kVolumeTypeAccess, grant);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  ListQuery of_type;
+  of_type.filters = {Expectation::Equals("volume_type_id", Text("t1"))};
+  EXPECT_EQ(this->ListIds(Table::kVolumeTypeAccess, of_type), std::vector<std::string>{"t1:p1"});
+}
+
 }  // namespace
 }  // namespace clinker::adapters

@@ -339,12 +339,9 @@ class KeystoneAuthTest(unittest.TestCase):
         volume_id = created["id"]
         self.assertEqual(created["name"], name)
         self.assertIn(created["status"], ("creating", "available"))
-        # The create answer is Cinder's bare view; the project shows on GET.
-        self.assertNotIn("os-vol-tenant-attr:tenant_id", created)
         self.assertEqual(self.wait_status("a-member", volume_id, "available"), "available")
-        self.assertEqual(
-            self.openstack("a-member", "volume", "show",
-                           volume_id)["os-vol-tenant-attr:tenant_id"], self.project_ids["a"])
+        self.assertEqual(self.openstack("a-member", "volume", "show", volume_id)
+                         ["os-vol-tenant-attr:tenant_id"], self.project_ids["a"])
 
         listed = {v["ID"]: v for v in self.openstack("a-member", "volume", "list")}
         self.assertEqual(listed[volume_id]["Status"], "available")

@@ -228,7 +228,7 @@ class ApiAuthTest : public ::testing::Test {
 
   void Rebuild(ApiAuthOptions options) {
     api_ = std::make_unique<ApiService>(
-        volumes_, snapshots_, attachments_, backups_, services_, std::move(options));
+        volumes_, snapshots_, attachments_, backups_, services_, types_, std::move(options));
   }
 
   static std::string Path(std::string_view project, std::string_view resource) {
@@ -324,6 +324,7 @@ class ApiAuthTest : public ::testing::Test {
   AttachmentsApi attachments_;
   BackupsApi backups_;
   ServicesApi services_;
+  TypesApi types_{store_, clock_, TypesApiOptions{}};
   FakeTokenValidator validator_;
   Authenticator authenticator_;
   std::unique_ptr<ApiService> api_;

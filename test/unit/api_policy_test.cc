@@ -226,8 +226,49 @@ const Case kCases[] = {
     {"GET", "messages/m1", "", "", p::kMessageGet},
     {"DELETE", "messages/m1", "", "", p::kMessageDelete},
 
+    // Volume types, their extra specs and access lists.
+    {"GET", "types", "", "", p::kTypeGetAll},
+    {"GET", "types", "is_public=none", "", p::kTypeGetAll},
+    {"POST", "types", "", R"({"volume_type": {"name": "t"}})", p::kTypeCreate},
+    {"GET", "types/t1", "", "", p::kTypeGet},
+    {"GET", "types/default", "", "", p::kTypeGet},
+    {"PUT", "types/t1", "", R"({"volume_type": {"name": "x"}})", p::kTypeUpdate},
+    {"DELETE", "types/t1", "", "", p::kTypeDelete},
+    {"GET", "types/t1/extra_specs", "", "", p::kTypeExtraSpecsIndex},
+    {"POST",
+     "types/t1/extra_specs",
+     "",
+     R"({"extra_specs": {"k": "v"}})",
+     p::kTypeExtraSpecsCreate},
+    {"GET", "types/t1/extra_specs/k", "", "", p::kTypeExtraSpecsShow},
+    {"PUT", "types/t1/extra_specs/k", "", R"({"k": "v"})", p::kTypeExtraSpecsUpdate},
+    {"DELETE", "types/t1/extra_specs/k", "", "", p::kTypeExtraSpecsDelete},
+    {"GET", "types/t1/os-volume-type-access", "", "", p::kTypeAccessList},
+    {"GET", "types/t1/encryption", "", "", p::kTypeEncryptionGet},
+    {"POST",
+     "types/t1/encryption",
+     "",
+     R"({"encryption": {"provider": "p", "control_location": "front-end"}})",
+     p::kTypeEncryptionCreate},
+    {"GET", "types/t1/encryption/cipher", "", "", p::kTypeEncryptionGet},
+    {"PUT", "types/t1/encryption/e1", "", R"({"encryption": {}})", p::kTypeEncryptionUpdate},
+    {"DELETE", "types/t1/encryption/e1", "", "", p::kTypeEncryptionDelete},
+    {"POST",
+     "types/t1/action",
+     "",
+     R"({"addProjectAccess": {"project": "p"}})",
+     p::kTypeAccessAddProject},
+    {"POST",
+     "types/t1/action",
+     "",
+     R"({"removeProjectAccess": {"project": "p"}})",
+     p::kTypeAccessRemoveProject},
+    {"POST", "types/t1/action", "", R"({"unknown": {}})", p::kTypeUpdate},
+    {"POST", "volumes/v1/action", "", R"({"os-retype": {"new_type": "t"}})", p::kVolumeRetype},
+    {"PUT", "types", "", "", kNoRule},
+    {"PUT", "types/t1/extra_specs", "", "", kNoRule},
+
     // Collections that do not exist, and no collection at all.
-    {"GET", "types", "", "", kNoRule},
     {"POST", "qos-specs", "", "{}", kNoRule},
     {"DELETE", "unknown/x", "", "", kNoRule},
     {"GET", "", "", "", kNoRule},
@@ -291,7 +332,12 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 "/x1/restore",
                                                 "/x1/accept",
                                                 "/x1/a/b",
-                                                "/enable"};
+                                                "/enable",
+                                                "/x1/extra_specs",
+                                                "/x1/extra_specs/k",
+                                                "/x1/os-volume-type-access",
+                                                "/x1/encryption",
+                                                "/x1/encryption/e1"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   const std::vector<std::string_view> bodies = {"",
                                                 "{}",
@@ -307,7 +353,9 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 R"({"os-begin_detaching": {}})",
                                                 R"({"os-roll_detaching": {}})",
                                                 R"({"os-complete": {}})",
-                                                R"({"os-retype": {}})"};
+                                                R"({"os-retype": {}})",
+                                                R"({"addProjectAccess": {}})",
+                                                R"({"removeProjectAccess": {}})"};
   const std::vector<std::string_view> queries = {"", "force=true", "force=0"};
 
   std::set<std::string> named;

@@ -261,7 +261,8 @@ class AttachmentsApiTest : public ::testing::Test {
         attachments_(store_, publisher_, system_clock_, FastPolling(kWaitBound)),
         backups_(store_, publisher_, clock_, BackupsApiOptions{}),
         services_api_(store_, clock_, ServicesApiOptions{}),
-        service_(volumes_, snapshots_, attachments_, backups_, services_api_) {
+        types_(store_, clock_, TypesApiOptions{}),
+        service_(volumes_, snapshots_, attachments_, backups_, services_api_, types_) {
     StartVolumeNode();
   }
 
@@ -441,6 +442,7 @@ class AttachmentsApiTest : public ::testing::Test {
   AttachmentsApi attachments_;
   BackupsApi backups_;
   ServicesApi services_api_;
+  TypesApi types_;
   ApiService service_;
   std::unique_ptr<VolumeNode> node_;
 };
@@ -958,7 +960,7 @@ TEST_F(AttachmentsApiTest, WithoutAVolumeNodeTheUpdateTimesOutAndARetryAfterANod
   StopVolumeNode();
   AttachmentsApi quick(
       store_, publisher_, system_clock_, FastPolling(std::chrono::milliseconds(50)));
-  ApiService quick_service(volumes_, snapshots_, quick, backups_, services_api_);
+  ApiService quick_service(volumes_, snapshots_, quick, backups_, services_api_, types_);
   std::string volume = AvailableVolume();
   std::string id = Reserve(volume);
   auto update = [&] {
@@ -993,7 +995,7 @@ TEST_F(AttachmentsApiTest, ARetryWhileTheAttachJobIsStillQueuedWaitsAgain) {
   StopVolumeNode();
   AttachmentsApi quick(
       store_, publisher_, system_clock_, FastPolling(std::chrono::milliseconds(50)));
-  ApiService quick_service(volumes_, snapshots_, quick, backups_, services_api_);
+  ApiService quick_service(volumes_, snapshots_, quick, backups_, services_api_, types_);
   std::string volume = AvailableVolume();
   std::string id = Reserve(volume);
   auto update = [&] {
@@ -1017,7 +1019,7 @@ TEST_F(AttachmentsApiTest, ALosingReservationDoesNotLeaveTheVolumeReserved) {
   std::string volume = AvailableVolume();
   HookedStore hooked(store_);
   AttachmentsApi loser_api(hooked, publisher_, system_clock_, FastPolling(kWaitBound));
-  ApiService loser(volumes_, snapshots_, loser_api, backups_, services_api_);
+  ApiService loser(volumes_, snapshots_, loser_api, backups_, services_api_, types_);
   bool interleaved = false;
   hooked.SetHook([&](HookedStore::Call call, ports::Table table) {
     // The loser read the volume available and inserted its row; before its reservation CAS,

@@ -146,7 +146,8 @@ class BackupsApiTest : public ::testing::Test {
         attachments_(store_, publisher_, clock_, AttachmentsApiOptions{}),
         backups_(store_, publisher_, clock_, BackupsApiOptions{}),
         services_api_(store_, clock_, ServicesApiOptions{}),
-        service_(volumes_, snapshots_, attachments_, backups_, services_api_) {
+        types_(store_, clock_, TypesApiOptions{}),
+        service_(volumes_, snapshots_, attachments_, backups_, services_api_, types_) {
     FileStorageDriver::Options driver_options;
     driver_options.volume_dir = dir_.path() + "/volumes";
     auto driver = FileStorageDriver::Create(driver_options);
@@ -380,6 +381,7 @@ class BackupsApiTest : public ::testing::Test {
   AttachmentsApi attachments_;
   BackupsApi backups_;
   ServicesApi services_api_;
+  TypesApi types_;
   ApiService service_;
 };
 

@@ -498,6 +498,7 @@ const std::map<std::string, Personas>& ExpectedDefaults() {
       {"volume_extension:volume_actions:roll_detaching", kMemberRule},
       {"volume_extension:volume_actions:attach", kMemberRule},
       {"volume_extension:volume_actions:detach", kMemberRule},
+      {"volume:retype", kMemberRule},
       // Snapshots.
       {"volume:create_snapshot", kMemberRule},
       {"volume:get_snapshot", kReaderRule},
@@ -567,6 +568,16 @@ const std::map<std::string, Personas>& ExpectedDefaults() {
       {"volume_extension:types_extra_specs:update", kAdminRule},
       {"volume_extension:types_extra_specs:delete", kAdminRule},
       {"volume_extension:types_extra_specs:read_sensitive", kAdminRule},
+      {"volume_extension:volume_type_encryption", kAdminRule},
+      {"volume_extension:volume_type_encryption:create", kAdminRule},
+      {"volume_extension:volume_type_encryption:get", kAdminRule},
+      {"volume_extension:volume_type_encryption:update", kAdminRule},
+      {"volume_extension:volume_type_encryption:delete", kAdminRule},
+      // Volume type access.
+      {"volume_extension:volume_type_access", kMemberRule},
+      {"volume_extension:volume_type_access:addProjectAccess", kAdminRule},
+      {"volume_extension:volume_type_access:removeProjectAccess", kAdminRule},
+      {"volume_extension:volume_type_access:get_all_for_type", kAdminRule},
   };
   return expected;
 }

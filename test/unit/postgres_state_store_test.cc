@@ -481,7 +481,8 @@ TEST_F(PostgresStateStoreTest, MigrationsAreRecordedOnceAndConcurrentOpensAreSaf
 
 TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
   ASSERT_NE(MustOpen(), nullptr);
-  for (Table table : {Table::kVolumes, Table::kSnapshots}) {
+  for (Table table :
+       {Table::kVolumes, Table::kSnapshots, Table::kVolumeTypes, Table::kVolumeTypeAccess}) {
     std::string name(ports::TableName(table));
     SCOPED_TRACE(name);
     pqxx::result columns = Sql(
@@ -516,7 +517,7 @@ TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
   std::set<std::string> indexes;
   for (const pqxx::row& row :
        Sql("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND "
-           "tablename IN ('volumes', 'snapshots')")) {
+           "tablename IN ('volumes', 'snapshots', 'volume_types', 'volume_type_projects')")) {
     indexes.insert(row[0].as<std::string>());
   }
   EXPECT_EQ(indexes,
@@ -529,7 +530,14 @@ TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
                                    "snapshots_volume_id",
                                    // Migration 4: the guards on clones of a volume or snapshot.
                                    "volumes_source_volid",
-                                   "volumes_snapshot_id"}));
+                                   "volumes_snapshot_id",
+                                   // Migration 5: volume types (the live-unique name, the guard
+                                   // on a type's volumes, a type's access list).
+                                   "volumes_volume_type_id",
+                                   "volume_types_pkey",
+                                   "volume_types_live_name",
+                                   "volume_type_projects_pkey",
+                                   "volume_type_projects_type"}));
 }
 
 TEST_F(PostgresStateStoreTest, TerminatedConnectionsAreReplacedOnNextUse) {

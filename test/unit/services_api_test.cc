@@ -67,7 +67,7 @@ class ServicesApiTest : public ::testing::Test {
         attachments_(store_, queue_, clock_, AttachmentsApiOptions{}),
         backups_(store_, queue_, clock_, BackupsApiOptions{}),
         services_(store_, clock_, ServicesApiOptions{}),
-        api_(volumes_, snapshots_, attachments_, backups_, services_) {}
+        api_(volumes_, snapshots_, attachments_, backups_, services_, types_) {}
 
   // Starts a registry that only writes when told (its thread would beat once an hour).
   ServiceRegistry& Register(std::string binary,
@@ -136,6 +136,7 @@ class ServicesApiTest : public ::testing::Test {
   AttachmentsApi attachments_;
   BackupsApi backups_;
   ServicesApi services_;
+  TypesApi types_{store_, clock_, TypesApiOptions{}};
   ApiService api_;
   std::vector<std::unique_ptr<ServiceRegistry>> registries_;  // Last: stop before the store.
 };

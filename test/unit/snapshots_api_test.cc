@@ -239,7 +239,7 @@ class ApiHarness {
         attachments_(store, publisher_, clock_, AttachmentsApiOptions{}),
         backups_(store, publisher_, clock_, BackupsApiOptions{}),
         services_(store, clock_, ServicesApiOptions{}),
-        api_(volumes_, snapshots_, attachments_, backups_, services_) {}
+        api_(volumes_, snapshots_, attachments_, backups_, services_, types_) {}
 
   static std::string Path(std::string_view collection, std::string_view project = kProject) {
     return "/v3/" + std::string(project) + "/" + std::string(collection);
@@ -404,6 +404,7 @@ class ApiHarness {
   AttachmentsApi attachments_;
   BackupsApi backups_;
   ServicesApi services_;
+  TypesApi types_{store_, clock_, TypesApiOptions{}};
   ApiService api_;
 };
 

@@ -107,6 +107,9 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kVolumeDetach,
      kMember,
      "Clear attachment metadata. POST /volumes/{volume_id}/action os-detach"},
+    {policies::kVolumeRetype,
+     kMember,
+     "Retype a volume. POST /volumes/{volume_id}/action os-retype"},
 
     // Snapshots.
     {policies::kSnapshotCreate, kMember, "Create snapshot. POST /snapshots"},
@@ -252,6 +255,41 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kTypeExtraSpecsReadSensitive,
      kAdmin,
      "Include extra specs that reveal deployment details in volume type responses."},
+
+    // Volume type encryption: Cinder's four rules, each admin_api with the older single rule as
+    // its deprecated name (pointed at, as for types_manage above).
+    {policies::kTypeEncryption,
+     kAdmin,
+     "Create, show, update and delete volume type encryption (the older single policy)."},
+    {policies::kTypeEncryptionCreate,
+     "rule:volume_extension:volume_type_encryption",
+     "Create volume type encryption. POST /types/{type_id}/encryption"},
+    {policies::kTypeEncryptionGet,
+     "rule:volume_extension:volume_type_encryption",
+     "Show a volume type's encryption type, or one of its items. GET "
+     "/types/{type_id}/encryption[/{key}]"},
+    {policies::kTypeEncryptionUpdate,
+     "rule:volume_extension:volume_type_encryption",
+     "Update volume type encryption. PUT /types/{type_id}/encryption/{encryption_id}"},
+    {policies::kTypeEncryptionDelete,
+     "rule:volume_extension:volume_type_encryption",
+     "Delete volume type encryption. DELETE /types/{type_id}/encryption/{encryption_id}"},
+
+    // Volume type access (private types).
+    {policies::kTypeAccessAttribute,
+     kMember,
+     "Include os-volume-type-access:is_public in volume type show, list and create."},
+    {policies::kTypeAccessAddProject,
+     kAdmin,
+     "Add volume type access for a project. POST /types/{type_id}/action addProjectAccess"},
+    {policies::kTypeAccessRemoveProject,
+     kAdmin,
+     "Remove volume type access for a project. POST /types/{type_id}/action "
+     "removeProjectAccess"},
+    {policies::kTypeAccessList,
+     kAdmin,
+     "List the projects with access to a private volume type. "
+     "GET /types/{type_id}/os-volume-type-access"},
 });
 
 // ---- The compiled form of a rule ----------------------------------------------------------------

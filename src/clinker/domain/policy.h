@@ -55,8 +55,9 @@
 // - Enforcing an action the table does not know is a bug in the caller: CLINKER_ASSERT aborts
 //   (oslo would deny quietly through its default rule).
 // Not emulated: oslo's deprecated-rule fallback, except that the volume type create / update /
-// delete rules default to `rule:volume_extension:types_manage`, so an override of the old name
-// still governs them, as oslo does with the deprecated name.
+// delete rules default to `rule:volume_extension:types_manage` (and the encryption type rules
+// to `rule:volume_extension:volume_type_encryption`), so an override of the old name still
+// governs them, as oslo does with the deprecated name.
 //
 // Pure code: no I/O. A Policy is immutable after Create and safe to share between threads;
 // copies share the compiled rules.
@@ -198,6 +199,7 @@ inline constexpr std::string_view kVolumeRollDetaching =
     "volume_extension:volume_actions:roll_detaching";
 inline constexpr std::string_view kVolumeAttach = "volume_extension:volume_actions:attach";
 inline constexpr std::string_view kVolumeDetach = "volume_extension:volume_actions:detach";
+inline constexpr std::string_view kVolumeRetype = "volume:retype";
 
 // Snapshots (snapshots.py, snapshot_actions.py).
 inline constexpr std::string_view kSnapshotCreate = "volume:create_snapshot";
@@ -286,6 +288,24 @@ inline constexpr std::string_view kTypeExtraSpecsDelete =
     "volume_extension:types_extra_specs:delete";
 inline constexpr std::string_view kTypeExtraSpecsReadSensitive =
     "volume_extension:types_extra_specs:read_sensitive";
+inline constexpr std::string_view kTypeEncryption = "volume_extension:volume_type_encryption";
+inline constexpr std::string_view kTypeEncryptionCreate =
+    "volume_extension:volume_type_encryption:create";
+inline constexpr std::string_view kTypeEncryptionGet =
+    "volume_extension:volume_type_encryption:get";
+inline constexpr std::string_view kTypeEncryptionUpdate =
+    "volume_extension:volume_type_encryption:update";
+inline constexpr std::string_view kTypeEncryptionDelete =
+    "volume_extension:volume_type_encryption:delete";
+
+// Private volume types' access lists (volume_access.py).
+inline constexpr std::string_view kTypeAccessAttribute = "volume_extension:volume_type_access";
+inline constexpr std::string_view kTypeAccessAddProject =
+    "volume_extension:volume_type_access:addProjectAccess";
+inline constexpr std::string_view kTypeAccessRemoveProject =
+    "volume_extension:volume_type_access:removeProjectAccess";
+inline constexpr std::string_view kTypeAccessList =
+    "volume_extension:volume_type_access:get_all_for_type";
 
 }  // namespace policies
 

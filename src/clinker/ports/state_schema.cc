@@ -40,6 +40,9 @@ constexpr std::array kVolumeColumns = {
     ColumnSpec{"pending_size_gib", ColumnType::kInteger, true, ""},
     // The backup a restore queued or under way writes into this volume; NULL otherwise.
     ColumnSpec{"backup_id", ColumnType::kText, true, ""},
+    // The volume type's id (volume_types.id); NULL for a volume made before types existed
+    // (migration 7), which is of the default type. The older `volume_type` column is unused.
+    ColumnSpec{"volume_type_id", ColumnType::kText, true, ""},
 };
 
 constexpr std::array kSnapshotColumns = {
@@ -161,7 +164,7 @@ constexpr std::array kServiceColumns = {
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
-    // os-services freeze / thaw (Cinder's services.frozen) (migration 5).
+    // os-services freeze / thaw (Cinder's services.frozen) (migration 6).
     ColumnSpec{"frozen", ColumnType::kInteger, false, "0"},
 };
 
@@ -183,7 +186,7 @@ constexpr std::array kClusterColumns = {
 
 // User messages (Cinder's messages table, API 3.3): what went wrong in an asynchronous request,
 // told to its project. event_id, action_id and detail_id are Cinder's message_field codes; the
-// text is derived from them when shown. expires_at is created_at + message_ttl (migration 5).
+// text is derived from them when shown. expires_at is created_at + message_ttl (migration 6).
 constexpr std::array kMessageColumns = {
     ColumnSpec{"id", ColumnType::kText, false, ""},
     ColumnSpec{"project_id", ColumnType::kText, false, ""},
@@ -200,6 +203,43 @@ constexpr std::array kMessageColumns = {
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
 };
+
+// One row per volume type (Cinder's volume_types). `name` is unique among live types (a
+// live-unique column: a second live type of the same name is kConflict in every adapter).
+// extra_specs is a JSON object of string (or null) values, changed by compare-and-swap on the
+// whole text; is_public is 0 or 1; qos_specs_id is always NULL until QoS specs exist;
+// encryption is NULL or the JSON object of the type's encryption spec (Cinder's
+// encryption table: encryption_id, provider, control_location, cipher, key_size, created_at,
+// updated_at), changed by compare-and-swap like extra_specs (migration 7).
+constexpr std::array kVolumeTypeColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"name", ColumnType::kText, false, ""},
+    ColumnSpec{"description", ColumnType::kText, true, ""},
+    ColumnSpec{"is_public", ColumnType::kInteger, false, "1"},
+    ColumnSpec{"extra_specs", ColumnType::kText, false, "{}"},
+    ColumnSpec{"qos_specs_id", ColumnType::kText, true, ""},
+    ColumnSpec{"encryption", ColumnType::kText, true, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+// One row per (private volume type, project allowed to use it) (Cinder's volume_type_projects).
+// id is "<volume_type_id>:<project_id>", so a second grant collides on the primary key; a
+// removed grant is soft-deleted and revived by a conditional update when granted again
+// (migration 7).
+constexpr std::array kVolumeTypeAccessColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"volume_type_id", ColumnType::kText, false, ""},
+    ColumnSpec{"project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+constexpr std::array<std::string_view, 1> kVolumeTypeUniqueColumns = {"name"};
 
 }  // namespace
 
@@ -221,6 +261,10 @@ std::string_view TableName(Table table) {
       return "transfers";
     case Table::kMessages:
       return "messages";
+    case Table::kVolumeTypes:
+      return "volume_types";
+    case Table::kVolumeTypeAccess:
+      return "volume_type_projects";
   }
   return "volumes";
 }
@@ -243,8 +287,19 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kTransferColumns;
     case Table::kMessages:
       return kMessageColumns;
+    case Table::kVolumeTypes:
+      return kVolumeTypeColumns;
+    case Table::kVolumeTypeAccess:
+      return kVolumeTypeAccessColumns;
   }
   return kVolumeColumns;
+}
+
+std::span<const std::string_view> LiveUniqueColumns(Table table) {
+  if (table == Table::kVolumeTypes) {
+    return kVolumeTypeUniqueColumns;
+  }
+  return {};
 }
 
 const ColumnSpec* FindColumn(Table table, std::string_view column) {

@@ -27,6 +27,12 @@ std::string_view TableName(Table table);
 
 std::span<const ColumnSpec> Columns(Table table);
 
+// Columns no two live (deleted = 0) rows of the table may share a non-NULL value in (a volume
+// type's name). Every adapter enforces them atomically with the write: an Insert or a
+// ConditionalUpdate that would break one fails with kConflict and changes nothing (SQL engines
+// through a partial unique index "WHERE deleted = 0").
+std::span<const std::string_view> LiveUniqueColumns(Table table);
+
 // nullptr if the table has no such column.
 const ColumnSpec* FindColumn(Table table, std::string_view column);
 

@@ -10,8 +10,11 @@
 //   retried inside the adapter with a bounded budget; past it the method returns kUnavailable.
 // - Errors: kInvalidArgument for a column not in the schema (ports/state_schema.h) or a value of
 //   the wrong type; kNotFound for a missing id (Get) or an unknown marker (List); kConflict for an
-//   Insert whose id exists; kUnavailable (not applied, retry) and kOutcomeUnknown (the engine went
-//   away after the statement was sent: re-read before deciding) for engine failures.
+//   Insert whose id exists, and for an Insert or ConditionalUpdate that would give two live
+//   (deleted = 0) rows the same value in a live-unique column (ports/state_schema.h,
+//   LiveUniqueColumns: a volume type's name), which then changes nothing; kUnavailable (not
+//   applied, retry) and kOutcomeUnknown (the engine went away after the statement was sent: re-read
+//   before deciding) for engine failures.
 // - Rows are never removed: deleting a resource is a conditional update that sets `deleted` = 1
 //   (soft delete, as Cinder does), so a late duplicate job still finds the row and its history.
 #pragma once
@@ -41,6 +44,8 @@ enum class Table {
   kBackups,
   kTransfers,
   kMessages,
+  kVolumeTypes,
+  kVolumeTypeAccess,
 };
 
 // One expected value of a conditional update or a filter of a list. All expectations of a call
@@ -100,7 +105,8 @@ class StateStore {
   virtual ~StateStore() = default;
 
   // Inserts a new row; it must carry `id`. Missing nullable columns are NULL, missing columns
-  // with defaults take them (ports/state_schema.h). kConflict if the id exists.
+  // with defaults take them (ports/state_schema.h). kConflict if the id exists, or if the row is
+  // live and a live row has its value in a live-unique column.
   virtual Result<void> Insert(Table table, const Row& row) = 0;
 
   // The whole row, deleted or not. kNotFound if no row has this id.
@@ -111,9 +117,10 @@ class StateStore {
 
   // Atomically: if the row `id` exists and every expectation and guard holds, set `values` and
   // return the row as it is after the update; otherwise change nothing and return std::nullopt
-  // (a missing row is also std::nullopt). Exactly one of any number of racing callers whose
-  // expectations exclude each other's result wins. Idempotent only if the caller's expectations
-  // make it so (e.g. expecting the old status).
+  // (a missing row is also std::nullopt). kConflict (nothing changed) if the row would then be
+  // live with the value of another live row in a live-unique column. Exactly one of any number of
+  // racing callers whose expectations exclude each other's result wins. Idempotent only if the
+  // caller's expectations make it so (e.g. expecting the old status).
   virtual Result<std::optional<Row>> ConditionalUpdate(Table table,
                                                        std::string_view id,
                                                        const Row& values,

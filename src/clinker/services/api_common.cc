@@ -36,6 +36,24 @@ std::string_view FaultName(int status) {
 
 }  // namespace
 
+bool Allowed(const RequestContext& context, std::string_view rule) {
+  static const domain::Policy kDefaults = domain::Policy::Default();
+  const domain::Policy& policy = context.policy != nullptr ? *context.policy : kDefaults;
+  domain::PolicyCredentials credentials;
+  credentials.user_id = context.user_id;
+  credentials.project_id = context.project_id;
+  credentials.user_domain_id = context.user_domain_id;
+  credentials.project_domain_id = context.project_domain_id;
+  credentials.roles = context.roles;
+  if (context.is_admin && std::find(credentials.roles.begin(), credentials.roles.end(), "admin") ==
+                              credentials.roles.end()) {
+    credentials.roles.emplace_back("admin");
+  }
+  credentials.is_admin = context.is_admin;
+  credentials.is_admin_project = context.is_admin_project;
+  return policy.Enforce(rule, credentials, domain::PolicyTarget::OfCaller(credentials));
+}
+
 bool CanSee(const RequestContext& context, std::string_view project_id) {
   return context.is_admin || project_id == context.project_id;
 }
@@ -192,19 +210,19 @@ bool TruthyParameter(std::string_view text) {
   return std::find(kTrue.begin(), kTrue.end(), lowered) != kTrue.end();
 }
 
-std::optional<bool> BooleanField(const nlohmann::json& value) {
+std::optional<bool> StrictBoolean(const json& value) {
   if (value.is_boolean()) {
     return value.get<bool>();
   }
   if (!value.is_string()) {
     return std::nullopt;
   }
-  // Exactly the spellings of Cinder's enum: case matters beyond these.
+  // Cinder's parameter_types.boolean enum (case as listed there).
   static constexpr std::array<std::string_view, 12> kTrue = {
       "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes", "y", "t"};
   static constexpr std::array<std::string_view, 12> kFalse = {
       "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no", "n", "f"};
-  const std::string& text = value.get_ref<const std::string&>();
+  const std::string text = value.get<std::string>();
   if (std::find(kTrue.begin(), kTrue.end(), text) != kTrue.end()) {
     return true;
   }

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "clinker/core/error.h"
+#include "clinker/domain/policy.h"
 #include "clinker/ports/http_types.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/services/microversion.h"
@@ -39,7 +40,18 @@ struct RequestContext {
   // links repeat the form the client used.
   std::string link_base;
   std::string bookmark_base;  // The same without "/v3".
+  // The rules the request is checked against (ApiService sets it; nullptr: the defaults), and
+  // keystonemiddleware's X-Is-Admin-Project, for the rules that decide what a response shows
+  // (Allowed).
+  const domain::Policy* policy = nullptr;
+  bool is_admin_project = true;
 };
+
+// Whether the policy lets the caller do `rule` with its own project as the target (Cinder's
+// context.authorize(rule, fatal=False) without a target object): attribute rules such as
+// volume_extension:access_types_extra_specs. An is_admin caller holds the role admin, as
+// Cinder's RequestContext gives it.
+bool Allowed(const RequestContext& context, std::string_view rule);
 
 // Whether the caller may see (show, update, delete, act on) a resource of `project_id`: an admin
 // sees every project's, anyone else only their own project's, as Cinder's DB layer filters by
@@ -89,10 +101,9 @@ Result<std::int64_t> ParseSize(const nlohmann::json& value, std::int64_t max_siz
 // oslo's bool_from_string for query parameters ("1", "true", "yes", ...).
 bool TruthyParameter(std::string_view text);
 
-// A body field of Cinder's `parameter_types.boolean`: a JSON boolean or one of the strings its
-// enum lists ("true", "False", "1", "off", "y", ...). Empty for anything else, which the caller
-// answers with 400.
-std::optional<bool> BooleanField(const nlohmann::json& value);
+// oslo's bool_from_string(strict=True) on a JSON value, as Cinder's `boolean` schema type: true
+// or false, or one of its strings ("True", "yes", "0", "off", ...); nullopt for anything else.
+std::optional<bool> StrictBoolean(const nlohmann::json& value);
 
 // A non-negative decimal query parameter (limit, offset).
 Result<std::int64_t> ParseNonNegative(std::string_view name, const std::string& text);

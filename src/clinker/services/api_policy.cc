@@ -37,6 +37,12 @@ constexpr ActionRule kVolumeActions[] = {
     {"os-detach", p::kVolumeDetach},
     {"os-begin_detaching", p::kVolumeBeginDetaching},
     {"os-roll_detaching", p::kVolumeRollDetaching},
+    {"os-retype", p::kVolumeRetype},
+};
+
+constexpr ActionRule kTypeActions[] = {
+    {"addProjectAccess", p::kTypeAccessAddProject},
+    {"removeProjectAccess", p::kTypeAccessRemoveProject},
 };
 
 constexpr ActionRule kSnapshotActions[] = {
@@ -84,6 +90,51 @@ std::string_view CollectionRule(const CollectionRules& rules,
            : method == "PUT"    ? rules.update
            : method == "DELETE" ? rules.remove
                                 : "";
+  }
+  return "";
+}
+
+// /types[/{id}[/action | /extra_specs[/{key}] | /encryption[/{x}] | /os-volume-type-access]].
+// GET /types/default is a show. Unknown actions are guarded by the type update rule, unknown
+// sub-resources by none (the router answers 404).
+std::string_view TypeRule(const std::string& method, const std::vector<std::string>& rest) {
+  if (rest.size() <= 2) {
+    return CollectionRule(
+        {p::kTypeGetAll, p::kTypeCreate, p::kTypeGet, p::kTypeUpdate, p::kTypeDelete},
+        method,
+        rest);
+  }
+  const std::string& sub = rest[2];
+  if (sub == "extra_specs") {
+    if (rest.size() == 3) {
+      return method == "GET"    ? p::kTypeExtraSpecsIndex
+             : method == "POST" ? p::kTypeExtraSpecsCreate
+                                : "";
+    }
+    if (rest.size() == 4) {
+      return method == "GET"      ? p::kTypeExtraSpecsShow
+             : method == "PUT"    ? p::kTypeExtraSpecsUpdate
+             : method == "DELETE" ? p::kTypeExtraSpecsDelete
+                                  : "";
+    }
+    return "";
+  }
+  if (sub == "encryption") {
+    if (rest.size() == 3) {
+      return method == "GET"    ? p::kTypeEncryptionGet
+             : method == "POST" ? p::kTypeEncryptionCreate
+                                : "";
+    }
+    if (rest.size() == 4) {
+      return method == "GET"      ? p::kTypeEncryptionGet
+             : method == "PUT"    ? p::kTypeEncryptionUpdate
+             : method == "DELETE" ? p::kTypeEncryptionDelete
+                                  : "";
+    }
+    return "";
+  }
+  if (sub == "os-volume-type-access" && rest.size() == 3) {
+    return method == "GET" ? p::kTypeAccessList : "";
   }
   return "";
 }
@@ -153,11 +204,14 @@ std::string_view PolicyActionFor(const ports::HttpRequest& request,
         method,
         rest);
   }
-  // Volume types and quotas are not served yet (404 after the check), but their admin-only
-  // changes are refused to others with 403 first, as Cinder does.
-  if (collection == "types" && method != "GET") {
-    return p::kTypesManage;
+  if (collection == "types") {
+    if (rest.size() == 3 && rest[2] == "action" && method == "POST") {
+      return RuleOfAction(kTypeActions, ActionKey(request), p::kTypeUpdate);
+    }
+    return TypeRule(method, rest);
   }
+  // Quotas are not served yet (404 after the check), but their admin-only changes are refused
+  // to others with 403 first, as Cinder does.
   if (collection == "os-quota-sets" && method == "PUT") {
     return p::kQuotasUpdate;
   }

@@ -157,6 +157,8 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
     return std::move(*refused);
   }
   context.version = NegotiateMicroversion(request.Header("OpenStack-API-Version")).version;
+  context.policy = &auth_.policy;
+  context.is_admin_project = credentials.is_admin_project;
 
   // /v3/{project_id}/<resource>... or, project-less, /v3/<resource>...
   std::size_t first = 1;
@@ -209,6 +211,9 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   }
   if (!rest.empty() && (rest[0] == "os-volume-transfer" || rest[0] == "volume-transfers")) {
     return RouteTransfers(context, request, rest);
+  }
+  if (!rest.empty() && rest[0] == "types") {
+    return RouteTypes(context, request, rest);
   }
   return NotFound();
 }
@@ -571,6 +576,87 @@ HttpResponse ApiService::RouteTransfers(const RequestContext& context,
   }
   if (rest.size() == 3 && rest[2] == "accept") {
     return method == "POST" ? transfers_->Accept(context, request, rest[1]) : MethodNotAllowed();
+  }
+  return NotFound();
+}
+
+// /types[/{id}[/action | /extra_specs[/{key}] | /os-volume-type-access]]; /types/default is the
+// default type.
+HttpResponse ApiService::RouteTypes(const RequestContext& context,
+                                    const HttpRequest& request,
+                                    const std::vector<std::string>& rest) {
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return types_.List(context, request);
+    }
+    if (method == "POST") {
+      return types_.Create(context, request);
+    }
+    return MethodNotAllowed();
+  }
+  const std::string& type_id = rest[1];
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return types_.Show(context, type_id);
+    }
+    if (method == "PUT") {
+      return types_.Update(context, request, type_id);
+    }
+    if (method == "DELETE") {
+      return types_.Delete(context, type_id);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "action") {
+    return method == "POST" ? types_.Action(context, request, type_id) : MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "os-volume-type-access") {
+    return method == "GET" ? types_.ListAccess(context, type_id) : MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "extra_specs") {
+    if (method == "GET") {
+      return types_.ListExtraSpecs(context, type_id);
+    }
+    if (method == "POST") {
+      return types_.CreateExtraSpecs(context, request, type_id);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "encryption") {
+    if (method == "GET") {
+      return types_.ShowEncryption(context, type_id);
+    }
+    if (method == "POST") {
+      return types_.CreateEncryption(context, request, type_id);
+    }
+    return MethodNotAllowed();
+  }
+  // GET .../encryption/{key} shows one item; PUT and DELETE name the encryption (by any id:
+  // a type has one).
+  if (rest.size() == 4 && rest[2] == "encryption") {
+    if (method == "GET") {
+      return types_.ShowEncryptionItem(context, type_id, rest[3]);
+    }
+    if (method == "PUT") {
+      return types_.UpdateEncryption(context, request, type_id);
+    }
+    if (method == "DELETE") {
+      return types_.DeleteEncryption(context, type_id);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 4 && rest[2] == "extra_specs") {
+    if (method == "GET") {
+      return types_.ShowExtraSpec(context, type_id, rest[3]);
+    }
+    if (method == "PUT") {
+      return types_.UpdateExtraSpec(context, request, type_id, rest[3]);
+    }
+    if (method == "DELETE") {
+      return types_.DeleteExtraSpec(context, type_id, rest[3]);
+    }
+    return MethodNotAllowed();
   }
   return NotFound();
 }

@@ -21,6 +21,7 @@
 #include "clinker/services/services_api.h"
 #include "clinker/services/snapshots_api.h"
 #include "clinker/services/transfers_api.h"
+#include "clinker/services/types_api.h"
 #include "clinker/services/volumes_api.h"
 
 namespace clinker::services {
@@ -47,6 +48,7 @@ class ApiService {
              AttachmentsApi& attachments,
              BackupsApi& backups,
              ServicesApi& services,
+             TypesApi& types,
              ApiAuthOptions auth = {},
              MessagesApi* messages = nullptr)  // nullptr: /messages answers 404.
       : volumes_(volumes),
@@ -54,6 +56,7 @@ class ApiService {
         attachments_(attachments),
         backups_(backups),
         services_(services),
+        types_(types),
         auth_(std::move(auth)),
         messages_(messages) {}
 
@@ -99,6 +102,9 @@ class ApiService {
                                                      const std::vector<std::string>& rest,
                                                      const domain::PolicyCredentials& credentials,
                                                      const RequestContext& context);
+  HttpResponse RouteTypes(const RequestContext& context,
+                          const HttpRequest& request,
+                          const std::vector<std::string>& rest);
 
   VolumesApi& volumes_;
   SnapshotsApi& snapshots_;
@@ -106,6 +112,7 @@ class ApiService {
   BackupsApi& backups_;
   ServicesApi& services_;
   TransfersApi* transfers_ = nullptr;
+  TypesApi& types_;
   const ApiAuthOptions auth_;
   MessagesApi* const messages_;
 };

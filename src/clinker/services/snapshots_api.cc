@@ -153,7 +153,7 @@ HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpReque
   // is what python-cinderclient sends when its --force is not used.
   bool force = false;
   if (spec.contains("force") && !spec["force"].is_null()) {
-    std::optional<bool> parsed = BooleanField(spec["force"]);
+    std::optional<bool> parsed = StrictBoolean(spec["force"]);
     if (!parsed) {
       return Fault(400,
                    "Invalid input for field/attribute force. Value: " + spec["force"].dump() +

@@ -66,7 +66,7 @@ Result<Volume> VolumeFromRow(const ports::Row& row) {
   volume.description = OptionalText(row, "display_description");
   volume.metadata = MetadataFromJson(TextOr(row, "metadata", "{}"));
   volume.availability_zone = TextOr(row, "availability_zone", "nova");
-  volume.volume_type = OptionalText(row, "volume_type");
+  volume.volume_type_id = OptionalText(row, "volume_type_id");
   volume.host = OptionalText(row, "host");
   volume.cluster_name = OptionalText(row, "cluster_name");
   volume.attach_status = TextOr(row, "attach_status", "detached");
@@ -94,7 +94,7 @@ ports::Row VolumeToRow(const Volume& volume) {
       {"display_description", TextOrNull(volume.description)},
       {"metadata", MetadataToJson(volume.metadata)},
       {"availability_zone", volume.availability_zone},
-      {"volume_type", TextOrNull(volume.volume_type)},
+      {"volume_type_id", TextOrNull(volume.volume_type_id)},
       {"host", TextOrNull(volume.host)},
       {"cluster_name", TextOrNull(volume.cluster_name)},
       {"attach_status", volume.attach_status},

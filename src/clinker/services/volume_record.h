@@ -24,7 +24,8 @@ struct Volume {
   std::optional<std::string> description;
   std::map<std::string, std::string> metadata;
   std::string availability_zone;
-  std::optional<std::string> volume_type;
+  // volume_types.id; nullopt for a volume made before types existed (of the default type).
+  std::optional<std::string> volume_type_id;
   std::optional<std::string> host;  // "<host>@<backend>#<pool>" once scheduled.
   // "<cluster>@<backend>#<pool>" when scheduled to a cluster: its jobs go to the cluster's queue.
   std::optional<std::string> cluster_name;

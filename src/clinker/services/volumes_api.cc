@@ -38,6 +38,12 @@ constexpr std::string_view kInvalidVolumeForDelete =
 // A forced delete takes a volume in any status but these (a delete is already on its way).
 constexpr std::array kDeletingStatuses = {VolumeStatus::kDeletingQueued, VolumeStatus::kDeleting};
 
+// Cinder would create the volume's key in its key manager; this release has none.
+std::string EncryptedTypeRefused(const VolumeType& type) {
+  return "Invalid input received: volume type " + type.name +
+         " is encrypted, and this release cannot encrypt volumes.";
+}
+
 std::string VolumeNotFound(std::string_view id) {
   return "Volume " + std::string(id) + " could not be found.";
 }
@@ -87,17 +93,10 @@ json SummaryView(const Volume& volume, const RequestContext& context) {
   return {{"id", volume.id}, {"name", NullOr(volume.name)}, {"links", Links(context, volume.id)}};
 }
 
-// Which answer a detailed view goes into. Cinder adds its "extended attributes" (tenant, host,
-// migration status) only to GET answers (show and list detail): the create and update answers
-// are the bare view, and Tempest's schemas for them refuse the extra keys. Tempest's update
-// schema also stays that of 3.0 at every microversion (no cluster_name, consumes_quota ...), and
-// Tempest's schemas are the contract.
-enum class ViewFor { kGet, kCreate, kUpdate };
-
 json DetailView(const Volume& volume,
                 const RequestContext& context,
-                const VolumesApiOptions& options,
-                ViewFor view_for,
+                VolumeTypeCatalog::NameCache& names,
+                VolumesApi::ViewFor view_for,
                 json attachments = json::array()) {
   json view = {
       {"id", volume.id},
@@ -108,7 +107,7 @@ json DetailView(const Volume& volume,
       {"updated_at", NullOr(volume.updated_at)},
       {"name", NullOr(volume.name)},
       {"description", NullOr(volume.description)},
-      {"volume_type", volume.volume_type.value_or(options.default_volume_type)},
+      {"volume_type", names.NameOf(volume.volume_type_id)},
       {"snapshot_id", NullOr(volume.snapshot_id)},
       {"source_volid", NullOr(volume.source_volid)},
       {"metadata", volume.metadata},
@@ -124,7 +123,7 @@ json DetailView(const Volume& volume,
   if (context.is_admin) {
     view["migration_status"] = NullOr(volume.migration_status);
   }
-  if (view_for == ViewFor::kGet) {
+  if (view_for == VolumesApi::ViewFor::kGet) {
     // volume_extension:volume_tenant_attribute: any reader of the volume's project.
     view["os-vol-tenant-attr:tenant_id"] = volume.project_id;
     if (context.is_admin) {
@@ -145,11 +144,14 @@ json DetailView(const Volume& volume,
     view["shared_targets"] = false;
     view["service_uuid"] = nullptr;
   }
-  if (view_for == ViewFor::kUpdate) {
+  if (view_for == VolumesApi::ViewFor::kUpdate) {
     return view;
   }
   if (context.is_admin && context.version >= Microversion{3, 61}) {
     view["cluster_name"] = NullOr(volume.cluster_name);
+  }
+  if (context.version >= kVolumeTypeIdMicroversion) {
+    view["volume_type_id"] = names.IdOf(volume.volume_type_id);
   }
   // 3.64's encryption_key_id only appears for an encrypted volume, and none is.
   if (context.version >= Microversion{3, 65}) {
@@ -195,7 +197,11 @@ VolumesApi::VolumesApi(ports::StateStore& store,
                        ports::JobQueue& queue,
                        const ports::Clock& clock,
                        VolumesApiOptions options)
-    : store_(store), queue_(queue), clock_(clock), options_(std::move(options)) {}
+    : store_(store),
+      queue_(queue),
+      clock_(clock),
+      options_(std::move(options)),
+      types_(store, clock, options_.default_volume_type) {}
 
 HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest& request) {
   auto body = ParseBody(request, "volume");
@@ -287,13 +293,53 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
               "' is invalid.");
     }
   }
+  // The type: the one named (by name or id; one the caller may not see is 404), else the
+  // source's, else the default type.
+  std::optional<VolumeType> type;
   if (spec.contains("volume_type") && !spec["volume_type"].is_null()) {
-    if (!spec["volume_type"].is_string() ||
-        spec["volume_type"].get<std::string>() != options_.default_volume_type) {
-      return Fault(404,
-                   "Volume type with name " + spec["volume_type"].dump() + " could not be found.");
+    const json& requested = spec["volume_type"];
+    if (!requested.is_string() || requested.get<std::string>().size() > kMaxTextLength) {
+      return Fault(400,
+                   "Invalid input for field/attribute volume_type. Value: " + requested.dump() +
+                       " is not a string of at most 255 characters");
+    }
+    if (!requested.get<std::string>().empty()) {
+      auto resolved = types_.Resolve(context, requested.get<std::string>(), false);
+      if (!resolved) {
+        return resolved.error();
+      }
+      type = std::move(*resolved);
     }
   }
+  if (!type && source && source->volume_type_id) {
+    auto inherited = types_.ById(context, *source->volume_type_id, true);
+    if (!inherited) {
+      return FaultFromError(inherited.error());
+    }
+    type = std::move(*inherited);  // nullopt if the source's type was deleted meanwhile.
+  }
+  if (!type) {
+    auto fallback = types_.Default();
+    if (!fallback) {
+      return FaultFromError(fallback.error());
+    }
+    type = std::move(*fallback);
+  }
+  if (type->encryption) {
+    return Fault(400, EncryptedTypeRefused(*type));
+  }
+  if (IsMultiattachType(*type)) {
+    if (!Allowed(context, domain::policies::kVolumeMultiattach)) {
+      return Fault(403, "Policy doesn't allow volume:multiattach to be performed.");
+    }
+    volume.multiattach = true;
+  }
+  // A private type reached through the caller's project's grant: the pin holds the grant too.
+  std::optional<std::string> grant;
+  if (!type->is_public && !context.is_admin) {
+    grant = context.project_id;
+  }
+  volume.volume_type_id = type->id;
 
   volume.id = NewUuid();
   volume.project_id = context.project_id;
@@ -333,6 +379,16 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
                          "volume when its status is not 'available'.");
     }
   }
+  // The type is pinned now that the volume row has it: a delete of the type that won the race
+  // is seen here, and one that comes later sees the volume (volume_type_record.h).
+  auto pinned = types_.Pin(*type, grant);
+  if (!pinned || !*pinned) {
+    WithdrawCreate(volume.id);
+    if (!pinned) {
+      return FaultFromError(pinned.error());
+    }
+    return Fault(404, VolumeTypeNotFound(type->id));
+  }
   JobMessage job{
       domain::Operation::kCreateVolume, volume.id, *volume.operation_id, volume.project_id};
   const std::string topic =
@@ -349,7 +405,8 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
             {{"volume_id", volume.id},
              {"operation_id", *volume.operation_id},
              {"size_gib", static_cast<long long>(volume.size_gib)}});
-  return JsonResponse(202, {{"volume", DetailView(volume, context, options_, ViewFor::kCreate)}});
+  VolumeTypeCatalog::NameCache names(types_);
+  return JsonResponse(202, {{"volume", DetailView(volume, context, names, ViewFor::kCreate)}});
 }
 
 HttpResponse VolumesApi::Show(const RequestContext& context, std::string_view volume_id) {
@@ -357,10 +414,15 @@ HttpResponse VolumesApi::Show(const RequestContext& context, std::string_view vo
   if (!volume) {
     return volume.error();
   }
-  return JsonResponse(
-      200,
-      {{"volume",
-        DetailView(*volume, context, options_, ViewFor::kGet, AttachmentsView(*volume, context))}});
+  VolumeTypeCatalog::NameCache names(types_);
+  return JsonResponse(200, {{"volume", View(*volume, context, names, ViewFor::kGet)}});
+}
+
+json VolumesApi::View(const Volume& volume,
+                      const RequestContext& context,
+                      VolumeTypeCatalog::NameCache& names,
+                      ViewFor view_for) {
+  return DetailView(volume, context, names, view_for, AttachmentsView(volume, context));
 }
 
 HttpResponse VolumesApi::List(const RequestContext& context,
@@ -432,6 +494,7 @@ HttpResponse VolumesApi::List(const RequestContext& context,
   json items = json::array();
   std::string last_id;
   std::int64_t index = 0;
+  VolumeTypeCatalog::NameCache names(types_);
   for (const ports::Row& row : *rows) {
     if (index++ < offset) {
       continue;
@@ -440,10 +503,8 @@ HttpResponse VolumesApi::List(const RequestContext& context,
     if (!volume) {
       return FaultFromError(volume.error());
     }
-    items.push_back(
-        detail ? DetailView(
-                     *volume, context, options_, ViewFor::kGet, AttachmentsView(*volume, context))
-               : SummaryView(*volume, context));
+    items.push_back(detail ? View(*volume, context, names, ViewFor::kGet)
+                           : SummaryView(*volume, context));
     last_id = volume->id;
   }
   json body = {{"volumes", items}};
@@ -542,11 +603,8 @@ HttpResponse VolumesApi::Update(const RequestContext& context,
   if (!volume) {
     return FaultFromError(volume.error());
   }
-  return JsonResponse(
-      200,
-      {{"volume",
-        DetailView(
-            *volume, context, options_, ViewFor::kUpdate, AttachmentsView(*volume, context))}});
+  VolumeTypeCatalog::NameCache names(types_);
+  return JsonResponse(200, {{"volume", View(*volume, context, names, ViewFor::kUpdate)}});
 }
 
 HttpResponse VolumesApi::Delete(const RequestContext& context,
@@ -714,6 +772,7 @@ tl::expected<VolumesApi::VolumeSourceRef, HttpResponse> VolumesApi::FindSource(
   }
   source.host = volume->host;
   source.cluster_name = volume->cluster_name;
+  source.volume_type_id = volume->volume_type_id;
   return source;
 }
 
@@ -793,6 +852,9 @@ HttpResponse VolumesApi::Action(const RequestContext& context,
   const json& argument = body.begin().value();
   if (action == "os-extend") {
     return Extend(context, argument, volume_id);
+  }
+  if (action == "os-retype") {
+    return Retype(context, argument, volume_id);
   }
   if (action == "os-reset_status") {
     if (!context.is_admin) {
@@ -969,6 +1031,126 @@ HttpResponse VolumesApi::ResetStatus(const RequestContext& context,
             {{"volume_id", std::string(volume_id)},
              {"status", argument.value("status", std::string())},
              {"by", context.user_id}});
+  return Accepted();
+}
+
+HttpResponse VolumesApi::Retype(const RequestContext& context,
+                                const json& argument,
+                                std::string_view volume_id) {
+  if (!argument.is_object()) {
+    return Fault(400,
+                 "Invalid input for field/attribute os-retype. Value: " + argument.dump() +
+                     " is not of type 'object'");
+  }
+  for (const auto& item : argument.items()) {
+    if (item.key() != "new_type" && item.key() != "migration_policy") {
+      return Fault(400,
+                   "Invalid input for field/attribute os-retype. Additional properties are not "
+                   "allowed ('" +
+                       item.key() + "' was unexpected)");
+    }
+  }
+  if (!argument.contains("new_type") || !argument["new_type"].is_string()) {
+    return Fault(400,
+                 "Invalid input for field/attribute os-retype. 'new_type' is a required property "
+                 "of type 'string'");
+  }
+  if (argument.contains("migration_policy") && !argument["migration_policy"].is_null() &&
+      argument["migration_policy"] != "on-demand" && argument["migration_policy"] != "never") {
+    return Fault(400,
+                 "Invalid input for field/attribute migration_policy. Value: " +
+                     argument["migration_policy"].dump() + " is not one of ['on-demand', 'never']");
+  }
+  auto volume = Visible(store_, context, volume_id);
+  if (!volume) {
+    return volume.error();
+  }
+  // Cinder looks the new type up elevated: any live type, private ones included.
+  auto new_type = types_.Resolve(context, argument["new_type"].get<std::string>(), true);
+  if (!new_type) {
+    return new_type.error();
+  }
+  const std::string not_retypable =
+      "Invalid volume: Retype needs volume to be in available or in-use state, not be part of an "
+      "active migration or a consistency group, requested type has to be different that the one "
+      "from the volume, and for in-use volumes front-end qos specs cannot change.";
+  std::string current_type_id;
+  if (volume->volume_type_id) {
+    current_type_id = *volume->volume_type_id;
+  } else {
+    auto fallback = types_.Default();
+    if (!fallback) {
+      return FaultFromError(fallback.error());
+    }
+    current_type_id = fallback->id;
+  }
+  if (current_type_id == new_type->id) {
+    return Fault(400, not_retypable);
+  }
+  if (new_type->encryption) {
+    return Fault(400, EncryptedTypeRefused(*new_type));
+  }
+  const bool to_multiattach = IsMultiattachType(*new_type);
+  if (to_multiattach != volume->multiattach) {
+    if (volume->status != VolumeStatus::kAvailable) {
+      return Fault(400,
+                   "Invalid input received: Invalid volume_type passed, retypes affecting "
+                   "multiattach are only allowed on available volumes, the specified volume "
+                   "however currently has a status of: " +
+                       std::string(domain::ApiName(volume->status)) + ".");
+    }
+    if (to_multiattach && !Allowed(context, domain::policies::kVolumeMultiattach)) {
+      return Fault(403, "Policy doesn't allow volume:multiattach to be performed.");
+    }
+  }
+  // Cinder's conditional update: available or in-use, no migration under way, still the type it
+  // had (exactly, so a racing retype is not undone).
+  std::vector<Expectation> expected = {
+      Expectation::Equals("deleted", std::int64_t{0}),
+      Expectation::In("status", {Status(VolumeStatus::kAvailable), Status(VolumeStatus::kInUse)}),
+      Expectation::NotIn("migration_status",
+                         {Text("migrating"), Text("starting"), Text("completing")}),
+      Expectation::Equals("multiattach", std::int64_t{volume->multiattach ? 1 : 0}),
+      volume->volume_type_id ? Expectation::Equals("volume_type_id", *volume->volume_type_id)
+                             : Expectation::IsNull("volume_type_id"),
+  };
+  auto retyped = store_.ConditionalUpdate(ports::Table::kVolumes,
+                                          volume->id,
+                                          {{"volume_type_id", new_type->id},
+                                           {"multiattach", std::int64_t{to_multiattach ? 1 : 0}},
+                                           {"updated_at", FormatTimestamp(clock_.WallNow())}},
+                                          expected,
+                                          {});
+  if (!retyped) {
+    return FaultFromError(retyped.error());
+  }
+  if (!retyped->has_value()) {
+    return Fault(400, not_retypable);
+  }
+  // The new type is pinned now that the volume has it: a delete of the type that won the race
+  // is seen here and the volume gets its old type back (volume_type_record.h).
+  auto pinned = types_.Pin(*new_type, std::nullopt);
+  if (!pinned || !*pinned) {
+    auto undone =
+        store_.ConditionalUpdate(ports::Table::kVolumes,
+                                 volume->id,
+                                 {{"volume_type_id", TextOrNull(volume->volume_type_id)},
+                                  {"multiattach", std::int64_t{volume->multiattach ? 1 : 0}}},
+                                 {Expectation::Equals("volume_type_id", new_type->id)},
+                                 {});
+    undone.IgnoreError("the volume keeps a deleted type; an admin may retype it again");
+    if (!pinned) {
+      return FaultFromError(pinned.error());
+    }
+    return Fault(404, VolumeTypeNotFound(new_type->id));
+  }
+  log::Info("volume.retyped",
+            {{"volume_id", volume->id},
+             {"volume_type_id", new_type->id},
+             {"migration_policy",
+              argument.value("migration_policy", json()).is_string()
+                  ? argument["migration_policy"].get<std::string>()
+                  : std::string("never")}});
   return Accepted();
 }
 

@@ -124,20 +124,45 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
       return transfers_;
     case Table::kMessages:
       return messages_;
+    case Table::kVolumeTypes:
+      return volume_types_;
+    case Table::kVolumeTypeAccess:
+      return volume_type_access_;
   }
   CLINKER_ASSERT(false, "unknown table");
   return volumes_;
+}
+
+Result<void> MemoryStateStore::CheckLiveUnique(Table table, std::string_view id, const Row& row) {
+  if (!IsLive(row)) {
+    return {};
+  }
+  for (const std::string_view column : ports::LiveUniqueColumns(table)) {
+    const Value& value = ValueOf(row, column);
+    if (IsNull(value)) {
+      continue;
+    }
+    for (const auto& entry : RowsOf(table)) {
+      if (entry.first != id && IsLive(entry.second) && ValueOf(entry.second, column) == value) {
+        return MakeError(ErrorCode::kConflict,
+                         std::string(ports::TableName(table)) + " " + entry.first +
+                             " is live with the same " + std::string(column));
+      }
+    }
+  }
+  return {};
 }
 
 Result<void> MemoryStateStore::Insert(Table table, const Row& row) {
   CLINKER_ASSIGN_OR_RETURN(Row complete, ports::CompleteRow(table, row));
   std::string id = std::get<std::string>(complete.at("id"));
   std::lock_guard<std::mutex> lock(mutex_);
-  auto [it, inserted] = RowsOf(table).emplace(id, std::move(complete));
-  if (!inserted) {
+  if (RowsOf(table).contains(id)) {
     return MakeError(ErrorCode::kConflict,
                      std::string(ports::TableName(table)) + " " + id + " exists");
   }
+  CLINKER_RETURN_IF_ERROR(CheckLiveUnique(table, id, complete));
+  RowsOf(table).emplace(id, std::move(complete));
   return {};
 }
 
@@ -241,11 +266,14 @@ Result<std::optional<Row>> MemoryStateStore::ConditionalUpdate(
       }
     }
   }
+  Row updated = row;
   for (const auto& [name, value] : values) {
-    auto column = row.find(name);
-    CLINKER_ASSERT(column != row.end(), "a stored row lacks a schema column");
+    auto column = updated.find(name);
+    CLINKER_ASSERT(column != updated.end(), "a stored row lacks a schema column");
     column->second = value;
   }
+  CLINKER_RETURN_IF_ERROR(CheckLiveUnique(table, id, updated));
+  row = std::move(updated);
   return std::optional<Row>(row);
 }
 

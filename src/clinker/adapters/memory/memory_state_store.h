@@ -13,6 +13,8 @@
 //   text compares byte-wise (as SQLite's BINARY collation).
 // - ConditionalUpdate with no values changes nothing and returns the row if every condition
 //   holds.
+// - Live-unique columns (ports/state_schema.h) are checked under the same mutex, before the
+//   write: a conflicting Insert or ConditionalUpdate is kConflict and changes nothing.
 #pragma once
 
 #include <map>
@@ -48,6 +50,9 @@ class MemoryStateStore final : public ports::StateStore {
   using Rows = std::map<std::string, ports::Row, std::less<>>;
 
   Rows& RowsOf(ports::Table table);
+  // kConflict if `row` is live and another live row (not `id`) of the table has its value in a
+  // live-unique column. Called with mutex_ held.
+  Result<void> CheckLiveUnique(ports::Table table, std::string_view id, const ports::Row& row);
 
   std::mutex mutex_;
   Rows volumes_;
@@ -58,6 +63,8 @@ class MemoryStateStore final : public ports::StateStore {
   Rows backups_;
   Rows transfers_;
   Rows messages_;
+  Rows volume_types_;
+  Rows volume_type_access_;
 };
 
 }  // namespace clinker::adapters

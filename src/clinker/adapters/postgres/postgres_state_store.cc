@@ -230,8 +230,40 @@ CREATE TABLE messages (
 CREATE INDEX messages_project_id ON messages (project_id, deleted, created_at);
 )sql";
 
-constexpr std::array<std::string_view, 6> kMigrations = {
-    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5, kMigration6};
+// Volume types, their access lists (private types) and the volume's type. A type's name is unique
+// among live types (the partial index); deleting a type checks that no live volume has it (a
+// guard on volume_type_id, one probe of the index).
+constexpr std::string_view kMigration7 = R"sql(
+ALTER TABLE volumes ADD COLUMN volume_type_id TEXT COLLATE "C";
+CREATE INDEX volumes_volume_type_id ON volumes (volume_type_id, deleted);
+CREATE TABLE volume_types (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  name TEXT COLLATE "C" NOT NULL,
+  description TEXT COLLATE "C",
+  is_public BIGINT NOT NULL DEFAULT 1,
+  extra_specs TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+  qos_specs_id TEXT COLLATE "C",
+  encryption TEXT COLLATE "C",
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX volume_types_live_name ON volume_types (name) WHERE deleted = 0;
+CREATE TABLE volume_type_projects (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  volume_type_id TEXT COLLATE "C" NOT NULL,
+  project_id TEXT COLLATE "C" NOT NULL,
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX volume_type_projects_type ON volume_type_projects (volume_type_id, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 7> kMigrations = {
+    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5, kMigration6, kMigration7};
 
 constexpr std::string_view kComponent = "state";
 
@@ -712,7 +744,8 @@ class PostgresStateStore::Pool {
         // Before COMMIT the server rolls an open transaction back when the connection goes.
         last = describe(ErrorCode::kUnavailable, "connection lost", e);
       } catch (const pqxx::unique_violation& e) {
-        return fail(ErrorCode::kConflict, "a row with this id exists", e);
+        // The primary key, or a live-unique column's partial index (ports/state_schema.h).
+        return fail(ErrorCode::kConflict, "a row with this id or unique value exists", e);
       } catch (const pqxx::data_exception& e) {
         return fail(ErrorCode::kInvalidArgument, "value refused", e);
       } catch (const pqxx::sql_error& e) {

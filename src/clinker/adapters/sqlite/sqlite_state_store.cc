@@ -217,8 +217,40 @@ CREATE TABLE messages (
 CREATE INDEX messages_project_id ON messages (project_id, deleted, created_at);
 )sql";
 
-constexpr std::array<std::string_view, 6> kMigrations = {
-    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5, kMigration6};
+// Volume types, their access lists (private types) and the volume's type. A type's name is unique
+// among live types (the partial index); deleting a type checks that no live volume has it (a
+// guard on volume_type_id, one probe of the index).
+constexpr std::string_view kMigration7 = R"sql(
+ALTER TABLE volumes ADD COLUMN volume_type_id TEXT;
+CREATE INDEX volumes_volume_type_id ON volumes (volume_type_id, deleted);
+CREATE TABLE volume_types (
+  id TEXT NOT NULL PRIMARY KEY,
+  name TEXT NOT NULL,
+  description TEXT,
+  is_public INTEGER NOT NULL DEFAULT 1,
+  extra_specs TEXT NOT NULL DEFAULT '{}',
+  qos_specs_id TEXT,
+  encryption TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE UNIQUE INDEX volume_types_live_name ON volume_types (name) WHERE deleted = 0;
+CREATE TABLE volume_type_projects (
+  id TEXT NOT NULL PRIMARY KEY,
+  volume_type_id TEXT NOT NULL,
+  project_id TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX volume_type_projects_type ON volume_type_projects (volume_type_id, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 7> kMigrations = {
+    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5, kMigration6, kMigration7};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
@@ -421,7 +453,7 @@ Result<void> SqliteStateStore::Insert(Table table, const Row& row) {
     if (!step) {
       Error error = step.error();
       if (error.code == ErrorCode::kConflict) {
-        error.message = "a row with this id exists: " + error.message;
+        error.message = "a row with this id or unique value exists: " + error.message;
       }
       return tl::unexpected<Error>(std::move(error));
     }
