@@ -67,7 +67,8 @@ class AdminApiTest : public ::testing::Test {
         backups_(store_, queue_, clock_, BackupsApiOptions{}),
         services_(store_, clock_, Options(&cache_)),
         messages_(store_, clock_),
-        api_(volumes_, snapshots_, attachments_, backups_, services_, {}, &messages_) {}
+        types_(store_, clock_, TypesApiOptions{}),
+        api_(volumes_, snapshots_, attachments_, backups_, services_, types_, {}, &messages_) {}
 
   ServiceRegistry& Register(std::string binary,
                             std::string host,
@@ -169,6 +170,7 @@ class AdminApiTest : public ::testing::Test {
   BackupsApi backups_;
   ServicesApi services_;
   MessagesApi messages_;
+  TypesApi types_;
   ApiService api_;
   std::vector<std::unique_ptr<ServiceRegistry>> registries_;  // Last: stop before the store.
 };

@@ -27,7 +27,9 @@
 #include <variant>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "clinker/adapters/memory/memory_job_queue.h"
 #include "clinker/adapters/memory/memory_state_store.h"
@@ -55,6 +57,7 @@ using adapters::MemoryJobQueue;
 using adapters::MemoryStateStore;
 using domain::Operation;
 using domain::VolumeStatus;
+using json = nlohmann::json;
 using test_support::FakeClock;
 
 constexpr std::string_view kProject = "0123456789abcdef0123456789abcdef";
@@ -595,6 +598,70 @@ TEST_F(SchedulerTest, ADisabledClusterTakesNoNewVolumes) {
               JobOutcome::kDone);
     EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendA) + "#default");
   }
+}
+
+// Cinder's CapabilitiesFilter: a volume type's extra specs pick the back-ends whose reported
+// capabilities meet them; a type nobody meets fails the volume with a reason and a user message.
+TEST_F(SchedulerTest, AVolumeTypesExtraSpecsPickTheBackEndsThatMeetThem) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA), std::string(kBackendB)});
+  auto report = [&](std::string_view backend, std::string vendor) {
+    CapabilityReport capability;
+    capability.backend = std::string(backend);
+    capability.host = std::string(backend);
+    capability.total_capacity_gib = 1000;
+    capability.free_capacity_gib = 1000;
+    capability.volume_backend_name = "file";
+    capability.vendor_name = std::move(vendor);
+    capability.storage_protocol = "file";
+    capability.reported_at = FormatTimestamp(clock_.WallNow());
+    capabilities_.Apply(capability);
+  };
+  report(kBackendA, "Acme");
+  report(kBackendB, "Clinker");
+  auto type = [&](const std::string& id, json extra_specs) {
+    ASSERT_TRUE(store_
+                    .Insert(ports::Table::kVolumeTypes,
+                            {{"id", id},
+                             {"name", "type-" + id},
+                             {"extra_specs", extra_specs.dump()},
+                             {"created_at", FormatTimestamp(clock_.WallNow())}})
+                    .has_value());
+  };
+  type("t-clinker",
+       {{"vendor_name", "Clinker"},
+        {"capabilities:storage_protocol", "<in> fil"},
+        {"RESKEY:availability_zones", "elsewhere"},  // Another scope: not for placement.
+        {"multiattach", "<is> True"}});
+  type("t-nobody", {{"storage_protocol", "bogus"}});
+  auto with_type = [&](const std::string& type_id) {
+    Queued volume = InsertVolume();
+    EXPECT_TRUE(
+        store_
+            .ConditionalUpdate(
+                ports::Table::kVolumes, volume.volume_id, {{"volume_type_id", type_id}}, {}, {})
+            .has_value());
+    return volume;
+  };
+
+  for (int i = 0; i < 3; ++i) {
+    Queued volume = with_type("t-clinker");
+    ASSERT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendB) + "#default");
+  }
+
+  Queued refused = with_type("t-nobody");
+  ASSERT_EQ(scheduler->Handle(CreateJob(refused.volume_id, refused.operation_id)),
+            JobOutcome::kDone);
+  ports::Row row = ReadRow(refused.volume_id);
+  EXPECT_EQ(TextColumn(row, "status"), "error");
+  EXPECT_THAT(TextColumn(row, "status_reason").value_or(""),
+              ::testing::HasSubstr("capability storage_protocol is 'file'"));
+  auto messages = store_.List(ports::Table::kMessages, {});
+  ASSERT_TRUE(messages.has_value());
+  ASSERT_EQ(messages->size(), 1u);
+  EXPECT_EQ(TextColumn(messages->front(), "resource_uuid"), refused.volume_id);
+  EXPECT_TRUE(TakeForwarded(kBackendA).empty());
 }
 
 }  // namespace

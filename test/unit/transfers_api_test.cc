@@ -164,7 +164,8 @@ class TransfersApiTest : public ::testing::Test {
         backups_(store_, publisher_, clock_, BackupsApiOptions{}),
         services_api_(store_, clock_, ServicesApiOptions{}),
         transfers_(pausing_, clock_, TransfersApiOptions{}),
-        service_(volumes_, snapshots_, attachments_, backups_, services_api_) {
+        types_(store_, clock_, TypesApiOptions{}),
+        service_(volumes_, snapshots_, attachments_, backups_, services_api_, types_) {
     service_.ServeTransfers(&transfers_);
   }
 
@@ -262,6 +263,7 @@ class TransfersApiTest : public ::testing::Test {
   BackupsApi backups_;
   ServicesApi services_api_;
   TransfersApi transfers_;
+  TypesApi types_;
   ApiService service_;
 };
 

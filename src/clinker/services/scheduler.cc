@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "clinker/core/log.h"
 #include "clinker/core/time_format.h"
 #include "clinker/services/job_message.h"
@@ -64,9 +66,56 @@ Result<std::set<std::string>> Scheduler::DisabledBackends() const {
   return disabled;
 }
 
-std::vector<Scheduler::Candidate> Scheduler::Eligible(std::int64_t size_gib,
-                                                      const std::set<std::string>& disabled,
-                                                      std::string* why) const {
+Result<std::map<std::string, std::string>> Scheduler::TypeExtraSpecs(
+    const std::optional<std::string>& volume_type_id) const {
+  std::map<std::string, std::string> specs;
+  if (!volume_type_id) {
+    return specs;  // A volume of before types: the default type, placed anywhere.
+  }
+  auto row = store_.Get(ports::Table::kVolumeTypes, *volume_type_id);
+  if (!row) {
+    if (row.error().code == ErrorCode::kNotFound) {
+      return specs;
+    }
+    return tl::unexpected(row.error());
+  }
+  // Read as the API stores it: a JSON object of string (or null) values.
+  nlohmann::json parsed =
+      nlohmann::json::parse(TextOr(*row, "extra_specs", "{}"), nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_object()) {
+    for (const auto& [key, value] : parsed.items()) {
+      if (value.is_string()) {
+        specs[key] = value.get<std::string>();
+      }
+    }
+  }
+  return specs;
+}
+
+domain::Capabilities Scheduler::CapabilitiesOf(const CapabilityReport& report) const {
+  // What the report says, plus what every Clinker back-end can do: volumes are sparse (thin),
+  // attachable by several hosts at once, not replicated.
+  return domain::Capabilities{
+      {"volume_backend_name", report.volume_backend_name},
+      {"vendor_name", report.vendor_name},
+      {"driver_version", report.driver_version},
+      {"storage_protocol", report.storage_protocol},
+      {"total_capacity_gb", std::to_string(report.total_capacity_gib)},
+      {"free_capacity_gb", std::to_string(report.free_capacity_gib)},
+      {"pool_name", options_.pool},
+      {"thin_provisioning_support", "True"},
+      {"thick_provisioning_support", "False"},
+      {"multiattach", "True"},
+      {"replication_enabled", "False"},
+      {"max_over_subscription_ratio", std::to_string(options_.max_over_subscription_ratio)},
+  };
+}
+
+std::vector<Scheduler::Candidate> Scheduler::Eligible(
+    std::int64_t size_gib,
+    const std::map<std::string, std::string>& extra_specs,
+    const std::set<std::string>& disabled,
+    std::string* why) const {
   std::vector<Candidate> configured;
   std::string disabled_reasons;
   for (const std::string& cluster : options_.clusters) {
@@ -107,6 +156,9 @@ std::vector<Scheduler::Candidate> Scheduler::Eligible(std::int64_t size_gib,
                      options_.max_over_subscription_ratio <
                  static_cast<double>(size_gib)) {
         reason = std::to_string(cached->report.free_capacity_gib) + " GiB free";
+      } else if (std::string mismatch;
+                 !domain::ExtraSpecsMatch(extra_specs, CapabilitiesOf(cached->report), &mismatch)) {
+        reason = mismatch;
       } else {
         eligible.push_back(candidate);
         continue;
@@ -122,7 +174,8 @@ std::vector<Scheduler::Candidate> Scheduler::Eligible(std::int64_t size_gib,
     return configured;
   }
   if (eligible.empty()) {
-    *why = "no back-end can take " + std::to_string(size_gib) + " GiB (" + reasons + ")";
+    *why = "no back-end can take " + std::to_string(size_gib) + " GiB of this volume type (" +
+           reasons + ")";
   }
   return eligible;
 }
@@ -207,8 +260,9 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
   }
 
   std::int64_t size_gib = 0;
+  std::map<std::string, std::string> extra_specs;
   if (capabilities_ != nullptr) {
-    // The size decides which back-ends can take the volume.
+    // The size and the type's extra specs decide which back-ends can take the volume.
     auto row = store_.Get(ports::Table::kVolumes, volume_id);
     if (!row) {
       return row.error().code == ErrorCode::kNotFound ? JobOutcome::kDone : JobOutcome::kRetryLater;
@@ -220,6 +274,11 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
       return forward_recorded();  // Already scheduled, or no longer ours: no choice to make.
     }
     size_gib = volume->size_gib;
+    auto specs = TypeExtraSpecs(volume->volume_type_id);
+    if (!specs) {
+      return JobOutcome::kRetryLater;
+    }
+    extra_specs = std::move(*specs);
   }
 
   auto disabled = DisabledBackends();
@@ -227,7 +286,7 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
     return JobOutcome::kRetryLater;
   }
   std::string why;
-  std::vector<Candidate> eligible = Eligible(size_gib, *disabled, &why);
+  std::vector<Candidate> eligible = Eligible(size_gib, extra_specs, *disabled, &why);
   if (eligible.empty()) {
     return fail(why);
   }

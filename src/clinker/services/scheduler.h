@@ -9,13 +9,14 @@
 //
 // Choice: the configured back-ends take volumes in turn. With a CapabilityCache, only the
 // eligible ones do: a back-end is eligible when its latest capability report is fresh (younger
-// than capability_max_age by the local monotonic clock) and shows at least the volume's size
-// free. If no configured back-end has reported at all yet (a fresh start of the whole system),
-// every configured back-end is eligible, as without a cache. If some have reported but none is
-// eligible, the volume goes to error with Cinder's "No valid back-end was found: <why>". The
-// scheduler reads the volume row for its size before choosing. Free capacity is as last
-// reported, so volumes scheduled between two reports may overcommit a back-end a little; the
-// driver then refuses the create, as in Cinder.
+// than capability_max_age by the local monotonic clock), shows at least the volume's size free,
+// and its capabilities meet the extra specs of the volume's type (Cinder's CapabilitiesFilter:
+// `vendor_name`, `capabilities:storage_protocol`, `<is>`, `<in>`, `<or>` ...). If no configured
+// back-end has reported at all yet (a fresh start of the whole system), every configured back-end
+// is eligible, as without a cache. If some have reported but none is eligible, the volume goes to
+// error with Cinder's "No valid back-end was found: <why>". The scheduler reads the volume row for
+// its size before choosing. Free capacity is as last reported, so volumes scheduled between two
+// reports may overcommit a back-end a little; the driver then refuses the create, as in Cinder.
 //
 // Back-ends an operator disabled or froze (os-services disable / freeze: the service's row, or
 // for a cluster its cluster's row) take no new volumes, as Cinder's scheduler leaves them out;
@@ -30,10 +31,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "clinker/domain/extra_specs.h"
 #include "clinker/ports/clock.h"
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/state_store.h"
@@ -86,9 +90,17 @@ class Scheduler {
                      const std::string& payload);
   // The candidates for a volume of `size_gib`: on an empty result, *why says why none is.
   // `disabled`: the addresses of disabled or frozen back-ends (DisabledBackends).
+  // A back-end is eligible only if its reported capabilities meet `extra_specs` (the volume
+  // type's, as Cinder's CapabilitiesFilter: domain/extra_specs.h).
   std::vector<Candidate> Eligible(std::int64_t size_gib,
+                                  const std::map<std::string, std::string>& extra_specs,
                                   const std::set<std::string>& disabled,
                                   std::string* why) const;
+  // The extra specs of the volume's type (none for a volume without a type id or whose type is
+  // gone).
+  Result<std::map<std::string, std::string>> TypeExtraSpecs(
+      const std::optional<std::string>& volume_type_id) const;
+  domain::Capabilities CapabilitiesOf(const CapabilityReport& report) const;
   Result<std::set<std::string>> DisabledBackends() const;
   // Sets the still-unscheduled volume to error with "No valid back-end was found: <why>";
   // returns whether it did (false: the row no longer matched `still_ours` + no host).

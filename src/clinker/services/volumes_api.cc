@@ -96,7 +96,7 @@ json SummaryView(const Volume& volume, const RequestContext& context) {
 json DetailView(const Volume& volume,
                 const RequestContext& context,
                 VolumeTypeCatalog::NameCache& names,
-                VolumesApi::ViewFor view_for,
+                VolumeViewFor view_for,
                 json attachments = json::array()) {
   json view = {
       {"id", volume.id},
@@ -123,7 +123,7 @@ json DetailView(const Volume& volume,
   if (context.is_admin) {
     view["migration_status"] = NullOr(volume.migration_status);
   }
-  if (view_for == VolumesApi::ViewFor::kGet) {
+  if (view_for == VolumeViewFor::kGet) {
     // volume_extension:volume_tenant_attribute: any reader of the volume's project.
     view["os-vol-tenant-attr:tenant_id"] = volume.project_id;
     if (context.is_admin) {
@@ -144,7 +144,7 @@ json DetailView(const Volume& volume,
     view["shared_targets"] = false;
     view["service_uuid"] = nullptr;
   }
-  if (view_for == VolumesApi::ViewFor::kUpdate) {
+  if (view_for == VolumeViewFor::kUpdate) {
     return view;
   }
   if (context.is_admin && context.version >= Microversion{3, 61}) {

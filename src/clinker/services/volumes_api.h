@@ -55,6 +55,13 @@ struct VolumesApiOptions {
   ports::LockManager* fail_fast_locks = nullptr;
 };
 
+// Which answer a volume view goes into. Cinder adds its "extended attributes" (tenant, host,
+// migration status) only to GET answers (show and list detail): the create and update answers
+// are the bare view, and Tempest's schemas for them refuse the extra keys. Tempest's update
+// schema also stays that of 3.0 at every microversion (no cluster_name, volume_type_id,
+// consumes_quota), and Tempest's schemas are the contract.
+enum class VolumeViewFor { kGet, kCreate, kUpdate };
+
 class VolumesApi {
  public:
   VolumesApi(ports::StateStore& store,
@@ -110,12 +117,7 @@ class VolumesApi {
   HttpResponse Retype(const RequestContext& context,
                       const nlohmann::json& body,
                       std::string_view volume_id);
-  // Which answer a volume view goes into. Cinder adds its "extended attributes" (tenant, host,
-  // migration status) only to GET answers (show and list detail): the create and update answers
-  // are the bare view, and Tempest's schemas for them refuse the extra keys. Tempest's update
-  // schema also stays that of 3.0 at every microversion (no cluster_name, volume_type_id,
-  // consumes_quota), and Tempest's schemas are the contract.
-  enum class ViewFor { kGet, kCreate, kUpdate };
+  using ViewFor = VolumeViewFor;
   // The volume view, with its attachments and the type's name (and id from 3.63) looked up
   // through `names`.
   nlohmann::json View(const Volume& volume,
