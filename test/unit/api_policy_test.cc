@@ -2,9 +2,11 @@
 // collection's list, detail, summary, create, show, update and delete; DELETE ?force=true; each
 // listed action of volumes, snapshots and backups and that an unlisted (or unreadable) action
 // falls back to the resource's update rule, so no action is left unguarded; backup restore;
-// attachments (writes guarded, reads not, as in Cinder); os-services and clusters; and "" for
-// routes that do not exist. Then that every rule it can name is a rule of Policy::Default():
-// ApiService enforces what it names, and Enforce aborts on a rule the policy does not have.
+// attachments (writes guarded, reads not, as in Cinder); os-services and clusters; the metadata
+// sub-resources of volumes and snapshots and the flag and image metadata actions; none for
+// availability zones and extensions; and "" for routes that do not exist. Then that every rule it
+// can name is a rule of Policy::Default(): ApiService enforces what it names, and Enforce aborts on
+// a rule the policy does not have.
 //
 // Method: a table of (method, path after /v3/{project_id}, query, body) -> rule name, run through
 // PolicyActionFor; the second test sweeps every collection, path shape, method and action key
@@ -107,12 +109,38 @@ const Case kCases[] = {
     {"POST", "volumes/v1/action", "", R"({"os-detach": {}})", p::kVolumeDetach},
     {"POST", "volumes/v1/action", "", R"({"os-begin_detaching": {}})", p::kVolumeBeginDetaching},
     {"POST", "volumes/v1/action", "", R"({"os-roll_detaching": {}})", p::kVolumeRollDetaching},
-    // Unlisted or unreadable actions: the update rule, never no rule.
     {"POST",
      "volumes/v1/action",
      "",
      R"({"os-set_bootable": {"bootable": true}})",
      p::kVolumeUpdate},
+    {"POST",
+     "volumes/v1/action",
+     "",
+     R"({"os-update_readonly_flag": {"readonly": true}})",
+     p::kVolumeUpdateReadonly},
+    {"POST",
+     "volumes/v1/action",
+     "",
+     R"({"os-set_image_metadata": {"metadata": {}}})",
+     p::kVolumeImageMetadataSet},
+    {"POST",
+     "volumes/v1/action",
+     "",
+     R"({"os-unset_image_metadata": {"key": "k"}})",
+     p::kVolumeImageMetadataRemove},
+    {"POST", "volumes/v1/action", "", R"({"os-show_image_metadata": {}})", p::kVolumeMetadataGet},
+    // Volume metadata.
+    {"GET", "volumes/v1/metadata", "", "", p::kVolumeMetadataGet},
+    {"POST", "volumes/v1/metadata", "", R"({"metadata": {}})", p::kVolumeMetadataCreate},
+    {"PUT", "volumes/v1/metadata", "", R"({"metadata": {}})", p::kVolumeMetadataUpdate},
+    {"DELETE", "volumes/v1/metadata", "", "", kNoRule},
+    {"GET", "volumes/v1/metadata/k", "", "", p::kVolumeMetadataGet},
+    {"PUT", "volumes/v1/metadata/k", "", R"({"meta": {"k": "v"}})", p::kVolumeMetadataUpdate},
+    {"DELETE", "volumes/v1/metadata/k", "", "", p::kVolumeMetadataDelete},
+    {"POST", "volumes/v1/metadata/k", "", "", kNoRule},
+    // Unlisted or unreadable actions: the update rule, never no rule.
+    {"POST", "volumes/v1/action", "", R"({"os-migrate_volume": {"host": "h"}})", p::kVolumeUpdate},
     {"POST",
      "volumes/v1/action",
      "",
@@ -147,6 +175,13 @@ const Case kCases[] = {
      p::kSnapshotUpdate},
     {"POST", "snapshots/s1/action", "", "{}", p::kSnapshotUpdate},
     {"PUT", "snapshots", "", "", kNoRule},
+    // Snapshot metadata: Cinder's POST (merge) is an update.
+    {"GET", "snapshots/s1/metadata", "", "", p::kSnapshotMetadataGet},
+    {"POST", "snapshots/s1/metadata", "", R"({"metadata": {}})", p::kSnapshotMetadataUpdate},
+    {"PUT", "snapshots/s1/metadata", "", R"({"metadata": {}})", p::kSnapshotMetadataUpdate},
+    {"GET", "snapshots/s1/metadata/k", "", "", p::kSnapshotMetadataGet},
+    {"PUT", "snapshots/s1/metadata/k", "", R"({"meta": {"k": "v"}})", p::kSnapshotMetadataUpdate},
+    {"DELETE", "snapshots/s1/metadata/k", "", "", p::kSnapshotMetadataDelete},
 
     // Backups.
     {"GET", "backups", "", "", p::kBackupGetAll},
@@ -267,6 +302,10 @@ const Case kCases[] = {
     {"POST", "volumes/v1/action", "", R"({"os-retype": {"new_type": "t"}})", p::kVolumeRetype},
     {"PUT", "types", "", "", kNoRule},
     {"PUT", "types/t1/extra_specs", "", "", kNoRule},
+    // Availability zones and extensions: any caller, as in Cinder.
+    {"GET", "os-availability-zone", "", "", kNoRule},
+    {"GET", "extensions", "", "", kNoRule},
+    {"GET", "extensions/os-vol-image-meta", "", "", kNoRule},
 
     // Collections that do not exist, and no collection at all.
     {"POST", "qos-specs", "", "{}", kNoRule},
@@ -281,6 +320,25 @@ TEST(ApiPolicyTest, EachRouteNamesCindersRule) {
     ports::HttpRequest request = Request(row.method, row.query, row.body);
     EXPECT_EQ(PolicyActionFor(request, Rest(row.path)), row.rule);
   }
+}
+
+// Setting and removing image metadata also pass the volume metadata rules, as in Cinder (its
+// volume API checks them inside the image metadata handlers).
+TEST(ApiPolicyTest, ImageMetadataChangesHaveASecondRule) {
+  EXPECT_EQ(SecondaryPolicyActionFor(
+                Request("POST", "", R"({"os-set_image_metadata": {"metadata": {}}})"),
+                Rest("volumes/v1/action")),
+            p::kVolumeMetadataUpdate);
+  EXPECT_EQ(
+      SecondaryPolicyActionFor(Request("POST", "", R"({"os-unset_image_metadata": {"key": "k"}})"),
+                               Rest("volumes/v1/action")),
+      p::kVolumeMetadataDelete);
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("POST", "", R"({"os-show_image_metadata": {}})"),
+                                     Rest("volumes/v1/action")),
+            "");
+  EXPECT_EQ(SecondaryPolicyActionFor(Request("POST", "", R"({"os-extend": {}})"),
+                                     Rest("volumes/v1/action")),
+            "");
 }
 
 // Freeze, thaw and failover pass a second rule of their own, as in Cinder.
@@ -337,7 +395,9 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 "/x1/extra_specs/k",
                                                 "/x1/os-volume-type-access",
                                                 "/x1/encryption",
-                                                "/x1/encryption/e1"};
+                                                "/x1/encryption/e1",
+                                                "/x1/metadata",
+                                                "/x1/metadata/k"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   const std::vector<std::string_view> bodies = {"",
                                                 "{}",
@@ -355,7 +415,12 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 R"({"os-complete": {}})",
                                                 R"({"os-retype": {}})",
                                                 R"({"addProjectAccess": {}})",
-                                                R"({"removeProjectAccess": {}})"};
+                                                R"({"removeProjectAccess": {}})",
+                                                R"({"os-set_bootable": {}})",
+                                                R"({"os-update_readonly_flag": {}})",
+                                                R"({"os-set_image_metadata": {}})",
+                                                R"({"os-unset_image_metadata": {}})",
+                                                R"({"os-show_image_metadata": {}})"};
   const std::vector<std::string_view> queries = {"", "force=true", "force=0"};
 
   std::set<std::string> named;

@@ -499,6 +499,16 @@ const std::map<std::string, Personas>& ExpectedDefaults() {
       {"volume_extension:volume_actions:attach", kMemberRule},
       {"volume_extension:volume_actions:detach", kMemberRule},
       {"volume:retype", kMemberRule},
+      {"volume:update_readonly_flag", kMemberRule},
+      // Volume metadata, image metadata, admin metadata.
+      {"volume:get_volume_metadata", kReaderRule},
+      {"volume:create_volume_metadata", kMemberRule},
+      {"volume:update_volume_metadata", kMemberRule},
+      {"volume:delete_volume_metadata", kMemberRule},
+      {"volume_extension:volume_image_metadata:show", kReaderRule},
+      {"volume_extension:volume_image_metadata:set", kMemberRule},
+      {"volume_extension:volume_image_metadata:remove", kMemberRule},
+      {"volume:update_volume_admin_metadata", kAdminRule},
       // Snapshots.
       {"volume:create_snapshot", kMemberRule},
       {"volume:get_snapshot", kReaderRule},
@@ -508,6 +518,9 @@ const std::map<std::string, Personas>& ExpectedDefaults() {
       {"volume_extension:extended_snapshot_attributes", kReaderRule},
       {"volume_extension:snapshot_admin_actions:reset_status", kAdminRule},
       {"volume_extension:snapshot_admin_actions:force_delete", kAdminRule},
+      {"volume:get_snapshot_metadata", kReaderRule},
+      {"volume:update_snapshot_metadata", kMemberRule},
+      {"volume:delete_snapshot_metadata", kMemberRule},
       // Backups.
       {"backup:create", kMemberRule},
       {"backup:get", kReaderRule},

@@ -110,6 +110,42 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kVolumeRetype,
      kMember,
      "Retype a volume. POST /volumes/{volume_id}/action os-retype"},
+    {policies::kVolumeUpdateReadonly,
+     kMember,
+     "Update a volume's readonly flag. POST /volumes/{volume_id}/action "
+     "os-update_readonly_flag"},
+
+    // Volume metadata, image metadata and admin metadata.
+    {policies::kVolumeMetadataGet,
+     kReader,
+     "Show volume's metadata or one specified metadata with a given key. GET "
+     "/volumes/{volume_id}/metadata[/{key}], POST /volumes/{volume_id}/action "
+     "os-show_image_metadata"},
+    {policies::kVolumeMetadataCreate,
+     kMember,
+     "Create volume metadata. POST /volumes/{volume_id}/metadata"},
+    {policies::kVolumeMetadataUpdate,
+     kMember,
+     "Replace a volume's metadata dictionary or update a single metadatum with a given key. PUT "
+     "/volumes/{volume_id}/metadata[/{key}]"},
+    {policies::kVolumeMetadataDelete,
+     kMember,
+     "Delete a volume's metadatum with the given key. DELETE /volumes/{volume_id}/metadata/{key}"},
+    {policies::kVolumeImageMetadataShow,
+     kReader,
+     "Include a volume's image metadata in volume detail responses. GET /volumes/detail, "
+     "/volumes/{volume_id}"},
+    {policies::kVolumeImageMetadataSet,
+     kMember,
+     "Set image metadata for a volume. POST /volumes/{volume_id}/action os-set_image_metadata"},
+    {policies::kVolumeImageMetadataRemove,
+     kMember,
+     "Remove specific image metadata from a volume. POST /volumes/{volume_id}/action "
+     "os-unset_image_metadata"},
+    {policies::kVolumeUpdateAdminMetadata,
+     kAdmin,
+     "Update volume admin metadata (os-update_readonly_flag, os-attach). Cinder checks it with an "
+     "elevated context, so it never refuses a caller the other rules let through."},
 
     // Snapshots.
     {policies::kSnapshotCreate, kMember, "Create snapshot. POST /snapshots"},
@@ -126,6 +162,18 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kSnapshotForceDelete,
      kAdmin,
      "Force delete a snapshot. POST /snapshots/{snapshot_id}/action os-force_delete"},
+    {policies::kSnapshotMetadataGet,
+     kReader,
+     "Show snapshot's metadata or one specified metadata with a given key. GET "
+     "/snapshots/{snapshot_id}/metadata[/{key}]"},
+    {policies::kSnapshotMetadataUpdate,
+     kMember,
+     "Update snapshot's metadata or one specified metadata with a given key. POST, PUT "
+     "/snapshots/{snapshot_id}/metadata, PUT /snapshots/{snapshot_id}/metadata/{key}"},
+    {policies::kSnapshotMetadataDelete,
+     kMember,
+     "Delete snapshot's specified metadata with a given key. DELETE "
+     "/snapshots/{snapshot_id}/metadata/{key}"},
 
     // Backups.
     {policies::kBackupCreate, kMember, "Create backup. POST /backups"},

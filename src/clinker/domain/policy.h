@@ -200,6 +200,21 @@ inline constexpr std::string_view kVolumeRollDetaching =
 inline constexpr std::string_view kVolumeAttach = "volume_extension:volume_actions:attach";
 inline constexpr std::string_view kVolumeDetach = "volume_extension:volume_actions:detach";
 inline constexpr std::string_view kVolumeRetype = "volume:retype";
+inline constexpr std::string_view kVolumeUpdateReadonly = "volume:update_readonly_flag";
+
+// Volume metadata, image metadata and admin metadata (volume_metadata.py).
+inline constexpr std::string_view kVolumeMetadataGet = "volume:get_volume_metadata";
+inline constexpr std::string_view kVolumeMetadataCreate = "volume:create_volume_metadata";
+inline constexpr std::string_view kVolumeMetadataUpdate = "volume:update_volume_metadata";
+inline constexpr std::string_view kVolumeMetadataDelete = "volume:delete_volume_metadata";
+inline constexpr std::string_view kVolumeImageMetadataShow =
+    "volume_extension:volume_image_metadata:show";
+inline constexpr std::string_view kVolumeImageMetadataSet =
+    "volume_extension:volume_image_metadata:set";
+inline constexpr std::string_view kVolumeImageMetadataRemove =
+    "volume_extension:volume_image_metadata:remove";
+inline constexpr std::string_view kVolumeUpdateAdminMetadata =
+    "volume:update_volume_admin_metadata";
 
 // Snapshots (snapshots.py, snapshot_actions.py).
 inline constexpr std::string_view kSnapshotCreate = "volume:create_snapshot";
@@ -213,6 +228,10 @@ inline constexpr std::string_view kSnapshotResetStatus =
     "volume_extension:snapshot_admin_actions:reset_status";
 inline constexpr std::string_view kSnapshotForceDelete =
     "volume_extension:snapshot_admin_actions:force_delete";
+// Snapshot metadata (snapshot_metadata.py); POST .../metadata is an update in Cinder.
+inline constexpr std::string_view kSnapshotMetadataGet = "volume:get_snapshot_metadata";
+inline constexpr std::string_view kSnapshotMetadataUpdate = "volume:update_snapshot_metadata";
+inline constexpr std::string_view kSnapshotMetadataDelete = "volume:delete_snapshot_metadata";
 
 // Backups (backups.py, backup_actions.py).
 inline constexpr std::string_view kBackupCreate = "backup:create";

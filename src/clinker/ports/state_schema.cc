@@ -43,6 +43,13 @@ constexpr std::array kVolumeColumns = {
     // The volume type's id (volume_types.id); NULL for a volume made before types existed
     // (migration 7), which is of the default type. The older `volume_type` column is unused.
     ColumnSpec{"volume_type_id", ColumnType::kText, true, ""},
+    // Cinder's volume_glance_metadata (os-set_image_metadata): a JSON object of strings
+    // (migration 8).
+    ColumnSpec{"image_metadata", ColumnType::kText, false, "{}"},
+    // Cinder's volume_admin_metadata: a JSON object of strings; `readonly` ("True"/"False",
+    // os-update_readonly_flag) and `attached_mode` ("rw"/"ro" while attached through os-attach)
+    // are shown to users inside `metadata` (migration 8).
+    ColumnSpec{"admin_metadata", ColumnType::kText, false, "{}"},
 };
 
 constexpr std::array kSnapshotColumns = {

@@ -43,6 +43,11 @@ constexpr ActionRule kVolumeActions[] = {
 constexpr ActionRule kTypeActions[] = {
     {"addProjectAccess", p::kTypeAccessAddProject},
     {"removeProjectAccess", p::kTypeAccessRemoveProject},
+    {"os-set_bootable", p::kVolumeUpdate},
+    {"os-update_readonly_flag", p::kVolumeUpdateReadonly},
+    {"os-set_image_metadata", p::kVolumeImageMetadataSet},
+    {"os-unset_image_metadata", p::kVolumeImageMetadataRemove},
+    {"os-show_image_metadata", p::kVolumeMetadataGet},
 };
 
 constexpr ActionRule kSnapshotActions[] = {
@@ -139,6 +144,34 @@ std::string_view TypeRule(const std::string& method, const std::vector<std::stri
   return "";
 }
 
+// The rules of a metadata sub-resource: .../{id}/metadata (GET, POST, PUT) and
+// .../{id}/metadata/{key} (GET, PUT, DELETE). `rest` is known to name one of them.
+struct MetadataRules {
+  std::string_view get;
+  std::string_view create;
+  std::string_view update;
+  std::string_view remove;
+};
+
+std::string_view MetadataRule(const MetadataRules& rules,
+                              const std::string& method,
+                              const std::vector<std::string>& rest) {
+  if (rest.size() == 3) {
+    return method == "GET"    ? rules.get
+           : method == "POST" ? rules.create
+           : method == "PUT"  ? rules.update
+                              : "";
+  }
+  return method == "GET"      ? rules.get
+         : method == "PUT"    ? rules.update
+         : method == "DELETE" ? rules.remove
+                              : "";
+}
+
+bool IsMetadataPath(const std::vector<std::string>& rest) {
+  return (rest.size() == 3 || rest.size() == 4) && rest[2] == "metadata";
+}
+
 }  // namespace
 
 std::string_view PolicyActionFor(const ports::HttpRequest& request,
@@ -151,6 +184,14 @@ std::string_view PolicyActionFor(const ports::HttpRequest& request,
   if (collection == "volumes") {
     if (rest.size() == 3 && rest[2] == "action" && method == "POST") {
       return RuleOfAction(kVolumeActions, ActionKey(request), p::kVolumeUpdate);
+    }
+    if (IsMetadataPath(rest)) {
+      return MetadataRule({p::kVolumeMetadataGet,
+                           p::kVolumeMetadataCreate,
+                           p::kVolumeMetadataUpdate,
+                           p::kVolumeMetadataDelete},
+                          method,
+                          rest);
     }
     if (rest.size() == 2 && method == "DELETE") {
       std::string force;
@@ -166,6 +207,15 @@ std::string_view PolicyActionFor(const ports::HttpRequest& request,
   if (collection == "snapshots") {
     if (rest.size() == 3 && rest[2] == "action" && method == "POST") {
       return RuleOfAction(kSnapshotActions, ActionKey(request), p::kSnapshotUpdate);
+    }
+    if (IsMetadataPath(rest)) {
+      // Cinder's POST (merge) is an update of the snapshot's metadata.
+      return MetadataRule({p::kSnapshotMetadataGet,
+                           p::kSnapshotMetadataUpdate,
+                           p::kSnapshotMetadataUpdate,
+                           p::kSnapshotMetadataDelete},
+                          method,
+                          rest);
     }
     return CollectionRule({p::kSnapshotGetAll,
                            p::kSnapshotCreate,
@@ -247,6 +297,17 @@ std::string_view PolicyActionFor(const ports::HttpRequest& request,
 
 std::string_view SecondaryPolicyActionFor(const ports::HttpRequest& request,
                                           const std::vector<std::string>& rest) {
+  // Image metadata goes through Cinder's volume metadata calls, which check their own rules.
+  if (rest.size() == 3 && rest[0] == "volumes" && rest[2] == "action" && request.method == "POST") {
+    const std::string action = ActionKey(request);
+    if (action == "os-set_image_metadata") {
+      return p::kVolumeMetadataUpdate;
+    }
+    if (action == "os-unset_image_metadata") {
+      return p::kVolumeMetadataDelete;
+    }
+    return "";
+  }
   if (rest.size() != 2 || rest[0] != "os-services" || request.method != "PUT") {
     return "";
   }

@@ -16,14 +16,16 @@
 namespace clinker::services {
 
 // `rest` is the path after /v3[/{project_id}] split on '/', e.g. {"volumes", "<id>", "action"}.
-// Empty when the route has no rule of its own: reads of attachments (as Cinder), and routes that
-// do not exist (the router answers 404 / 405). A volume, snapshot or backup action that is not
-// listed is guarded by the resource's update rule, so a new action is never left unguarded.
+// Empty when the route has no rule of its own: reads of attachments, /os-availability-zone and
+// /extensions (as Cinder), and routes that do not exist (the router answers 404 / 405). A volume,
+// snapshot or backup action that is not listed is guarded by the resource's update rule, so a new
+// action is never left unguarded.
 std::string_view PolicyActionFor(const ports::HttpRequest& request,
                                  const std::vector<std::string>& rest);
 
 // A second rule some routes must also pass (Cinder checks it inside the handler): os-services
-// freeze, thaw and failover. Empty for every other route.
+// freeze, thaw and failover; volume:update_volume_metadata for os-set_image_metadata and
+// volume:delete_volume_metadata for os-unset_image_metadata. Empty for every other route.
 std::string_view SecondaryPolicyActionFor(const ports::HttpRequest& request,
                                           const std::vector<std::string>& rest);
 

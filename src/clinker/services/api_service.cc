@@ -9,6 +9,7 @@
 #include "clinker/core/uuid.h"
 #include "clinker/services/api_policy.h"
 #include "clinker/services/authenticator.h"
+#include "clinker/services/extensions.h"
 
 namespace clinker::services {
 namespace {
@@ -65,7 +66,8 @@ bool IsResourceCollection(std::string_view segment) {
   return segment == "volumes" || segment == "snapshots" || segment == "attachments" ||
          segment == "backups" || segment == "os-services" || segment == "clusters" ||
          segment == "types" || segment == "os-quota-sets" || segment == "os-volume-transfer" ||
-         segment == "volume-transfers" || IsAdminCollection(segment);
+         segment == "volume-transfers" || segment == "os-availability-zone" ||
+         segment == "extensions" || IsAdminCollection(segment);
 }
 
 HttpResponse NotFound() {
@@ -215,6 +217,17 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   if (!rest.empty() && rest[0] == "types") {
     return RouteTypes(context, request, rest);
   }
+  if (rest.size() == 1 && rest[0] == "os-availability-zone") {
+    return request.method == "GET" ? services_.ListAvailabilityZones(context) : MethodNotAllowed();
+  }
+  if (!rest.empty() && rest[0] == "extensions" && rest.size() <= 2) {
+    if (request.method != "GET") {
+      // Cinder's extensions resource answers 404 to create and delete.
+      return request.method == "POST" || request.method == "DELETE" ? NotFound()
+                                                                    : MethodNotAllowed();
+    }
+    return rest.size() == 1 ? ListExtensions() : ShowExtension(rest[1]);
+  }
   return NotFound();
 }
 
@@ -326,6 +339,30 @@ HttpResponse ApiService::RouteVolumes(const RequestContext& context,
     }
     return MethodNotAllowed();
   }
+  if (rest.size() == 3 && rest[2] == "metadata") {
+    if (method == "GET") {
+      return volumes_.ShowMetadata(context, rest[1]);
+    }
+    if (method == "POST") {
+      return volumes_.CreateMetadata(context, request, rest[1]);
+    }
+    if (method == "PUT") {
+      return volumes_.ReplaceMetadata(context, request, rest[1]);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 4 && rest[2] == "metadata") {
+    if (method == "GET") {
+      return volumes_.ShowMetadataItem(context, rest[1], rest[3]);
+    }
+    if (method == "PUT") {
+      return volumes_.UpdateMetadataItem(context, request, rest[1], rest[3]);
+    }
+    if (method == "DELETE") {
+      return volumes_.DeleteMetadataItem(context, rest[1], rest[3]);
+    }
+    return MethodNotAllowed();
+  }
   if (rest.size() == 3 && rest[2] == "action") {
     if (method != "POST") {
       return MethodNotAllowed();
@@ -366,6 +403,27 @@ HttpResponse ApiService::RouteSnapshots(const RequestContext& context,
     }
     if (method == "DELETE") {
       return snapshots_.Delete(context, rest[1]);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "metadata") {
+    if (method == "GET") {
+      return snapshots_.ShowMetadata(context, rest[1]);
+    }
+    if (method == "POST" || method == "PUT") {
+      return snapshots_.ChangeMetadata(context, request, rest[1], /*replace=*/method == "PUT");
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 4 && rest[2] == "metadata") {
+    if (method == "GET") {
+      return snapshots_.ShowMetadataItem(context, rest[1], rest[3]);
+    }
+    if (method == "PUT") {
+      return snapshots_.UpdateMetadataItem(context, request, rest[1], rest[3]);
+    }
+    if (method == "DELETE") {
+      return snapshots_.DeleteMetadataItem(context, rest[1], rest[3]);
     }
     return MethodNotAllowed();
   }

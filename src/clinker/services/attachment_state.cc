@@ -71,23 +71,34 @@ Result<void> RefreshVolumeAttachState(ports::StateStore& store,
       }
     }
     DerivedAttachState derived = DeriveAttachState(statuses);
-    if (derived.status == volume.status && derived.attach_status == volume.attach_status) {
+    // A volume with no attachment left loses its attached_mode admin metadata (os-attach's), as
+    // in Cinder's volume_detached.
+    const bool drop_attached_mode =
+        derived.attach_status == "detached" && volume.admin_metadata.contains("attached_mode");
+    if (derived.status == volume.status && derived.attach_status == volume.attach_status &&
+        !drop_attached_mode) {
       return {};
+    }
+    ports::Row values = {{"status", Status(derived.status)},
+                         {"attach_status", derived.attach_status},
+                         {"operation_id", NewUuid()},
+                         {"updated_at", FormatTimestamp(clock.WallNow())}};
+    std::vector<Expectation> expected = {
+        Expectation::Equals("deleted", std::int64_t{0}),
+        Expectation::Equals("status", Status(volume.status)),
+        volume.operation_id ? Expectation::Equals("operation_id", *volume.operation_id)
+                            : Expectation::IsNull("operation_id")};
+    if (drop_attached_mode) {
+      std::map<std::string, std::string> admin = volume.admin_metadata;
+      admin.erase("attached_mode");
+      values["admin_metadata"] = MetadataToJson(admin);
+      // The admin metadata as read: a readonly flag set meanwhile is not overwritten.
+      expected.push_back(
+          Expectation::Equals("admin_metadata", TextOr(row, "admin_metadata", "{}")));
     }
     CLINKER_ASSIGN_OR_RETURN(
         auto written,
-        store.ConditionalUpdate(
-            ports::Table::kVolumes,
-            volume_id,
-            {{"status", Status(derived.status)},
-             {"attach_status", derived.attach_status},
-             {"operation_id", NewUuid()},
-             {"updated_at", FormatTimestamp(clock.WallNow())}},
-            {Expectation::Equals("deleted", std::int64_t{0}),
-             Expectation::Equals("status", Status(volume.status)),
-             volume.operation_id ? Expectation::Equals("operation_id", *volume.operation_id)
-                                 : Expectation::IsNull("operation_id")},
-            {}));
+        store.ConditionalUpdate(ports::Table::kVolumes, volume_id, values, expected, {}));
     if (written) {
       return {};
     }

@@ -9,6 +9,7 @@
 #include "clinker/core/uuid.h"
 #include "clinker/services/attachment_state.h"
 #include "clinker/services/job_message.h"
+#include "clinker/services/metadata_rules.h"
 #include "clinker/services/topics.h"
 
 namespace clinker::services {
@@ -62,6 +63,12 @@ std::optional<std::string> OptionalString(const json& object, const char* key) {
     return std::nullopt;
   }
   return object[key].get<std::string>();
+}
+
+// The volume's readonly flag (os-update_readonly_flag), kept in its admin metadata.
+bool IsReadonly(const Volume& volume) {
+  auto flag = volume.admin_metadata.find("readonly");
+  return flag != volume.admin_metadata.end() && flag->second == "True";
 }
 
 }  // namespace
@@ -464,6 +471,11 @@ HttpResponse AttachmentsApi::Create(const RequestContext& context, const HttpReq
                  "Invalid volume: Volume " + volume->id + " status is " +
                      std::string(domain::ApiName(volume->status)) + "; it cannot be attached.");
   }
+  // The (deprecated) readonly flag of os-update_readonly_flag wins over the requested mode, as
+  // in Cinder's attachment_create.
+  if (IsReadonly(*volume)) {
+    mode = "ro";
+  }
   auto attachment =
       Reserve(context, *volume, std::move(instance), mode, AttachmentStatus::kReserved);
   if (!attachment) {
@@ -744,6 +756,9 @@ HttpResponse AttachmentsApi::LegacyAction(const RequestContext& context,
                    "Invalid request to attach volume with an invalid mode. Attaching mode "
                    "should be 'rw' or 'ro'");
     }
+    if (IsReadonly(*volume) && mode != "ro") {
+      return Fault(400, "Invalid attaching mode '" + mode + "' for volume " + volume->id + ".");
+    }
     std::optional<Attachment> attachment = pending();
     if (!attachment) {
       auto reserved = Reserve(context, *volume, instance, mode, AttachmentStatus::kReserved);
@@ -773,6 +788,24 @@ HttpResponse AttachmentsApi::LegacyAction(const RequestContext& context,
     }
     if (!done->has_value()) {
       return Fault(409, "Attachment " + attachment->id + " changed meanwhile; retry the request");
+    }
+    // Cinder's admin metadata of an attach: readonly "False" unless set, and the mode it is
+    // attached in (shown in the volume's metadata until it is detached).
+    auto noted = ChangeMetadataColumn(
+        store_,
+        ports::Table::kVolumes,
+        volume->id,
+        "admin_metadata",
+        [&mode](const ports::Row&, Metadata current) -> tl::expected<Metadata, HttpResponse> {
+          current.emplace("readonly", "False");
+          current["attached_mode"] = mode;
+          return current;
+        },
+        Fault(404, "Volume " + volume->id + " could not be found."));
+    if (!noted) {
+      log::Warn(
+          "attachment.attached_mode_not_noted",
+          {{"volume_id", volume->id}, {"status", static_cast<long long>(noted.error().status)}});
     }
     Refresh(volume->id);
     return Accepted();

@@ -384,6 +384,33 @@ HttpResponse ServicesApi::ListServices(const RequestContext& context, const Http
   return JsonResponse(200, {{"services", std::move(services)}});
 }
 
+HttpResponse ServicesApi::ListAvailabilityZones(const RequestContext& /*context*/) {
+  ports::ListQuery query;
+  query.filters = {Expectation::Equals("binary", std::string(kVolumeBinary))};
+  query.sort = {{"created_at", true}};
+  auto rows = store_.List(Table::kServices, query);
+  if (!rows) {
+    return FaultFromError(rows.error());
+  }
+  // Zone -> whether every service in it is disabled, in the order zones are first seen.
+  std::vector<std::pair<std::string, bool>> zones;
+  for (const Row& row : *rows) {
+    const std::string zone = Text(row, "availability_zone");
+    auto it = std::find_if(
+        zones.begin(), zones.end(), [&zone](const auto& entry) { return entry.first == zone; });
+    if (it == zones.end()) {
+      zones.emplace_back(zone, Flag(row, "disabled"));
+    } else {
+      it->second = it->second && Flag(row, "disabled");
+    }
+  }
+  json info = json::array();
+  for (const auto& [zone, all_disabled] : zones) {
+    info.push_back({{"zoneName", zone}, {"zoneState", {{"available", !all_disabled}}}});
+  }
+  return JsonResponse(200, {{"availabilityZoneInfo", std::move(info)}});
+}
+
 HttpResponse ServicesApi::ListClusters(const RequestContext& context,
                                        const HttpRequest& request,
                                        bool detail) {

@@ -2,6 +2,7 @@
 //   GET /os-services[?binary=&host=]                          (every microversion)
 //   GET /clusters, /clusters/detail [?name=&binary=&is_up=&disabled=&num_hosts=&num_down_hosts=]
 //   GET /clusters/{name}[?binary=cinder-volume]               (3.7+; ApiService answers 404 below)
+//   GET /os-availability-zone                                 (every microversion, any caller)
 // with Cinder's JSON shapes (cinder/api/v3/services.py, clusters.py, views/clusters.py).
 //
 // Up or down is computed at each request from the heartbeats ServiceRegistry writes
@@ -58,6 +59,11 @@ class ServicesApi {
   HttpResponse ShowCluster(const RequestContext& context,
                            const HttpRequest& request,
                            std::string_view name);
+  // GET /os-availability-zone (any caller, as Cinder): {"availabilityZoneInfo": [{"zoneName",
+  // "zoneState": {"available"}}]}, one zone per availability zone of the cinder-volume services
+  // (up or down), available unless every service in it is disabled; none without volume services,
+  // as Cinder's list_availability_zones.
+  HttpResponse ListAvailabilityZones(const RequestContext& context);
 
   // PUT /os-services/{enable,disable,disable-log-reason,freeze,thaw,failover_host,failover}
   // (cinder/api/contrib/services.py update), with Cinder's validation errors. Freeze also

@@ -49,6 +49,27 @@ class SnapshotsApi {
                       const HttpRequest& request,
                       std::string_view snapshot_id);
 
+  // The metadata sub-resource (snapshot_metadata.cc), as Cinder: GET /snapshots/{id}/metadata,
+  // POST (merges, `replace` false), PUT (replaces all), GET / PUT / DELETE
+  // /snapshots/{id}/metadata/{key} (the PUT body {"meta": {"<key>": "<value>"}} names exactly
+  // the URL's key). Keys of any length from 1 are accepted, then over 255 characters (key or
+  // value) is 413, as Cinder's check_metadata_properties answers.
+  HttpResponse ShowMetadata(const RequestContext& context, std::string_view snapshot_id);
+  HttpResponse ChangeMetadata(const RequestContext& context,
+                              const HttpRequest& request,
+                              std::string_view snapshot_id,
+                              bool replace);
+  HttpResponse ShowMetadataItem(const RequestContext& context,
+                                std::string_view snapshot_id,
+                                std::string_view key);
+  HttpResponse UpdateMetadataItem(const RequestContext& context,
+                                  const HttpRequest& request,
+                                  std::string_view snapshot_id,
+                                  std::string_view key);
+  HttpResponse DeleteMetadataItem(const RequestContext& context,
+                                  std::string_view snapshot_id,
+                                  std::string_view key);
+
  private:
   HttpResponse DeleteSnapshot(const RequestContext& context,
                               std::string_view snapshot_id,

@@ -48,6 +48,16 @@ std::string MetadataToJson(const std::map<std::string, std::string>& metadata) {
   return nlohmann::json(metadata).dump();
 }
 
+std::map<std::string, std::string> VisibleMetadata(const Volume& volume) {
+  std::map<std::string, std::string> shown = volume.metadata;
+  for (const char* key : {"readonly", "attached_mode"}) {
+    if (auto it = volume.admin_metadata.find(key); it != volume.admin_metadata.end()) {
+      shown[key] = it->second;
+    }
+  }
+  return shown;
+}
+
 Result<Volume> VolumeFromRow(const ports::Row& row) {
   Volume volume;
   volume.id = TextOr(row, "id", "");
@@ -65,6 +75,8 @@ Result<Volume> VolumeFromRow(const ports::Row& row) {
   volume.name = OptionalText(row, "display_name");
   volume.description = OptionalText(row, "display_description");
   volume.metadata = MetadataFromJson(TextOr(row, "metadata", "{}"));
+  volume.image_metadata = MetadataFromJson(TextOr(row, "image_metadata", "{}"));
+  volume.admin_metadata = MetadataFromJson(TextOr(row, "admin_metadata", "{}"));
   volume.availability_zone = TextOr(row, "availability_zone", "nova");
   volume.volume_type_id = OptionalText(row, "volume_type_id");
   volume.host = OptionalText(row, "host");
@@ -93,6 +105,8 @@ ports::Row VolumeToRow(const Volume& volume) {
       {"display_name", TextOrNull(volume.name)},
       {"display_description", TextOrNull(volume.description)},
       {"metadata", MetadataToJson(volume.metadata)},
+      {"image_metadata", MetadataToJson(volume.image_metadata)},
+      {"admin_metadata", MetadataToJson(volume.admin_metadata)},
       {"availability_zone", volume.availability_zone},
       {"volume_type_id", TextOrNull(volume.volume_type_id)},
       {"host", TextOrNull(volume.host)},

@@ -23,6 +23,10 @@ struct Volume {
   std::optional<std::string> name;
   std::optional<std::string> description;
   std::map<std::string, std::string> metadata;
+  // Cinder's volume_glance_metadata (os-set_image_metadata), shown as volume_image_metadata.
+  std::map<std::string, std::string> image_metadata;
+  // Cinder's volume_admin_metadata: readonly, attached_mode (VisibleMetadata shows them).
+  std::map<std::string, std::string> admin_metadata;
   std::string availability_zone;
   // volume_types.id; nullopt for a volume made before types existed (of the default type).
   std::optional<std::string> volume_type_id;
@@ -48,6 +52,10 @@ ports::Row VolumeToRow(const Volume& volume);
 std::string MetadataToJson(const std::map<std::string, std::string>& metadata);
 // Keeps the string values of a JSON object; anything else reads as empty.
 std::map<std::string, std::string> MetadataFromJson(const std::string& text);
+
+// What a volume view shows as `metadata`: the user metadata with the admin metadata users may
+// see (readonly, attached_mode) laid over it, as Cinder's add_visible_admin_metadata does.
+std::map<std::string, std::string> VisibleMetadata(const Volume& volume);
 
 // Column readers shared by the record files: absent, NULL or mistyped reads as the fallback.
 std::optional<std::string> OptionalText(const ports::Row& row, std::string_view column);

@@ -110,7 +110,7 @@ json DetailView(const Volume& volume,
       {"volume_type", names.NameOf(volume.volume_type_id)},
       {"snapshot_id", NullOr(volume.snapshot_id)},
       {"source_volid", NullOr(volume.source_volid)},
-      {"metadata", volume.metadata},
+      {"metadata", VisibleMetadata(volume)},
       {"links", Links(context, volume.id)},
       {"user_id", volume.user_id},
       {"bootable", volume.bootable ? "true" : "false"},
@@ -130,6 +130,10 @@ json DetailView(const Volume& volume,
       view["os-vol-host-attr:host"] = NullOr(volume.host);
       view["os-vol-mig-status-attr:migstat"] = NullOr(volume.migration_status);
       view["os-vol-mig-status-attr:name_id"] = nullptr;
+    }
+    // volume_extension:volume_image_metadata:show: the image metadata, when the volume has some.
+    if (!volume.image_metadata.empty()) {
+      view["volume_image_metadata"] = volume.image_metadata;
     }
   }
   if (context.version >= Microversion{3, 13}) {
@@ -351,6 +355,10 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
     (source->is_snapshot ? volume.snapshot_id : volume.source_volid) = source->id;
     volume.host = source->host;
     volume.cluster_name = source->cluster_name;
+    volume.bootable = source->bootable;
+    if (source->bootable) {
+      volume.image_metadata = source->image_metadata;
+    }
   }
   if (auto inserted = store_.Insert(ports::Table::kVolumes, VolumeToRow(volume)); !inserted) {
     return FaultFromError(inserted.error());
@@ -773,6 +781,8 @@ tl::expected<VolumesApi::VolumeSourceRef, HttpResponse> VolumesApi::FindSource(
   source.host = volume->host;
   source.cluster_name = volume->cluster_name;
   source.volume_type_id = volume->volume_type_id;
+  source.bootable = volume->bootable;
+  source.image_metadata = volume->image_metadata;
   return source;
 }
 
@@ -850,6 +860,9 @@ HttpResponse VolumesApi::Action(const RequestContext& context,
   }
   const std::string action = body.begin().key();
   const json& argument = body.begin().value();
+  if (IsFlagOrImageMetadataAction(action)) {
+    return FlagOrImageMetadataAction(context, action, argument, volume_id);
+  }
   if (action == "os-extend") {
     return Extend(context, argument, volume_id);
   }

@@ -20,8 +20,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 #include <tl/expected.hpp>
@@ -81,10 +83,42 @@ class VolumesApi {
                       const HttpRequest& request,
                       std::string_view volume_id);
   // POST /volumes/{id}/action: os-extend, os-retype, os-reset_status (admin), os-force_delete
-  // (admin).
+  // (admin), and the flag and image metadata actions below.
   HttpResponse Action(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view volume_id);
+
+  // The metadata sub-resource (volume_metadata.cc), as Cinder: GET /volumes/{id}/metadata (an
+  // Etag header from 3.15), POST (merges), PUT (replaces all; If-Match from 3.15, 412 when it
+  // names another Etag), GET / PUT / DELETE /volumes/{id}/metadata/{key} (the PUT body
+  // {"meta": {"<key>": "<value>"}} names exactly the URL's key). Every change is a
+  // compare-and-swap on the metadata, retried when another writer got in between.
+  HttpResponse ShowMetadata(const RequestContext& context, std::string_view volume_id);
+  HttpResponse CreateMetadata(const RequestContext& context,
+                              const HttpRequest& request,
+                              std::string_view volume_id);
+  HttpResponse ReplaceMetadata(const RequestContext& context,
+                               const HttpRequest& request,
+                               std::string_view volume_id);
+  HttpResponse ShowMetadataItem(const RequestContext& context,
+                                std::string_view volume_id,
+                                std::string_view key);
+  HttpResponse UpdateMetadataItem(const RequestContext& context,
+                                  const HttpRequest& request,
+                                  std::string_view volume_id,
+                                  std::string_view key);
+  HttpResponse DeleteMetadataItem(const RequestContext& context,
+                                  std::string_view volume_id,
+                                  std::string_view key);
+
+  // os-set_bootable (200), os-update_readonly_flag (202; `available` volumes only; shown as
+  // metadata "readonly": "True"/"False"), os-set_image_metadata (200, the volume's image
+  // metadata after the merge), os-unset_image_metadata (200), os-show_image_metadata (200).
+  static bool IsFlagOrImageMetadataAction(std::string_view action);
+  HttpResponse FlagOrImageMetadataAction(const RequestContext& context,
+                                         std::string_view action,
+                                         const nlohmann::json& argument,
+                                         std::string_view volume_id);
 
  private:
   // The volume or snapshot a new volume is created from.
@@ -95,6 +129,10 @@ class VolumesApi {
     std::optional<std::string> host;
     std::optional<std::string> cluster_name;
     std::optional<std::string> volume_type_id;  // The source volume's type.
+    // Copied to the new volume, as Cinder does: the bootable flag, and with it (a bootable
+    // source only) the image metadata.
+    bool bootable = false;
+    std::map<std::string, std::string> image_metadata;
   };
 
   // The usable source, or the fault to answer (404 unknown, 400 not available).

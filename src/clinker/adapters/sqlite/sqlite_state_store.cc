@@ -249,8 +249,21 @@ CREATE TABLE volume_type_projects (
 CREATE INDEX volume_type_projects_type ON volume_type_projects (volume_type_id, deleted);
 )sql";
 
-constexpr std::array<std::string_view, 7> kMigrations = {
-    kMigration1, kMigration2, kMigration3, kMigration4, kMigration5, kMigration6, kMigration7};
+// Volume image metadata (Cinder's volume_glance_metadata) and admin metadata (readonly,
+// attached_mode), each a JSON object of strings like `metadata`.
+constexpr std::string_view kMigration8 = R"sql(
+ALTER TABLE volumes ADD COLUMN image_metadata TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE volumes ADD COLUMN admin_metadata TEXT NOT NULL DEFAULT '{}';
+)sql";
+
+constexpr std::array<std::string_view, 8> kMigrations = {kMigration1,
+                                                         kMigration2,
+                                                         kMigration3,
+                                                         kMigration4,
+                                                         kMigration5,
+                                                         kMigration6,
+                                                         kMigration7,
+                                                         kMigration8};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
