@@ -86,7 +86,8 @@ class MetadataApiTest : public ::testing::Test {
         attachments_(store_, session_, clock_, AttachmentsApiOptions{}),
         backups_(store_, session_, clock_, BackupsApiOptions{}),
         services_api_(store_, clock_, ServicesApiOptions{}),
-        service_(volumes_, snapshots_, attachments_, backups_, services_api_) {}
+        types_(store_, clock_, TypesApiOptions{}),
+        service_(volumes_, snapshots_, attachments_, backups_, services_api_, types_) {}
 
   static std::string Path(std::string_view rest) {
     return "/v3/" + std::string(kProject) + "/" + std::string(rest);
@@ -179,6 +180,7 @@ class MetadataApiTest : public ::testing::Test {
   AttachmentsApi attachments_;
   BackupsApi backups_;
   ServicesApi services_api_;
+  TypesApi types_;
   ApiService service_;
 };
 

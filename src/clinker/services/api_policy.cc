@@ -38,16 +38,16 @@ constexpr ActionRule kVolumeActions[] = {
     {"os-begin_detaching", p::kVolumeBeginDetaching},
     {"os-roll_detaching", p::kVolumeRollDetaching},
     {"os-retype", p::kVolumeRetype},
-};
-
-constexpr ActionRule kTypeActions[] = {
-    {"addProjectAccess", p::kTypeAccessAddProject},
-    {"removeProjectAccess", p::kTypeAccessRemoveProject},
     {"os-set_bootable", p::kVolumeUpdate},
     {"os-update_readonly_flag", p::kVolumeUpdateReadonly},
     {"os-set_image_metadata", p::kVolumeImageMetadataSet},
     {"os-unset_image_metadata", p::kVolumeImageMetadataRemove},
     {"os-show_image_metadata", p::kVolumeMetadataGet},
+};
+
+constexpr ActionRule kTypeActions[] = {
+    {"addProjectAccess", p::kTypeAccessAddProject},
+    {"removeProjectAccess", p::kTypeAccessRemoveProject},
 };
 
 constexpr ActionRule kSnapshotActions[] = {

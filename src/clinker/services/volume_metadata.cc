@@ -127,7 +127,7 @@ ActionProperty BooleanProperty(std::string_view name) {
                   SchemaFieldError(
                       name, value, PythonRepr(value) + " is not of type 'boolean', 'string'"));
             }
-            if (!BooleanField(value)) {
+            if (!StrictBoolean(value)) {
               return Fault(
                   400,
                   SchemaFieldError(
@@ -346,7 +346,7 @@ HttpResponse VolumesApi::FlagOrImageMetadataAction(const RequestContext& context
             CheckActionObject(action, argument, {BooleanProperty("bootable")}, {"bootable"})) {
       return *refused;
     }
-    const bool bootable = *BooleanField(argument["bootable"]);
+    const bool bootable = *StrictBoolean(argument["bootable"]);
     auto volume = VisibleVolume(store_, context, volume_id);
     if (!volume) {
       return volume.error();
@@ -371,7 +371,7 @@ HttpResponse VolumesApi::FlagOrImageMetadataAction(const RequestContext& context
             CheckActionObject(action, argument, {BooleanProperty("readonly")}, {"readonly"})) {
       return *refused;
     }
-    const bool readonly = *BooleanField(argument["readonly"]);
+    const bool readonly = *StrictBoolean(argument["readonly"]);
     auto volume = VisibleVolume(store_, context, volume_id);
     if (!volume) {
       return volume.error();
