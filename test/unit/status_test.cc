@@ -375,10 +375,21 @@ TEST(VolumeStatusTest, StatusesShownAsCollectsEveryInternalStatus) {
 
 // os-reset_status: every API status an admin may set maps to a status at rest.
 TEST(StatusSetByAdminTest, EverySettableStatusIsAtRestAndShownAsAsked) {
-  for (std::string_view api :
-       {"available", "error", "error_deleting", "error_extending", "error_restoring", "reserved",
-        "attaching", "in-use", "detaching", "backing-up", "maintenance", "creating", "deleting",
-        "extending", "restoring-backup"}) {
+  for (std::string_view api : {"available",
+                               "error",
+                               "error_deleting",
+                               "error_extending",
+                               "error_restoring",
+                               "reserved",
+                               "attaching",
+                               "in-use",
+                               "detaching",
+                               "backing-up",
+                               "maintenance",
+                               "creating",
+                               "deleting",
+                               "extending",
+                               "restoring-backup"}) {
     SCOPED_TRACE(std::string(api));
     auto status = VolumeStatusSetByAdmin(api);
     ASSERT_TRUE(status.has_value());
