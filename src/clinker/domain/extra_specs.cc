@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace clinker::domain {
@@ -155,10 +156,18 @@ bool ExtraSpecsMatch(const std::map<std::string, std::string>& extra_specs,
     auto have = capabilities.find(name);
     if (have == capabilities.end() || !RequirementMatches(have->second, requirement)) {
       if (why != nullptr) {
-        *why =
-            "capability " + name + " is " +
-            (have == capabilities.end() ? std::string("not reported") : "'" + have->second + "'") +
-            ", the volume type asks '" + requirement + "'";
+        std::string text = "capability " + name + " is ";
+        if (have == capabilities.end()) {
+          text += "not reported";
+        } else {
+          text += "'";
+          text += have->second;
+          text += "'";
+        }
+        text += ", the volume type asks '";
+        text += requirement;
+        text += "'";
+        *why = std::move(text);
       }
       return false;
     }
