@@ -178,7 +178,7 @@ std::optional<Expectation> FilterOf(const std::string& key, const std::string& v
 TransfersApi::TransfersApi(ports::StateStore& store,
                            const ports::Clock& clock,
                            TransfersApiOptions options)
-    : store_(store), clock_(clock), options_(std::move(options)) {}
+    : store_(store), clock_(clock), options_(options) {}
 
 std::string TransfersApi::CryptHash(std::string_view salt, std::string_view auth_key) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
