@@ -156,6 +156,33 @@ std::optional<HttpResponse> EtagRefuses(const RequestContext& context,
   return EmptyResponse(412);
 }
 
+// Merges `added` into the volume's metadata `column` (POST .../metadata, os-set_image_metadata)
+// by compare-and-swap, and answers 200 with the whole merged set, as Cinder does.
+HttpResponse MergeMetadata(ports::StateStore& store,
+                           const std::string& id,
+                           std::string_view column,
+                           const Metadata& added,
+                           std::string_view volume_id) {
+  Metadata merged;
+  auto written = ChangeMetadataColumn(
+      store,
+      ports::Table::kVolumes,
+      id,
+      column,
+      [&](const ports::Row&, Metadata current) -> tl::expected<Metadata, HttpResponse> {
+        for (const auto& [key, value] : added) {
+          current[key] = value;
+        }
+        merged = current;
+        return current;
+      },
+      NotFoundVolume(volume_id));
+  if (!written) {
+    return written.error();
+  }
+  return JsonResponse(200, {{"metadata", merged}});
+}
+
 }  // namespace
 
 HttpResponse VolumesApi::ShowMetadata(const RequestContext& context, std::string_view volume_id) {
@@ -185,24 +212,7 @@ HttpResponse VolumesApi::CreateMetadata(const RequestContext& context,
   if (!volume) {
     return volume.error();
   }
-  Metadata merged;
-  auto written = ChangeMetadataColumn(
-      store_,
-      ports::Table::kVolumes,
-      volume->id,
-      "metadata",
-      [&](const ports::Row&, Metadata current) -> tl::expected<Metadata, HttpResponse> {
-        for (const auto& [key, value] : *added) {
-          current[key] = value;
-        }
-        merged = current;
-        return current;
-      },
-      NotFoundVolume(volume_id));
-  if (!written) {
-    return written.error();
-  }
-  return JsonResponse(200, {{"metadata", merged}});
+  return MergeMetadata(store_, volume->id, "metadata", *added, volume_id);
 }
 
 HttpResponse VolumesApi::ReplaceMetadata(const RequestContext& context,
@@ -426,24 +436,7 @@ HttpResponse VolumesApi::FlagOrImageMetadataAction(const RequestContext& context
     if (!volume) {
       return volume.error();
     }
-    Metadata merged;
-    auto written = ChangeMetadataColumn(
-        store_,
-        ports::Table::kVolumes,
-        volume->id,
-        "image_metadata",
-        [&](const ports::Row&, Metadata current) -> tl::expected<Metadata, HttpResponse> {
-          for (const auto& [key, value] : *added) {
-            current[key] = value;
-          }
-          merged = current;
-          return current;
-        },
-        NotFoundVolume(volume_id));
-    if (!written) {
-      return written.error();
-    }
-    return JsonResponse(200, {{"metadata", merged}});
+    return MergeMetadata(store_, volume->id, "image_metadata", *added, volume_id);
   }
 
   if (action == "os-unset_image_metadata") {
