@@ -223,6 +223,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<clinker::services::CapabilityCache> api_capabilities;
   std::unique_ptr<clinker::services::MessagesApi> messages_api;
   std::unique_ptr<clinker::services::TypesApi> types_api;
+  std::unique_ptr<clinker::services::QosApi> qos_api;
   std::unique_ptr<clinker::ports::TokenValidator> token_validator;  // auth_strategy = keystone
   std::unique_ptr<clinker::services::Authenticator> authenticator;
   std::unique_ptr<clinker::services::ApiService> api;
@@ -325,6 +326,8 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
                                                           std::move(auth),
                                                           messages_api.get());
     api->ServeTransfers(transfers_api.get());
+    qos_api = std::make_unique<clinker::services::QosApi>(*store, clock, types_api->catalog());
+    api->ServeQosSpecs(qos_api.get());
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;

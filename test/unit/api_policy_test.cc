@@ -172,7 +172,7 @@ const Case kCases[] = {
      "snapshots/s1/action",
      "",
      R"({"os-update_snapshot_status": {"status": "available"}})",
-     p::kSnapshotUpdate},
+     p::kSnapshotUpdateStatus},
     {"POST", "snapshots/s1/action", "", "{}", p::kSnapshotUpdate},
     {"PUT", "snapshots", "", "", kNoRule},
     // Snapshot metadata: Cinder's POST (merge) is an update.
@@ -279,6 +279,16 @@ const Case kCases[] = {
     {"PUT", "types/t1/extra_specs/k", "", R"({"k": "v"})", p::kTypeExtraSpecsUpdate},
     {"DELETE", "types/t1/extra_specs/k", "", "", p::kTypeExtraSpecsDelete},
     {"GET", "types/t1/os-volume-type-access", "", "", p::kTypeAccessList},
+    {"GET", "qos-specs", "", "", p::kQosSpecsGetAll},
+    {"POST", "qos-specs", "", R"({"qos_specs": {"name": "q"}})", p::kQosSpecsCreate},
+    {"GET", "qos-specs/q1", "", "", p::kQosSpecsGet},
+    {"PUT", "qos-specs/q1", "", R"({"qos_specs": {"k": "v"}})", p::kQosSpecsUpdate},
+    {"DELETE", "qos-specs/q1", "force=true", "", p::kQosSpecsDelete},
+    {"PUT", "qos-specs/q1/delete_keys", "", R"({"keys": ["k"]})", p::kQosSpecsDelete},
+    {"GET", "qos-specs/q1/associations", "", "", p::kQosSpecsGetAll},
+    {"GET", "qos-specs/q1/associate", "vol_type_id=t1", "", p::kQosSpecsUpdate},
+    {"GET", "qos-specs/q1/disassociate", "vol_type_id=t1", "", p::kQosSpecsUpdate},
+    {"GET", "qos-specs/q1/disassociate_all", "", "", p::kQosSpecsUpdate},
     {"GET", "types/t1/encryption", "", "", p::kTypeEncryptionGet},
     {"POST",
      "types/t1/encryption",
@@ -308,7 +318,7 @@ const Case kCases[] = {
     {"GET", "extensions/os-vol-image-meta", "", "", kNoRule},
 
     // Collections that do not exist, and no collection at all.
-    {"POST", "qos-specs", "", "{}", kNoRule},
+    {"POST", "no-such-collection", "", "{}", kNoRule},
     {"DELETE", "unknown/x", "", "", kNoRule},
     {"GET", "", "", "", kNoRule},
 };
@@ -381,7 +391,8 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                      "os-hosts",
                                                      "scheduler-stats",
                                                      "capabilities",
-                                                     "messages"};
+                                                     "messages",
+                                                     "qos-specs"};
   const std::vector<std::string_view> shapes = {"",
                                                 "/detail",
                                                 "/summary",
@@ -397,12 +408,18 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 "/x1/encryption",
                                                 "/x1/encryption/e1",
                                                 "/x1/metadata",
-                                                "/x1/metadata/k"};
+                                                "/x1/metadata/k",
+                                                "/x1/associations",
+                                                "/x1/associate",
+                                                "/x1/disassociate",
+                                                "/x1/disassociate_all",
+                                                "/x1/delete_keys"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   const std::vector<std::string_view> bodies = {"",
                                                 "{}",
                                                 R"({"os-extend": {}})",
                                                 R"({"os-reset_status": {}})",
+                                                R"({"os-update_snapshot_status": {}})",
                                                 R"({"os-force_delete": {}})",
                                                 R"({"os-reserve": {}})",
                                                 R"({"os-unreserve": {}})",

@@ -36,6 +36,7 @@
 #include "clinker/domain/status.h"
 #include "clinker/services/job_message.h"
 #include "clinker/services/lock_names.h"
+#include "clinker/services/snapshot_record.h"
 #include "clinker/services/volume_record.h"
 
 #include "support/fake_clock.h"
@@ -456,6 +457,62 @@ TEST_P(VolumeManagerRuleTest, DriverFailureOnDeleteSetsErrorDeleting) {
   EXPECT_EQ(TextColumn(row, "status_reason"), "volume is busy on the back-end");
   EXPECT_EQ(IntegerColumn(row, "deleted"), 0);
   EXPECT_EQ(driver_.CallCount("delete_volume"), 1);
+}
+
+// A cascading delete (volumes_api.h): the volume's snapshots are being deleted by their own
+// jobs; the volume's job waits for them, then deletes the volume.
+TEST_P(VolumeManagerRuleTest, CascadeDeleteWaitsForTheSnapshotsBeingDeleted) {
+  std::string operation_id = NewUuid();
+  std::string id = InsertVolume(VolumeStatus::kDeletingQueued, operation_id);
+  ASSERT_TRUE(driver_.CreateVolume({id, kSizeGib, "earlier-create", 0, {}}).has_value());
+  Snapshot snapshot;
+  snapshot.id = NewUuid();
+  snapshot.project_id = std::string(kProject);
+  snapshot.volume_id = id;
+  snapshot.status = domain::SnapshotStatus::kDeleting;
+  snapshot.size_gib = kSizeGib;
+  snapshot.operation_id = NewUuid();
+  snapshot.created_at = FormatTimestamp(clock_.WallNow());
+  ASSERT_TRUE(store_.Insert(ports::Table::kSnapshots, SnapshotToRow(snapshot)).has_value());
+
+  EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, id, operation_id)), JobOutcome::kRetryLater);
+  EXPECT_EQ(TextColumn(Read(id), "status"), "deleting_queued");
+  EXPECT_EQ(driver_.CallCount("delete_volume"), 0);
+
+  // The snapshot's job finished: the volume goes.
+  ASSERT_TRUE(
+      store_
+          .ConditionalUpdate(ports::Table::kSnapshots,
+                             snapshot.id,
+                             {{"status", std::string("deleted")}, {"deleted", std::int64_t{1}}},
+                             {},
+                             {})
+          .has_value());
+  EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, id, operation_id)), JobOutcome::kDone);
+  EXPECT_EQ(TextColumn(Read(id), "status"), "deleted");
+  EXPECT_EQ(driver_.CallCount("delete_volume"), 1);
+}
+
+TEST_P(VolumeManagerRuleTest, CascadeDeleteFailsWhenASnapshotWasNotDeleted) {
+  std::string operation_id = NewUuid();
+  std::string id = InsertVolume(VolumeStatus::kDeletingQueued, operation_id);
+  Snapshot snapshot;
+  snapshot.id = NewUuid();
+  snapshot.project_id = std::string(kProject);
+  snapshot.volume_id = id;
+  snapshot.status = domain::SnapshotStatus::kErrorDeleting;
+  snapshot.size_gib = kSizeGib;
+  snapshot.created_at = FormatTimestamp(clock_.WallNow());
+  ASSERT_TRUE(store_.Insert(ports::Table::kSnapshots, SnapshotToRow(snapshot)).has_value());
+
+  EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, id, operation_id)), JobOutcome::kDone);
+
+  ports::Row row = Read(id);
+  EXPECT_EQ(TextColumn(row, "status"), "error_deleting") << Dump(row);
+  EXPECT_NE(TextColumn(row, "status_reason").value_or("").find(snapshot.id), std::string::npos)
+      << Dump(row);
+  EXPECT_EQ(IntegerColumn(row, "deleted"), 0);
+  EXPECT_EQ(driver_.CallCount("delete_volume"), 0);
 }
 
 TEST_P(VolumeManagerRuleTest, LockHeldElsewhereGivesTheJobBackAndChangesNothing) {

@@ -156,6 +156,10 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kSnapshotExtendedAttributes,
      kReader,
      "Show os-extended-snapshot-attributes:* in snapshot show and detail."},
+    {policies::kSnapshotUpdateStatus,
+     kMember,
+     "Update database fields of snapshot. POST /snapshots/{snapshot_id}/action "
+     "os-update_snapshot_status"},
     {policies::kSnapshotResetStatus,
      kAdmin,
      "Reset status of a snapshot. POST /snapshots/{snapshot_id}/action os-reset_status"},
@@ -300,6 +304,20 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kTypeExtraSpecsDelete,
      kAdmin,
      "Delete type extra spec. DELETE /types/{type_id}/extra_specs/{key}"},
+    {policies::kQosSpecsGetAll,
+     kAdmin,
+     "List qos specs or list all associations. GET /qos-specs, GET "
+     "/qos-specs/{qos_id}/associations"},
+    {policies::kQosSpecsGet, kAdmin, "Show qos specs. GET /qos-specs/{qos_id}"},
+    {policies::kQosSpecsCreate, kAdmin, "Create qos specs. POST /qos-specs"},
+    {policies::kQosSpecsUpdate,
+     kAdmin,
+     "Update qos specs (including updating association). PUT /qos-specs/{qos_id}, GET "
+     "/qos-specs/{qos_id}/associate, /disassociate, /disassociate_all"},
+    {policies::kQosSpecsDelete,
+     kAdmin,
+     "delete qos specs or unset one specified qos key. DELETE /qos-specs/{qos_id}, PUT "
+     "/qos-specs/{qos_id}/delete_keys"},
     {policies::kTypeExtraSpecsReadSensitive,
      kAdmin,
      "Include extra specs that reveal deployment details in volume type responses."},

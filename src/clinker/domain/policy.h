@@ -224,6 +224,10 @@ inline constexpr std::string_view kSnapshotUpdate = "volume:update_snapshot";
 inline constexpr std::string_view kSnapshotDelete = "volume:delete_snapshot";
 inline constexpr std::string_view kSnapshotExtendedAttributes =
     "volume_extension:extended_snapshot_attributes";
+// os-update_snapshot_status (snapshot_actions.py): what an out-of-band snapshot creator (Nova's
+// assisted snapshots) reports; any project member by default.
+inline constexpr std::string_view kSnapshotUpdateStatus =
+    "snapshot_extension:snapshot_actions:update_snapshot_status";
 inline constexpr std::string_view kSnapshotResetStatus =
     "volume_extension:snapshot_admin_actions:reset_status";
 inline constexpr std::string_view kSnapshotForceDelete =
@@ -325,6 +329,13 @@ inline constexpr std::string_view kTypeAccessRemoveProject =
     "volume_extension:volume_type_access:removeProjectAccess";
 inline constexpr std::string_view kTypeAccessList =
     "volume_extension:volume_type_access:get_all_for_type";
+
+// QoS specs (qos_specs.py).
+inline constexpr std::string_view kQosSpecsGetAll = "volume_extension:qos_specs_manage:get_all";
+inline constexpr std::string_view kQosSpecsGet = "volume_extension:qos_specs_manage:get";
+inline constexpr std::string_view kQosSpecsCreate = "volume_extension:qos_specs_manage:create";
+inline constexpr std::string_view kQosSpecsUpdate = "volume_extension:qos_specs_manage:update";
+inline constexpr std::string_view kQosSpecsDelete = "volume_extension:qos_specs_manage:delete";
 
 }  // namespace policies
 

@@ -70,6 +70,9 @@ constexpr std::array kSnapshotColumns = {
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
     // As volumes.fencing_token, for the snapshot's own lock (migration 4).
     ColumnSpec{"fencing_token", ColumnType::kInteger, true, ""},
+    // Cinder's progress ("80%"): set by os-update_snapshot_status and by a finished create;
+    // NULL shows as 0% or, available, 100% (migration 10).
+    ColumnSpec{"progress", ColumnType::kText, true, ""},
 };
 
 // One row per attachment of a volume to a host or instance (Cinder's volume_attachment), from
@@ -214,7 +217,7 @@ constexpr std::array kMessageColumns = {
 // One row per volume type (Cinder's volume_types). `name` is unique among live types (a
 // live-unique column: a second live type of the same name is kConflict in every adapter).
 // extra_specs is a JSON object of string (or null) values, changed by compare-and-swap on the
-// whole text; is_public is 0 or 1; qos_specs_id is always NULL until QoS specs exist;
+// whole text; is_public is 0 or 1; qos_specs_id is the QoS specs associated with the type, or NULL;
 // encryption is NULL or the JSON object of the type's encryption spec (Cinder's
 // encryption table: encryption_id, provider, control_location, cipher, key_size, created_at,
 // updated_at), changed by compare-and-swap like extra_specs (migration 7).
@@ -246,7 +249,23 @@ constexpr std::array kVolumeTypeAccessColumns = {
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
 };
 
+// One row per QoS specs (Cinder's quality_of_service_specs, whose key/value child rows are here
+// one JSON object of strings, changed by compare-and-swap on the whole text like a type's extra
+// specs). `name` is live-unique; consumer is "front-end", "back-end" or "both". Volume types
+// point at it through volume_types.qos_specs_id (migration 10).
+constexpr std::array kQosSpecsColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"name", ColumnType::kText, false, ""},
+    ColumnSpec{"consumer", ColumnType::kText, false, "back-end"},
+    ColumnSpec{"specs", ColumnType::kText, false, "{}"},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
 constexpr std::array<std::string_view, 1> kVolumeTypeUniqueColumns = {"name"};
+constexpr std::array<std::string_view, 1> kQosSpecsUniqueColumns = {"name"};
 
 }  // namespace
 
@@ -272,6 +291,8 @@ std::string_view TableName(Table table) {
       return "volume_types";
     case Table::kVolumeTypeAccess:
       return "volume_type_projects";
+    case Table::kQosSpecs:
+      return "qos_specs";
   }
   return "volumes";
 }
@@ -298,6 +319,8 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kVolumeTypeColumns;
     case Table::kVolumeTypeAccess:
       return kVolumeTypeAccessColumns;
+    case Table::kQosSpecs:
+      return kQosSpecsColumns;
   }
   return kVolumeColumns;
 }
@@ -305,6 +328,9 @@ std::span<const ColumnSpec> Columns(Table table) {
 std::span<const std::string_view> LiveUniqueColumns(Table table) {
   if (table == Table::kVolumeTypes) {
     return kVolumeTypeUniqueColumns;
+  }
+  if (table == Table::kQosSpecs) {
+    return kQosSpecsUniqueColumns;
   }
   return {};
 }

@@ -46,6 +46,7 @@ enum class Table {
   kMessages,
   kVolumeTypes,
   kVolumeTypeAccess,
+  kQosSpecs,
 };
 
 // One expected value of a conditional update or a filter of a list. All expectations of a call

@@ -65,6 +65,12 @@ HttpResponse JsonResponse(int status, const nlohmann::json& body) {
   return response;
 }
 
+HttpResponse Accepted() {
+  HttpResponse response;
+  response.status = 202;
+  return response;
+}
+
 HttpResponse Fault(int status, std::string_view message) {
   nlohmann::json body;
   body[std::string(FaultName(status))] = {{"code", status}, {"message", std::string(message)}};

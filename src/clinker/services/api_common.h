@@ -70,6 +70,9 @@ HttpResponse FaultFromError(const Error& error);
 
 HttpResponse JsonResponse(int status, const nlohmann::json& body);
 
+// 202 with no body: what Cinder answers to an accepted action.
+HttpResponse Accepted();
+
 // Input parsing shared by the resource handlers. Errors are kInvalidArgument with the message
 // Cinder gives (FaultFromError makes them 400).
 

@@ -51,6 +51,7 @@ constexpr ActionRule kTypeActions[] = {
 };
 
 constexpr ActionRule kSnapshotActions[] = {
+    {"os-update_snapshot_status", p::kSnapshotUpdateStatus},
     {"os-reset_status", p::kSnapshotResetStatus},
     {"os-force_delete", p::kSnapshotForceDelete},
 };
@@ -259,6 +260,28 @@ std::string_view PolicyActionFor(const ports::HttpRequest& request,
       return RuleOfAction(kTypeActions, ActionKey(request), p::kTypeUpdate);
     }
     return TypeRule(method, rest);
+  }
+  if (collection == "qos-specs") {
+    if (rest.size() == 3) {
+      const std::string& sub = rest[2];
+      if (sub == "associations") {
+        return method == "GET" ? p::kQosSpecsGetAll : "";
+      }
+      if (sub == "associate" || sub == "disassociate" || sub == "disassociate_all") {
+        return method == "GET" ? p::kQosSpecsUpdate : "";
+      }
+      if (sub == "delete_keys") {
+        return method == "PUT" ? p::kQosSpecsDelete : "";
+      }
+      return "";
+    }
+    return CollectionRule({p::kQosSpecsGetAll,
+                           p::kQosSpecsCreate,
+                           p::kQosSpecsGet,
+                           p::kQosSpecsUpdate,
+                           p::kQosSpecsDelete},
+                          method,
+                          rest);
   }
   // Quotas are not served yet (404 after the check), but their admin-only changes are refused
   // to others with 403 first, as Cinder does.

@@ -65,9 +65,9 @@ bool IsAdminCollection(std::string_view segment) {
 bool IsResourceCollection(std::string_view segment) {
   return segment == "volumes" || segment == "snapshots" || segment == "attachments" ||
          segment == "backups" || segment == "os-services" || segment == "clusters" ||
-         segment == "types" || segment == "os-quota-sets" || segment == "os-volume-transfer" ||
-         segment == "volume-transfers" || segment == "os-availability-zone" ||
-         segment == "extensions" || IsAdminCollection(segment);
+         segment == "types" || segment == "qos-specs" || segment == "os-quota-sets" ||
+         segment == "os-volume-transfer" || segment == "volume-transfers" ||
+         segment == "os-availability-zone" || segment == "extensions" || IsAdminCollection(segment);
 }
 
 HttpResponse NotFound() {
@@ -216,6 +216,9 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   }
   if (!rest.empty() && rest[0] == "types") {
     return RouteTypes(context, request, rest);
+  }
+  if (!rest.empty() && rest[0] == "qos-specs") {
+    return RouteQosSpecs(context, request, rest);
   }
   if (rest.size() == 1 && rest[0] == "os-availability-zone") {
     return request.method == "GET" ? services_.ListAvailabilityZones(context) : MethodNotAllowed();
@@ -602,6 +605,57 @@ HttpResponse ApiService::RouteClusters(const RequestContext& context,
 
 // /os-volume-transfer (Cinder's extension) and /volume-transfers (its v3 controller, routed at
 // every microversion as Cinder's router does; clients use it from 3.55).
+// /qos-specs[/{id}[/associations | /associate | /disassociate | /disassociate_all |
+// /delete_keys]]. Cinder serves the association changes as GETs.
+HttpResponse ApiService::RouteQosSpecs(const RequestContext& context,
+                                       const HttpRequest& request,
+                                       const std::vector<std::string>& rest) {
+  if (qos_ == nullptr) {
+    return NotFound();
+  }
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return qos_->List(context, request);
+    }
+    return method == "POST" ? qos_->Create(context, request) : MethodNotAllowed();
+  }
+  const std::string& qos_id = rest[1];
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return qos_->Show(context, qos_id);
+    }
+    if (method == "PUT") {
+      return qos_->SetKeys(context, request, qos_id);
+    }
+    return method == "DELETE" ? qos_->Delete(context, request, qos_id) : MethodNotAllowed();
+  }
+  if (rest.size() != 3) {
+    return NotFound();
+  }
+  const std::string& sub = rest[2];
+  if (sub == "delete_keys") {
+    return method == "PUT" ? qos_->UnsetKeys(context, request, qos_id) : MethodNotAllowed();
+  }
+  if (sub != "associations" && sub != "associate" && sub != "disassociate" &&
+      sub != "disassociate_all") {
+    return NotFound();
+  }
+  if (method != "GET") {
+    return MethodNotAllowed();
+  }
+  if (sub == "associations") {
+    return qos_->ListAssociations(context, qos_id);
+  }
+  if (sub == "associate") {
+    return qos_->Associate(context, request, qos_id);
+  }
+  if (sub == "disassociate") {
+    return qos_->Disassociate(context, request, qos_id);
+  }
+  return qos_->DisassociateAll(context, qos_id);
+}
+
 HttpResponse ApiService::RouteTransfers(const RequestContext& context,
                                         const HttpRequest& request,
                                         const std::vector<std::string>& rest) {

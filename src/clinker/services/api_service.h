@@ -18,6 +18,7 @@
 #include "clinker/services/attachments_api.h"
 #include "clinker/services/backups_api.h"
 #include "clinker/services/messages_api.h"
+#include "clinker/services/qos_api.h"
 #include "clinker/services/services_api.h"
 #include "clinker/services/snapshots_api.h"
 #include "clinker/services/transfers_api.h"
@@ -58,13 +59,23 @@ class ApiService {
         services_(services),
         types_(types),
         auth_(std::move(auth)),
-        messages_(messages) {}
+        messages_(messages) {
+    // A cascading volume delete deletes each snapshot as DELETE /snapshots/{id} does.
+    volumes_.SetSnapshotDeleter(
+        [&snapshots](const RequestContext& context, std::string_view snapshot_id) {
+          return snapshots.Delete(context, snapshot_id);
+        });
+  }
 
   HttpResponse Handle(const HttpRequest& request);
 
   // Serves volume transfers (/os-volume-transfer, /volume-transfers) through `transfers`, which
   // must outlive this ApiService; without it they are 404. Call before the first Handle.
   void ServeTransfers(TransfersApi* transfers) { transfers_ = transfers; }
+
+  // Serves QoS specs (/qos-specs) through `qos`, which must outlive this ApiService; without it
+  // they are 404. Call before the first Handle.
+  void ServeQosSpecs(QosApi* qos) { qos_ = qos; }
 
  private:
   HttpResponse Route(const HttpRequest& request);
@@ -92,6 +103,9 @@ class ApiService {
   HttpResponse RouteClusters(const RequestContext& context,
                              const HttpRequest& request,
                              const std::vector<std::string>& rest);
+  HttpResponse RouteQosSpecs(const RequestContext& context,
+                             const HttpRequest& request,
+                             const std::vector<std::string>& rest);
   HttpResponse RouteTransfers(const RequestContext& context,
                               const HttpRequest& request,
                               const std::vector<std::string>& rest);
@@ -112,6 +126,7 @@ class ApiService {
   BackupsApi& backups_;
   ServicesApi& services_;
   TransfersApi* transfers_ = nullptr;
+  QosApi* qos_ = nullptr;
   TypesApi& types_;
   const ApiAuthOptions auth_;
   MessagesApi* const messages_;

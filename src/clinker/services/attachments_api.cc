@@ -40,12 +40,6 @@ std::string AttachmentNotFound(std::string_view id) {
          ".";
 }
 
-HttpResponse Accepted() {
-  HttpResponse response;
-  response.status = 202;
-  return response;
-}
-
 ports::Value AttachmentStatusValue(AttachmentStatus status) {
   return std::string(domain::StoredName(status));
 }

@@ -53,12 +53,6 @@ json Links(const RequestContext& context, const std::string& id) {
   });
 }
 
-HttpResponse Accepted() {
-  HttpResponse response;
-  response.status = 202;
-  return response;
-}
-
 // The backup row if the caller may see it (CanSee); the fault to answer otherwise, the same for a
 // backup of another project as for one that does not exist.
 tl::expected<ports::Row, HttpResponse> Visible(ports::StateStore& store,

@@ -67,6 +67,8 @@ constexpr std::array kExtensions = {
     ApiExtension{
         "AdminActions", "os-admin-actions", "Enable admin actions.", "2012-08-25T00:00:00+00:00"},
     ApiExtension{"Services", "os-services", "Services support.", "2012-10-28T00:00:00-00:00"},
+    ApiExtension{
+        "Qos_specs_manage", "qos-specs", "QoS specs support.", "2013-08-02T00:00:00+00:00"},
     ApiExtension{"Scheduler_stats",
                  "scheduler-stats",
                  "Scheduler stats support.",

@@ -25,6 +25,7 @@ struct Snapshot {
   std::optional<std::string> description;
   std::map<std::string, std::string> metadata;
   std::optional<std::string> operation_id;
+  std::optional<std::string> progress;  // As stored; nullopt shows 0% (100% when available).
   std::string created_at;
   std::optional<std::string> updated_at;
   bool deleted = false;

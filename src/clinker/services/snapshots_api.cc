@@ -24,12 +24,6 @@ std::string SnapshotNotFound(std::string_view id) {
   return "Snapshot " + std::string(id) + " could not be found.";
 }
 
-HttpResponse Accepted() {
-  HttpResponse response;
-  response.status = 202;
-  return response;
-}
-
 std::optional<std::string> SortColumn(std::string_view key) {
   static const std::map<std::string_view, std::string_view> kColumns = {
       {"id", "id"},
@@ -75,7 +69,8 @@ json View(const Snapshot& snapshot, const RequestContext& context, ViewKind kind
   }
   if (kind == ViewKind::kExtended) {
     view["os-extended-snapshot-attributes:progress"] =
-        snapshot.status == SnapshotStatus::kAvailable ? "100%" : "0%";
+        snapshot.progress ? *snapshot.progress
+                          : (snapshot.status == SnapshotStatus::kAvailable ? "100%" : "0%");
     view["os-extended-snapshot-attributes:project_id"] = snapshot.project_id;
   }
   if (context.version >= Microversion{3, 14}) {
@@ -496,6 +491,9 @@ HttpResponse SnapshotsApi::Action(const RequestContext& context,
   }
   const std::string action = body.begin().key();
   const json& argument = body.begin().value();
+  if (action == "os-update_snapshot_status") {
+    return UpdateStatus(context, argument, snapshot_id);
+  }
   if (action != "os-reset_status" && action != "os-force_delete") {
     return Fault(400, "There is no such action: " + action);
   }
@@ -545,6 +543,96 @@ HttpResponse SnapshotsApi::Action(const RequestContext& context,
   log::Warn(
       "snapshot.status_reset",
       {{"snapshot_id", std::string(snapshot_id)}, {"status", wanted}, {"by", context.user_id}});
+  return Accepted();
+}
+
+HttpResponse SnapshotsApi::UpdateStatus(const RequestContext& context,
+                                        const json& argument,
+                                        std::string_view snapshot_id) {
+  const std::string field = "os-update_snapshot_status";
+  if (!argument.is_object() || !argument.contains("status")) {
+    return Fault(
+        400, "Invalid input for field/attribute " + field + ". 'status' is a required property");
+  }
+  for (const auto& item : argument.items()) {
+    if (item.key() != "status" && item.key() != "progress") {
+      return Fault(400,
+                   "Invalid input for field/attribute " + field +
+                       ". Additional properties are not allowed ('" + item.key() +
+                       "' was unexpected)");
+    }
+  }
+  if (!argument["status"].is_string()) {
+    return Fault(400,
+                 "Invalid input for field/attribute status. Value: " + argument["status"].dump() +
+                     ". is not of type 'string'");
+  }
+  const std::string wanted = argument["status"].get<std::string>();
+  std::optional<std::string> progress;
+  if (argument.contains("progress") && argument["progress"].is_string() &&
+      !argument["progress"].get<std::string>().empty()) {
+    const std::string text = argument["progress"].get<std::string>();
+    const std::string digits = text.substr(0, text.size() - 1);
+    const bool integer =
+        !digits.empty() && digits.size() <= 3 &&
+        std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!integer || text.back() != '%' || std::stoi(digits) > 100) {
+      return Fault(400,
+                   "Invalid input received: progress must be an integer percentage between 0 "
+                   "and 100");
+    }
+    progress = text;
+  }
+  auto snapshot = Visible(store_, context, snapshot_id);
+  if (!snapshot) {
+    return snapshot.error();
+  }
+  // Cinder's allowed transitions, by the status the API shows: an out-of-band creator finishes
+  // a creating snapshot (available, error, or still creating) or a deleting one (deleting,
+  // error_deleting). Moving it to rest clears the operation id, so a job still queued or under
+  // way for it no longer matches its row and drops (its final write is refused).
+  const std::string current(domain::ApiName(snapshot->status));
+  std::optional<SnapshotStatus> next;
+  if (current == "creating" && (wanted == "available" || wanted == "error")) {
+    next = wanted == "available" ? SnapshotStatus::kAvailable : SnapshotStatus::kError;
+  } else if (current == "deleting" && wanted == "error_deleting") {
+    next = SnapshotStatus::kErrorDeleting;
+  } else if (current != "creating" && current != "deleting") {
+    return Fault(400, "Snapshot status " + current + " not allowed for update_snapshot_status");
+  } else if (wanted != current) {
+    return Fault(400,
+                 "Provided snapshot status " + wanted + " not allowed for snapshot with status " +
+                     current + ".");
+  }
+  ports::Row values = {{"updated_at", FormatTimestamp(clock_.WallNow())}};
+  if (next) {
+    values["status"] = Status(*next);
+    values["status_reason"] = std::monostate{};
+    values["operation_id"] = std::monostate{};
+  }
+  if (progress) {
+    values["progress"] = *progress;
+  }
+  auto updated = store_.ConditionalUpdate(ports::Table::kSnapshots,
+                                          snapshot_id,
+                                          values,
+                                          {Expectation::Equals("deleted", std::int64_t{0}),
+                                           Expectation::Equals("status", Status(snapshot->status)),
+                                           Expectation::Equals("project_id", snapshot->project_id)},
+                                          {});
+  if (!updated) {
+    return FaultFromError(updated.error());
+  }
+  if (!updated->has_value()) {
+    return Fault(409,
+                 "Snapshot " + std::string(snapshot_id) +
+                     " changed status while it was being updated; read it and retry.");
+  }
+  log::Info("snapshot.status_updated",
+            {{"snapshot_id", std::string(snapshot_id)},
+             {"status", wanted},
+             {"progress", progress.value_or("")},
+             {"by", context.user_id}});
   return Accepted();
 }
 

@@ -71,6 +71,12 @@ class SnapshotsApi {
                                   std::string_view key);
 
  private:
+  // os-update_snapshot_status (any member by default): Cinder's transitions for a snapshot made
+  // or deleted out of band (creating -> creating, available, error; deleting -> deleting,
+  // error_deleting) and its progress ("80%").
+  HttpResponse UpdateStatus(const RequestContext& context,
+                            const nlohmann::json& argument,
+                            std::string_view snapshot_id);
   HttpResponse DeleteSnapshot(const RequestContext& context,
                               std::string_view snapshot_id,
                               bool force);

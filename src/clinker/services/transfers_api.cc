@@ -38,12 +38,6 @@ std::string VolumeNotFound(std::string_view id) {
   return "Volume " + std::string(id) + " could not be found.";
 }
 
-HttpResponse Accepted() {
-  HttpResponse response;
-  response.status = 202;
-  return response;
-}
-
 // Links name os-volume-transfer whichever URL the request used: Cinder's view builder has one
 // collection name for both controllers.
 json Links(const RequestContext& context, const std::string& id) {

@@ -13,6 +13,7 @@
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
 #include "clinker/domain/policy.h"
+#include "clinker/services/metadata_rules.h"
 #include "clinker/services/volume_record.h"
 
 namespace clinker::services {
@@ -31,19 +32,6 @@ constexpr std::array<std::string_view, 3> kUserVisibleExtraSpecs = {
 // A compare-and-swap of the extra specs that keeps losing to other writers gives up after this
 // many tries (409: retry later).
 constexpr int kExtraSpecAttempts = 8;
-
-HttpResponse Accepted() {
-  HttpResponse response;
-  response.status = 202;
-  return response;
-}
-
-// Characters, as Python's len() counts them (UTF-8 code points).
-std::size_t CharacterCount(std::string_view text) {
-  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  }));
-}
 
 bool IsBlank(std::string_view text) {
   return std::all_of(text.begin(), text.end(), [](char c) {

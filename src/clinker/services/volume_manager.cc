@@ -209,6 +209,24 @@ void VolumeManager::Settle(const Job& job, const Target& target) {
   }
 }
 
+Result<VolumeManager::SnapshotsLeft> VolumeManager::SnapshotsLeftOf(const std::string& volume_id) {
+  ports::ListQuery query;
+  query.filters = {Expectation::Equals("volume_id", volume_id)};
+  CLINKER_ASSIGN_OR_RETURN(std::vector<ports::Row> snapshots,
+                           store_.List(ports::Table::kSnapshots, query));
+  SnapshotsLeft found;
+  for (const ports::Row& snapshot : snapshots) {
+    const std::string status = TextOr(snapshot, "status", "");
+    if (status == domain::StoredName(domain::SnapshotStatus::kDeletingQueued) ||
+        status == domain::StoredName(domain::SnapshotStatus::kDeleting)) {
+      found.being_deleted = true;
+    } else {
+      found.left = TextOr(snapshot, "id", "");
+    }
+  }
+  return found;
+}
+
 Result<std::string> VolumeManager::LocalPath(const std::string& volume_id) {
   CLINKER_ASSIGN_OR_RETURN(
       ports::ConnectionInfo info,
@@ -350,6 +368,9 @@ ports::Row VolumeManager::FinalValues(const Job& job,
   }
   if (operation == Operation::kDetachVolume) {
     values["detach_time"] = now;
+  }
+  if (operation == Operation::kCreateSnapshot) {
+    values["progress"] = std::string("100%");
   }
   if (operation == Operation::kExtendVolume) {
     values["size_gib"] = target.pending_size_gib;
@@ -596,6 +617,25 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
       }
     }
 
+    std::optional<Error> refused;
+    if (operation == Operation::kDeleteVolume) {
+      auto snapshots = SnapshotsLeftOf(id);
+      if (!snapshots) {
+        log::Warn("volume.snapshots_unreadable",
+                  {{"volume_id", id}, {"error", snapshots.error().ToString()}});
+        return JobOutcome::kRetryLater;
+      }
+      if (snapshots->being_deleted) {
+        log::Info("volume.delete_waits_for_snapshots", {{"volume_id", id}});
+        return JobOutcome::kRetryLater;
+      }
+      if (snapshots->left) {
+        refused = Error{ErrorCode::kDriverFailed,
+                        "snapshot " + *snapshots->left +
+                            " of the volume was not deleted: delete it, then the volume"};
+      }
+    }
+
     // Mark the operation as under way before touching the back-end. The job's operation id is
     // recorded too: a redo may run under a redelivered job of an earlier id, and the final write
     // below expects the id of the job that did the work.
@@ -610,7 +650,8 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
       continue;
     }
     FaultPoint(job, "before_driver");
-    auto done = RunDriver(job, target);
+    Result<ports::Row> done =
+        refused ? Result<ports::Row>(tl::unexpected(*refused)) : RunDriver(job, target);
     FaultPoint(job, "after_driver");
     if (!done && done.error().code == ErrorCode::kFenced) {
       // A newer holder fenced the resource: this job's lock is stale, and every write it could

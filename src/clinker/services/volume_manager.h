@@ -94,6 +94,16 @@ class VolumeManager {
   // operation held (a volume backing-up, a backup restoring) and derives the volume's status
   // from its attachments again (attachment_state.h).
   void Settle(const Job& job, const Target& target);
+
+  // A cascading delete (volumes_api.h) leaves the volume's snapshots being deleted by their own
+  // jobs: the volume goes once they are gone. `being_deleted` while any is queued or under way;
+  // `left` names one in any other status (its delete failed: the volume's delete fails too).
+  struct SnapshotsLeft {
+    bool being_deleted = false;
+    std::optional<std::string> left;
+  };
+
+  Result<SnapshotsLeft> SnapshotsLeftOf(const std::string& volume_id);
   // The volume's path on this host (the driver's "local" connection), for backups.
   Result<std::string> LocalPath(const std::string& volume_id);
   Result<ports::Row> CreateBackup(const Job& job, const Target& target);

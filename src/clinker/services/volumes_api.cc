@@ -18,6 +18,7 @@
 namespace clinker::services {
 namespace {
 
+using domain::SnapshotStatus;
 using domain::VolumeStatus;
 using nlohmann::json;
 using ports::Expectation;
@@ -51,12 +52,6 @@ std::string VolumeNotFound(std::string_view id) {
 // The stored statuses of a volume being created (queued or under way).
 std::vector<ports::Value> CreatingNames() {
   return {Status(VolumeStatus::kCreatingQueued), Status(VolumeStatus::kCreating)};
-}
-
-HttpResponse Accepted() {
-  HttpResponse response;
-  response.status = 202;
-  return response;
 }
 
 // Maps an API sort key to its column; nullopt for keys that cannot be sorted on.
@@ -624,15 +619,54 @@ HttpResponse VolumesApi::Delete(const RequestContext& context,
   if (force && !context.is_admin) {
     return Fault(403, "Policy doesn't allow volume:force_delete to be performed.");
   }
-  return DeleteVolume(context, volume_id, force);
+  const bool cascade = request.QueryValue("cascade", &value) && TruthyParameter(value);
+  return DeleteVolume(context, volume_id, force, cascade);
 }
 
 HttpResponse VolumesApi::DeleteVolume(const RequestContext& context,
                                       std::string_view volume_id,
-                                      bool force) {
+                                      bool force,
+                                      bool cascade) {
   auto volume = Visible(store_, context, volume_id);
   if (!volume) {
     return volume.error();
+  }
+  if (cascade) {
+    if (!delete_snapshot_) {
+      return Fault(400, "Cascade delete is not available here.");
+    }
+    // The volume must be one we could delete before its snapshots go: a cascade on an attached
+    // or busy volume deletes nothing.
+    const bool deletable =
+        force ? std::find(kDeletingStatuses.begin(), kDeletingStatuses.end(), volume->status) ==
+                    kDeletingStatuses.end()
+              : std::find(kDeletableStatuses.begin(), kDeletableStatuses.end(), volume->status) !=
+                    kDeletableStatuses.end();
+    if (!deletable || volume->attach_status == "attached") {
+      return Fault(400, WhyNotDeletable(volume->id));
+    }
+    ports::ListQuery snapshots;
+    snapshots.filters = {Expectation::Equals("volume_id", volume->id)};
+    auto rows = store_.List(ports::Table::kSnapshots, snapshots);
+    if (!rows) {
+      return FaultFromError(rows.error());
+    }
+    for (const ports::Row& row : *rows) {
+      const std::string snapshot_id = TextOr(row, "id", "");
+      const ports::Value status = TextOr(row, "status", "");
+      if (status == Status(SnapshotStatus::kDeletingQueued) ||
+          status == Status(SnapshotStatus::kDeleting)) {
+        continue;
+      }
+      HttpResponse deleted = delete_snapshot_(context, snapshot_id);
+      if (deleted.status != 202) {
+        log::Info("volume.cascade_stopped",
+                  {{"volume_id", volume->id},
+                   {"snapshot_id", snapshot_id},
+                   {"status", static_cast<long long>(deleted.status)}});
+        return deleted;
+      }
+    }
   }
   if (options_.fail_fast_locks != nullptr) {
     auto probe = options_.fail_fast_locks->TryAcquire(
@@ -656,7 +690,14 @@ HttpResponse VolumesApi::DeleteVolume(const RequestContext& context,
                          {Text("migrating"), Text("starting"), Text("completing")}),
   };
   std::vector<ports::Guard> guards = {
-      ports::Guard::NoLiveRowReferences(ports::Table::kSnapshots, "volume_id"),
+      // A cascade lets snapshots that are being deleted be: the volume node waits for them.
+      cascade ? ports::Guard::NoLiveRowReferences(
+                    ports::Table::kSnapshots,
+                    "volume_id",
+                    {Expectation::NotIn("status",
+                                        {Status(SnapshotStatus::kDeletingQueued),
+                                         Status(SnapshotStatus::kDeleting)})})
+              : ports::Guard::NoLiveRowReferences(ports::Table::kSnapshots, "volume_id"),
       // Attached or reserved: detach first (a forced delete too, as Cinder refuses attached).
       ports::Guard::NoLiveRowReferences(ports::Table::kAttachments, "volume_id"),
       // A clone still being made reads this volume: deleting it now would fail the clone.

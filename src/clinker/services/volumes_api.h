@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -78,10 +79,22 @@ class VolumesApi {
   HttpResponse Update(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view volume_id);
-  // DELETE /volumes/{id}; `force=true` (3.23+, admin) is os-force_delete.
+  // DELETE /volumes/{id}; `force=true` (3.23+, admin) is os-force_delete. `cascade=true` deletes
+  // the volume's snapshots too, as Cinder: each is deleted as DELETE /snapshots/{id} would (the
+  // deleter below; refused, it stops the cascade with its answer), then the volume's delete
+  // tolerates snapshots that are being deleted, and the volume node deletes the volume once they
+  // are gone (a snapshot that fails to delete fails the volume's delete).
   HttpResponse Delete(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view volume_id);
+
+  // How a cascade deletes one snapshot (ApiService wires SnapshotsApi::Delete at construction;
+  // without one, cascade=true is refused with 400).
+  using SnapshotDeleter =
+      std::function<HttpResponse(const RequestContext& context, std::string_view snapshot_id)>;
+
+  void SetSnapshotDeleter(SnapshotDeleter deleter) { delete_snapshot_ = std::move(deleter); }
+
   // POST /volumes/{id}/action: os-extend, os-retype, os-reset_status (admin), os-force_delete
   // (admin), and the flag and image metadata actions below.
   HttpResponse Action(const RequestContext& context,
@@ -143,7 +156,10 @@ class VolumesApi {
   nlohmann::json AttachmentsView(const Volume& volume, const RequestContext& context);
   // Soft-deletes a volume whose create was not queued after all.
   void WithdrawCreate(const std::string& volume_id);
-  HttpResponse DeleteVolume(const RequestContext& context, std::string_view volume_id, bool force);
+  HttpResponse DeleteVolume(const RequestContext& context,
+                            std::string_view volume_id,
+                            bool force,
+                            bool cascade = false);
   HttpResponse Extend(const RequestContext& context,
                       const nlohmann::json& body,
                       std::string_view volume_id);
@@ -171,6 +187,7 @@ class VolumesApi {
   const ports::Clock& clock_;
   VolumesApiOptions options_;
   VolumeTypeCatalog types_;
+  SnapshotDeleter delete_snapshot_;
 };
 
 }  // namespace clinker::services

@@ -128,6 +128,8 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
       return volume_types_;
     case Table::kVolumeTypeAccess:
       return volume_type_access_;
+    case Table::kQosSpecs:
+      return qos_specs_;
   }
   CLINKER_ASSERT(false, "unknown table");
   return volumes_;

@@ -65,6 +65,7 @@ class MemoryStateStore final : public ports::StateStore {
   Rows messages_;
   Rows volume_types_;
   Rows volume_type_access_;
+  Rows qos_specs_;
 };
 
 }  // namespace clinker::adapters

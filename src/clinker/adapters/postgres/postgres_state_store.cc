@@ -269,14 +269,34 @@ ALTER TABLE volumes ADD COLUMN image_metadata TEXT COLLATE "C" NOT NULL DEFAULT 
 ALTER TABLE volumes ADD COLUMN admin_metadata TEXT COLLATE "C" NOT NULL DEFAULT '{}';
 )sql";
 
-constexpr std::array<std::string_view, 8> kMigrations = {kMigration1,
+// QoS specs (Cinder's quality_of_service_specs) with a live-unique name; the types associated with
+// one are found (and a delete refused while any is) through the index on qos_specs_id. And a
+// snapshot's progress (os-update_snapshot_status).
+constexpr std::string_view kMigration10 = R"sql(
+CREATE TABLE qos_specs (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  name TEXT COLLATE "C" NOT NULL,
+  consumer TEXT COLLATE "C" NOT NULL DEFAULT 'back-end',
+  specs TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX qos_specs_live_name ON qos_specs (name) WHERE deleted = 0;
+CREATE INDEX volume_types_qos_specs_id ON volume_types (qos_specs_id, deleted);
+ALTER TABLE snapshots ADD COLUMN progress TEXT COLLATE "C";
+)sql";
+
+constexpr std::array<std::string_view, 9> kMigrations = {kMigration1,
                                                          kMigration2,
                                                          kMigration3,
                                                          kMigration4,
                                                          kMigration5,
                                                          kMigration6,
                                                          kMigration7,
-                                                         kMigration8};
+                                                         kMigration8,
+                                                         kMigration10};
 
 constexpr std::string_view kComponent = "state";
 

@@ -256,14 +256,34 @@ ALTER TABLE volumes ADD COLUMN image_metadata TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE volumes ADD COLUMN admin_metadata TEXT NOT NULL DEFAULT '{}';
 )sql";
 
-constexpr std::array<std::string_view, 8> kMigrations = {kMigration1,
+// QoS specs (Cinder's quality_of_service_specs) with a live-unique name; the types associated with
+// one are found (and a delete refused while any is) through the index on qos_specs_id. And a
+// snapshot's progress (os-update_snapshot_status).
+constexpr std::string_view kMigration10 = R"sql(
+CREATE TABLE qos_specs (
+  id TEXT NOT NULL PRIMARY KEY,
+  name TEXT NOT NULL,
+  consumer TEXT NOT NULL DEFAULT 'back-end',
+  specs TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE UNIQUE INDEX qos_specs_live_name ON qos_specs (name) WHERE deleted = 0;
+CREATE INDEX volume_types_qos_specs_id ON volume_types (qos_specs_id, deleted);
+ALTER TABLE snapshots ADD COLUMN progress TEXT;
+)sql";
+
+constexpr std::array<std::string_view, 9> kMigrations = {kMigration1,
                                                          kMigration2,
                                                          kMigration3,
                                                          kMigration4,
                                                          kMigration5,
                                                          kMigration6,
                                                          kMigration7,
-                                                         kMigration8};
+                                                         kMigration8,
+                                                         kMigration10};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
