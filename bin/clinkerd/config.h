@@ -63,8 +63,8 @@ struct Config {
   int api_keep_alive_timeout_s = 60;
   int api_write_timeout_s = 30;
   int api_drain_timeout_s = 30;
-  std::int64_t api_max_header_bytes = 64 * 1024;
-  std::int64_t api_max_body_bytes = 1 << 20;
+  std::int64_t api_max_header_bytes = 65536;
+  std::int64_t api_max_body_bytes = 1048576;
   std::int64_t max_limit = 1000;
   std::int64_t max_volume_size_gib = 16384;
   std::string availability_zone = "nova";

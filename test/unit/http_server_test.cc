@@ -175,7 +175,7 @@ class HttpServerTest : public ::testing::Test {
     options_.max_body_bytes = 1024;
   }
 
-  ~HttpServerTest() override {
+  void TearDown() override {
     if (server_) {
       server_->Stop();
     }

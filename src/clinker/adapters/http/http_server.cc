@@ -235,7 +235,8 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  ~Server() { Stop(); }
+  // HttpServer's destructor stops it first.
+  ~Server() = default;
 
   Result<void> Start();
   void Stop();
@@ -800,7 +801,12 @@ HttpServer::HttpServer(Options options, Handler handler)
     : impl_(std::make_unique<http_detail::Server>(std::move(options), std::move(handler))) {}
 
 HttpServer::~HttpServer() {
-  Stop();
+  try {
+    Stop();
+  } catch (...) {
+    // Only a failure to lock or join (std::system_error) can get here; nothing is left to do.
+    log::Error("http.stop_failed");
+  }
 }
 
 Result<void> HttpServer::Start() {

@@ -59,8 +59,8 @@ class HttpServer {
     std::chrono::milliseconds keep_alive_timeout{std::chrono::seconds(60)};
     std::chrono::milliseconds write_timeout{std::chrono::seconds(30)};
     std::chrono::milliseconds drain_timeout{std::chrono::seconds(30)};
-    std::size_t max_header_bytes = 64 * 1024;
-    std::size_t max_body_bytes = 1 << 20;
+    std::size_t max_header_bytes = 65536;
+    std::size_t max_body_bytes = 1048576;
   };
 
   HttpServer(Options options, Handler handler);
