@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -231,6 +232,49 @@ TEST_F(HttpServerTest, DecodesPathQueryHeadersAndBaseUrl) {
   EXPECT_EQ(seen.Header("x-custom"), "v");
   EXPECT_EQ(seen.body, "body");
   EXPECT_EQ(seen.base_url, "http://api.example:8776");
+}
+
+TEST_F(HttpServerTest, HandlerFailuresAndBodilessAnswersKeepTheConnectionUsable) {
+  handler_ = [](const ports::HttpRequest& request) -> ports::HttpResponse {
+    if (request.path == "/throw") {
+      throw std::runtime_error("boom");
+    }
+    if (request.path == "/no-content") {
+      return ports::HttpResponse{204, {}, "dropped", "text/plain"};
+    }
+    if (request.path == "/bad-status") {
+      return ports::HttpResponse{1000, {}, "", "text/plain"};
+    }
+    return ports::HttpResponse{200, {}, "0123456789", "text/plain"};
+  };
+  StartServer();
+  Client client(port());
+  ASSERT_TRUE(client.Send(Get("/throw")));
+  Client::Answer failed = client.ReadResponse();
+  EXPECT_EQ(failed.status, 500);
+  EXPECT_NE(failed.body.find("computeFault"), std::string::npos) << failed.body;
+  ASSERT_TRUE(client.Send(Get("/no-content")));
+  Client::Answer empty = client.ReadResponse();
+  EXPECT_EQ(empty.status, 204);
+  EXPECT_EQ(empty.body, "");
+  ASSERT_TRUE(client.Send(Get("/bad-status")));
+  Client::Answer invalid = client.ReadResponse();
+  EXPECT_EQ(invalid.status, 500);
+  EXPECT_NE(invalid.body.find("invalid response"), std::string::npos) << invalid.body;
+  EXPECT_TRUE(client.WaitClosed());
+
+  // HEAD: the Content-Length of the body left out, and no body bytes before the next answer.
+  Client pipelined(port());
+  ASSERT_TRUE(pipelined.Send("HEAD /head HTTP/1.1\r\nHost: h\r\n\r\n" + Get("/after")));
+  std::string raw;
+  pipelined.ReadUntil([&](const std::string& data) {
+    raw = data;
+    return data.ends_with("0123456789");
+  });
+  std::size_t first_end = raw.find("\r\n\r\n");
+  ASSERT_NE(first_end, std::string::npos) << raw;
+  EXPECT_NE(raw.substr(0, first_end).find("Content-Length: 10"), std::string::npos) << raw;
+  EXPECT_TRUE(raw.substr(first_end + 4).starts_with("HTTP/1.1 200 OK")) << raw;
 }
 
 TEST_F(HttpServerTest, OversizedHeaderIs431AndClosed) {

@@ -300,14 +300,18 @@ class Server {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Server* server, Tcp::socket socket)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+      : server_(server),
+        socket_(std::move(socket)),
+        executor_(socket_.get_executor()),
+        timer_(executor_) {}
 
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   ~Session() { server_->Unregister(this); }
 
-  net::any_io_executor executor() { return socket_.get_executor(); }
+  // The connection's strand; any thread may post to it.
+  const net::any_io_executor& executor() const { return executor_; }
 
   void Start() { WaitForRequest(); }
 
@@ -540,20 +544,14 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     keep_alive = keep_alive && !draining_ && !server_->stopping();
-    response_ = Response{};
-    response_.version(11);
-    response_.result(static_cast<unsigned>(response.status));
-    for (auto& [name, value] : response.headers) {
-      response_.insert(name, value);
-    }
-    if (!response.body.empty()) {
-      response_.set(http::field::content_type, response.content_type);
-    }
-    response_.body() = std::move(response.body);
-    response_.keep_alive(keep_alive);
-    response_.prepare_payload();
-    if (head) {
-      response_.body().clear();  // The Content-Length stays: what a GET would have sent.
+    try {
+      response_ = ToBeast(std::move(response), keep_alive, head);
+    } catch (const std::exception& e) {
+      // Beast refuses a status outside 100-999 or a header it cannot write; the client gets a
+      // 500 rather than the process an exception on its event loop.
+      log::Error("http.bad_response", {{"error", std::string_view(e.what())}});
+      response_ = ToBeast(Fault(500, "The server produced an invalid response."), false, head);
+      keep_alive = false;
     }
     phase_ = Phase::kWrite;
     Arm(server_->options().write_timeout);
@@ -562,6 +560,29 @@ class Session : public std::enable_shared_from_this<Session> {
                       [self = shared_from_this(), keep_alive, linger](IoError ec, std::size_t) {
                         self->OnWrite(ec, keep_alive, linger);
                       });
+  }
+
+  static Response ToBeast(ports::HttpResponse response, bool keep_alive, bool head) {
+    Response out;
+    out.version(11);
+    out.result(static_cast<unsigned>(response.status));
+    for (auto& [name, value] : response.headers) {
+      out.insert(name, value);
+    }
+    int status = response.status;
+    if (status < 200 || status == 204 || status == 304) {
+      response.body.clear();  // These statuses have no body (Beast would throw on one).
+    }
+    if (!response.body.empty()) {
+      out.set(http::field::content_type, response.content_type);
+    }
+    out.body() = std::move(response.body);
+    out.keep_alive(keep_alive);
+    out.prepare_payload();
+    if (head) {
+      out.body().clear();  // The Content-Length stays: what a GET would have sent.
+    }
+    return out;
   }
 
   void OnWrite(IoError ec, bool keep_alive, bool linger) {
@@ -616,6 +637,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Server* const server_;
   Tcp::socket socket_;
+  const net::any_io_executor executor_;
   net::steady_timer timer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -662,7 +684,17 @@ Result<void> Server::Start() {
   work_.emplace(io_.get_executor());
   net::dispatch(accept_strand_, [this] { Accept(); });
   for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
-    io_threads_.emplace_back([this] { io_.run(); });
+    io_threads_.emplace_back([this] {
+      // A handler that throws (allocation failure) loses its connection, not the event loop.
+      while (true) {
+        try {
+          io_.run();
+          return;
+        } catch (const std::exception& e) {
+          log::Error("http.event_loop_error", {{"error", std::string_view(e.what())}});
+        }
+      }
+    });
   }
   started_ = true;
   return {};
