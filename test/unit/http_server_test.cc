@@ -167,6 +167,7 @@ class HttpServerTest : public ::testing::Test {
     options_.listen_address = "127.0.0.1";
     options_.port = 0;
     options_.threads = 4;
+    options_.io_threads = 2;  // Two loop threads: connections' strands must keep them apart.
     options_.header_timeout = milliseconds(400);
     options_.body_timeout = milliseconds(400);
     options_.keep_alive_timeout = milliseconds(3000);
