@@ -14,7 +14,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config make
   libsqlite3-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
-  libexpected-dev libcpp-httplib-dev zlib1g-dev libssl-dev libyaml-cpp-dev libgtest-dev
+  libexpected-dev libcpp-httplib-dev libboost-dev zlib1g-dev libssl-dev libyaml-cpp-dev libgtest-dev
   libgmock-dev
   libpqxx-dev libpq-dev librabbitmq-dev postgresql-15 rabbitmq-server etcd-server etcd-client
   python3 python3-cinderclient sqlite3 clang-format clang-tidy

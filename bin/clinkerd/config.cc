@@ -172,6 +172,16 @@ class TomlReader {
                                   {"listen",
                                    "port",
                                    "threads",
+                                   "io_threads",
+                                   "max_queued_requests",
+                                   "max_connections",
+                                   "header_timeout_s",
+                                   "body_timeout_s",
+                                   "keep_alive_timeout_s",
+                                   "write_timeout_s",
+                                   "drain_timeout_s",
+                                   "max_header_bytes",
+                                   "max_body_bytes",
                                    "max_limit",
                                    "max_volume_size_gib",
                                    "availability_zone",
@@ -225,6 +235,18 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Text("api", "listen", &config->listen));
     CLINKER_RETURN_IF_ERROR(Integer("api", "port", &config->port));
     CLINKER_RETURN_IF_ERROR(Integer("api", "threads", &config->api_threads));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "io_threads", &config->api_io_threads));
+    CLINKER_RETURN_IF_ERROR(
+        Integer("api", "max_queued_requests", &config->api_max_queued_requests));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "max_connections", &config->api_max_connections));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "header_timeout_s", &config->api_header_timeout_s));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "body_timeout_s", &config->api_body_timeout_s));
+    CLINKER_RETURN_IF_ERROR(
+        Integer("api", "keep_alive_timeout_s", &config->api_keep_alive_timeout_s));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "write_timeout_s", &config->api_write_timeout_s));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "drain_timeout_s", &config->api_drain_timeout_s));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "max_header_bytes", &config->api_max_header_bytes));
+    CLINKER_RETURN_IF_ERROR(Integer("api", "max_body_bytes", &config->api_max_body_bytes));
     CLINKER_RETURN_IF_ERROR(Integer("api", "max_limit", &config->max_limit));
     CLINKER_RETURN_IF_ERROR(Integer("api", "max_volume_size_gib", &config->max_volume_size_gib));
     CLINKER_RETURN_IF_ERROR(Text("api", "availability_zone", &config->availability_zone));
@@ -426,6 +448,29 @@ clinker::Result<void> Validate(Config* config) {
   }
   if (config->api_threads < 1 || config->api_threads > 1024) {
     return fail("api threads: " + std::to_string(config->api_threads) + " must be 1-1024");
+  }
+  if (config->api_io_threads < 1 || config->api_io_threads > 64) {
+    return fail("[api] io_threads: " + std::to_string(config->api_io_threads) + " must be 1-64");
+  }
+  if (config->api_max_queued_requests < 1 || config->api_max_connections < 1) {
+    return fail("[api] max_queued_requests and max_connections: must be at least 1");
+  }
+  for (auto [value, name] : {std::pair{config->api_header_timeout_s, "header_timeout_s"},
+                             std::pair{config->api_body_timeout_s, "body_timeout_s"},
+                             std::pair{config->api_keep_alive_timeout_s, "keep_alive_timeout_s"},
+                             std::pair{config->api_write_timeout_s, "write_timeout_s"},
+                             std::pair{config->api_drain_timeout_s, "drain_timeout_s"}}) {
+    if (value < 1 || value > 86400) {
+      return fail(std::string("[api] ") + name + ": " + std::to_string(value) + " must be 1-86400");
+    }
+  }
+  if (config->api_max_header_bytes < 1024 || config->api_max_header_bytes > (16 << 20)) {
+    return fail("[api] max_header_bytes: " + std::to_string(config->api_max_header_bytes) +
+                " must be 1024-16777216");
+  }
+  if (config->api_max_body_bytes < 1024 || config->api_max_body_bytes > (std::int64_t{1} << 30)) {
+    return fail("[api] max_body_bytes: " + std::to_string(config->api_max_body_bytes) +
+                " must be 1024-1073741824");
   }
   if (config->max_limit < 1) {
     return fail("max_limit: must be at least 1");
@@ -699,12 +744,35 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   std::optional<int> port;
   std::optional<int> workers;
   std::optional<int> delay_ms;
+  std::optional<int> max_connections;
+  std::optional<int> header_timeout_s;
+  std::optional<int> body_timeout_s;
+  std::optional<int> keep_alive_timeout_s;
+  std::optional<int> write_timeout_s;
   app.add_option("-c,--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
   app.add_option("--role",
                  roles,
                  "Roles to run: all (default) or a comma-separated subset of api,scheduler,volume");
   app.add_option("--listen", listen, "API listen address (default 127.0.0.1)");
   app.add_option("--port", port, "API port (default 8776; 0 picks a free port)");
+  app.add_option("--max-connections",
+                 max_connections,
+                 "API connections open at once; more are refused (default 10000)");
+  app.add_option("--header-timeout-s",
+                 header_timeout_s,
+                 "A request header must arrive within this of its first byte, else 408 and "
+                 "close (default 10)");
+  app.add_option("--body-timeout-s",
+                 body_timeout_s,
+                 "A request body must arrive within this of its header, else 408 and close "
+                 "(default 30)");
+  app.add_option("--keep-alive-timeout-s",
+                 keep_alive_timeout_s,
+                 "An API connection idle this long between requests is closed (default 60)");
+  app.add_option("--write-timeout-s",
+                 write_timeout_s,
+                 "A client that does not take its response within this is disconnected "
+                 "(default 30)");
   app.add_option("--state-dir",
                  state_dir,
                  "Directory for locks, volumes and the SQLite database (state and jobs, "
@@ -814,6 +882,11 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   take(config.state_dir, state_dir);
   take(config.listen, listen);
   take(config.port, port);
+  take(config.api_max_connections, max_connections);
+  take(config.api_header_timeout_s, header_timeout_s);
+  take(config.api_body_timeout_s, body_timeout_s);
+  take(config.api_keep_alive_timeout_s, keep_alive_timeout_s);
+  take(config.api_write_timeout_s, write_timeout_s);
   take(config.volume_dir, volume_dir);
   take(config.backup_dir, backup_dir);
   take(config.workers, workers);

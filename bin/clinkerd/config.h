@@ -52,7 +52,19 @@ struct Config {
   // [api]
   std::string listen = "127.0.0.1";
   int port = 8776;
-  int api_threads = 32;
+  int api_threads = 32;  // Handler workers of the HTTP server.
+  // The HTTP front end (adapters/http/http_server.h): event-loop threads, the queue in front of
+  // the workers, the connection cap, timeouts and size limits.
+  int api_io_threads = 1;
+  int api_max_queued_requests = 1024;
+  int api_max_connections = 10000;
+  int api_header_timeout_s = 10;
+  int api_body_timeout_s = 30;
+  int api_keep_alive_timeout_s = 60;
+  int api_write_timeout_s = 30;
+  int api_drain_timeout_s = 30;
+  std::int64_t api_max_header_bytes = 65536;
+  std::int64_t api_max_body_bytes = 1048576;
   std::int64_t max_limit = 1000;
   std::int64_t max_volume_size_gib = 16384;
   std::string availability_zone = "nova";

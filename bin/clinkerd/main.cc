@@ -15,6 +15,7 @@
 #include <optional>
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "clinker/adapters/backup/file_backup_store.h"
 #include "clinker/adapters/etcd/etcd_lock_manager.h"
@@ -104,7 +105,39 @@ int PostgresConnections(const clinkerd::Config& config) {
   return std::min(connections, 64);
 }
 
+// Every API connection is a descriptor, and the default soft limit (often 1024) is far below
+// [api] max_connections: raise the soft limit to the hard one, which needs no privilege.
+// Returns the soft limit in force.
+rlim_t RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return 0;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      return raised.rlim_cur;
+    }
+  }
+  return limit.rlim_cur;
+}
+
 int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
+  if (config.HasRole("api")) {
+    rlim_t open_files = RaiseOpenFileLimit();
+    // Beyond the connections, the process needs descriptors for its database, queue, locks and
+    // volumes; a cap above what the limit leaves is refused by accept() (EMFILE), not by the cap.
+    constexpr rlim_t kReserved = 256;
+    if (open_files != RLIM_INFINITY &&
+        open_files < static_cast<rlim_t>(config.api_max_connections) + kReserved) {
+      clinker::log::Warn(
+          "api.open_file_limit",
+          {{"limit", static_cast<long long>(open_files)},
+           {"max_connections", static_cast<long long>(config.api_max_connections)},
+           {"hint", std::string_view("raise the hard RLIMIT_NOFILE (ulimit -Hn, LimitNOFILE=)")}});
+    }
+  }
   // A policy file that does not read or parse is a bad setting: refuse to start, before anything
   // is created.
   clinker::domain::Policy policy = clinker::domain::Policy::Default();
@@ -332,6 +365,16 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     http_options.listen_address = config.listen;
     http_options.port = config.port;
     http_options.threads = config.api_threads;
+    http_options.io_threads = config.api_io_threads;
+    http_options.max_queued_requests = config.api_max_queued_requests;
+    http_options.max_connections = config.api_max_connections;
+    http_options.header_timeout = std::chrono::seconds(config.api_header_timeout_s);
+    http_options.body_timeout = std::chrono::seconds(config.api_body_timeout_s);
+    http_options.keep_alive_timeout = std::chrono::seconds(config.api_keep_alive_timeout_s);
+    http_options.write_timeout = std::chrono::seconds(config.api_write_timeout_s);
+    http_options.drain_timeout = std::chrono::seconds(config.api_drain_timeout_s);
+    http_options.max_header_bytes = static_cast<std::size_t>(config.api_max_header_bytes);
+    http_options.max_body_bytes = static_cast<std::size_t>(config.api_max_body_bytes);
     http = std::make_unique<clinker::adapters::HttpServer>(
         http_options,
         [&api](const clinker::ports::HttpRequest& request) { return api->Handle(request); });
@@ -563,7 +606,10 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
       {{"write_transactions",
         static_cast<long long>(clinker::metrics::Global().write_transactions.load())},
        {"read_transactions",
-        static_cast<long long>(clinker::metrics::Global().read_transactions.load())}});
+        static_cast<long long>(clinker::metrics::Global().read_transactions.load())},
+       {"http_requests", static_cast<long long>(clinker::metrics::Global().http_requests.load())},
+       {"http_refusals", static_cast<long long>(clinker::metrics::Global().http_refusals.load())},
+       {"http_timeouts", static_cast<long long>(clinker::metrics::Global().http_timeouts.load())}});
   return 0;
 }
 
