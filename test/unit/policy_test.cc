@@ -566,6 +566,9 @@ const std::map<std::string, Personas>& ExpectedDefaults() {
       {"volume_extension:quotas:update", kAdminRule},
       {"volume_extension:quotas:delete", kAdminRule},
       {"limits_extension:used_limits", kReaderRule},
+      {"volume_extension:quota_classes", kAdminRule},
+      {"volume_extension:quota_classes:get", kAdminRule},
+      {"volume_extension:quota_classes:update", kAdminRule},
       // Volume types.
       {"volume_extension:types_manage", kAdminRule},
       {"volume_extension:type_create", kAdminRule},
