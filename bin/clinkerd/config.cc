@@ -885,6 +885,11 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   take(config.policy_file, policy_file);
   take(config.log_level, log_level);
   take(config.log_format, log_format);
+  if (result.command != Command::kRun) {
+    // A maintenance command runs no service: only the database settings matter, and the
+    // checks of the volume role (a cluster on PostgreSQL) do not apply.
+    config.roles = {"api"};
+  }
   if (auto valid = Validate(&config); !valid) {
     std::cerr << "clinkerd: invalid configuration: " << valid.error().message << "\n";
     result.exit_code = 2;

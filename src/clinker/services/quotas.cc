@@ -287,6 +287,12 @@ UsageAmounts QuotaService::UsageOfBackup(std::int64_t size_gib) {
   return amounts;
 }
 
+UsageAmounts QuotaService::UsageOfGroup() {
+  UsageAmounts amounts;
+  amounts.Add("groups", 1);
+  return amounts;
+}
+
 Result<UsageAmounts> QuotaService::UsageOfExtend(std::int64_t delta_gib,
                                                  const std::optional<std::string>& volume_type_id) {
   CLINKER_ASSIGN_OR_RETURN(std::optional<std::string> type, TypeName(volume_type_id));

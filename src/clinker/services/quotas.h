@@ -118,6 +118,9 @@ class QuotaService {
                                      const std::optional<std::string>& volume_type_id);
   Result<UsageAmounts> UsageOfSnapshot(std::int64_t size_gib, std::string_view volume_id);
   static UsageAmounts UsageOfBackup(std::int64_t size_gib);
+  // What a live group counts (groups 1), for the groups code to charge when it inserts a group
+  // and release when it deletes one; RecountUsage must then count live groups the same way.
+  static UsageAmounts UsageOfGroup();
   // The counters an extend by `delta_gib` adds (gigabytes and gigabytes_<type>).
   Result<UsageAmounts> UsageOfExtend(std::int64_t delta_gib,
                                      const std::optional<std::string>& volume_type_id);
