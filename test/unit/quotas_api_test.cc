@@ -428,6 +428,30 @@ TEST_F(QuotasApiTest, AnExtendCountsItsGrowthAtOnceAndAResetReleasesIt) {
   EXPECT_EQ(InUse("gigabytes___DEFAULT__"), 2);
 }
 
+TEST_F(QuotasApiTest, BackupsCountInBackupsAndBackupGigabytes) {
+  const std::string volume = CreateVolume(2);
+  ASSERT_FALSE(volume.empty()) << last_.body;
+  MakeAvailable(volume);
+  auto backup = [&] {
+    return Call("POST", Path("backups"), json{{"backup", {{"volume_id", volume}}}}.dump());
+  };
+  ASSERT_EQ(SetQuota({{"backups", 0}}).status, 200);
+  ExpectFault(backup(), 413, "overLimit", "Maximum number of backups allowed (0) exceeded");
+  ASSERT_EQ(SetQuota({{"backups", 1}, {"backup_gigabytes", 1}}).status, 200);
+  ExpectFault(backup(),
+              413,
+              "overLimit",
+              "Requested backup exceeds allowed Backup gigabytes quota. Requested 2G, quota is 1G "
+              "and 0G has been consumed.");
+  ASSERT_EQ(SetQuota({{"backup_gigabytes", 2}}).status, 200);
+  auto made = backup();
+  ASSERT_EQ(made.status, 202) << made.body;
+  EXPECT_EQ(InUse("backups"), 1);
+  EXPECT_EQ(InUse("backup_gigabytes"), 2);
+  // Refused creates left the volume as it was: only the accepted one made it backing-up.
+  EXPECT_EQ(InUse("volumes"), 1);
+}
+
 TEST_F(QuotasApiTest, RecountAgreesWithTheCountersAfterTheseWrites) {
   const std::string volume = CreateVolume(2);
   ASSERT_FALSE(volume.empty());

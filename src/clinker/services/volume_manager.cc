@@ -1,5 +1,6 @@
 #include "clinker/services/volume_manager.h"
 
+#include <algorithm>
 #include <memory>
 #include <thread>
 
@@ -373,9 +374,11 @@ Result<std::vector<ports::UsageChange>> VolumeManager::FinalUsage(const Job& job
   const Operation operation = job.message.operation;
   const bool deletes = values.contains("deleted");
   if (operation == Operation::kDeleteVolume && deletes) {
+    // A volume force-deleted while an extend was queued still counts the size it was to grow to.
     CLINKER_ASSIGN_OR_RETURN(
         UsageAmounts usage,
-        quotas_.UsageOfVolume(target.size_gib, OptionalText(target.row, "volume_type_id")));
+        quotas_.UsageOfVolume(std::max(target.size_gib, target.pending_size_gib),
+                              OptionalText(target.row, "volume_type_id")));
     return QuotaService::Release(project, usage);
   }
   if (operation == Operation::kDeleteSnapshot && deletes) {
