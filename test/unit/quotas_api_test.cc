@@ -322,6 +322,13 @@ TEST_F(QuotasApiTest, LimitsShowMaximaAndUse) {
   EXPECT_EQ(absolute["maxTotalVolumes"], 10);
   EXPECT_EQ(absolute["totalVolumesUsed"], 1);
   EXPECT_EQ(absolute["totalGigabytesUsed"], 2);
+  // An admin names another project from 3.39; before, the parameter is ignored.
+  auto other =
+      Call("GET", Path("limits"), "", {{"project_id", std::string(kOtherProject)}}, "3.39");
+  EXPECT_EQ(Body(other)["limits"]["absolute"]["totalVolumesUsed"], 0);
+  auto ignored =
+      Call("GET", Path("limits"), "", {{"project_id", std::string(kOtherProject)}}, "3.38");
+  EXPECT_EQ(Body(ignored)["limits"]["absolute"]["totalVolumesUsed"], 1);
 }
 
 TEST_F(QuotasApiTest, AMemberShowsItsOwnProjectsQuotaOnly) {
