@@ -1264,7 +1264,7 @@ TYPED_TEST(StateStoreContractTest, RacingInsertsAgainstALimitAdmitExactlyTheLimi
   }
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(accepted.load(), kLimit);
-  EXPECT_EQ(refused.load(), kThreads * kPerThread - kLimit);
+  EXPECT_EQ(refused.load(), std::int64_t{kThreads} * kPerThread - kLimit);
   EXPECT_EQ(InUse(this->store(), "p1", "volumes"), kLimit);
   EXPECT_EQ(InUse(this->store(), "p1", "gigabytes"), kLimit);
   ListQuery all;

@@ -159,21 +159,21 @@ class QuotasApiTest : public ::testing::Test {
   ports::HttpResponse last_;
 };
 
-const std::set<std::string> kFixedKeys = {"volumes",
-                                          "snapshots",
-                                          "gigabytes",
-                                          "backups",
-                                          "backup_gigabytes",
-                                          "groups",
-                                          "per_volume_gigabytes"};
+constexpr std::string_view kFixedKeys[] = {"volumes",
+                                           "snapshots",
+                                           "gigabytes",
+                                           "backups",
+                                           "backup_gigabytes",
+                                           "groups",
+                                           "per_volume_gigabytes"};
 
 TEST_F(QuotasApiTest, ShowGivesCindersDefaultsWithTheProjectId) {
   auto shown = Call("GET", Path("os-quota-sets/" + std::string(kOtherProject)));
   ASSERT_EQ(shown.status, 200) << shown.body;
   json set = Body(shown)["quota_set"];
   EXPECT_EQ(set["id"], std::string(kOtherProject));
-  for (const std::string& key : kFixedKeys) {
-    EXPECT_TRUE(set.contains(key)) << key;
+  for (std::string_view key : kFixedKeys) {
+    EXPECT_TRUE(set.contains(std::string(key))) << key;
   }
   EXPECT_EQ(set["volumes"], 10);
   EXPECT_EQ(set["snapshots"], 10);

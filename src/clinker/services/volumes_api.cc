@@ -1252,6 +1252,7 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
   if (!pinned || !*pinned) {
     // Back to the old type: the counts move back (no limit: they were there before).
     std::vector<ports::UsageChange> back;
+    back.reserve(move.size());
     for (const ports::UsageChange& change : move) {
       back.push_back(ports::UsageChange{change.project_id, change.resource, -change.delta, -1});
     }
