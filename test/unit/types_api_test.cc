@@ -44,6 +44,13 @@
 namespace clinker::services {
 namespace {
 
+// The races below make more volumes in one project than Cinder's default quotas allow.
+VolumesApiOptions UnlimitedVolumesApiOptions() {
+  VolumesApiOptions options;
+  options.quota = QuotaOptions::Unlimited();
+  return options;
+}
+
 using adapters::MemoryBroker;
 using adapters::MemoryJobQueue;
 using adapters::MemoryStateStore;
@@ -182,7 +189,7 @@ class Harness {
         broker_(std::make_shared<MemoryBroker>()),
         session_(broker_),
         publisher_(session_),
-        volumes_(store, publisher_, clock_, VolumesApiOptions{}),
+        volumes_(store, publisher_, clock_, UnlimitedVolumesApiOptions()),
         snapshots_(store, publisher_, clock_, SnapshotsApiOptions{}),
         attachments_(store, publisher_, clock_, AttachmentsApiOptions{}),
         backups_(store, publisher_, clock_, BackupsApiOptions{}),
