@@ -158,6 +158,7 @@ class TomlReader {
                                                     "queue",
                                                     "locks",
                                                     "log",
+                                                    "quota",
                                                     "keystone_authtoken",
                                                     "oslo_policy"};
     for (const auto& [key, node] : root_) {
@@ -220,6 +221,15 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(
         Known("locks", {"url", "lease_ttl_s", "heartbeat_interval_ms", "missed_heartbeats"}));
     CLINKER_RETURN_IF_ERROR(Known("log", {"level", "format"}));
+    CLINKER_RETURN_IF_ERROR(Known("quota",
+                                  {"quota_volumes",
+                                   "quota_snapshots",
+                                   "quota_gigabytes",
+                                   "quota_backups",
+                                   "quota_backup_gigabytes",
+                                   "quota_groups",
+                                   "per_volume_size_limit",
+                                   "no_snapshot_gb_quota"}));
 
     std::string roles;
     CLINKER_RETURN_IF_ERROR(Text("service", "roles", &roles));
@@ -309,6 +319,20 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(Integer("locks", "missed_heartbeats", &config->missed_heartbeats));
     CLINKER_RETURN_IF_ERROR(Text("log", "level", &config->log_level));
     CLINKER_RETURN_IF_ERROR(Text("log", "format", &config->log_format));
+    clinker::services::QuotaOptions& quota = config->quota;
+    CLINKER_RETURN_IF_ERROR(Integer("quota", "quota_volumes", &quota.volumes));
+    CLINKER_RETURN_IF_ERROR(Integer("quota", "quota_snapshots", &quota.snapshots));
+    CLINKER_RETURN_IF_ERROR(Integer("quota", "quota_gigabytes", &quota.gigabytes));
+    CLINKER_RETURN_IF_ERROR(Integer("quota", "quota_backups", &quota.backups));
+    CLINKER_RETURN_IF_ERROR(Integer("quota", "quota_backup_gigabytes", &quota.backup_gigabytes));
+    CLINKER_RETURN_IF_ERROR(Integer("quota", "quota_groups", &quota.groups));
+    CLINKER_RETURN_IF_ERROR(Integer("quota", "per_volume_size_limit", &quota.per_volume_gigabytes));
+    if (const toml::node* no_gb = root_.at_path("quota.no_snapshot_gb_quota").node()) {
+      if (!no_gb->is_boolean()) {
+        return Fail("[quota] no_snapshot_gb_quota must be true or false");
+      }
+      quota.no_snapshot_gb_quota = no_gb->as_boolean()->get();
+    }
     return {};
   }
 
@@ -411,6 +435,21 @@ clinker::Result<void> Validate(Config* config) {
   auto fail = [](const std::string& message) {
     return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, message);
   };
+  const std::pair<const char*, std::int64_t> quotas[] = {
+      {"quota_volumes", config->quota.volumes},
+      {"quota_snapshots", config->quota.snapshots},
+      {"quota_gigabytes", config->quota.gigabytes},
+      {"quota_backups", config->quota.backups},
+      {"quota_backup_gigabytes", config->quota.backup_gigabytes},
+      {"quota_groups", config->quota.groups},
+      {"per_volume_size_limit", config->quota.per_volume_gigabytes}};
+  for (const auto& [name, value] : quotas) {
+    if (value < -1 || value > clinker::services::kMaxQuotaLimit) {
+      return fail(std::string("[quota] ") + name + ": " + std::to_string(value) +
+                  " (use -1 for unlimited, or 0 to " +
+                  std::to_string(clinker::services::kMaxQuotaLimit) + ")");
+    }
+  }
   if (config->roles.empty()) {
     return fail("roles: at least one of api, scheduler, volume is required");
   }
@@ -829,10 +868,30 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
                "--policy-file) and exit");
   app.add_option("--log-level", log_level, "debug, info (default), warn or error");
   app.add_option("--log-format", log_format, "json (default) or text");
+  // Maintenance commands; the daemon's options above also name the database they work on.
+  app.fallthrough();
+  CLI::App* quota_command =
+      app.add_subcommand("quota", "Quota usage maintenance (the database of --config / flags)");
+  CLI::App* quota_check = quota_command->add_subcommand(
+      "check",
+      "Recount every project's usage from the live rows and list the counters that differ "
+      "(exit 1 if any does)");
+  CLI::App* quota_sync = quota_command->add_subcommand(
+      "sync",
+      "Recount every project's usage from the live rows and repair the counters that differ");
+  quota_command->require_subcommand(1);
+  quota_command->fallthrough();
+  quota_check->fallthrough();
+  quota_sync->fallthrough();
 
   ParsedCommandLine result;
   try {
     app.parse(argc, argv);
+    if (quota_check->parsed()) {
+      result.command = Command::kQuotaCheck;
+    } else if (quota_sync->parsed()) {
+      result.command = Command::kQuotaSync;
+    }
   } catch (const CLI::ParseError& error) {
     // CLI11 prints the help, the version or the error; a usage error exits 2 like any other
     // bad setting, whatever CLI11's own code for it.
@@ -899,6 +958,11 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   take(config.policy_file, policy_file);
   take(config.log_level, log_level);
   take(config.log_format, log_format);
+  if (result.command != Command::kRun) {
+    // A maintenance command runs no service: only the database settings matter, and the
+    // checks of the volume role (a cluster on PostgreSQL) do not apply.
+    config.roles = {"api"};
+  }
   if (auto valid = Validate(&config); !valid) {
     std::cerr << "clinkerd: invalid configuration: " << valid.error().message << "\n";
     result.exit_code = 2;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "clinker/core/error.h"
+#include "clinker/services/quotas.h"
 
 namespace clinkerd {
 
@@ -127,6 +128,10 @@ struct Config {
   int lease_ttl_s = 2;                    // etcd leases count whole seconds.
   int heartbeat_interval_ms = 400;
   int missed_heartbeats = 3;
+  // [quota]: Cinder's quota_volumes, quota_snapshots, quota_gigabytes, quota_backups,
+  // quota_backup_gigabytes, quota_groups, per_volume_size_limit and no_snapshot_gb_quota (the
+  // defaults every project has unless the class "default" or its own limits say otherwise).
+  clinker::services::QuotaOptions quota;
   // [log]
   std::string log_level = "info";
   std::string log_format = "json";
@@ -138,9 +143,17 @@ struct Config {
   std::string ClusterAddress() const { return cluster + "@" + backend; }
 };
 
+// What the command line asks for: run the daemon, or a maintenance command.
+enum class Command {
+  kRun,
+  kQuotaCheck,  // `clinkerd quota check`: recount usage, report differences (exit 1 if any).
+  kQuotaSync,   // `clinkerd quota sync`: recount usage and repair the counters that differ.
+};
+
 struct ParsedCommandLine {
-  std::optional<Config> config;  // Set when the daemon should run.
-  int exit_code = 0;             // Otherwise exit with this (0 after --help / --version).
+  std::optional<Config> config;  // Set when the daemon (or a command) should run.
+  Command command = Command::kRun;
+  int exit_code = 0;  // Otherwise exit with this (0 after --help / --version).
 };
 
 // Parses flags and the config file. Prints help, version and errors itself.

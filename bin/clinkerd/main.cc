@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <optional>
 
@@ -35,6 +36,8 @@
 #include "clinker/services/authenticator.h"
 #include "clinker/services/capability_cache.h"
 #include "clinker/services/job_worker_pool.h"
+#include "clinker/services/quotas.h"
+#include "clinker/services/quotas_api.h"
 #include "clinker/services/requeue_sweeper.h"
 #include "clinker/services/scheduler.h"
 #include "clinker/services/service_registry.h"
@@ -123,7 +126,88 @@ rlim_t RaiseOpenFileLimit() {
   return limit.rlim_cur;
 }
 
-int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
+// `clinkerd quota check` / `quota sync`: every project's usage recounted from the live rows
+// (services/quotas.h) against the stored counters. Prints one line per counter that differs
+// ("<project> <resource> stored <n> counted <m>"); check exits 1 if any does, sync sets each to
+// its count (a compare-and-swap on the stored value, so a counter that moved meanwhile is left
+// for the next run and reported) and exits 0 when every one was repaired. Counts of a busy
+// database may differ for a moment while writes are under way: run it again to confirm.
+int RunQuotaCommand(StateStore& store, const clinkerd::Config& config, bool sync) {
+  clinker::services::QuotaService quotas(store, config.quota);
+  auto counted = quotas.RecountUsage();
+  if (!counted) {
+    return Fail("quota recount", counted.error());
+  }
+  auto stored = quotas.StoredUsage();
+  if (!stored) {
+    return Fail("quota counters", stored.error());
+  }
+
+  struct Difference {
+    std::string project;
+    std::string resource;
+    std::int64_t stored = 0;
+    std::int64_t counted = 0;
+    bool exists = false;
+  };
+
+  std::vector<Difference> differences;
+  for (const auto& [project, resources] : *counted) {
+    for (const auto& [resource, count] : resources) {
+      auto project_stored = stored->find(project);
+      bool exists = project_stored != stored->end() && project_stored->second.contains(resource);
+      std::int64_t value = exists ? project_stored->second.at(resource) : 0;
+      if (value != count) {
+        differences.push_back({project, resource, value, count, exists});
+      }
+    }
+  }
+  for (const auto& [project, resources] : *stored) {
+    for (const auto& [resource, value] : resources) {
+      auto project_counted = counted->find(project);
+      bool counted_there =
+          project_counted != counted->end() && project_counted->second.contains(resource);
+      if (!counted_there && value != 0) {
+        differences.push_back({project, resource, value, 0, true});
+      }
+    }
+  }
+  int left = 0;
+  for (const Difference& difference : differences) {
+    std::cout << difference.project << " " << difference.resource << " stored " << difference.stored
+              << " counted " << difference.counted;
+    if (sync) {
+      const std::string id =
+          clinker::ports::UsageCounterId(difference.project, difference.resource);
+      bool repaired = false;
+      if (difference.exists) {
+        auto updated = store.ConditionalUpdate(
+            clinker::ports::Table::kQuotaUsages,
+            id,
+            {{"in_use", difference.counted}},
+            {clinker::ports::Expectation::Equals("in_use", difference.stored)},
+            {});
+        repaired = updated && updated->has_value();
+      } else {
+        auto inserted = store.Insert(clinker::ports::Table::kQuotaUsages,
+                                     {{"id", id},
+                                      {"project_id", difference.project},
+                                      {"resource", difference.resource},
+                                      {"in_use", difference.counted}});
+        repaired = static_cast<bool>(inserted);
+      }
+      std::cout << (repaired ? " repaired" : " changed meanwhile, not repaired");
+      left += repaired ? 0 : 1;
+    }
+    std::cout << "\n";
+  }
+  if (differences.empty()) {
+    std::cout << "quota usage matches the live rows\n";
+  }
+  return sync ? (left == 0 ? 0 : 1) : (differences.empty() ? 0 : 1);
+}
+
+int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_t& stop_signals) {
   if (config.HasRole("api")) {
     rlim_t open_files = RaiseOpenFileLimit();
     // Beyond the connections, the process needs descriptors for its database, queue, locks and
@@ -216,6 +300,9 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     }
     store = std::move(*opened);
   }
+  if (command != clinkerd::Command::kRun) {
+    return RunQuotaCommand(*store, config, command == clinkerd::Command::kQuotaSync);
+  }
 
   // Locks: etcd when `[locks] url` names it, else file locks under state_dir. On failure, the exit
   // status of Fail, which has printed the message.
@@ -251,6 +338,8 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<clinker::services::AttachmentsApi> attachments_api;
   std::unique_ptr<clinker::services::BackupsApi> backups_api;
   std::unique_ptr<clinker::services::TransfersApi> transfers_api;
+  std::unique_ptr<clinker::services::QuotaService> quota_service;
+  std::unique_ptr<clinker::services::QuotasApi> quotas_api;
   std::unique_ptr<clinker::services::ServicesApi> services_api;
   std::unique_ptr<JobQueue> api_capability_queue;  // Listens to the volume services' reports.
   std::unique_ptr<clinker::services::CapabilityCache> api_capabilities;
@@ -272,6 +361,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     options.max_volume_size_gib = config.max_volume_size_gib;
     options.availability_zone = config.availability_zone;
     options.default_volume_type = config.default_volume_type;
+    options.quota = config.quota;
     if (config.fail_fast_when_busy) {
       auto opened_locks = open_locks();
       if (!opened_locks) {
@@ -299,20 +389,27 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
         std::make_unique<clinker::services::ServicesApi>(*store, clock, services_options);
     messages_api =
         std::make_unique<clinker::services::MessagesApi>(*store, clock, config.max_limit);
+    clinker::services::SnapshotsApiOptions snapshots_options;
+    snapshots_options.max_limit = config.max_limit;
+    snapshots_options.quota = config.quota;
     snapshots_api = std::make_unique<clinker::services::SnapshotsApi>(
-        *store, *api_queue, clock, clinker::services::SnapshotsApiOptions{config.max_limit});
+        *store, *api_queue, clock, snapshots_options);
     clinker::services::AttachmentsApiOptions attachments_options;
     attachments_options.max_limit = config.max_limit;
     attachments_options.job_timeout = std::chrono::seconds(config.attach_timeout_s);
-    backups_api = std::make_unique<clinker::services::BackupsApi>(
-        *store,
-        *api_queue,
-        clock,
-        clinker::services::BackupsApiOptions{config.max_limit, config.availability_zone});
+    clinker::services::BackupsApiOptions backups_options;
+    backups_options.max_limit = config.max_limit;
+    backups_options.availability_zone = config.availability_zone;
+    backups_options.quota = config.quota;
+    backups_api =
+        std::make_unique<clinker::services::BackupsApi>(*store, *api_queue, clock, backups_options);
     attachments_api = std::make_unique<clinker::services::AttachmentsApi>(
         *store, *api_queue, clock, attachments_options);
     clinker::services::TransfersApiOptions transfers_options;
     transfers_options.max_limit = config.max_limit;
+    transfers_options.quota = config.quota;
+    quota_service = std::make_unique<clinker::services::QuotaService>(*store, config.quota);
+    quotas_api = std::make_unique<clinker::services::QuotasApi>(*quota_service, clock);
     transfers_api =
         std::make_unique<clinker::services::TransfersApi>(*store, clock, transfers_options);
     types_api = std::make_unique<clinker::services::TypesApi>(
@@ -361,6 +458,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     api->ServeTransfers(transfers_api.get());
     qos_api = std::make_unique<clinker::services::QosApi>(*store, clock, types_api->catalog());
     api->ServeQosSpecs(qos_api.get());
+    api->ServeQuotas(quotas_api.get());
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;
@@ -468,6 +566,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     backup_store = std::move(*created_backups);
     clinker::services::VolumeManagerOptions manager_options;
     manager_options.backup_store = backup_store.get();
+    manager_options.quota = config.quota;
     manager_options.lock_timeout = std::chrono::seconds(config.lock_timeout_s);
     // Crash tests only: CLINKER_TEST_FAULT_POINT=<operation>:<before_driver|after_driver> makes
     // this process die (SIGKILL, no clean-up) when a job reaches that point.
@@ -632,5 +731,5 @@ int main(int argc, char** argv) {
   clinker::log::Level level = clinker::log::Level::kInfo;
   clinker::log::ParseLevel(parsed.config->log_level, &level);
   clinker::log::Configure(level, parsed.config->log_format == "json");
-  return Run(*parsed.config, stop_signals);
+  return Run(*parsed.config, parsed.command, stop_signals);
 }

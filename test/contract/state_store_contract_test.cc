@@ -1079,5 +1079,227 @@ TYPED_TEST(StateStoreContractTest, TypeDeleteGuardSeesLiveVolumesOfTheTypeAndAcc
   EXPECT_EQ(this->ListIds(Table::kVolumeTypeAccess, of_type), std::vector<std::string>{"t1:p1"});
 }
 
+// --- Usage counters (quotas) --------------------------------------------------------------------
+
+std::int64_t InUse(ports::StateStore& store, const std::string& project, const std::string& what) {
+  auto row = store.Get(Table::kQuotaUsages, ports::UsageCounterId(project, what));
+  if (!row) {
+    return 0;  // A counter never written counts nothing.
+  }
+  return std::get<std::int64_t>(row->at("in_use"));
+}
+
+ports::UsageChange Change(const char* resource, std::int64_t delta, std::int64_t limit = -1) {
+  return ports::UsageChange{"p1", resource, delta, limit};
+}
+
+TYPED_TEST(StateStoreContractTest, InsertWithUsageCountsAtomicallyAndRefusesPastTheLimit) {
+  ports::StateStore& store = this->store();
+  Row first = Volume("v1");
+  first["size_gib"] = Int(4);
+  auto inserted =
+      store.InsertWithUsage(Table::kVolumes, first, {Change("volumes", 1, 2), Change("gb", 4, 5)});
+  ASSERT_TRUE(inserted) << inserted.error().ToString();
+  EXPECT_EQ(InUse(store, "p1", "volumes"), 1);
+  EXPECT_EQ(InUse(store, "p1", "gb"), 4);
+  Row counter = this->MustGet(Table::kQuotaUsages, "p1/volumes");
+  EXPECT_EQ(counter.at("project_id"), Text("p1"));
+  EXPECT_EQ(counter.at("resource"), Text("volumes"));
+
+  // The second counter would pass its limit: nothing is written, the first counter included.
+  auto refused = store.InsertWithUsage(
+      Table::kVolumes, Volume("v2"), {Change("volumes", 1, 2), Change("gb", 2, 5)});
+  ASSERT_FALSE(refused);
+  ASSERT_EQ(refused.error().code, ErrorCode::kQuotaExceeded) << refused.error().ToString();
+  std::optional<ports::QuotaExceededInfo> info = ports::ParseQuotaExceeded(refused.error());
+  ASSERT_TRUE(info.has_value()) << refused.error().message;
+  EXPECT_EQ(info->project_id, "p1");
+  EXPECT_EQ(info->resource, "gb");
+  EXPECT_EQ(info->limit, 5);
+  EXPECT_EQ(info->in_use, 4);
+  EXPECT_EQ(info->requested, 2);
+  EXPECT_EQ(store.Get(Table::kVolumes, "v2").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(InUse(store, "p1", "volumes"), 1);
+  EXPECT_EQ(InUse(store, "p1", "gb"), 4);
+
+  // Exactly at the limit is allowed; a negative limit is unlimited.
+  ASSERT_TRUE(
+      store.InsertWithUsage(Table::kVolumes,
+                            Volume("v3"),
+                            {Change("volumes", 1, 2), Change("gb", 1, 5), Change("x", 100, -1)}));
+  EXPECT_EQ(InUse(store, "p1", "volumes"), 2);
+  EXPECT_EQ(InUse(store, "p1", "gb"), 5);
+  EXPECT_EQ(InUse(store, "p1", "x"), 100);
+  // A limit of 0 refuses any increase.
+  auto zero = store.InsertWithUsage(Table::kVolumes, Volume("v4"), {Change("zero", 1, 0)});
+  ASSERT_FALSE(zero);
+  EXPECT_EQ(zero.error().code, ErrorCode::kQuotaExceeded);
+}
+
+TYPED_TEST(StateStoreContractTest, ADuplicateInsertChangesNoCounter) {
+  ports::StateStore& store = this->store();
+  ASSERT_TRUE(store.InsertWithUsage(Table::kVolumes, Volume("v1"), {Change("volumes", 1)}));
+  auto again = store.InsertWithUsage(Table::kVolumes, Volume("v1"), {Change("volumes", 1)});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(InUse(store, "p1", "volumes"), 1);
+}
+
+TYPED_TEST(StateStoreContractTest, ConditionalUpdateWithUsageAppliesOnlyWithTheUpdate) {
+  ports::StateStore& store = this->store();
+  ASSERT_TRUE(store.InsertWithUsage(Table::kVolumes, Volume("v1"), {Change("volumes", 1)}));
+  // Expectations fail: no counter changes.
+  auto lost = store.ConditionalUpdateWithUsage(Table::kVolumes,
+                                               "v1",
+                                               {{"deleted", Int(1)}},
+                                               {Expectation::Equals("status", Text("error"))},
+                                               {},
+                                               {Change("volumes", -1)});
+  ASSERT_TRUE(lost) << lost.error().ToString();
+  EXPECT_FALSE(lost->has_value());
+  EXPECT_EQ(InUse(store, "p1", "volumes"), 1);
+  // A guard fails: no counter changes either.
+  this->MustInsert(Table::kSnapshots, Snapshot("s1", "v1"));
+  auto guarded =
+      store.ConditionalUpdateWithUsage(Table::kVolumes,
+                                       "v1",
+                                       {{"deleted", Int(1)}},
+                                       {},
+                                       {Guard::NoLiveRowReferences(Table::kSnapshots, "volume_id")},
+                                       {Change("volumes", -1)});
+  ASSERT_TRUE(guarded) << guarded.error().ToString();
+  EXPECT_FALSE(guarded->has_value());
+  EXPECT_EQ(InUse(store, "p1", "volumes"), 1);
+  // A missing row: nothing.
+  auto missing = store.ConditionalUpdateWithUsage(
+      Table::kVolumes, "nope", {{"deleted", Int(1)}}, {}, {}, {Change("volumes", -1)});
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(missing->has_value());
+  EXPECT_EQ(InUse(store, "p1", "volumes"), 1);
+  // Over the limit: neither the row nor any counter changes.
+  auto over = store.ConditionalUpdateWithUsage(Table::kVolumes,
+                                               "v1",
+                                               {{"size_gib", Int(50)}},
+                                               {},
+                                               {},
+                                               {Change("volumes", -1), Change("gb", 50, 10)});
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code, ErrorCode::kQuotaExceeded);
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v1").at("size_gib"), Int(0));
+  EXPECT_EQ(InUse(store, "p1", "volumes"), 1);
+  EXPECT_EQ(InUse(store, "p1", "gb"), 0);
+  // It applies: the counter moves with it. A release is never refused, whatever the limit.
+  auto applied =
+      store.ConditionalUpdateWithUsage(Table::kVolumes,
+                                       "v1",
+                                       {{"status", Text("error")}},
+                                       {Expectation::Equals("status", Text("available"))},
+                                       {},
+                                       {Change("volumes", -1, 0), Change("other", 3, 3)});
+  ASSERT_TRUE(applied) << applied.error().ToString();
+  ASSERT_TRUE(applied->has_value());
+  EXPECT_EQ(InUse(store, "p1", "volumes"), 0);
+  EXPECT_EQ(InUse(store, "p1", "other"), 3);
+}
+
+TYPED_TEST(StateStoreContractTest, AUsageChangeNeedsAProjectAndAResource) {
+  ExpectInvalid(this->store().InsertWithUsage(
+      Table::kVolumes, Volume("v1"), {ports::UsageChange{"", "volumes", 1, -1}}));
+  ExpectInvalid(this->store().ConditionalUpdateWithUsage(
+      Table::kVolumes, "v1", {}, {}, {}, {ports::UsageChange{"p1", "", 1, -1}}));
+  EXPECT_EQ(this->store().Get(Table::kVolumes, "v1").error().code, ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StateStoreContractTest, QuotaLimitRowsRoundTrip) {
+  this->MustInsert(Table::kQuotas,
+                   Row{{"id", Text("p1/volumes")},
+                       {"project_id", Text("p1")},
+                       {"resource", Text("volumes")},
+                       {"hard_limit", Int(7)}});
+  this->MustInsert(Table::kQuotaClasses,
+                   Row{{"id", Text("default/gigabytes")},
+                       {"class_name", Text("default")},
+                       {"resource", Text("gigabytes")}});
+  EXPECT_EQ(this->MustGet(Table::kQuotas, "p1/volumes").at("hard_limit"), Int(7));
+  EXPECT_EQ(this->MustGet(Table::kQuotaClasses, "default/gigabytes").at("hard_limit"), Int(-1));
+  ListQuery query;
+  query.filters = {Expectation::Equals("project_id", Text("p1"))};
+  EXPECT_EQ(this->ListIds(Table::kQuotas, query), std::vector<std::string>{"p1/volumes"});
+}
+
+// N threads insert against a limit of K: exactly K inserts succeed, the others are refused with
+// kQuotaExceeded, and the counter ends at K. Then they all delete: the counter ends at 0.
+TYPED_TEST(StateStoreContractTest, RacingInsertsAgainstALimitAdmitExactlyTheLimit) {
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 4;
+  constexpr std::int64_t kLimit = 10;
+  std::atomic<int> accepted{0};
+  std::atomic<int> refused{0};
+  std::atomic<int> errors{0};
+  std::barrier sync(kThreads);
+  std::vector<std::thread> threads;
+  threads.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      sync.arrive_and_wait();
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string id = "race-" + std::to_string(t) + "-" + std::to_string(i);
+        Row row = Volume(id);
+        row["size_gib"] = Int(1);
+        auto inserted = this->store().InsertWithUsage(
+            Table::kVolumes, row, {Change("volumes", 1, kLimit), Change("gigabytes", 1, -1)});
+        if (inserted) {
+          accepted.fetch_add(1);
+        } else if (inserted.error().code == ErrorCode::kQuotaExceeded) {
+          refused.fetch_add(1);
+        } else {
+          errors.fetch_add(1);
+          ADD_FAILURE() << inserted.error().ToString();
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(accepted.load(), kLimit);
+  EXPECT_EQ(refused.load(), std::int64_t{kThreads} * kPerThread - kLimit);
+  EXPECT_EQ(InUse(this->store(), "p1", "volumes"), kLimit);
+  EXPECT_EQ(InUse(this->store(), "p1", "gigabytes"), kLimit);
+  ListQuery all;
+  auto rows = this->store().List(Table::kVolumes, all);
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(static_cast<std::int64_t>(rows->size()), kLimit);
+
+  // Racing deletes of the same rows: each row is released exactly once.
+  threads.clear();
+  std::barrier again(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      again.arrive_and_wait();
+      for (const Row& row : *rows) {
+        auto deleted = this->store().ConditionalUpdateWithUsage(
+            Table::kVolumes,
+            std::get<std::string>(row.at("id")),
+            {{"deleted", Int(1)}},
+            {Expectation::Equals("deleted", Int(0))},
+            {},
+            {Change("volumes", -1), Change("gigabytes", -1)});
+        if (!deleted) {
+          errors.fetch_add(1);
+          ADD_FAILURE() << deleted.error().ToString();
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(InUse(this->store(), "p1", "volumes"), 0);
+  EXPECT_EQ(InUse(this->store(), "p1", "gigabytes"), 0);
+}
+
 }  // namespace
 }  // namespace clinker::adapters

@@ -68,6 +68,11 @@ ATTACHMENTS_MICROVERSION = "3.44"
 CLINKERD = None
 
 
+# A [quota] section with every limit off (see Daemon.start).
+UNLIMITED_QUOTA_CONFIG = ("[quota]\nquota_volumes = -1\nquota_snapshots = -1\nquota_gigabytes = -1\n"
+                          "quota_backups = -1\nquota_backup_gigabytes = -1\nquota_groups = -1\n")
+
+
 def parse_args(argv=None):
     """Reads `--clinkerd PATH` and returns the remaining argv for unittest.main()."""
     global CLINKERD
@@ -397,6 +402,14 @@ class Daemon:
         """
         assert self.proc is None, "daemon already running"
         args = self.extra_args if extra_args is None else list(extra_args)
+        if "--config" not in args and "-c" not in args:
+            # Cinder's default quotas (10 volumes a project) would stop the tests that make many
+            # volumes in one project: without a --config of its own a daemon has no limits.
+            # Tests of quotas pass their own --config.
+            path = os.path.join(self.root, "quota-unlimited.toml")
+            with open(path, "w") as f:
+                f.write(UNLIMITED_QUOTA_CONFIG)
+            args = ["--config", path] + list(args)
         child_env = None
         if env:
             child_env = dict(os.environ)

@@ -46,6 +46,10 @@ max_volume_size_gib = 1000000000
 
 [scheduler]
 max_over_subscription_ratio = 1.0
+
+# A volume no back-end can take is larger than Cinder's default gigabytes quota.
+[quota]
+quota_gigabytes = -1
 """
 
 

@@ -114,6 +114,19 @@ enum class StoreCall { kInsert, kGet, kList, kConditionalUpdate };
 
 class HookedStore final : public ports::StateStore {
  public:
+  Result<void> Insert(ports::Table table, const ports::Row& row) override {
+    return InsertWithUsage(table, row, {});
+  }
+
+  Result<std::optional<ports::Row>> ConditionalUpdate(
+      ports::Table table,
+      std::string_view id,
+      const ports::Row& values,
+      const std::vector<ports::Expectation>& expected,
+      const std::vector<ports::Guard>& guards) override {
+    return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
+  }
+
   using Hook = std::function<void(StoreCall, ports::Table)>;
 
   explicit HookedStore(ports::StateStore& inner) : inner_(inner) {}
@@ -121,9 +134,11 @@ class HookedStore final : public ports::StateStore {
   // Runs before each call reaches the inner store. Set it while no refresh runs.
   void SetHook(Hook hook) { hook_ = std::move(hook); }
 
-  Result<void> Insert(ports::Table table, const ports::Row& row) override {
+  Result<void> InsertWithUsage(ports::Table table,
+                               const ports::Row& row,
+                               const std::vector<ports::UsageChange>& usage) override {
     Before(StoreCall::kInsert, table);
-    return inner_.Insert(table, row);
+    return inner_.InsertWithUsage(table, row, usage);
   }
 
   Result<ports::Row> Get(ports::Table table, std::string_view id) override {
@@ -136,14 +151,15 @@ class HookedStore final : public ports::StateStore {
     return inner_.List(table, query);
   }
 
-  Result<std::optional<ports::Row>> ConditionalUpdate(
+  Result<std::optional<ports::Row>> ConditionalUpdateWithUsage(
       ports::Table table,
       std::string_view id,
       const ports::Row& values,
       const std::vector<ports::Expectation>& expected,
-      const std::vector<ports::Guard>& guards) override {
+      const std::vector<ports::Guard>& guards,
+      const std::vector<ports::UsageChange>& usage) override {
     Before(StoreCall::kConditionalUpdate, table);
-    return inner_.ConditionalUpdate(table, id, values, expected, guards);
+    return inner_.ConditionalUpdateWithUsage(table, id, values, expected, guards, usage);
   }
 
  private:

@@ -47,7 +47,13 @@ class AfterAssociationWrite final : public ports::StateStore {
   void Arm(std::function<void()> hook) { hook_ = std::move(hook); }
 
   Result<void> Insert(Table table, const ports::Row& row) override {
-    return inner_.Insert(table, row);
+    return InsertWithUsage(table, row, {});
+  }
+
+  Result<void> InsertWithUsage(Table table,
+                               const ports::Row& row,
+                               const std::vector<ports::UsageChange>& usage) override {
+    return inner_.InsertWithUsage(table, row, usage);
   }
 
   Result<ports::Row> Get(Table table, std::string_view id) override {
@@ -64,7 +70,17 @@ class AfterAssociationWrite final : public ports::StateStore {
       const ports::Row& values,
       const std::vector<ports::Expectation>& expected,
       const std::vector<ports::Guard>& guards) override {
-    auto updated = inner_.ConditionalUpdate(table, id, values, expected, guards);
+    return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
+  }
+
+  Result<std::optional<ports::Row>> ConditionalUpdateWithUsage(
+      Table table,
+      std::string_view id,
+      const ports::Row& values,
+      const std::vector<ports::Expectation>& expected,
+      const std::vector<ports::Guard>& guards,
+      const std::vector<ports::UsageChange>& usage) override {
+    auto updated = inner_.ConditionalUpdateWithUsage(table, id, values, expected, guards, usage);
     if (hook_ && table == Table::kVolumeTypes && values.contains("qos_specs_id")) {
       std::function<void()> hook = std::move(hook_);
       hook_ = nullptr;

@@ -42,12 +42,8 @@ using test_support::FakeClock;
 // unreachable database does.
 class FlakyStateStore final : public ports::StateStore {
  public:
-  Result<void> Insert(Table table, const Row& row) override { return inner_.Insert(table, row); }
-
-  Result<Row> Get(Table table, std::string_view id) override { return inner_.Get(table, id); }
-
-  Result<std::vector<Row>> List(Table table, const ports::ListQuery& query) override {
-    return inner_.List(table, query);
+  Result<void> Insert(Table table, const Row& row) override {
+    return InsertWithUsage(table, row, {});
   }
 
   Result<std::optional<Row>> ConditionalUpdate(Table table,
@@ -55,11 +51,33 @@ class FlakyStateStore final : public ports::StateStore {
                                                const Row& values,
                                                const std::vector<Expectation>& expected,
                                                const std::vector<ports::Guard>& guards) override {
+    return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
+  }
+
+  Result<void> InsertWithUsage(Table table,
+                               const Row& row,
+                               const std::vector<ports::UsageChange>& usage) override {
+    return inner_.InsertWithUsage(table, row, usage);
+  }
+
+  Result<Row> Get(Table table, std::string_view id) override { return inner_.Get(table, id); }
+
+  Result<std::vector<Row>> List(Table table, const ports::ListQuery& query) override {
+    return inner_.List(table, query);
+  }
+
+  Result<std::optional<Row>> ConditionalUpdateWithUsage(
+      Table table,
+      std::string_view id,
+      const Row& values,
+      const std::vector<Expectation>& expected,
+      const std::vector<ports::Guard>& guards,
+      const std::vector<ports::UsageChange>& usage) override {
     if (fail_updates.load()) {
       failed_updates.fetch_add(1);
       return MakeError(ErrorCode::kUnavailable, "database unreachable (injected)");
     }
-    return inner_.ConditionalUpdate(table, id, values, expected, guards);
+    return inner_.ConditionalUpdateWithUsage(table, id, values, expected, guards, usage);
   }
 
   std::atomic<bool> fail_updates{false};

@@ -59,6 +59,19 @@
 namespace clinker::services {
 namespace {
 
+// These tests make more resources in one project than Cinder's default quotas allow.
+VolumesApiOptions UnlimitedVolumesApiOptions() {
+  VolumesApiOptions options;
+  options.quota = QuotaOptions::Unlimited();
+  return options;
+}
+
+SnapshotsApiOptions UnlimitedSnapshotsApiOptions() {
+  SnapshotsApiOptions options;
+  options.quota = QuotaOptions::Unlimited();
+  return options;
+}
+
 using adapters::MemoryBroker;
 using adapters::MemoryJobQueue;
 using adapters::MemoryStateStore;
@@ -171,6 +184,18 @@ std::string FaultMessage(const ports::HttpResponse& response) {
 // "between its INSERT and its re-check" without timing. Not thread safe (tests set it up first).
 class HookedStateStore final : public ports::StateStore {
  public:
+  Result<void> Insert(Table table, const ports::Row& row) override {
+    return InsertWithUsage(table, row, {});
+  }
+
+  Result<std::optional<ports::Row>> ConditionalUpdate(
+      Table table,
+      std::string_view id,
+      const ports::Row& values,
+      const std::vector<ports::Expectation>& expected,
+      const std::vector<ports::Guard>& guards) override {
+    return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
+  }
   enum class When { kBeforeInsert, kAfterInsert };
 
   explicit HookedStateStore(ports::StateStore& inner) : inner_(inner) {}
@@ -183,11 +208,13 @@ class HookedStateStore final : public ports::StateStore {
 
   bool HookRan() const { return ran_; }
 
-  Result<void> Insert(Table table, const ports::Row& row) override {
+  Result<void> InsertWithUsage(Table table,
+                               const ports::Row& row,
+                               const std::vector<ports::UsageChange>& usage) override {
     if (hook_ && table == table_ && when_ == When::kBeforeInsert) {
       RunHook();
     }
-    Result<void> inserted = inner_.Insert(table, row);
+    Result<void> inserted = inner_.InsertWithUsage(table, row, usage);
     if (hook_ && table == table_ && when_ == When::kAfterInsert) {
       RunHook();
     }
@@ -202,13 +229,14 @@ class HookedStateStore final : public ports::StateStore {
     return inner_.List(table, query);
   }
 
-  Result<std::optional<ports::Row>> ConditionalUpdate(
+  Result<std::optional<ports::Row>> ConditionalUpdateWithUsage(
       Table table,
       std::string_view id,
       const ports::Row& values,
       const std::vector<ports::Expectation>& expected,
-      const std::vector<ports::Guard>& guards) override {
-    return inner_.ConditionalUpdate(table, id, values, expected, guards);
+      const std::vector<ports::Guard>& guards,
+      const std::vector<ports::UsageChange>& usage) override {
+    return inner_.ConditionalUpdateWithUsage(table, id, values, expected, guards, usage);
   }
 
  private:
@@ -234,8 +262,8 @@ class ApiHarness {
         broker_(std::make_shared<MemoryBroker>()),
         session_(broker_),
         publisher_(session_),
-        volumes_(store, publisher_, clock_, VolumesApiOptions{}),
-        snapshots_(store, publisher_, clock_, SnapshotsApiOptions{}),
+        volumes_(store, publisher_, clock_, UnlimitedVolumesApiOptions()),
+        snapshots_(store, publisher_, clock_, UnlimitedSnapshotsApiOptions()),
         attachments_(store, publisher_, clock_, AttachmentsApiOptions{}),
         backups_(store, publisher_, clock_, BackupsApiOptions{}),
         services_(store, clock_, ServicesApiOptions{}),

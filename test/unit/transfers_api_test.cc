@@ -46,6 +46,25 @@
 namespace clinker::services {
 namespace {
 
+// These tests make more resources in one project than Cinder's default quotas allow.
+VolumesApiOptions UnlimitedVolumesApiOptions() {
+  VolumesApiOptions options;
+  options.quota = QuotaOptions::Unlimited();
+  return options;
+}
+
+SnapshotsApiOptions UnlimitedSnapshotsApiOptions() {
+  SnapshotsApiOptions options;
+  options.quota = QuotaOptions::Unlimited();
+  return options;
+}
+
+TransfersApiOptions UnlimitedTransfersApiOptions() {
+  TransfersApiOptions options;
+  options.quota = QuotaOptions::Unlimited();
+  return options;
+}
+
 using adapters::MemoryBroker;
 using adapters::MemoryJobQueue;
 using adapters::MemoryStateStore;
@@ -99,6 +118,19 @@ void ExpectFault(const ports::HttpResponse& response, int status) {
 // has read the transfer and checked nothing else yet, the widest window for a racing accept.
 class PausingStore final : public ports::StateStore {
  public:
+  Result<void> Insert(ports::Table table, const ports::Row& row) override {
+    return InsertWithUsage(table, row, {});
+  }
+
+  Result<std::optional<ports::Row>> ConditionalUpdate(
+      ports::Table table,
+      std::string_view id,
+      const ports::Row& values,
+      const std::vector<ports::Expectation>& expected,
+      const std::vector<ports::Guard>& guards) override {
+    return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
+  }
+
   explicit PausingStore(ports::StateStore& inner) : inner_(inner) {}
 
   void Arm() { armed_ = true; }
@@ -114,8 +146,10 @@ class PausingStore final : public ports::StateStore {
     changed_.notify_all();
   }
 
-  Result<void> Insert(ports::Table table, const ports::Row& row) override {
-    return inner_.Insert(table, row);
+  Result<void> InsertWithUsage(ports::Table table,
+                               const ports::Row& row,
+                               const std::vector<ports::UsageChange>& usage) override {
+    return inner_.InsertWithUsage(table, row, usage);
   }
 
   Result<ports::Row> Get(ports::Table table, std::string_view id) override {
@@ -133,13 +167,14 @@ class PausingStore final : public ports::StateStore {
     return inner_.List(table, query);
   }
 
-  Result<std::optional<ports::Row>> ConditionalUpdate(
+  Result<std::optional<ports::Row>> ConditionalUpdateWithUsage(
       ports::Table table,
       std::string_view id,
       const ports::Row& values,
       const std::vector<ports::Expectation>& expected,
-      const std::vector<ports::Guard>& guards) override {
-    return inner_.ConditionalUpdate(table, id, values, expected, guards);
+      const std::vector<ports::Guard>& guards,
+      const std::vector<ports::UsageChange>& usage) override {
+    return inner_.ConditionalUpdateWithUsage(table, id, values, expected, guards, usage);
   }
 
  private:
@@ -158,12 +193,12 @@ class TransfersApiTest : public ::testing::Test {
         session_(broker_),
         publisher_(session_),
         pausing_(store_),
-        volumes_(store_, publisher_, clock_, VolumesApiOptions{}),
-        snapshots_(store_, publisher_, clock_, SnapshotsApiOptions{}),
+        volumes_(store_, publisher_, clock_, UnlimitedVolumesApiOptions()),
+        snapshots_(store_, publisher_, clock_, UnlimitedSnapshotsApiOptions()),
         attachments_(store_, publisher_, clock_, AttachmentsApiOptions{}),
         backups_(store_, publisher_, clock_, BackupsApiOptions{}),
         services_api_(store_, clock_, ServicesApiOptions{}),
-        transfers_(pausing_, clock_, TransfersApiOptions{}),
+        transfers_(pausing_, clock_, UnlimitedTransfersApiOptions()),
         types_(store_, clock_, TypesApiOptions{}),
         service_(volumes_, snapshots_, attachments_, backups_, services_api_, types_) {
     service_.ServeTransfers(&transfers_);

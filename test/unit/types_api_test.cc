@@ -44,6 +44,13 @@
 namespace clinker::services {
 namespace {
 
+// The races below make more volumes in one project than Cinder's default quotas allow.
+VolumesApiOptions UnlimitedVolumesApiOptions() {
+  VolumesApiOptions options;
+  options.quota = QuotaOptions::Unlimited();
+  return options;
+}
+
 using adapters::MemoryBroker;
 using adapters::MemoryJobQueue;
 using adapters::MemoryStateStore;
@@ -84,6 +91,18 @@ std::optional<std::string> TextColumn(const ports::Row& row, std::string_view co
 // up before the request.
 class HookedStore final : public ports::StateStore {
  public:
+  Result<void> Insert(Table table, const ports::Row& row) override {
+    return InsertWithUsage(table, row, {});
+  }
+
+  Result<std::optional<ports::Row>> ConditionalUpdate(
+      Table table,
+      std::string_view id,
+      const ports::Row& values,
+      const std::vector<ports::Expectation>& expected,
+      const std::vector<ports::Guard>& guards) override {
+    return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
+  }
   enum class When { kBefore, kAfter };
 
   explicit HookedStore(ports::StateStore& inner) : inner_(inner) {}
@@ -98,12 +117,14 @@ class HookedStore final : public ports::StateStore {
 
   bool HookRan() const { return ran_; }
 
-  Result<void> Insert(Table table, const ports::Row& row) override {
+  Result<void> InsertWithUsage(Table table,
+                               const ports::Row& row,
+                               const std::vector<ports::UsageChange>& usage) override {
     const bool mine = hook_ && column_.empty() && table == table_;
     if (mine && when_ == When::kBefore) {
       RunHook();
     }
-    Result<void> inserted = inner_.Insert(table, row);
+    Result<void> inserted = inner_.InsertWithUsage(table, row, usage);
     if (mine && when_ == When::kAfter) {
       RunHook();
     }
@@ -118,17 +139,18 @@ class HookedStore final : public ports::StateStore {
     return inner_.List(table, query);
   }
 
-  Result<std::optional<ports::Row>> ConditionalUpdate(
+  Result<std::optional<ports::Row>> ConditionalUpdateWithUsage(
       Table table,
       std::string_view id,
       const ports::Row& values,
       const std::vector<ports::Expectation>& expected,
-      const std::vector<ports::Guard>& guards) override {
+      const std::vector<ports::Guard>& guards,
+      const std::vector<ports::UsageChange>& usage) override {
     const bool mine = hook_ && !column_.empty() && table == table_ && values.contains(column_);
     if (mine && when_ == When::kBefore) {
       RunHook();
     }
-    auto updated = inner_.ConditionalUpdate(table, id, values, expected, guards);
+    auto updated = inner_.ConditionalUpdateWithUsage(table, id, values, expected, guards, usage);
     if (mine && when_ == When::kAfter) {
       RunHook();
     }
@@ -167,7 +189,7 @@ class Harness {
         broker_(std::make_shared<MemoryBroker>()),
         session_(broker_),
         publisher_(session_),
-        volumes_(store, publisher_, clock_, VolumesApiOptions{}),
+        volumes_(store, publisher_, clock_, UnlimitedVolumesApiOptions()),
         snapshots_(store, publisher_, clock_, SnapshotsApiOptions{}),
         attachments_(store, publisher_, clock_, AttachmentsApiOptions{}),
         backups_(store, publisher_, clock_, BackupsApiOptions{}),

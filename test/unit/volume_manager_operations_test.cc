@@ -662,7 +662,9 @@ void ExpectTargetDone(const Scene& scene, const ports::Row& before, const ports:
                      "deleted",
                      "deleted_at",
                      "size_gib",
-                     "pending_size_gib"});
+                     "pending_size_gib",
+                     // A finished snapshot create records 100%.
+                     "progress"});
 }
 
 // ---- Rules for the target. ----

@@ -172,6 +172,68 @@ INSTANTIATE_TEST_SUITE_P(Delivery,
                            return param_info.param ? "Redelivery" : "FirstDelivery";
                          });
 
+// Quotas (services/quotas.h): the node's final delete releases what the volume counted (the size
+// an extend queued before a forced delete was to grow it to, included), in the same write; a
+// failed extend releases the growth its API write counted.
+std::int64_t InUse(MemoryStateStore& store, std::string_view resource) {
+  auto row = store.Get(ports::Table::kQuotaUsages, ports::UsageCounterId(kProject, resource));
+  return row ? std::get<std::int64_t>(row->at("in_use")) : 0;
+}
+
+TEST_P(VolumeManagerRuleTest, TheFinalDeleteReleasesWhatTheVolumeCounted) {
+  std::string operation_id = NewUuid();
+  std::string id = InsertVolume(VolumeStatus::kDeletingQueued, operation_id);
+  // As if the API had counted it, and an extend to 5 GiB had been queued before a forced delete.
+  ASSERT_TRUE(
+      store_
+          .ConditionalUpdateWithUsage(ports::Table::kVolumes,
+                                      id,
+                                      {{"pending_size_gib", std::int64_t{kSizeGib + 2}}},
+                                      {},
+                                      {},
+                                      {{std::string(kProject), "volumes", 1, -1},
+                                       {std::string(kProject), "gigabytes", kSizeGib + 2, -1}})
+          .has_value());
+  EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, id, operation_id)), JobOutcome::kDone);
+  EXPECT_EQ(IntegerColumn(Read(id), "deleted"), 1);
+  EXPECT_EQ(InUse(store_, "volumes"), 0);
+  EXPECT_EQ(InUse(store_, "gigabytes"), 0);
+}
+
+TEST_P(VolumeManagerRuleTest, AFailedExtendReleasesItsGrowthAndASuccessfulOneKeepsIt) {
+  for (bool fails : {true, false}) {
+    SCOPED_TRACE(fails ? "failed extend" : "extend done");
+    std::string operation_id = NewUuid();
+    std::string id = InsertVolume(VolumeStatus::kExtendingQueued, operation_id);
+    ASSERT_TRUE(
+        store_
+            .ConditionalUpdateWithUsage(ports::Table::kVolumes,
+                                        id,
+                                        {{"pending_size_gib", std::int64_t{kSizeGib + 4}}},
+                                        {},
+                                        {},
+                                        {{std::string(kProject), "gigabytes", kSizeGib + 4, -1}})
+            .has_value());
+    ASSERT_TRUE(driver_.CreateVolume({id, kSizeGib, "earlier-create", 0, {}}).has_value());
+    if (fails) {
+      driver_.FailNext(ErrorCode::kDriverFailed, "no room");
+    }
+    EXPECT_EQ(Run(JobFor(Operation::kExtendVolume, id, operation_id)), JobOutcome::kDone);
+    EXPECT_EQ(InUse(store_, "gigabytes"), fails ? kSizeGib : kSizeGib + 4);
+    // Back to the volume's size only, for the next round.
+    ASSERT_TRUE(
+        store_
+            .ConditionalUpdateWithUsage(
+                ports::Table::kVolumes,
+                id,
+                {{"deleted", std::int64_t{1}}},
+                {},
+                {},
+                {{std::string(kProject), "gigabytes", -(fails ? kSizeGib : kSizeGib + 4), -1}})
+            .has_value());
+  }
+}
+
 TEST_P(VolumeManagerRuleTest, CreateQueuedForThisOperationMakesTheVolumeAvailable) {
   std::string operation_id = NewUuid();
   std::string id = InsertVolume(VolumeStatus::kCreatingQueued, operation_id);

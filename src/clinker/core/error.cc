@@ -24,6 +24,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "Internal";
     case ErrorCode::kUnauthenticated:
       return "Unauthenticated";
+    case ErrorCode::kQuotaExceeded:
+      return "QuotaExceeded";
   }
   return "Unknown";
 }

@@ -23,6 +23,7 @@ enum class ErrorCode {
   kDriverFailed,     // The storage back-end refused or failed the operation.
   kInternal,         // An engine returned something this code does not understand.
   kUnauthenticated,  // Credentials missing, invalid, expired or revoked: do not retry with them.
+  kQuotaExceeded,    // A usage counter would pass its limit; nothing changed. Do not retry.
 };
 
 std::string_view ErrorCodeName(ErrorCode code);

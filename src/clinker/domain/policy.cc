@@ -265,6 +265,13 @@ constexpr auto kDefaults = std::to_array<PolicyDefault>({
     {policies::kQuotasUpdate, kAdmin, "Update project quota. PUT /os-quota-sets/{project_id}"},
     {policies::kQuotasDelete, kAdmin, "Delete project quota. DELETE /os-quota-sets/{project_id}"},
     {policies::kUsedLimits, kReader, "Show limits with used limit attributes. GET /limits"},
+    {policies::kQuotaClassesManage, kAdmin, "Show and update quota classes (the older policy)."},
+    {policies::kQuotaClassesGet,
+     kAdmin,
+     "Show project quota class. GET /os-quota-class-sets/{class}"},
+    {policies::kQuotaClassesUpdate,
+     kAdmin,
+     "Update project quota class. PUT /os-quota-class-sets/{class}"},
 
     // Volume types. Cinder split types_manage into create/update/delete (all admin_api) and
     // kept types_manage as their deprecated rule; pointing them at it keeps an operator's

@@ -289,6 +289,10 @@ inline constexpr std::string_view kQuotasShow = "volume_extension:quotas:show";
 inline constexpr std::string_view kQuotasUpdate = "volume_extension:quotas:update";
 inline constexpr std::string_view kQuotasDelete = "volume_extension:quotas:delete";
 inline constexpr std::string_view kUsedLimits = "limits_extension:used_limits";
+// Quota classes (quota_class.py).
+inline constexpr std::string_view kQuotaClassesManage = "volume_extension:quota_classes";
+inline constexpr std::string_view kQuotaClassesGet = "volume_extension:quota_classes:get";
+inline constexpr std::string_view kQuotaClassesUpdate = "volume_extension:quota_classes:update";
 
 // Volume types (volume_type.py, type_extra_specs.py).
 inline constexpr std::string_view kTypesManage = "volume_extension:types_manage";

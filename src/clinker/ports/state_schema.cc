@@ -249,6 +249,46 @@ constexpr std::array kVolumeTypeAccessColumns = {
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
 };
 
+// Quotas (migration 9). quota_usages: one counter per (project, resource), id
+// UsageCounterId(project, resource); changed only by the usage changes of InsertWithUsage and
+// ConditionalUpdateWithUsage (atomically with the write they count) and by `clinkerd quota sync`.
+// Resources are Cinder's names (volumes, gigabytes, snapshots, backups, backup_gigabytes, groups,
+// volumes_<type name>, gigabytes_<type name>, snapshots_<type name>).
+constexpr std::array kQuotaUsageColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"resource", ColumnType::kText, false, ""},
+    ColumnSpec{"in_use", ColumnType::kInteger, false, "0"},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+// A project's own limit of one resource (Cinder's quotas), id "<project_id>/<resource>"; a
+// deleted row falls back to the class default (os-quota-sets DELETE soft-deletes every row of the
+// project). hard_limit -1 is unlimited.
+constexpr std::array kQuotaColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"resource", ColumnType::kText, false, ""},
+    ColumnSpec{"hard_limit", ColumnType::kInteger, false, "-1"},
+    ColumnSpec{"created_at", ColumnType::kText, true, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+// A quota class's limit of one resource (Cinder's quota_classes), id "<class_name>/<resource>";
+// the class "default" overrides the configured defaults for every project.
+constexpr std::array kQuotaClassColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"class_name", ColumnType::kText, false, ""},
+    ColumnSpec{"resource", ColumnType::kText, false, ""},
+    ColumnSpec{"hard_limit", ColumnType::kInteger, false, "-1"},
+    ColumnSpec{"created_at", ColumnType::kText, true, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
 // One row per QoS specs (Cinder's quality_of_service_specs, whose key/value child rows are here
 // one JSON object of strings, changed by compare-and-swap on the whole text like a type's extra
 // specs). `name` is live-unique; consumer is "front-end", "back-end" or "both". Volume types
@@ -291,6 +331,12 @@ std::string_view TableName(Table table) {
       return "volume_types";
     case Table::kVolumeTypeAccess:
       return "volume_type_projects";
+    case Table::kQuotaUsages:
+      return "quota_usages";
+    case Table::kQuotas:
+      return "quotas";
+    case Table::kQuotaClasses:
+      return "quota_classes";
     case Table::kQosSpecs:
       return "qos_specs";
   }
@@ -319,6 +365,12 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kVolumeTypeColumns;
     case Table::kVolumeTypeAccess:
       return kVolumeTypeAccessColumns;
+    case Table::kQuotaUsages:
+      return kQuotaUsageColumns;
+    case Table::kQuotas:
+      return kQuotaColumns;
+    case Table::kQuotaClasses:
+      return kQuotaClassColumns;
     case Table::kQosSpecs:
       return kQosSpecsColumns;
   }
@@ -486,6 +538,16 @@ Result<void> CheckUpdateValues(Table table, const Row& values) {
   return {};
 }
 
+Result<void> CheckUsageChanges(const std::vector<UsageChange>& usage) {
+  for (const UsageChange& change : usage) {
+    if (change.project_id.empty() || change.resource.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "a usage change needs a project and a resource");
+    }
+  }
+  return {};
+}
+
 Expectation Expectation::Equals(std::string column, Value value) {
   return Expectation{std::move(column), Kind::kEquals, {std::move(value)}};
 }
@@ -512,6 +574,63 @@ Expectation Expectation::IsNotNull(std::string column) {
 
 Expectation Expectation::NullOrAtMost(std::string column, std::int64_t value) {
   return Expectation{std::move(column), Kind::kNullOrAtMost, {Value(value)}};
+}
+
+std::string UsageCounterId(std::string_view project_id, std::string_view resource) {
+  std::string id(project_id);
+  id += '/';
+  id += resource;
+  return id;
+}
+
+namespace {
+
+constexpr std::string_view kQuotaPrefix = "quota exceeded: limit ";
+
+}  // namespace
+
+Error QuotaExceededError(const QuotaExceededInfo& info) {
+  return Error{ErrorCode::kQuotaExceeded,
+               std::string(kQuotaPrefix) + std::to_string(info.limit) + ", in_use " +
+                   std::to_string(info.in_use) + ", requested " + std::to_string(info.requested) +
+                   ", project " + info.project_id + ", resource " + info.resource};
+}
+
+std::optional<QuotaExceededInfo> ParseQuotaExceeded(const Error& error) {
+  if (error.code != ErrorCode::kQuotaExceeded) {
+    return std::nullopt;
+  }
+  std::string_view text = error.message;
+  if (text.substr(0, kQuotaPrefix.size()) != kQuotaPrefix) {
+    return std::nullopt;
+  }
+  text.remove_prefix(kQuotaPrefix.size());
+  QuotaExceededInfo info;
+  // Reads an integer, then expects `separator` after it.
+  auto number = [&text](std::int64_t& out, std::string_view separator) {
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (ec != std::errc()) {
+      return false;
+    }
+    text.remove_prefix(static_cast<std::size_t>(ptr - text.data()));
+    if (text.substr(0, separator.size()) != separator) {
+      return false;
+    }
+    text.remove_prefix(separator.size());
+    return true;
+  };
+  if (!number(info.limit, ", in_use ") || !number(info.in_use, ", requested ") ||
+      !number(info.requested, ", project ")) {
+    return std::nullopt;
+  }
+  // Project ids hold no ", resource "; type names (in resource names) may hold anything.
+  std::size_t split = text.find(", resource ");
+  if (split == std::string_view::npos) {
+    return std::nullopt;
+  }
+  info.project_id = std::string(text.substr(0, split));
+  info.resource = std::string(text.substr(split + std::string_view(", resource ").size()));
+  return info;
 }
 
 Guard Guard::NoLiveRowReferences(Table table, std::string column, std::vector<Expectation> where) {

@@ -62,4 +62,7 @@ Result<Row> CompleteRow(Table table, const Row& row);
 // kInvalidArgument for an unknown column, a bad value, or an attempt to change `id`.
 Result<void> CheckUpdateValues(Table table, const Row& values);
 
+// kInvalidArgument for a usage change with an empty project or resource.
+Result<void> CheckUsageChanges(const std::vector<UsageChange>& usage);
+
 }  // namespace clinker::ports

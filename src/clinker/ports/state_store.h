@@ -14,7 +14,11 @@
 //   (deleted = 0) rows the same value in a live-unique column (ports/state_schema.h,
 //   LiveUniqueColumns: a volume type's name), which then changes nothing; kUnavailable (not
 //   applied, retry) and kOutcomeUnknown (the engine went away after the statement was sent: re-read
-//   before deciding) for engine failures.
+//   before deciding) for engine failures; kQuotaExceeded (nothing changed) for a write whose usage
+//   changes would take a counter past its limit (InsertWithUsage, ConditionalUpdateWithUsage).
+// - Usage counters (quota_usages) change only together with the write that creates, deletes or
+//   resizes what they count, in one atomic engine write, so they cannot drift from the rows after
+//   races or crashes (docs/ARCHITECTURE.md, "Quotas").
 // - Rows are never removed: deleting a resource is a conditional update that sets `deleted` = 1
 //   (soft delete, as Cinder does), so a late duplicate job still finds the row and its history.
 #pragma once
@@ -46,8 +50,41 @@ enum class Table {
   kMessages,
   kVolumeTypes,
   kVolumeTypeAccess,
+  // Quotas (migration 9): per-project usage counters, per-project limits, per-class limits.
+  kQuotaUsages,
+  kQuotas,
+  kQuotaClasses,
   kQosSpecs,
 };
+
+// One change of a usage counter, applied atomically with a write (InsertWithUsage,
+// ConditionalUpdateWithUsage). The counter is the quota_usages row UsageCounterId(project_id,
+// resource), created with in_use 0 when missing. A positive delta may not take in_use above
+// `limit` (a negative limit, Cinder's -1, is unlimited); a delta <= 0 is never refused (a release
+// must always go through). Several changes of one call apply in order.
+struct UsageChange {
+  std::string project_id;
+  std::string resource;  // Cinder's name: volumes, gigabytes, snapshots, volumes_<type>, ...
+  std::int64_t delta = 0;
+  std::int64_t limit = -1;
+};
+
+// "<project_id>/<resource>": the id of a quota_usages row (also of a quotas row).
+std::string UsageCounterId(std::string_view project_id, std::string_view resource);
+
+// What a kQuotaExceeded error says, so that the API can word Cinder's message. Adapters build the
+// error with QuotaExceededError and callers read it back with ParseQuotaExceeded.
+struct QuotaExceededInfo {
+  std::string project_id;
+  std::string resource;
+  std::int64_t limit = 0;
+  std::int64_t in_use = 0;     // Before the refused change.
+  std::int64_t requested = 0;  // The refused delta.
+};
+
+Error QuotaExceededError(const QuotaExceededInfo& info);
+// nullopt unless `error` is a kQuotaExceeded made by QuotaExceededError.
+std::optional<QuotaExceededInfo> ParseQuotaExceeded(const Error& error);
 
 // One expected value of a conditional update or a filter of a list. All expectations of a call
 // must hold together (AND). NULL never equals anything: use kIsNull / kIsNotNull for it, and
@@ -127,6 +164,24 @@ class StateStore {
                                                        const Row& values,
                                                        const std::vector<Expectation>& expected,
                                                        const std::vector<Guard>& guards) = 0;
+
+  // Insert, and atomically with it each usage change (UsageChange): all or nothing. Beyond
+  // Insert's errors: kQuotaExceeded (QuotaExceededError, naming the first counter refused) and
+  // nothing written; kInvalidArgument for a change with an empty project or resource.
+  virtual Result<void> InsertWithUsage(Table table,
+                                       const Row& row,
+                                       const std::vector<UsageChange>& usage) = 0;
+
+  // ConditionalUpdate, and atomically with it each usage change: applied only if the update
+  // applies (an update whose expectations or guards fail returns std::nullopt and changes no
+  // counter); kQuotaExceeded (nothing changed) if a change would pass its limit.
+  virtual Result<std::optional<Row>> ConditionalUpdateWithUsage(
+      Table table,
+      std::string_view id,
+      const Row& values,
+      const std::vector<Expectation>& expected,
+      const std::vector<Guard>& guards,
+      const std::vector<UsageChange>& usage) = 0;
 };
 
 }  // namespace clinker::ports

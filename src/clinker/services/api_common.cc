@@ -37,6 +37,12 @@ std::string_view FaultName(int status) {
 }  // namespace
 
 bool Allowed(const RequestContext& context, std::string_view rule) {
+  return AllowedFor(context, rule, std::nullopt);
+}
+
+bool AllowedFor(const RequestContext& context,
+                std::string_view rule,
+                const std::optional<std::string_view>& target_project) {
   static const domain::Policy kDefaults = domain::Policy::Default();
   const domain::Policy& policy = context.policy != nullptr ? *context.policy : kDefaults;
   domain::PolicyCredentials credentials;
@@ -51,7 +57,11 @@ bool Allowed(const RequestContext& context, std::string_view rule) {
   }
   credentials.is_admin = context.is_admin;
   credentials.is_admin_project = context.is_admin_project;
-  return policy.Enforce(rule, credentials, domain::PolicyTarget::OfCaller(credentials));
+  domain::PolicyTarget target = domain::PolicyTarget::OfCaller(credentials);
+  if (target_project) {
+    target.project_id = std::string(*target_project);
+  }
+  return policy.Enforce(rule, credentials, target);
 }
 
 bool CanSee(const RequestContext& context, std::string_view project_id) {
@@ -88,6 +98,8 @@ HttpResponse FaultFromError(const Error& error) {
     case ErrorCode::kConflict:
     case ErrorCode::kBusy:
       return Fault(409, error.message);
+    case ErrorCode::kQuotaExceeded:
+      return Fault(413, error.message);
     case ErrorCode::kUnavailable:
     case ErrorCode::kOutcomeUnknown:
     case ErrorCode::kFenced:

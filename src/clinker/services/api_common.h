@@ -52,6 +52,11 @@ struct RequestContext {
 // volume_extension:access_types_extra_specs. An is_admin caller holds the role admin, as
 // Cinder's RequestContext gives it.
 bool Allowed(const RequestContext& context, std::string_view rule);
+// The same with another project as the target (Cinder's authorize(rule, target={'project_id':
+// ...})): the caller's own project when nullopt.
+bool AllowedFor(const RequestContext& context,
+                std::string_view rule,
+                const std::optional<std::string_view>& target_project);
 
 // Whether the caller may see (show, update, delete, act on) a resource of `project_id`: an admin
 // sees every project's, anyone else only their own project's, as Cinder's DB layer filters by

@@ -283,13 +283,16 @@ std::string_view PolicyActionFor(const ports::HttpRequest& request,
                           method,
                           rest);
   }
-  // Quotas are not served yet (404 after the check), but their admin-only changes are refused
-  // to others with 403 first, as Cinder does.
+  // Quota changes are admin-only; shows are checked by the handler against the target project
+  // (a member may show its own project's quota), as Cinder's authorize with a target.
   if (collection == "os-quota-sets" && method == "PUT") {
     return p::kQuotasUpdate;
   }
   if (collection == "os-quota-sets" && method == "DELETE") {
     return p::kQuotasDelete;
+  }
+  if (collection == "os-quota-class-sets") {
+    return method == "PUT" ? p::kQuotaClassesUpdate : p::kQuotaClassesGet;
   }
   if (collection == "os-services") {
     return method == "GET" ? p::kServicesIndex : p::kServicesUpdate;

@@ -66,6 +66,7 @@ bool IsResourceCollection(std::string_view segment) {
   return segment == "volumes" || segment == "snapshots" || segment == "attachments" ||
          segment == "backups" || segment == "os-services" || segment == "clusters" ||
          segment == "types" || segment == "qos-specs" || segment == "os-quota-sets" ||
+         segment == "os-quota-class-sets" || segment == "limits" ||
          segment == "os-volume-transfer" || segment == "volume-transfers" ||
          segment == "os-availability-zone" || segment == "extensions" || IsAdminCollection(segment);
 }
@@ -216,6 +217,10 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   }
   if (!rest.empty() && rest[0] == "types") {
     return RouteTypes(context, request, rest);
+  }
+  if (!rest.empty() &&
+      (rest[0] == "os-quota-sets" || rest[0] == "os-quota-class-sets" || rest[0] == "limits")) {
+    return RouteQuotas(context, request, rest);
   }
   if (!rest.empty() && rest[0] == "qos-specs") {
     return RouteQosSpecs(context, request, rest);
@@ -525,6 +530,47 @@ HttpResponse ApiService::RouteServices(const RequestContext& context,
 }
 
 // os-hosts, scheduler-stats/get_pools, capabilities/{host}, and messages (3.3+).
+// /os-quota-sets/{project}[/defaults], /os-quota-class-sets/{class}, /limits.
+HttpResponse ApiService::RouteQuotas(const RequestContext& context,
+                                     const HttpRequest& request,
+                                     const std::vector<std::string>& rest) {
+  if (quotas_ == nullptr) {
+    return NotFound();
+  }
+  const std::string& method = request.method;
+  if (rest[0] == "limits") {
+    if (rest.size() != 1) {
+      return NotFound();
+    }
+    return method == "GET" ? quotas_->Limits(context, request) : MethodNotAllowed();
+  }
+  if (rest[0] == "os-quota-class-sets") {
+    if (rest.size() != 2) {
+      return NotFound();
+    }
+    if (method == "GET") {
+      return quotas_->ShowClass(context, rest[1]);
+    }
+    return method == "PUT" ? quotas_->UpdateClass(context, request, rest[1]) : MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "defaults") {
+    return method == "GET" ? quotas_->Defaults(context, rest[1]) : MethodNotAllowed();
+  }
+  if (rest.size() != 2) {
+    return NotFound();
+  }
+  if (method == "GET") {
+    return quotas_->Show(context, request, rest[1]);
+  }
+  if (method == "PUT") {
+    return quotas_->Update(context, request, rest[1]);
+  }
+  if (method == "DELETE") {
+    return quotas_->Delete(context, rest[1]);
+  }
+  return MethodNotAllowed();
+}
+
 HttpResponse ApiService::RouteAdmin(const RequestContext& context,
                                     const HttpRequest& request,
                                     const std::vector<std::string>& rest) {

@@ -19,6 +19,7 @@
 #include "clinker/services/backups_api.h"
 #include "clinker/services/messages_api.h"
 #include "clinker/services/qos_api.h"
+#include "clinker/services/quotas_api.h"
 #include "clinker/services/services_api.h"
 #include "clinker/services/snapshots_api.h"
 #include "clinker/services/transfers_api.h"
@@ -77,6 +78,10 @@ class ApiService {
   // they are 404. Call before the first Handle.
   void ServeQosSpecs(QosApi* qos) { qos_ = qos; }
 
+  // Serves /os-quota-sets, /os-quota-class-sets and /limits through `quotas` (which must outlive
+  // this ApiService); without it they are 404. Call before the first Handle.
+  void ServeQuotas(QuotasApi* quotas) { quotas_ = quotas; }
+
  private:
   HttpResponse Route(const HttpRequest& request);
   HttpResponse RouteV3(const HttpRequest& request);
@@ -109,6 +114,9 @@ class ApiService {
   HttpResponse RouteTransfers(const RequestContext& context,
                               const HttpRequest& request,
                               const std::vector<std::string>& rest);
+  HttpResponse RouteQuotas(const RequestContext& context,
+                           const HttpRequest& request,
+                           const std::vector<std::string>& rest);
   HttpResponse RouteAdmin(const RequestContext& context,
                           const HttpRequest& request,
                           const std::vector<std::string>& rest);
@@ -127,6 +135,7 @@ class ApiService {
   ServicesApi& services_;
   TransfersApi* transfers_ = nullptr;
   QosApi* qos_ = nullptr;
+  QuotasApi* quotas_ = nullptr;
   TypesApi& types_;
   const ApiAuthOptions auth_;
   MessagesApi* const messages_;

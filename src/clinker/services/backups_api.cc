@@ -8,6 +8,7 @@
 #include "clinker/core/uuid.h"
 #include "clinker/domain/status.h"
 #include "clinker/services/job_message.h"
+#include "clinker/services/quotas_api.h"
 #include "clinker/services/topics.h"
 #include "clinker/services/volume_record.h"
 
@@ -85,7 +86,11 @@ BackupsApi::BackupsApi(ports::StateStore& store,
                        ports::JobQueue& queue,
                        const ports::Clock& clock,
                        BackupsApiOptions options)
-    : store_(store), queue_(queue), clock_(clock), options_(std::move(options)) {}
+    : store_(store),
+      queue_(queue),
+      clock_(clock),
+      options_(std::move(options)),
+      quotas_(store, options_.quota) {}
 
 json BackupsApi::View(const ports::Row& row, const RequestContext& context, bool detail) {
   const std::string id = TextOr(row, "id", "");
@@ -235,18 +240,26 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
                     {"cluster_name", TextOrNull(volume->cluster_name)},
                     {"operation_id", operation_id},
                     {"created_at", now}};
-  if (auto inserted = store_.Insert(ports::Table::kBackups, row); !inserted) {
-    return FaultFromError(inserted.error());
+  // Quotas: the backup counts from the write that inserts it (services/quotas.h).
+  const UsageAmounts usage = QuotaService::UsageOfBackup(volume->size_gib);
+  auto charge = quotas_.Charge(context.project_id, usage);
+  if (!charge) {
+    return FaultFromError(charge.error());
+  }
+  if (auto inserted = store_.InsertWithUsage(ports::Table::kBackups, row, *charge); !inserted) {
+    return QuotaFault(inserted.error());
   }
   auto withdraw = [&] {
-    auto withdrawn = store_.ConditionalUpdate(
+    auto withdrawn = store_.ConditionalUpdateWithUsage(
         ports::Table::kBackups,
         id,
         {{"status", BackupStatusValue(BackupStatus::kDeleted)},
          {"deleted", std::int64_t{1}},
          {"deleted_at", now}},
-        {Expectation::Equals("status", BackupStatusValue(BackupStatus::kCreatingQueued))},
-        {});
+        {Expectation::Equals("status", BackupStatusValue(BackupStatus::kCreatingQueued)),
+         Expectation::Equals("deleted", std::int64_t{0})},
+        {},
+        QuotaService::Release(context.project_id, usage));
     withdrawn.IgnoreError("the client is told why; a leftover row shows as creating");
   };
   // The volume is read by the backup from now on: a delete that won the race shows here, a
@@ -542,6 +555,8 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
   std::optional<std::string> host;
   std::optional<std::string> cluster_name;
   const bool to_existing = body->contains("volume_id") && !(*body)["volume_id"].is_null();
+  // What a volume made by this restore counted, released if the restore is taken back.
+  std::vector<ports::UsageChange> new_volume_release;
   if (to_existing) {
     if (!(*body)["volume_id"].is_string()) {
       release_backup();
@@ -601,10 +616,22 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
     volume.created_at = now;
     ports::Row row = VolumeToRow(volume);
     row["backup_id"] = std::string(backup_id);
-    if (auto inserted = store_.Insert(ports::Table::kVolumes, row); !inserted) {
+    // Quotas: the new volume counts from the write that inserts it.
+    auto usage = quotas_.UsageOfVolume(volume.size_gib, std::nullopt);
+    if (!usage) {
       release_backup();
-      return FaultFromError(inserted.error());
+      return FaultFromError(usage.error());
     }
+    auto charge = quotas_.Charge(volume.project_id, *usage);
+    if (!charge) {
+      release_backup();
+      return FaultFromError(charge.error());
+    }
+    if (auto inserted = store_.InsertWithUsage(ports::Table::kVolumes, row, *charge); !inserted) {
+      release_backup();
+      return QuotaFault(inserted.error());
+    }
+    new_volume_release = QuotaService::Release(volume.project_id, *usage);
     volume_id = volume.id;
     volume_project_id = volume.project_id;
     volume_name = volume.name;
@@ -624,7 +651,7 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
     log::Error("backup.restore_not_queued",
                {{"backup_id", std::string(backup_id)}, {"error", published.error().ToString()}});
     release_backup();
-    auto undone = store_.ConditionalUpdate(
+    auto undone = store_.ConditionalUpdateWithUsage(
         ports::Table::kVolumes,
         volume_id,
         to_existing ? ports::Row{{"status", Status(VolumeStatus::kAvailable)},
@@ -632,8 +659,10 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
                     : ports::Row{{"status", Status(VolumeStatus::kDeleted)},
                                  {"deleted", std::int64_t{1}},
                                  {"deleted_at", now}},
-        {Expectation::Equals("operation_id", operation_id)},
-        {});
+        {Expectation::Equals("operation_id", operation_id),
+         Expectation::Equals("deleted", std::int64_t{0})},
+        {},
+        new_volume_release);
     undone.IgnoreError("the client is told to retry; the sweeper re-publishes otherwise");
     return FaultFromError(published.error());
   }

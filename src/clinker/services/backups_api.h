@@ -28,12 +28,16 @@
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/services/api_common.h"
+#include "clinker/services/quotas.h"
 
 namespace clinker::services {
 
 struct BackupsApiOptions {
   std::int64_t max_limit = 1000;
   std::string availability_zone = "nova";
+  // Limits and what counts (services/quotas.h): a backup counts from the write that inserts it
+  // (413 past a limit), a volume made by a restore likewise; the node's final delete releases.
+  QuotaOptions quota;
 };
 
 class BackupsApi {
@@ -66,6 +70,7 @@ class BackupsApi {
   ports::JobQueue& queue_;
   const ports::Clock& clock_;
   BackupsApiOptions options_;
+  QuotaService quotas_;
 };
 
 }  // namespace clinker::services

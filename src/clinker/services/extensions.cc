@@ -73,6 +73,16 @@ constexpr std::array kExtensions = {
                  "scheduler-stats",
                  "Scheduler stats support.",
                  "2014-09-07T00:00:00+00:00"},
+    ApiExtension{
+        "Quotas", "os-quota-sets", "Quota management support.", "2011-08-08T00:00:00+00:00"},
+    ApiExtension{"QuotaClasses",
+                 "os-quota-class-sets",
+                 "Quota classes management support.",
+                 "2012-03-12T00:00:00+00:00"},
+    ApiExtension{"UsedLimits",
+                 "os-used-limits",
+                 "Provide data on limited resources that are being used.",
+                 "2013-10-03T00:00:00+00:00"},
 };
 
 json View(const ApiExtension& extension) {

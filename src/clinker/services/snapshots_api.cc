@@ -8,6 +8,7 @@
 #include "clinker/core/uuid.h"
 #include "clinker/domain/status.h"
 #include "clinker/services/job_message.h"
+#include "clinker/services/quotas_api.h"
 #include "clinker/services/snapshot_record.h"
 #include "clinker/services/topics.h"
 #include "clinker/services/volume_record.h"
@@ -121,7 +122,11 @@ SnapshotsApi::SnapshotsApi(ports::StateStore& store,
                            ports::JobQueue& queue,
                            const ports::Clock& clock,
                            SnapshotsApiOptions options)
-    : store_(store), queue_(queue), clock_(clock), options_(options) {}
+    : store_(store),
+      queue_(queue),
+      clock_(clock),
+      options_(options),
+      quotas_(store, options_.quota) {}
 
 HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpRequest& request) {
   auto body = ParseBody(request, "snapshot");
@@ -208,30 +213,48 @@ HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpReque
   snapshot.status = SnapshotStatus::kCreatingQueued;
   snapshot.operation_id = NewUuid();
   snapshot.created_at = FormatTimestamp(clock_.WallNow());
-  if (auto inserted = store_.Insert(ports::Table::kSnapshots, SnapshotToRow(snapshot)); !inserted) {
-    return FaultFromError(inserted.error());
+  // Quotas: the snapshot counts from the write that inserts it (services/quotas.h), for the
+  // caller's project and the volume's type.
+  auto usage = quotas_.UsageOfSnapshot(snapshot.size_gib, volume_id);
+  if (!usage) {
+    return FaultFromError(usage.error());
+  }
+  auto charge = quotas_.Charge(snapshot.project_id, *usage);
+  if (!charge) {
+    return FaultFromError(charge.error());
+  }
+  if (auto inserted =
+          store_.InsertWithUsage(ports::Table::kSnapshots, SnapshotToRow(snapshot), *charge);
+      !inserted) {
+    return QuotaFault(inserted.error());
   }
   // Checked again now that the snapshot exists (see the header): a volume delete that won the
   // race shows here; a later one sees this snapshot and is refused.
   auto withdraw = [&] {
     std::string now = FormatTimestamp(clock_.WallNow());
-    auto withdrawn = store_.ConditionalUpdate(
+    auto withdrawn = store_.ConditionalUpdateWithUsage(
         ports::Table::kSnapshots,
         snapshot.id,
         {{"status", Status(SnapshotStatus::kDeleted)},
          {"deleted", std::int64_t{1}},
          {"deleted_at", now}},
-        {Expectation::Equals("status", Status(SnapshotStatus::kCreatingQueued))},
-        {});
+        {Expectation::Equals("status", Status(SnapshotStatus::kCreatingQueued)),
+         Expectation::Equals("deleted", std::int64_t{0})},
+        {},
+        QuotaService::Release(snapshot.project_id, *usage));
     withdrawn.IgnoreError("the client is told why; a leftover row shows as creating");
   };
-  auto still_available =
-      store_.ConditionalUpdate(ports::Table::kVolumes,
-                               volume_id,
-                               {},
-                               {Expectation::Equals("deleted", std::int64_t{0}),
-                                Expectation::Equals("status", Status(VolumeStatus::kAvailable))},
-                               {});
+  auto still_available = store_.ConditionalUpdate(
+      ports::Table::kVolumes,
+      volume_id,
+      {},
+      {Expectation::Equals("deleted", std::int64_t{0}),
+       Expectation::Equals("status", Status(VolumeStatus::kAvailable)),
+       // The type the snapshot was counted under (a retype that won
+       // the race shows here; a later one sees the snapshot).
+       volume->volume_type_id ? Expectation::Equals("volume_type_id", *volume->volume_type_id)
+                              : Expectation::IsNull("volume_type_id")},
+      {});
   if (!still_available || !still_available->has_value()) {
     withdraw();
     if (!still_available) {

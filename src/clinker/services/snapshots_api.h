@@ -23,11 +23,15 @@
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/services/api_common.h"
+#include "clinker/services/quotas.h"
 
 namespace clinker::services {
 
 struct SnapshotsApiOptions {
   std::int64_t max_limit = 1000;  // osapi_max_limit: page size cap and default.
+  // Limits and what counts (services/quotas.h): a create counts in the write that inserts the
+  // snapshot (413 past a limit); the node's final delete releases it.
+  QuotaOptions quota;
 };
 
 class SnapshotsApi {
@@ -85,6 +89,7 @@ class SnapshotsApi {
   ports::JobQueue& queue_;
   const ports::Clock& clock_;
   SnapshotsApiOptions options_;
+  QuotaService quotas_;
 };
 
 }  // namespace clinker::services

@@ -17,6 +17,7 @@
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
 #include "clinker/domain/status.h"
+#include "clinker/services/quotas_api.h"
 #include "clinker/services/snapshot_record.h"
 #include "clinker/services/volume_record.h"
 
@@ -172,7 +173,7 @@ std::optional<Expectation> FilterOf(const std::string& key, const std::string& v
 TransfersApi::TransfersApi(ports::StateStore& store,
                            const ports::Clock& clock,
                            TransfersApiOptions options)
-    : store_(store), clock_(clock), options_(options) {}
+    : store_(store), clock_(clock), options_(options), quotas_(store, options_.quota) {}
 
 std::string TransfersApi::CryptHash(std::string_view salt, std::string_view auth_key) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
@@ -579,8 +580,34 @@ HttpResponse TransfersApi::Accept(const RequestContext& context,
     released.IgnoreError("the client is told why; the transfer stays accepted otherwise");
   };
 
+  // Quotas: what the volume and its snapshots count moves with each of them, in the write that
+  // moves it; the taker's limits apply.
+  auto taker_limits = quotas_.ProjectLimits(context.project_id);
+  if (!taker_limits) {
+    release_claim();
+    return FaultFromError(taker_limits.error());
+  }
+  // From the giver to the taker (or back, with `to_taker` false: no limits then).
+  auto move_usage = [&](const UsageAmounts& amounts, bool to_taker) {
+    const std::string& from = to_taker ? source_project : context.project_id;
+    const std::string& to = to_taker ? context.project_id : source_project;
+    std::vector<ports::UsageChange> changes = QuotaService::Release(from, amounts);
+    std::vector<ports::UsageChange> charged =
+        to_taker ? QuotaService::ChargeWithLimits(*taker_limits, to, amounts)
+                 : QuotaService::ChargeWithLimits({}, to, amounts);
+    changes.insert(changes.end(), charged.begin(), charged.end());
+    return changes;
+  };
+  const std::int64_t volume_size = IntegerOr(*volume_row, "size_gib", 0);
+  const std::optional<std::string> volume_type = OptionalText(*volume_row, "volume_type_id");
+  auto volume_usage = quotas_.UsageOfVolume(volume_size, volume_type);
+  if (!volume_usage) {
+    release_claim();
+    return FaultFromError(volume_usage.error());
+  }
+
   // 2. Move the volume to the caller's project, only from awaiting-transfer in its old project.
-  auto moved = store_.ConditionalUpdate(
+  auto moved = store_.ConditionalUpdateWithUsage(
       ports::Table::kVolumes,
       volume_id,
       {{"status", Status(VolumeStatus::kAvailable)},
@@ -589,12 +616,17 @@ HttpResponse TransfersApi::Accept(const RequestContext& context,
        {"updated_at", now}},
       {Expectation::Equals("deleted", std::int64_t{0}),
        Expectation::Equals("project_id", source_project),
-       Expectation::Equals("status", Status(VolumeStatus::kAwaitingTransfer))},
-      {});
+       Expectation::Equals("status", Status(VolumeStatus::kAwaitingTransfer)),
+       Expectation::Equals("size_gib", volume_size),
+       Expectation::IsNull("pending_size_gib"),
+       volume_type ? Expectation::Equals("volume_type_id", *volume_type)
+                   : Expectation::IsNull("volume_type_id")},
+      {},
+      move_usage(*volume_usage, true));
   if (!moved || !moved->has_value()) {
     release_claim();
     if (!moved) {
-      return FaultFromError(moved.error());
+      return QuotaFault(moved.error());
     }
     return Fault(400,
                  "Invalid volume: Transfer " + std::string(transfer_id) + ": Volume id " +
@@ -607,52 +639,72 @@ HttpResponse TransfersApi::Accept(const RequestContext& context,
     query.filters = {Expectation::Equals("volume_id", volume_id),
                      Expectation::Equals("project_id", source_project)};
     auto snapshots = store_.List(ports::Table::kSnapshots, query);
-    std::vector<std::pair<std::string, std::string>> moved_snapshots;  // id, old user.
+
+    struct MovedSnapshot {
+      std::string id;
+      std::string user;
+      UsageAmounts usage;
+    };
+
+    std::vector<MovedSnapshot> moved_snapshots;
     std::optional<HttpResponse> failure;
     if (!snapshots) {
       failure = FaultFromError(snapshots.error());
     } else {
       for (const ports::Row& snapshot : *snapshots) {
         const std::string snapshot_id = TextOr(snapshot, "id", "");
-        auto given = store_.ConditionalUpdate(
+        const std::int64_t snapshot_size = IntegerOr(snapshot, "size_gib", 0);
+        auto snapshot_usage = quotas_.UsageOfSnapshot(snapshot_size, volume_id);
+        if (!snapshot_usage) {
+          failure = FaultFromError(snapshot_usage.error());
+          break;
+        }
+        auto given = store_.ConditionalUpdateWithUsage(
             ports::Table::kSnapshots,
             snapshot_id,
             {{"project_id", context.project_id}, {"user_id", context.user_id}, {"updated_at", now}},
             {Expectation::Equals("deleted", std::int64_t{0}),
              Expectation::Equals("project_id", source_project),
-             Expectation::Equals("status", Status(SnapshotStatus::kAvailable))},
-            {});
+             Expectation::Equals("status", Status(SnapshotStatus::kAvailable)),
+             Expectation::Equals("size_gib", snapshot_size)},
+            {},
+            move_usage(*snapshot_usage, true));
         if (!given || !given->has_value()) {
-          failure = !given ? FaultFromError(given.error())
+          failure = !given ? QuotaFault(given.error())
                            : Fault(400,
                                    "Invalid snapshot: Transfer " + std::string(transfer_id) +
                                        ": Snapshot " + snapshot_id +
                                        " is not in the expected available state.");
           break;
         }
-        moved_snapshots.emplace_back(snapshot_id, TextOr(snapshot, "user_id", ""));
+        moved_snapshots.push_back(
+            MovedSnapshot{snapshot_id, TextOr(snapshot, "user_id", ""), *snapshot_usage});
       }
     }
     if (failure) {
       // Cinder's _roll_back_transferred_volume_and_snapshots, then the transfer is live again.
-      for (const auto& [snapshot_id, snapshot_user] : moved_snapshots) {
-        auto back =
-            store_.ConditionalUpdate(ports::Table::kSnapshots,
-                                     snapshot_id,
-                                     {{"project_id", source_project}, {"user_id", snapshot_user}},
-                                     {Expectation::Equals("project_id", context.project_id)},
-                                     {});
+      for (const MovedSnapshot& snapshot : moved_snapshots) {
+        auto back = store_.ConditionalUpdateWithUsage(
+            ports::Table::kSnapshots,
+            snapshot.id,
+            {{"project_id", source_project}, {"user_id", snapshot.user}},
+            {Expectation::Equals("project_id", context.project_id),
+             Expectation::Equals("deleted", std::int64_t{0})},
+            {},
+            move_usage(snapshot.usage, false));
         back.IgnoreError("rolled back as far as possible; logged below");
       }
-      auto back = store_.ConditionalUpdate(
+      auto back = store_.ConditionalUpdateWithUsage(
           ports::Table::kVolumes,
           volume_id,
           {{"status", Status(VolumeStatus::kAwaitingTransfer)},
            {"project_id", source_project},
            {"user_id", old_user}},
           {Expectation::Equals("project_id", context.project_id),
-           Expectation::Equals("status", Status(VolumeStatus::kAvailable))},
-          {});
+           Expectation::Equals("status", Status(VolumeStatus::kAvailable)),
+           Expectation::Equals("deleted", std::int64_t{0})},
+          {},
+          move_usage(*volume_usage, false));
       back.IgnoreError("rolled back as far as possible; logged below");
       release_claim();
       log::Warn("transfer.accept_rolled_back",

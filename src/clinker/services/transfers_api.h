@@ -40,6 +40,7 @@
 #include "clinker/ports/clock.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/services/api_common.h"
+#include "clinker/services/quotas.h"
 
 namespace clinker::services {
 
@@ -48,6 +49,10 @@ struct TransfersApiOptions {
   // Cinder's volume_transfer_salt_length and volume_transfer_key_length.
   std::size_t salt_length = 8;
   std::size_t key_length = 16;
+  // Limits and what counts (services/quotas.h): an accept moves the volume's (and its
+  // snapshots') usage from the giver to the taker in the writes that move them (413 when the
+  // taker has no room).
+  QuotaOptions quota;
 };
 
 // Which of Cinder's two controllers a URL reaches.
@@ -82,6 +87,7 @@ class TransfersApi {
   ports::StateStore& store_;
   const ports::Clock& clock_;
   TransfersApiOptions options_;
+  QuotaService quotas_;
 };
 
 }  // namespace clinker::services

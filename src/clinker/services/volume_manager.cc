@@ -1,5 +1,6 @@
 #include "clinker/services/volume_manager.h"
 
+#include <algorithm>
 #include <memory>
 #include <thread>
 
@@ -107,6 +108,7 @@ struct VolumeManager::Target {
   bool deleted = false;
   std::int64_t size_gib = 0;
   std::int64_t pending_size_gib = 0;  // What an extend grows the volume to.
+  ports::Row row;                     // As read: what a final write releases (quotas).
   std::string connector;              // An attachment's connector (JSON).
   // What the job reads, if anything: the volume cloned or snapshotted or backed up or attached,
   // the snapshot a volume is made from, the backup restored.
@@ -131,14 +133,20 @@ VolumeManager::VolumeManager(ports::StateStore& store,
                              ports::StorageDriver& driver,
                              const ports::Clock& clock,
                              VolumeManagerOptions options)
-    : store_(store), locks_(locks), driver_(driver), clock_(clock), options_(std::move(options)) {}
+    : store_(store),
+      locks_(locks),
+      driver_(driver),
+      clock_(clock),
+      options_(std::move(options)),
+      quotas_(store, options_.quota) {}
 
 bool VolumeManager::WriteStatus(const ports::Lock& lock,
                                 ResourceKind kind,
                                 const std::string& id,
                                 std::string_view expected_status,
                                 const std::string& operation_id,
-                                const ports::Row& values) {
+                                const ports::Row& values,
+                                const std::vector<ports::UsageChange>& usage) {
   for (int attempt = 0; attempt < options_.final_write_attempts; ++attempt) {
     if (lock.IsLost()) {
       log::Error(
@@ -156,7 +164,8 @@ bool VolumeManager::WriteStatus(const ports::Lock& lock,
         operation_id.empty() ? Expectation::IsNull("operation_id")
                              : Expectation::Equals("operation_id", operation_id),
         Expectation::NullOrAtMost("fencing_token", token)};
-    auto written = store_.ConditionalUpdate(TableOf(kind), id, fenced_values, expected, {});
+    auto written =
+        store_.ConditionalUpdateWithUsage(TableOf(kind), id, fenced_values, expected, {}, usage);
     if (written) {
       return written->has_value();
     }
@@ -379,6 +388,40 @@ ports::Row VolumeManager::FinalValues(const Job& job,
   return values;
 }
 
+Result<std::vector<ports::UsageChange>> VolumeManager::FinalUsage(const Job& job,
+                                                                  const Target& target,
+                                                                  const ports::Row& values) {
+  const std::string project = TextOr(target.row, "project_id", "");
+  const Operation operation = job.message.operation;
+  const bool deletes = values.contains("deleted");
+  if (operation == Operation::kDeleteVolume && deletes) {
+    // A volume force-deleted while an extend was queued still counts the size it was to grow to.
+    CLINKER_ASSIGN_OR_RETURN(
+        UsageAmounts usage,
+        quotas_.UsageOfVolume(std::max(target.size_gib, target.pending_size_gib),
+                              OptionalText(target.row, "volume_type_id")));
+    return QuotaService::Release(project, usage);
+  }
+  if (operation == Operation::kDeleteSnapshot && deletes) {
+    CLINKER_ASSIGN_OR_RETURN(
+        UsageAmounts usage,
+        quotas_.UsageOfSnapshot(target.size_gib, TextOr(target.row, "volume_id", "")));
+    return QuotaService::Release(project, usage);
+  }
+  if (operation == Operation::kDeleteBackup && deletes) {
+    return QuotaService::Release(project, QuotaService::UsageOfBackup(target.size_gib));
+  }
+  if (operation == Operation::kExtendVolume && !values.contains("size_gib") &&
+      target.pending_size_gib > target.size_gib) {
+    // The extend failed: the growth counted when it was queued goes.
+    CLINKER_ASSIGN_OR_RETURN(UsageAmounts growth,
+                             quotas_.UsageOfExtend(target.pending_size_gib - target.size_gib,
+                                                   OptionalText(target.row, "volume_type_id")));
+    return QuotaService::Release(project, growth);
+  }
+  return std::vector<ports::UsageChange>();
+}
+
 std::optional<JobOutcome> VolumeManager::CheckSource(Job& job, const Target& target) {
   const std::string& id = job.message.resource_id;
   const ResourceKind source_kind = *target.source_kind;
@@ -512,6 +555,7 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
       return JobOutcome::kRetryLater;
     }
     Target target;
+    target.row = *row;
     target.stored_status = TextOr(*row, "status", "");
     auto status = domain::DescribeStored(job.kind, target.stored_status);
     if (!status) {
@@ -664,12 +708,14 @@ JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
                  {{IdKey(job.kind), id}, {"error", done.error().ToString()}});
     }
     now = FormatTimestamp(clock_.WallNow());
-    if (!WriteStatus(*job.lock,
-                     job.kind,
-                     id,
-                     in_progress,
-                     operation_id,
-                     FinalValues(job, target, done, now))) {
+    ports::Row final_values = FinalValues(job, target, done, now);
+    auto release = FinalUsage(job, target, final_values);
+    if (!release) {
+      log::Error("volume.final_usage_unknown",
+                 {{IdKey(job.kind), id}, {"error", release.error().ToString()}});
+      return JobOutcome::kRetryLater;
+    }
+    if (!WriteStatus(*job.lock, job.kind, id, in_progress, operation_id, final_values, *release)) {
       // Redelivery finds the resource in progress and the stuck-job rules finish the story.
       log::Error("volume.final_status_not_written", {{IdKey(job.kind), id}});
       return JobOutcome::kRetryLater;

@@ -40,6 +40,7 @@
 #include "clinker/ports/state_store.h"
 #include "clinker/ports/storage_driver.h"
 #include "clinker/services/job_worker_pool.h"
+#include "clinker/services/quotas.h"
 #include "clinker/services/volume_record.h"
 
 namespace clinker::services {
@@ -56,6 +57,9 @@ struct VolumeManagerOptions {
   std::function<void(std::string_view point)> fault_point;
   // Where backups go (null: backup jobs fail with a clear reason). Outlives the manager.
   ports::BackupStore* backup_store = nullptr;
+  // What rows count (services/quotas.h): the write that deletes a volume, snapshot or backup
+  // releases its usage, and the write that fails an extend releases the growth.
+  QuotaOptions quota;
 };
 
 class VolumeManager {
@@ -74,13 +78,18 @@ class VolumeManager {
 
   // Writes `values` if the row of `kind` still has `expected_status` and `operation_id`,
   // retrying engine errors a bounded number of times. False if it could not be written, or if
-  // `lock` is lost (then nothing is written).
+  // `lock` is lost (then nothing is written). `usage` changes with the write, atomically.
   bool WriteStatus(const ports::Lock& lock,
                    domain::ResourceKind kind,
                    const std::string& id,
                    std::string_view expected_status,
                    const std::string& operation_id,
-                   const ports::Row& values);
+                   const ports::Row& values,
+                   const std::vector<ports::UsageChange>& usage = {});
+  // What the final write of a job releases: a deleted target's usage, a failed extend's growth.
+  Result<std::vector<ports::UsageChange>> FinalUsage(const Job& job,
+                                                     const Target& target,
+                                                     const ports::Row& values);
   // Reads the source of the job's target under `source_lock` and decides whether the job may
   // read it: kDone with the target failed (or nothing to do), kRetryLater, or nullopt to go on.
   std::optional<JobOutcome> CheckSource(Job& job, const Target& target);
@@ -116,6 +125,7 @@ class VolumeManager {
   ports::StorageDriver& driver_;
   const ports::Clock& clock_;
   VolumeManagerOptions options_;
+  QuotaService quotas_;
 };
 
 }  // namespace clinker::services

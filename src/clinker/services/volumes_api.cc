@@ -11,6 +11,7 @@
 #include "clinker/ports/state_schema.h"
 #include "clinker/services/job_message.h"
 #include "clinker/services/lock_names.h"
+#include "clinker/services/quotas_api.h"
 #include "clinker/services/snapshot_record.h"
 #include "clinker/services/topics.h"
 #include "clinker/services/volume_record.h"
@@ -200,7 +201,8 @@ VolumesApi::VolumesApi(ports::StateStore& store,
       queue_(queue),
       clock_(clock),
       options_(std::move(options)),
-      types_(store, clock, options_.default_volume_type) {}
+      types_(store, clock, options_.default_volume_type),
+      quotas_(store, options_.quota) {}
 
 HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest& request) {
   auto body = ParseBody(request, "volume");
@@ -355,8 +357,25 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
       volume.image_metadata = source->image_metadata;
     }
   }
-  if (auto inserted = store_.Insert(ports::Table::kVolumes, VolumeToRow(volume)); !inserted) {
-    return FaultFromError(inserted.error());
+  // Quotas: the volume counts from the write that creates it (services/quotas.h).
+  auto limits = quotas_.ProjectLimits(volume.project_id);
+  if (!limits) {
+    return FaultFromError(limits.error());
+  }
+  if (auto over = PerVolumeLimitExceeded(*limits, volume.size_gib)) {
+    return std::move(*over);
+  }
+  auto usage = quotas_.UsageOfVolume(volume.size_gib, volume.volume_type_id);
+  if (!usage) {
+    return FaultFromError(usage.error());
+  }
+  const std::vector<ports::UsageChange> release = QuotaService::Release(volume.project_id, *usage);
+  if (auto inserted = store_.InsertWithUsage(
+          ports::Table::kVolumes,
+          VolumeToRow(volume),
+          QuotaService::ChargeWithLimits(*limits, volume.project_id, *usage));
+      !inserted) {
+    return QuotaFault(inserted.error());
   }
   // The source is checked again now that the new volume exists: a delete of the source that
   // won the race is seen here, and one that comes later sees the new volume (its guard refuses
@@ -370,7 +389,7 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
          Expectation::Equals("status", Text("available"))},
         {});
     if (!still_usable || !still_usable->has_value()) {
-      WithdrawCreate(volume.id);
+      WithdrawCreate(volume.id, release);
       if (!still_usable) {
         return FaultFromError(still_usable.error());
       }
@@ -386,7 +405,7 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
   // is seen here, and one that comes later sees the volume (volume_type_record.h).
   auto pinned = types_.Pin(*type, grant);
   if (!pinned || !*pinned) {
-    WithdrawCreate(volume.id);
+    WithdrawCreate(volume.id, release);
     if (!pinned) {
       return FaultFromError(pinned.error());
     }
@@ -401,7 +420,7 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
     // forever, and tell the client to retry.
     log::Error("volume.create_not_queued",
                {{"volume_id", volume.id}, {"error", published.error().ToString()}});
-    WithdrawCreate(volume.id);
+    WithdrawCreate(volume.id, release);
     return FaultFromError(published.error());
   }
   log::Info("volume.create_accepted",
@@ -708,14 +727,27 @@ HttpResponse VolumesApi::DeleteVolume(const RequestContext& context,
     // Never scheduled (e.g. the scheduler failed it): no back-end holds data for it, so the row
     // is retired at once, as Cinder does, still under the same compare-and-swap.
     expected.push_back(Expectation::IsNull("host"));
-    auto retired = store_.ConditionalUpdate(ports::Table::kVolumes,
-                                            volume_id,
-                                            {{"status", Status(VolumeStatus::kDeleted)},
-                                             {"deleted", std::int64_t{1}},
-                                             {"deleted_at", now},
-                                             {"updated_at", now}},
-                                            expected,
-                                            guards);
+    // What the volume counted goes with it, in the same write. The size and type as read are
+    // expected, so the release matches what the row held.
+    auto usage = quotas_.UsageOfVolume(volume->size_gib, volume->volume_type_id);
+    if (!usage) {
+      return FaultFromError(usage.error());
+    }
+    expected.push_back(Expectation::Equals("size_gib", volume->size_gib));
+    expected.push_back(Expectation::IsNull("pending_size_gib"));
+    expected.push_back(volume->volume_type_id
+                           ? Expectation::Equals("volume_type_id", *volume->volume_type_id)
+                           : Expectation::IsNull("volume_type_id"));
+    auto retired =
+        store_.ConditionalUpdateWithUsage(ports::Table::kVolumes,
+                                          volume_id,
+                                          {{"status", Status(VolumeStatus::kDeleted)},
+                                           {"deleted", std::int64_t{1}},
+                                           {"deleted_at", now},
+                                           {"updated_at", now}},
+                                          expected,
+                                          guards,
+                                          QuotaService::Release(volume->project_id, *usage));
     if (!retired) {
       return FaultFromError(retired.error());
     }
@@ -853,16 +885,19 @@ json VolumesApi::AttachmentsView(const Volume& volume, const RequestContext& con
   return items;
 }
 
-void VolumesApi::WithdrawCreate(const std::string& volume_id) {
+void VolumesApi::WithdrawCreate(const std::string& volume_id,
+                                const std::vector<ports::UsageChange>& release) {
   std::string now = FormatTimestamp(clock_.WallNow());
-  auto withdrawn = store_.ConditionalUpdate(
+  auto withdrawn = store_.ConditionalUpdateWithUsage(
       ports::Table::kVolumes,
       volume_id,
       {{"status", Status(VolumeStatus::kDeleted)},
        {"deleted", std::int64_t{1}},
        {"deleted_at", now}},
-      {Expectation::Equals("status", Status(VolumeStatus::kCreatingQueued))},
-      {});
+      {Expectation::Equals("status", Status(VolumeStatus::kCreatingQueued)),
+       Expectation::Equals("deleted", std::int64_t{0})},
+      {},
+      release);
   withdrawn.IgnoreError("the client is told to retry; a leftover row shows as creating");
 }
 
@@ -964,21 +999,37 @@ HttpResponse VolumesApi::Extend(const RequestContext& context,
   if (!extendable || !volume->host) {
     return Fault(400, not_available);
   }
+  // Quotas: the growth counts from the write that queues it; a failed extend releases it.
+  auto limits = quotas_.ProjectLimits(volume->project_id);
+  if (!limits) {
+    return FaultFromError(limits.error());
+  }
+  if (auto over = PerVolumeLimitExceeded(*limits, *new_size)) {
+    return std::move(*over);
+  }
+  auto growth = quotas_.UsageOfExtend(*new_size - volume->size_gib, volume->volume_type_id);
+  if (!growth) {
+    return FaultFromError(growth.error());
+  }
   const std::string operation_id = NewUuid();
   const std::string now = FormatTimestamp(clock_.WallNow());
-  auto queued = store_.ConditionalUpdate(ports::Table::kVolumes,
-                                         volume->id,
-                                         {{"status", Status(VolumeStatus::kExtendingQueued)},
-                                          {"operation_id", operation_id},
-                                          {"pending_size_gib", *new_size},
-                                          {"status_reason", std::monostate{}},
-                                          {"updated_at", now}},
-                                         {Expectation::Equals("deleted", std::int64_t{0}),
-                                          Expectation::Equals("size_gib", volume->size_gib),
-                                          Expectation::Equals("status", Status(volume->status))},
-                                         {});
+  auto queued = store_.ConditionalUpdateWithUsage(
+      ports::Table::kVolumes,
+      volume->id,
+      {{"status", Status(VolumeStatus::kExtendingQueued)},
+       {"operation_id", operation_id},
+       {"pending_size_gib", *new_size},
+       {"status_reason", std::monostate{}},
+       {"updated_at", now}},
+      {Expectation::Equals("deleted", std::int64_t{0}),
+       Expectation::Equals("size_gib", volume->size_gib),
+       Expectation::Equals("status", Status(volume->status)),
+       volume->volume_type_id ? Expectation::Equals("volume_type_id", *volume->volume_type_id)
+                              : Expectation::IsNull("volume_type_id")},
+      {},
+      QuotaService::ChargeWithLimits(*limits, volume->project_id, *growth));
   if (!queued) {
-    return FaultFromError(queued.error());
+    return QuotaFault(queued.error());
   }
   if (!queued->has_value()) {
     return Fault(400, not_available);
@@ -989,7 +1040,7 @@ HttpResponse VolumesApi::Extend(const RequestContext& context,
       !published) {
     log::Error("volume.extend_not_queued",
                {{"volume_id", volume->id}, {"error", published.error().ToString()}});
-    auto undone = store_.ConditionalUpdate(
+    auto undone = store_.ConditionalUpdateWithUsage(
         ports::Table::kVolumes,
         volume->id,
         {{"status", Status(volume->status)},
@@ -997,7 +1048,8 @@ HttpResponse VolumesApi::Extend(const RequestContext& context,
          {"pending_size_gib", std::monostate{}}},
         {Expectation::Equals("operation_id", operation_id),
          Expectation::Equals("status", Status(VolumeStatus::kExtendingQueued))},
-        {});
+        {},
+        QuotaService::Release(volume->project_id, *growth));
     undone.IgnoreError("the client is told to retry; the sweeper re-publishes otherwise");
     return FaultFromError(published.error());
   }
@@ -1074,7 +1126,32 @@ HttpResponse VolumesApi::ResetStatus(const RequestContext& context,
   values["updated_at"] = FormatTimestamp(clock_.WallNow());
   std::vector<Expectation> expected = {Expectation::Equals("deleted", std::int64_t{0}),
                                        Expectation::Equals("project_id", volume->project_id)};
-  auto updated = store_.ConditionalUpdate(ports::Table::kVolumes, volume_id, values, expected, {});
+  // A reset drops an extend's pending size: the growth it counted goes in the same write.
+  std::vector<ports::UsageChange> release;
+  if (values.contains("pending_size_gib")) {
+    auto row = store_.Get(ports::Table::kVolumes, volume_id);
+    if (!row) {
+      return FaultFromError(row.error());
+    }
+    const bool has_pending = std::holds_alternative<std::int64_t>(row->at("pending_size_gib"));
+    const std::int64_t pending = IntegerOr(*row, "pending_size_gib", 0);
+    const std::int64_t size = IntegerOr(*row, "size_gib", 0);
+    expected.push_back(has_pending ? Expectation::Equals("pending_size_gib", pending)
+                                   : Expectation::IsNull("pending_size_gib"));
+    expected.push_back(Expectation::Equals("size_gib", size));
+    expected.push_back(volume->volume_type_id
+                           ? Expectation::Equals("volume_type_id", *volume->volume_type_id)
+                           : Expectation::IsNull("volume_type_id"));
+    if (has_pending && pending > size) {
+      auto growth = quotas_.UsageOfExtend(pending - size, volume->volume_type_id);
+      if (!growth) {
+        return FaultFromError(growth.error());
+      }
+      release = QuotaService::Release(volume->project_id, *growth);
+    }
+  }
+  auto updated = store_.ConditionalUpdateWithUsage(
+      ports::Table::kVolumes, volume_id, values, expected, {}, release);
   if (!updated) {
     return FaultFromError(updated.error());
   }
@@ -1168,15 +1245,44 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
       volume->volume_type_id ? Expectation::Equals("volume_type_id", *volume->volume_type_id)
                              : Expectation::IsNull("volume_type_id"),
   };
-  auto retyped = store_.ConditionalUpdate(ports::Table::kVolumes,
-                                          volume->id,
-                                          {{"volume_type_id", new_type->id},
-                                           {"multiattach", std::int64_t{to_multiattach ? 1 : 0}},
-                                           {"updated_at", FormatTimestamp(clock_.WallNow())}},
-                                          expected,
-                                          {});
+  // Quotas: the per-type counts move from the old type to the new one in the same write. A
+  // volume with snapshots keeps its type: their per-type counts would have to move too, and a
+  // snapshot being made or deleted meanwhile could not be counted exactly.
+  auto limits = quotas_.ProjectLimits(volume->project_id);
+  if (!limits) {
+    return FaultFromError(limits.error());
+  }
+  expected.push_back(Expectation::Equals("size_gib", volume->size_gib));
+  expected.push_back(Expectation::IsNull("pending_size_gib"));
+  std::vector<ports::UsageChange> move;
+  auto old_type = quotas_.TypeName(volume->volume_type_id);
+  if (!old_type) {
+    return FaultFromError(old_type.error());
+  }
+  if (*old_type) {
+    UsageAmounts old_counts;
+    old_counts.Add("volumes_" + **old_type, 1);
+    old_counts.Add("gigabytes_" + **old_type, volume->size_gib);
+    move = QuotaService::Release(volume->project_id, old_counts);
+  }
+  UsageAmounts new_counts;
+  new_counts.Add("volumes_" + new_type->name, 1);
+  new_counts.Add("gigabytes_" + new_type->name, volume->size_gib);
+  for (ports::UsageChange& change :
+       QuotaService::ChargeWithLimits(*limits, volume->project_id, new_counts)) {
+    move.push_back(std::move(change));
+  }
+  auto retyped = store_.ConditionalUpdateWithUsage(
+      ports::Table::kVolumes,
+      volume->id,
+      {{"volume_type_id", new_type->id},
+       {"multiattach", std::int64_t{to_multiattach ? 1 : 0}},
+       {"updated_at", FormatTimestamp(clock_.WallNow())}},
+      expected,
+      {ports::Guard::NoLiveRowReferences(ports::Table::kSnapshots, "volume_id")},
+      move);
   if (!retyped) {
-    return FaultFromError(retyped.error());
+    return QuotaFault(retyped.error());
   }
   if (!retyped->has_value()) {
     return Fault(400, not_retypable);
@@ -1185,13 +1291,22 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
   // is seen here and the volume gets its old type back (volume_type_record.h).
   auto pinned = types_.Pin(*new_type, std::nullopt);
   if (!pinned || !*pinned) {
-    auto undone =
-        store_.ConditionalUpdate(ports::Table::kVolumes,
-                                 volume->id,
-                                 {{"volume_type_id", TextOrNull(volume->volume_type_id)},
-                                  {"multiattach", std::int64_t{volume->multiattach ? 1 : 0}}},
-                                 {Expectation::Equals("volume_type_id", new_type->id)},
-                                 {});
+    // Back to the old type: the counts move back (no limit: they were there before).
+    std::vector<ports::UsageChange> back;
+    back.reserve(move.size());
+    for (const ports::UsageChange& change : move) {
+      back.push_back(ports::UsageChange{change.project_id, change.resource, -change.delta, -1});
+    }
+    auto undone = store_.ConditionalUpdateWithUsage(
+        ports::Table::kVolumes,
+        volume->id,
+        {{"volume_type_id", TextOrNull(volume->volume_type_id)},
+         {"multiattach", std::int64_t{volume->multiattach ? 1 : 0}}},
+        {Expectation::Equals("volume_type_id", new_type->id),
+         Expectation::Equals("size_gib", volume->size_gib),
+         Expectation::IsNull("pending_size_gib")},
+        {},
+        back);
     undone.IgnoreError("the volume keeps a deleted type; an admin may retype it again");
     if (!pinned) {
       return FaultFromError(pinned.error());

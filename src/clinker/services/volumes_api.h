@@ -34,6 +34,7 @@
 #include "clinker/ports/lock_manager.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/services/api_common.h"
+#include "clinker/services/quotas.h"
 #include "clinker/services/volume_record.h"
 #include "clinker/services/volume_type_record.h"
 
@@ -56,6 +57,9 @@ struct VolumesApiOptions {
   // behind it. The check takes and at once releases the lock (TryAcquire); it is advisory: the
   // compare-and-swap on the status still decides, and a job may start just after the check.
   ports::LockManager* fail_fast_locks = nullptr;
+  // Limits and what counts (services/quotas.h): a create, an extend and a retype change the
+  // project's usage in the same write as the volume (413 past a limit).
+  QuotaOptions quota;
 };
 
 // Which answer a volume view goes into. Cinder adds its "extended attributes" (tenant, host,
@@ -154,8 +158,8 @@ class VolumesApi {
                                                          const std::string& id);
   // The volume's attached attachments, as the volume view shows them.
   nlohmann::json AttachmentsView(const Volume& volume, const RequestContext& context);
-  // Soft-deletes a volume whose create was not queued after all.
-  void WithdrawCreate(const std::string& volume_id);
+  // Soft-deletes a volume whose create was not queued after all, releasing what it counted.
+  void WithdrawCreate(const std::string& volume_id, const std::vector<ports::UsageChange>& release);
   HttpResponse DeleteVolume(const RequestContext& context,
                             std::string_view volume_id,
                             bool force,
@@ -187,6 +191,7 @@ class VolumesApi {
   const ports::Clock& clock_;
   VolumesApiOptions options_;
   VolumeTypeCatalog types_;
+  QuotaService quotas_;
   SnapshotDeleter delete_snapshot_;
 };
 

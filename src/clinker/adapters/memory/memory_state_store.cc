@@ -130,6 +130,12 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
       return volume_type_access_;
     case Table::kQosSpecs:
       return qos_specs_;
+    case Table::kQuotaUsages:
+      return quota_usages_;
+    case Table::kQuotas:
+      return quotas_;
+    case Table::kQuotaClasses:
+      return quota_classes_;
   }
   CLINKER_ASSERT(false, "unknown table");
   return volumes_;
@@ -155,7 +161,57 @@ Result<void> MemoryStateStore::CheckLiveUnique(Table table, std::string_view id,
   return {};
 }
 
+Result<void> MemoryStateStore::ApplyUsage(const std::vector<ports::UsageChange>& usage) {
+  // Computed on the side first, so that a refusal leaves every counter as it was.
+  std::map<std::string, std::int64_t, std::less<>> counts;
+  for (const ports::UsageChange& change : usage) {
+    std::string id = ports::UsageCounterId(change.project_id, change.resource);
+    auto counted = counts.find(id);
+    if (counted == counts.end()) {
+      auto stored = quota_usages_.find(id);
+      std::int64_t in_use =
+          stored == quota_usages_.end() ? 0 : std::get<std::int64_t>(stored->second.at("in_use"));
+      counted = counts.emplace(id, in_use).first;
+    }
+    if (change.delta > 0 && change.limit >= 0 && counted->second + change.delta > change.limit) {
+      return tl::unexpected(ports::QuotaExceededError(
+          {change.project_id, change.resource, change.limit, counted->second, change.delta}));
+    }
+    counted->second += change.delta;
+  }
+  for (const ports::UsageChange& change : usage) {
+    std::string id = ports::UsageCounterId(change.project_id, change.resource);
+    auto stored = quota_usages_.find(id);
+    if (stored == quota_usages_.end()) {
+      Row row = {{"id", id},
+                 {"project_id", change.project_id},
+                 {"resource", change.resource},
+                 {"in_use", std::int64_t{0}},
+                 {"deleted", std::int64_t{0}}};
+      stored = quota_usages_.emplace(id, std::move(row)).first;
+    }
+    stored->second["in_use"] = counts.at(id);
+  }
+  return {};
+}
+
 Result<void> MemoryStateStore::Insert(Table table, const Row& row) {
+  return InsertWithUsage(table, row, {});
+}
+
+Result<std::optional<Row>> MemoryStateStore::ConditionalUpdate(
+    Table table,
+    std::string_view id,
+    const Row& values,
+    const std::vector<Expectation>& expected,
+    const std::vector<ports::Guard>& guards) {
+  return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
+}
+
+Result<void> MemoryStateStore::InsertWithUsage(Table table,
+                                               const Row& row,
+                                               const std::vector<ports::UsageChange>& usage) {
+  CLINKER_RETURN_IF_ERROR(ports::CheckUsageChanges(usage));
   CLINKER_ASSIGN_OR_RETURN(Row complete, ports::CompleteRow(table, row));
   std::string id = std::get<std::string>(complete.at("id"));
   std::lock_guard<std::mutex> lock(mutex_);
@@ -164,6 +220,7 @@ Result<void> MemoryStateStore::Insert(Table table, const Row& row) {
                      std::string(ports::TableName(table)) + " " + id + " exists");
   }
   CLINKER_RETURN_IF_ERROR(CheckLiveUnique(table, id, complete));
+  CLINKER_RETURN_IF_ERROR(ApplyUsage(usage));
   RowsOf(table).emplace(id, std::move(complete));
   return {};
 }
@@ -230,12 +287,14 @@ Result<std::vector<Row>> MemoryStateStore::List(Table table, const ports::ListQu
   return result;
 }
 
-Result<std::optional<Row>> MemoryStateStore::ConditionalUpdate(
+Result<std::optional<Row>> MemoryStateStore::ConditionalUpdateWithUsage(
     Table table,
     std::string_view id,
     const Row& values,
     const std::vector<Expectation>& expected,
-    const std::vector<ports::Guard>& guards) {
+    const std::vector<ports::Guard>& guards,
+    const std::vector<ports::UsageChange>& usage) {
+  CLINKER_RETURN_IF_ERROR(ports::CheckUsageChanges(usage));
   CLINKER_RETURN_IF_ERROR(ports::CheckUpdateValues(table, values));
   for (const Expectation& expectation : expected) {
     CLINKER_RETURN_IF_ERROR(ports::CheckExpectation(table, expectation));
@@ -275,7 +334,8 @@ Result<std::optional<Row>> MemoryStateStore::ConditionalUpdate(
     column->second = value;
   }
   CLINKER_RETURN_IF_ERROR(CheckLiveUnique(table, id, updated));
-  row = std::move(updated);
+  CLINKER_RETURN_IF_ERROR(ApplyUsage(usage));
+  row = std::move(updated);  // std::map references survive ApplyUsage's inserts.
   return std::optional<Row>(row);
 }
 

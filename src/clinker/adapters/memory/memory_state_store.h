@@ -13,6 +13,7 @@
 //   text compares byte-wise (as SQLite's BINARY collation).
 // - ConditionalUpdate with no values changes nothing and returns the row if every condition
 //   holds.
+// - Usage changes are checked and applied under the same mutex as the write they go with.
 // - Live-unique columns (ports/state_schema.h) are checked under the same mutex, before the
 //   write: a conflicting Insert or ConditionalUpdate is kConflict and changes nothing.
 #pragma once
@@ -45,6 +46,16 @@ class MemoryStateStore final : public ports::StateStore {
       const ports::Row& values,
       const std::vector<ports::Expectation>& expected,
       const std::vector<ports::Guard>& guards) override;
+  Result<void> InsertWithUsage(ports::Table table,
+                               const ports::Row& row,
+                               const std::vector<ports::UsageChange>& usage) override;
+  Result<std::optional<ports::Row>> ConditionalUpdateWithUsage(
+      ports::Table table,
+      std::string_view id,
+      const ports::Row& values,
+      const std::vector<ports::Expectation>& expected,
+      const std::vector<ports::Guard>& guards,
+      const std::vector<ports::UsageChange>& usage) override;
 
  private:
   using Rows = std::map<std::string, ports::Row, std::less<>>;
@@ -53,6 +64,9 @@ class MemoryStateStore final : public ports::StateStore {
   // kConflict if `row` is live and another live row (not `id`) of the table has its value in a
   // live-unique column. Called with mutex_ held.
   Result<void> CheckLiveUnique(ports::Table table, std::string_view id, const ports::Row& row);
+  // Applies every usage change, or none and kQuotaExceeded. Called with mutex_ held, after every
+  // other check of the write passed and before the write itself.
+  Result<void> ApplyUsage(const std::vector<ports::UsageChange>& usage);
 
   std::mutex mutex_;
   Rows volumes_;
@@ -66,6 +80,9 @@ class MemoryStateStore final : public ports::StateStore {
   Rows volume_types_;
   Rows volume_type_access_;
   Rows qos_specs_;
+  Rows quota_usages_;
+  Rows quotas_;
+  Rows quota_classes_;
 };
 
 }  // namespace clinker::adapters

@@ -269,6 +269,72 @@ ALTER TABLE volumes ADD COLUMN image_metadata TEXT COLLATE "C" NOT NULL DEFAULT 
 ALTER TABLE volumes ADD COLUMN admin_metadata TEXT COLLATE "C" NOT NULL DEFAULT '{}';
 )sql";
 
+// Quotas: usage counters changed atomically with the writes they count (ports/state_store.h),
+// per-project limits and per-class limits. The counters of an existing database start from its
+// live rows, counted as `clinkerd quota check` counts them (services/quota_usage.h).
+constexpr std::string_view kMigration9 = R"sql(
+CREATE TABLE quota_usages (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  project_id TEXT COLLATE "C" NOT NULL,
+  resource TEXT COLLATE "C" NOT NULL,
+  in_use BIGINT NOT NULL DEFAULT 0,
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX quota_usages_project_id ON quota_usages (project_id, deleted);
+CREATE TABLE quotas (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  project_id TEXT COLLATE "C" NOT NULL,
+  resource TEXT COLLATE "C" NOT NULL,
+  hard_limit BIGINT NOT NULL DEFAULT -1,
+  created_at TEXT COLLATE "C",
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX quotas_project_id ON quotas (project_id, deleted);
+CREATE TABLE quota_classes (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  class_name TEXT COLLATE "C" NOT NULL,
+  resource TEXT COLLATE "C" NOT NULL,
+  hard_limit BIGINT NOT NULL DEFAULT -1,
+  created_at TEXT COLLATE "C",
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX quota_classes_class_name ON quota_classes (class_name, deleted);
+INSERT INTO quota_usages (id, project_id, resource, in_use)
+SELECT project_id || '/' || resource, project_id, resource, SUM(amount) FROM (
+  SELECT project_id, 'volumes' AS resource, 1::bigint AS amount FROM volumes WHERE deleted = 0
+  UNION ALL
+  SELECT project_id, 'gigabytes', GREATEST(size_gib, COALESCE(pending_size_gib, 0))
+    FROM volumes WHERE deleted = 0
+  UNION ALL
+  SELECT v.project_id, 'volumes_' || t.name, 1
+    FROM volumes v JOIN volume_types t ON t.id = v.volume_type_id WHERE v.deleted = 0
+  UNION ALL
+  SELECT v.project_id, 'gigabytes_' || t.name,
+         GREATEST(v.size_gib, COALESCE(v.pending_size_gib, 0))
+    FROM volumes v JOIN volume_types t ON t.id = v.volume_type_id WHERE v.deleted = 0
+  UNION ALL
+  SELECT project_id, 'snapshots', 1 FROM snapshots WHERE deleted = 0
+  UNION ALL
+  SELECT project_id, 'gigabytes', size_gib FROM snapshots WHERE deleted = 0
+  UNION ALL
+  SELECT s.project_id, 'snapshots_' || t.name, 1 FROM snapshots s
+    JOIN volumes v ON v.id = s.volume_id JOIN volume_types t ON t.id = v.volume_type_id
+    WHERE s.deleted = 0
+  UNION ALL
+  SELECT s.project_id, 'gigabytes_' || t.name, s.size_gib FROM snapshots s
+    JOIN volumes v ON v.id = s.volume_id JOIN volume_types t ON t.id = v.volume_type_id
+    WHERE s.deleted = 0
+  UNION ALL
+  SELECT project_id, 'backups', 1 FROM backups WHERE deleted = 0
+  UNION ALL
+  SELECT project_id, 'backup_gigabytes', size_gib FROM backups WHERE deleted = 0
+) AS counted GROUP BY project_id, resource;
+)sql";
+
 // QoS specs (Cinder's quality_of_service_specs) with a live-unique name; the types associated with
 // one are found (and a delete refused while any is) through the index on qos_specs_id. And a
 // snapshot's progress (os-update_snapshot_status).
@@ -288,15 +354,16 @@ CREATE INDEX volume_types_qos_specs_id ON volume_types (qos_specs_id, deleted);
 ALTER TABLE snapshots ADD COLUMN progress TEXT COLLATE "C";
 )sql";
 
-constexpr std::array<std::string_view, 9> kMigrations = {kMigration1,
-                                                         kMigration2,
-                                                         kMigration3,
-                                                         kMigration4,
-                                                         kMigration5,
-                                                         kMigration6,
-                                                         kMigration7,
-                                                         kMigration8,
-                                                         kMigration10};
+constexpr std::array<std::string_view, 10> kMigrations = {kMigration1,
+                                                          kMigration2,
+                                                          kMigration3,
+                                                          kMigration4,
+                                                          kMigration5,
+                                                          kMigration6,
+                                                          kMigration7,
+                                                          kMigration8,
+                                                          kMigration9,
+                                                          kMigration10};
 
 constexpr std::string_view kComponent = "state";
 
@@ -595,6 +662,50 @@ Result<std::optional<Row>> ReadOptionalRow(Table table, const pqxx::result& resu
   CLINKER_ASSERT(result.size() == 1, "a query by primary key returned two rows");
   CLINKER_ASSIGN_OR_RETURN(Row row, ReadRow(table, result[0]));
   return std::optional<Row>(std::move(row));
+}
+
+// Applies each usage change inside the caller's SERIALIZABLE transaction, or returns
+// kQuotaExceeded (the caller's transaction is then not committed, which undoes everything). The
+// row is created first (ON CONFLICT DO NOTHING), then incremented only while the sum stays within
+// the limit; concurrent writers of one counter serialise on its row.
+Result<void> ApplyUsage(pqxx::transaction_base& tx, const std::vector<ports::UsageChange>& usage) {
+  for (const ports::UsageChange& change : usage) {
+    CLINKER_RETURN_IF_ERROR(CheckStorable("project_id", Value(change.project_id)));
+    CLINKER_RETURN_IF_ERROR(CheckStorable("resource", Value(change.resource)));
+    std::string id = ports::UsageCounterId(change.project_id, change.resource);
+    Sql create;
+    create.text = "INSERT INTO \"quota_usages\" (\"id\", \"project_id\", \"resource\") VALUES ";
+    create.ParamList({id, change.project_id, change.resource}, ColumnType::kText);
+    create.text += " ON CONFLICT (\"id\") DO NOTHING";
+    Exec(tx, create);
+
+    Sql update;
+    update.text = "UPDATE \"quota_usages\" SET \"in_use\" = \"in_use\" + ";
+    update.Param(Value(change.delta), ColumnType::kInteger);
+    update.text += " WHERE \"id\" = ";
+    update.Param(Value(id), ColumnType::kText);
+    if (change.delta > 0 && change.limit >= 0) {
+      update.text += " AND \"in_use\" + ";
+      update.Param(Value(change.delta), ColumnType::kInteger);
+      update.text += " <= ";
+      update.Param(Value(change.limit), ColumnType::kInteger);
+    }
+    update.text += " RETURNING \"in_use\"";
+    if (!Exec(tx, update).empty()) {
+      continue;
+    }
+    Sql read;
+    read.text = "SELECT \"in_use\" FROM \"quota_usages\" WHERE \"id\" = ";
+    read.Param(Value(id), ColumnType::kText);
+    pqxx::result current = Exec(tx, read);
+    CLINKER_ASSERT(current.size() == 1, "a usage counter vanished inside its transaction");
+    return tl::unexpected(ports::QuotaExceededError({change.project_id,
+                                                     change.resource,
+                                                     change.limit,
+                                                     current[0][0].as<std::int64_t>(),
+                                                     change.delta}));
+  }
+  return {};
 }
 
 struct ResolvedSortKey {
@@ -1002,6 +1113,22 @@ Result<void> PostgresStateStore::Migrate() {
 }
 
 Result<void> PostgresStateStore::Insert(Table table, const Row& row) {
+  return InsertWithUsage(table, row, {});
+}
+
+Result<std::optional<Row>> PostgresStateStore::ConditionalUpdate(
+    Table table,
+    std::string_view id,
+    const Row& values,
+    const std::vector<Expectation>& expected,
+    const std::vector<ports::Guard>& guards) {
+  return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
+}
+
+Result<void> PostgresStateStore::InsertWithUsage(Table table,
+                                                 const Row& row,
+                                                 const std::vector<ports::UsageChange>& usage) {
+  CLINKER_RETURN_IF_ERROR(ports::CheckUsageChanges(usage));
   CLINKER_ASSIGN_OR_RETURN(Row complete, ports::CompleteRow(table, row));
   Sql sql;
   sql.text = "INSERT INTO " + TableIdent(table) + " (" + ColumnList(table, "") + ") VALUES (";
@@ -1016,9 +1143,9 @@ Result<void> PostgresStateStore::Insert(Table table, const Row& row) {
   sql.text += ")";
   return pool_->Run<void>(Pool::Access::kWrite,
                           "insert into " + std::string(ports::TableName(table)),
-                          [&sql](pqxx::transaction_base& tx) -> Result<void> {
+                          [&sql, &usage](pqxx::transaction_base& tx) -> Result<void> {
                             Exec(tx, sql);
-                            return {};
+                            return ApplyUsage(tx, usage);
                           });
 }
 
@@ -1104,12 +1231,14 @@ Result<std::vector<Row>> PostgresStateStore::List(Table table, const ports::List
       read);
 }
 
-Result<std::optional<Row>> PostgresStateStore::ConditionalUpdate(
+Result<std::optional<Row>> PostgresStateStore::ConditionalUpdateWithUsage(
     Table table,
     std::string_view id,
     const Row& values,
     const std::vector<Expectation>& expected,
-    const std::vector<ports::Guard>& guards) {
+    const std::vector<ports::Guard>& guards,
+    const std::vector<ports::UsageChange>& usage) {
+  CLINKER_RETURN_IF_ERROR(ports::CheckUsageChanges(usage));
   CLINKER_RETURN_IF_ERROR(ports::CheckUpdateValues(table, values));
   for (const auto& [name, value] : values) {
     CLINKER_RETURN_IF_ERROR(CheckStorable(name, value));
@@ -1162,7 +1291,13 @@ Result<std::optional<Row>> PostgresStateStore::ConditionalUpdate(
   return pool_->Run<std::optional<Row>>(
       Pool::Access::kWrite,
       "conditional update of " + std::string(ports::TableName(table)),
-      [&](pqxx::transaction_base& tx) { return ReadOptionalRow(table, Exec(tx, sql)); });
+      [&](pqxx::transaction_base& tx) -> Result<std::optional<Row>> {
+        CLINKER_ASSIGN_OR_RETURN(std::optional<Row> updated, ReadOptionalRow(table, Exec(tx, sql)));
+        if (updated) {
+          CLINKER_RETURN_IF_ERROR(ApplyUsage(tx, usage));
+        }
+        return updated;
+      });
 }
 
 }  // namespace clinker::adapters

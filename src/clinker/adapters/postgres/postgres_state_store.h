@@ -83,6 +83,16 @@ class PostgresStateStore final : public ports::StateStore {
       const ports::Row& values,
       const std::vector<ports::Expectation>& expected,
       const std::vector<ports::Guard>& guards) override;
+  Result<void> InsertWithUsage(ports::Table table,
+                               const ports::Row& row,
+                               const std::vector<ports::UsageChange>& usage) override;
+  Result<std::optional<ports::Row>> ConditionalUpdateWithUsage(
+      ports::Table table,
+      std::string_view id,
+      const ports::Row& values,
+      const std::vector<ports::Expectation>& expected,
+      const std::vector<ports::Guard>& guards,
+      const std::vector<ports::UsageChange>& usage) override;
 
  private:
   class Pool;

@@ -256,6 +256,71 @@ ALTER TABLE volumes ADD COLUMN image_metadata TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE volumes ADD COLUMN admin_metadata TEXT NOT NULL DEFAULT '{}';
 )sql";
 
+// Quotas: usage counters changed atomically with the writes they count (ports/state_store.h),
+// per-project limits and per-class limits. The counters of an existing database start from its
+// live rows, counted as `clinkerd quota check` counts them (services/quota_usage.h).
+constexpr std::string_view kMigration9 = R"sql(
+CREATE TABLE quota_usages (
+  id TEXT NOT NULL PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  in_use INTEGER NOT NULL DEFAULT 0,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX quota_usages_project_id ON quota_usages (project_id, deleted);
+CREATE TABLE quotas (
+  id TEXT NOT NULL PRIMARY KEY,
+  project_id TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  hard_limit INTEGER NOT NULL DEFAULT -1,
+  created_at TEXT,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX quotas_project_id ON quotas (project_id, deleted);
+CREATE TABLE quota_classes (
+  id TEXT NOT NULL PRIMARY KEY,
+  class_name TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  hard_limit INTEGER NOT NULL DEFAULT -1,
+  created_at TEXT,
+  updated_at TEXT,
+  deleted_at TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX quota_classes_class_name ON quota_classes (class_name, deleted);
+INSERT INTO quota_usages (id, project_id, resource, in_use)
+SELECT project_id || '/' || resource, project_id, resource, SUM(amount) FROM (
+  SELECT project_id, 'volumes' AS resource, 1 AS amount FROM volumes WHERE deleted = 0
+  UNION ALL
+  SELECT project_id, 'gigabytes', MAX(size_gib, COALESCE(pending_size_gib, 0))
+    FROM volumes WHERE deleted = 0
+  UNION ALL
+  SELECT v.project_id, 'volumes_' || t.name, 1
+    FROM volumes v JOIN volume_types t ON t.id = v.volume_type_id WHERE v.deleted = 0
+  UNION ALL
+  SELECT v.project_id, 'gigabytes_' || t.name, MAX(v.size_gib, COALESCE(v.pending_size_gib, 0))
+    FROM volumes v JOIN volume_types t ON t.id = v.volume_type_id WHERE v.deleted = 0
+  UNION ALL
+  SELECT project_id, 'snapshots', 1 FROM snapshots WHERE deleted = 0
+  UNION ALL
+  SELECT project_id, 'gigabytes', size_gib FROM snapshots WHERE deleted = 0
+  UNION ALL
+  SELECT s.project_id, 'snapshots_' || t.name, 1 FROM snapshots s
+    JOIN volumes v ON v.id = s.volume_id JOIN volume_types t ON t.id = v.volume_type_id
+    WHERE s.deleted = 0
+  UNION ALL
+  SELECT s.project_id, 'gigabytes_' || t.name, s.size_gib FROM snapshots s
+    JOIN volumes v ON v.id = s.volume_id JOIN volume_types t ON t.id = v.volume_type_id
+    WHERE s.deleted = 0
+  UNION ALL
+  SELECT project_id, 'backups', 1 FROM backups WHERE deleted = 0
+  UNION ALL
+  SELECT project_id, 'backup_gigabytes', size_gib FROM backups WHERE deleted = 0
+) GROUP BY project_id, resource;
+)sql";
+
 // QoS specs (Cinder's quality_of_service_specs) with a live-unique name; the types associated with
 // one are found (and a delete refused while any is) through the index on qos_specs_id. And a
 // snapshot's progress (os-update_snapshot_status).
@@ -275,15 +340,16 @@ CREATE INDEX volume_types_qos_specs_id ON volume_types (qos_specs_id, deleted);
 ALTER TABLE snapshots ADD COLUMN progress TEXT;
 )sql";
 
-constexpr std::array<std::string_view, 9> kMigrations = {kMigration1,
-                                                         kMigration2,
-                                                         kMigration3,
-                                                         kMigration4,
-                                                         kMigration5,
-                                                         kMigration6,
-                                                         kMigration7,
-                                                         kMigration8,
-                                                         kMigration10};
+constexpr std::array<std::string_view, 10> kMigrations = {kMigration1,
+                                                          kMigration2,
+                                                          kMigration3,
+                                                          kMigration4,
+                                                          kMigration5,
+                                                          kMigration6,
+                                                          kMigration7,
+                                                          kMigration8,
+                                                          kMigration9,
+                                                          kMigration10};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
@@ -448,6 +514,50 @@ void AppendAfterMarker(Sql& sql, const std::vector<ResolvedSortKey>& keys, const
   sql.text += ")";
 }
 
+// Applies each usage change inside the caller's write transaction, or returns kQuotaExceeded
+// (the transaction then rolls back, taking the changes already made with it).
+Result<void> ApplyUsage(sqlite::Database& db, const std::vector<ports::UsageChange>& usage) {
+  for (const ports::UsageChange& change : usage) {
+    std::string id = ports::UsageCounterId(change.project_id, change.resource);
+    Sql create;
+    create.text = "INSERT INTO \"quota_usages\" (\"id\", \"project_id\", \"resource\") VALUES ";
+    create.ParamList({id, change.project_id, change.resource});
+    create.text += " ON CONFLICT (\"id\") DO NOTHING";
+    CLINKER_ASSIGN_OR_RETURN(sqlite::Statement insert, db.Prepare(create.text));
+    CLINKER_RETURN_IF_ERROR(insert.BindAll(create.params));
+    CLINKER_ASSIGN_OR_RETURN(bool inserted_row, insert.Step());
+    CLINKER_ASSERT(!inserted_row, "an INSERT returned a row");
+
+    Sql update;
+    update.text = "UPDATE \"quota_usages\" SET \"in_use\" = \"in_use\" + ";
+    update.Param(change.delta);
+    update.text += " WHERE \"id\" = ";
+    update.Param(id);
+    if (change.delta > 0 && change.limit >= 0) {
+      update.text += " AND \"in_use\" + ";
+      update.Param(change.delta);
+      update.text += " <= ";
+      update.Param(change.limit);
+    }
+    update.text += " RETURNING \"in_use\"";
+    CLINKER_ASSIGN_OR_RETURN(std::optional<Row> changed, QueryOptionalRow(db, update));
+    if (changed) {
+      continue;
+    }
+    Sql read;
+    read.text = "SELECT \"in_use\" FROM \"quota_usages\" WHERE \"id\" = ";
+    read.Param(id);
+    CLINKER_ASSIGN_OR_RETURN(std::optional<Row> current, QueryOptionalRow(db, read));
+    CLINKER_ASSERT(current.has_value(), "a usage counter vanished inside its transaction");
+    return tl::unexpected(ports::QuotaExceededError({change.project_id,
+                                                     change.resource,
+                                                     change.limit,
+                                                     std::get<std::int64_t>(current->at("in_use")),
+                                                     change.delta}));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
@@ -468,6 +578,22 @@ SqliteStateStore::SqliteStateStore(std::unique_ptr<sqlite::Database> db,
     : db_(std::move(db)), reader_(std::move(reader)) {}
 
 Result<void> SqliteStateStore::Insert(Table table, const Row& row) {
+  return InsertWithUsage(table, row, {});
+}
+
+Result<std::optional<Row>> SqliteStateStore::ConditionalUpdate(
+    Table table,
+    std::string_view id,
+    const Row& values,
+    const std::vector<Expectation>& expected,
+    const std::vector<ports::Guard>& guards) {
+  return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
+}
+
+Result<void> SqliteStateStore::InsertWithUsage(Table table,
+                                               const Row& row,
+                                               const std::vector<ports::UsageChange>& usage) {
+  CLINKER_RETURN_IF_ERROR(ports::CheckUsageChanges(usage));
   CLINKER_ASSIGN_OR_RETURN(Row complete, ports::CompleteRow(table, row));
   Sql sql;
   sql.text = "INSERT INTO " + TableIdent(table) + " (";
@@ -479,7 +605,7 @@ Result<void> SqliteStateStore::Insert(Table table, const Row& row) {
   }
   sql.text += ") VALUES ";
   sql.ParamList(values);
-  return db_->WriteTransaction([&sql](sqlite::Database& db) -> Result<void> {
+  return db_->WriteTransaction([&sql, &usage](sqlite::Database& db) -> Result<void> {
     CLINKER_ASSIGN_OR_RETURN(sqlite::Statement statement, db.Prepare(sql.text));
     CLINKER_RETURN_IF_ERROR(statement.BindAll(sql.params));
     Result<bool> step = statement.Step();
@@ -490,7 +616,7 @@ Result<void> SqliteStateStore::Insert(Table table, const Row& row) {
       }
       return tl::unexpected<Error>(std::move(error));
     }
-    return {};
+    return ApplyUsage(db, usage);
   });
 }
 
@@ -565,12 +691,14 @@ Result<std::vector<Row>> SqliteStateStore::List(Table table, const ports::ListQu
   return rows;
 }
 
-Result<std::optional<Row>> SqliteStateStore::ConditionalUpdate(
+Result<std::optional<Row>> SqliteStateStore::ConditionalUpdateWithUsage(
     Table table,
     std::string_view id,
     const Row& values,
     const std::vector<Expectation>& expected,
-    const std::vector<ports::Guard>& guards) {
+    const std::vector<ports::Guard>& guards,
+    const std::vector<ports::UsageChange>& usage) {
+  CLINKER_RETURN_IF_ERROR(ports::CheckUsageChanges(usage));
   CLINKER_RETURN_IF_ERROR(ports::CheckUpdateValues(table, values));
   for (const Expectation& expectation : expected) {
     CLINKER_RETURN_IF_ERROR(ports::CheckExpectation(table, expectation));
@@ -611,7 +739,10 @@ Result<std::optional<Row>> SqliteStateStore::ConditionalUpdate(
   std::optional<Row> updated;
   auto update = [&](sqlite::Database& db) -> Result<void> {
     CLINKER_ASSIGN_OR_RETURN(updated, QueryOptionalRow(db, sql));
-    return {};
+    if (!updated) {
+      return {};  // The update did not apply: no counter changes.
+    }
+    return ApplyUsage(db, usage);
   };
   CLINKER_RETURN_IF_ERROR(db_->WriteTransaction(update));
   return updated;

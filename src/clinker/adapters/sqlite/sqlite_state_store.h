@@ -6,7 +6,8 @@
 //   on writers). Thread safe: calls on one connection are serialised by its mutex; several
 //   instances, in one or many processes, may open the same file and every method stays atomic
 //   across them (each write is one BEGIN IMMEDIATE transaction, and
-//   ConditionalUpdate is a single UPDATE ... RETURNING inside it).
+//   ConditionalUpdate is a single UPDATE ... RETURNING inside it; usage changes are statements of
+//   the same transaction, rolled back with it when one is refused).
 // - Blocking: every method waits for the file lock (busy_timeout), retrying a busy transaction up
 //   to busy_retries_max times; past that it returns kUnavailable.
 // - Open creates the file and applies the "state" migrations (recorded in schema_migrations);
@@ -56,6 +57,16 @@ class SqliteStateStore final : public ports::StateStore {
       const ports::Row& values,
       const std::vector<ports::Expectation>& expected,
       const std::vector<ports::Guard>& guards) override;
+  Result<void> InsertWithUsage(ports::Table table,
+                               const ports::Row& row,
+                               const std::vector<ports::UsageChange>& usage) override;
+  Result<std::optional<ports::Row>> ConditionalUpdateWithUsage(
+      ports::Table table,
+      std::string_view id,
+      const ports::Row& values,
+      const std::vector<ports::Expectation>& expected,
+      const std::vector<ports::Guard>& guards,
+      const std::vector<ports::UsageChange>& usage) override;
 
  private:
   SqliteStateStore(std::unique_ptr<sqlite::Database> db, std::unique_ptr<sqlite::Database> reader);
