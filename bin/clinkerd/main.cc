@@ -223,6 +223,8 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
   std::unique_ptr<clinker::services::CapabilityCache> api_capabilities;
   std::unique_ptr<clinker::services::MessagesApi> messages_api;
   std::unique_ptr<clinker::services::TypesApi> types_api;
+  std::unique_ptr<clinker::services::GroupTypesApi> group_types_api;
+  std::unique_ptr<clinker::services::GroupsApi> groups_api;
   std::unique_ptr<clinker::ports::TokenValidator> token_validator;  // auth_strategy = keystone
   std::unique_ptr<clinker::services::Authenticator> authenticator;
   std::unique_ptr<clinker::services::ApiService> api;
@@ -290,6 +292,14 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
     if (auto default_type = types_api->catalog().Default(); !default_type) {
       return Fail("[api] default_volume_type", default_type.error());
     }
+    group_types_api = std::make_unique<clinker::services::GroupTypesApi>(
+        *store, clock, clinker::services::GroupTypesApiOptions{config.max_limit});
+    groups_api = std::make_unique<clinker::services::GroupsApi>(
+        *store,
+        clock,
+        *volumes_api,
+        *snapshots_api,
+        clinker::services::GroupsApiOptions{config.max_limit, config.availability_zone});
     clinker::services::ApiAuthOptions auth;
     auth.policy = policy;
     if (config.auth_strategy == "keystone") {
@@ -325,6 +335,7 @@ int Run(const clinkerd::Config& config, const sigset_t& stop_signals) {
                                                           std::move(auth),
                                                           messages_api.get());
     api->ServeTransfers(transfers_api.get());
+    api->ServeGroups(group_types_api.get(), groups_api.get());
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;

@@ -46,6 +46,10 @@ enum class Table {
   kMessages,
   kVolumeTypes,
   kVolumeTypeAccess,
+  // Generic volume groups (migration 11).
+  kGroupTypes,
+  kGroups,
+  kGroupSnapshots,
 };
 
 // One expected value of a conditional update or a filter of a list. All expectations of a call

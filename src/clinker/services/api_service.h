@@ -17,6 +17,8 @@
 #include "clinker/ports/http_types.h"
 #include "clinker/services/attachments_api.h"
 #include "clinker/services/backups_api.h"
+#include "clinker/services/group_types_api.h"
+#include "clinker/services/groups_api.h"
 #include "clinker/services/messages_api.h"
 #include "clinker/services/services_api.h"
 #include "clinker/services/snapshots_api.h"
@@ -66,6 +68,14 @@ class ApiService {
   // must outlive this ApiService; without it they are 404. Call before the first Handle.
   void ServeTransfers(TransfersApi* transfers) { transfers_ = transfers; }
 
+  // Serves group types (/group_types, 3.11+), groups (/groups, 3.13+) and group snapshots
+  // (/group_snapshots, 3.14+) through these, which must outlive this ApiService; without them
+  // those URLs are 404. Call before the first Handle.
+  void ServeGroups(GroupTypesApi* group_types, GroupsApi* groups) {
+    group_types_ = group_types;
+    groups_ = groups;
+  }
+
  private:
   HttpResponse Route(const HttpRequest& request);
   HttpResponse RouteV3(const HttpRequest& request);
@@ -105,6 +115,15 @@ class ApiService {
   HttpResponse RouteTypes(const RequestContext& context,
                           const HttpRequest& request,
                           const std::vector<std::string>& rest);
+  HttpResponse RouteGroupTypes(const RequestContext& context,
+                               const HttpRequest& request,
+                               const std::vector<std::string>& rest);
+  HttpResponse RouteGroups(const RequestContext& context,
+                           const HttpRequest& request,
+                           const std::vector<std::string>& rest);
+  HttpResponse RouteGroupSnapshots(const RequestContext& context,
+                                   const HttpRequest& request,
+                                   const std::vector<std::string>& rest);
 
   VolumesApi& volumes_;
   SnapshotsApi& snapshots_;
@@ -112,6 +131,8 @@ class ApiService {
   BackupsApi& backups_;
   ServicesApi& services_;
   TransfersApi* transfers_ = nullptr;
+  GroupTypesApi* group_types_ = nullptr;
+  GroupsApi* groups_ = nullptr;
   TypesApi& types_;
   const ApiAuthOptions auth_;
   MessagesApi* const messages_;

@@ -23,6 +23,7 @@ Result<Snapshot> SnapshotFromRow(const ports::Row& row) {
   snapshot.description = OptionalText(row, "display_description");
   snapshot.metadata = MetadataFromJson(TextOr(row, "metadata", "{}"));
   snapshot.operation_id = OptionalText(row, "operation_id");
+  snapshot.group_snapshot_id = OptionalText(row, "group_snapshot_id");
   snapshot.created_at = TextOr(row, "created_at", "");
   snapshot.updated_at = OptionalText(row, "updated_at");
   snapshot.deleted = IntegerOr(row, "deleted", 0) != 0;
@@ -42,6 +43,7 @@ ports::Row SnapshotToRow(const Snapshot& snapshot) {
       {"display_description", TextOrNull(snapshot.description)},
       {"metadata", MetadataToJson(snapshot.metadata)},
       {"operation_id", TextOrNull(snapshot.operation_id)},
+      {"group_snapshot_id", TextOrNull(snapshot.group_snapshot_id)},
       {"created_at", snapshot.created_at},
       {"updated_at", TextOrNull(snapshot.updated_at)},
       {"deleted", std::int64_t{snapshot.deleted ? 1 : 0}},

@@ -128,6 +128,12 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
       return volume_types_;
     case Table::kVolumeTypeAccess:
       return volume_type_access_;
+    case Table::kGroupTypes:
+      return group_types_;
+    case Table::kGroups:
+      return groups_;
+    case Table::kGroupSnapshots:
+      return group_snapshots_;
   }
   CLINKER_ASSERT(false, "unknown table");
   return volumes_;

@@ -65,6 +65,9 @@ class MemoryStateStore final : public ports::StateStore {
   Rows messages_;
   Rows volume_types_;
   Rows volume_type_access_;
+  Rows group_types_;
+  Rows groups_;
+  Rows group_snapshots_;
 };
 
 }  // namespace clinker::adapters
