@@ -648,38 +648,59 @@ TEST_F(GroupsApiTest, CreateFromSourceMakesOneMemberPerSource) {
   EXPECT_EQ(Body(api_.Send("GET", "groups/" + copy))["group"]["status"], "available");
 }
 
+// A group snapshot `creating` with two member snapshots still `creating`; its id.
+std::string CreatingGroupSnapshot(ports::StateStore& store, const FakeClock& clock) {
+  GroupSnapshot parent;
+  parent.id = NewUuid();
+  parent.project_id = std::string(kProject);
+  parent.user_id = "user";
+  parent.group_id = NewUuid();
+  parent.group_type_id = NewUuid();
+  parent.status = "creating";
+  parent.created_at = FormatTimestamp(clock.WallNow());
+  EXPECT_TRUE(store.Insert(Table::kGroupSnapshots, GroupSnapshotToRow(parent)).has_value());
+  for (int i = 0; i < 2; ++i) {
+    Snapshot snapshot;
+    snapshot.id = NewUuid();
+    snapshot.project_id = std::string(kProject);
+    snapshot.user_id = "user";
+    snapshot.volume_id = NewUuid();
+    snapshot.status = SnapshotStatus::kCreating;
+    snapshot.group_snapshot_id = parent.id;
+    snapshot.created_at = parent.created_at;
+    EXPECT_TRUE(store.Insert(Table::kSnapshots, SnapshotToRow(snapshot)).has_value());
+  }
+  return parent.id;
+}
+
+std::vector<std::string> Members(ports::StateStore& store, const std::string& group_snapshot_id) {
+  ports::ListQuery query;
+  query.filters = {ports::Expectation::Equals("group_snapshot_id", group_snapshot_id)};
+  std::vector<std::string> ids;
+  auto rows = store.List(Table::kSnapshots, query);
+  EXPECT_TRUE(rows.has_value());
+  if (rows) {
+    ids.reserve(rows->size());
+    for (const ports::Row& row : *rows) {
+      ids.push_back(TextOf(row, "id"));
+    }
+  }
+  return ids;
+}
+
 // Two member snapshots finish at once: whichever order their final writes and completion
 // attempts interleave in, exactly one attempt completes the group snapshot.
 void RaceTwoFinishers(ports::StateStore& inner, int rounds) {
   CountingStateStore store(inner);
   FakeClock clock;
   for (int round = 0; round < rounds; ++round) {
-    const std::string id = NewUuid();
-    GroupSnapshot parent;
-    parent.id = id;
-    parent.project_id = std::string(kProject);
-    parent.user_id = "user";
-    parent.group_id = NewUuid();
-    parent.group_type_id = NewUuid();
-    parent.status = "creating";
-    parent.created_at = FormatTimestamp(clock.WallNow());
-    ASSERT_TRUE(store.Insert(Table::kGroupSnapshots, GroupSnapshotToRow(parent)).has_value());
-    std::vector<std::string> members;
-    for (int i = 0; i < 2; ++i) {
-      Snapshot snapshot;
-      snapshot.id = NewUuid();
-      snapshot.project_id = std::string(kProject);
-      snapshot.user_id = "user";
-      snapshot.volume_id = NewUuid();
-      snapshot.status = SnapshotStatus::kCreating;
-      snapshot.group_snapshot_id = id;
-      snapshot.created_at = parent.created_at;
-      ASSERT_TRUE(store.Insert(Table::kSnapshots, SnapshotToRow(snapshot)).has_value());
-      members.push_back(snapshot.id);
-    }
+    const std::string id = CreatingGroupSnapshot(store, clock);
+    std::vector<std::string> members = Members(store, id);
+    ASSERT_EQ(members.size(), 2u);
     const int before = store.StatusChanges();
     std::latch start(2);
     std::vector<std::thread> finishers;
+    finishers.reserve(members.size());
     for (const std::string& member : members) {
       finishers.emplace_back([&, member] {
         start.arrive_and_wait();
@@ -727,29 +748,9 @@ TEST(GroupCompletionRaceTest, BothInterleavingsCompleteOnce) {
   CountingStateStore store(inner);
   FakeClock clock;
   for (bool attempt_between : {false, true}) {
-    const std::string id = NewUuid();
-    GroupSnapshot parent;
-    parent.id = id;
-    parent.project_id = std::string(kProject);
-    parent.user_id = "user";
-    parent.group_id = NewUuid();
-    parent.group_type_id = NewUuid();
-    parent.status = "creating";
-    parent.created_at = FormatTimestamp(clock.WallNow());
-    ASSERT_TRUE(store.Insert(Table::kGroupSnapshots, GroupSnapshotToRow(parent)).has_value());
-    std::vector<std::string> members;
-    for (int i = 0; i < 2; ++i) {
-      Snapshot snapshot;
-      snapshot.id = NewUuid();
-      snapshot.project_id = std::string(kProject);
-      snapshot.user_id = "user";
-      snapshot.volume_id = NewUuid();
-      snapshot.status = SnapshotStatus::kCreating;
-      snapshot.group_snapshot_id = id;
-      snapshot.created_at = parent.created_at;
-      ASSERT_TRUE(store.Insert(Table::kSnapshots, SnapshotToRow(snapshot)).has_value());
-      members.push_back(snapshot.id);
-    }
+    const std::string id = CreatingGroupSnapshot(store, clock);
+    std::vector<std::string> members = Members(store, id);
+    ASSERT_EQ(members.size(), 2u);
     const int before = store.StatusChanges();
     auto finish = [&](const std::string& member) {
       ASSERT_TRUE(store

@@ -228,7 +228,13 @@ TEST_F(SqliteStateStoreTest, StoresOpeningAFreshFileTogetherMigrateOnce) {
 // reverse), and a type, nullability or default that drifted.
 TEST_F(SqliteStateStoreTest, MigratedTablesMatchTheSchema) {
   { ASSERT_NE(MustOpen(), nullptr); }
-  for (Table table : {Table::kVolumes, Table::kSnapshots, Table::kServices, Table::kClusters}) {
+  for (Table table : {Table::kVolumes,
+                      Table::kSnapshots,
+                      Table::kServices,
+                      Table::kClusters,
+                      Table::kGroupTypes,
+                      Table::kGroups,
+                      Table::kGroupSnapshots}) {
     SCOPED_TRACE(std::string(ports::TableName(table)));
     std::vector<Row> info =
         Query("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('" +
