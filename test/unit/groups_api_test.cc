@@ -398,6 +398,13 @@ TEST_F(GroupsApiTest, GroupsAreAvailableAtOnceAndShowCindersKeysPerMicroversion)
   EXPECT_EQ(Keys(Body(api_.Send("GET", "groups/" + id, nullptr, "3.14"))["group"]), with_sources);
   with_sources.insert("replication_status");
   EXPECT_EQ(Keys(Body(api_.Send("GET", "groups/" + id, nullptr, "3.38"))["group"]), with_sources);
+  // The member volumes' ids with list_volume=true from 3.25.
+  json listed =
+      Body(api_.Send("GET", "groups/" + id, nullptr, "3.25", {{"list_volume", "true"}}))["group"];
+  EXPECT_EQ(listed["volumes"], json::array());
+  EXPECT_FALSE(
+      Body(api_.Send("GET", "groups/" + id, nullptr, "3.24", {{"list_volume", "true"}}))["group"]
+          .contains("volumes"));
 
   json summary = Body(api_.Send("GET", "groups", nullptr, "3.13"))["groups"];
   ASSERT_EQ(summary.size(), 1u);
@@ -453,6 +460,13 @@ TEST_F(GroupsApiTest, VolumesJoinWithGroupIdAndLeaveOnlyWithTheGroup) {
       404);
   // A member cannot be deleted on its own.
   EXPECT_EQ(api_.Send("DELETE", "volumes/" + volume, nullptr, "3.13").status, 400);
+  // Nor retyped (as Cinder: its type must stay one of the group's).
+  EXPECT_EQ(api_.Send("POST",
+                      "volumes/" + volume + "/action",
+                      {{"os-retype", {{"new_type", other_type}}}},
+                      "3.13")
+                .status,
+            400);
 
   // Update: remove, then add back; an unknown volume is refused and nothing changes.
   EXPECT_EQ(api_.Send("PUT", "groups/" + group, {{"group", json::object()}}).status, 400);

@@ -809,7 +809,7 @@ HttpResponse ApiService::RouteGroups(const RequestContext& context,
   }
   if (rest.size() == 2) {
     if (method == "GET") {
-      return groups_->Show(context, rest[1]);
+      return groups_->Show(context, request, rest[1]);
     }
     if (method == "PUT") {
       return groups_->Update(context, request, rest[1]);

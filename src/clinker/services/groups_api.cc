@@ -462,12 +462,14 @@ HttpResponse GroupsApi::Create(const RequestContext& context, const HttpRequest&
   return JsonResponse(202, {{"group", {{"id", group.id}, {"name", NullOr(group.name)}}}});
 }
 
-HttpResponse GroupsApi::Show(const RequestContext& context, std::string_view group_id) {
+HttpResponse GroupsApi::Show(const RequestContext& context,
+                             const HttpRequest& request,
+                             std::string_view group_id) {
   auto group = VisibleGroup(context, group_id);
   if (!group) {
     return group.error();
   }
-  return JsonResponse(200, {{"group", GroupView(context, nullptr, *group)}});
+  return JsonResponse(200, {{"group", GroupView(context, &request, *group)}});
 }
 
 HttpResponse GroupsApi::List(const RequestContext& context,

@@ -109,7 +109,10 @@ class GroupsApi {
             GroupsApiOptions options);
 
   HttpResponse Create(const RequestContext& context, const HttpRequest& request);
-  HttpResponse Show(const RequestContext& context, std::string_view group_id);
+  // `list_volume=true` (3.25+) adds the member volumes' ids.
+  HttpResponse Show(const RequestContext& context,
+                    const HttpRequest& request,
+                    std::string_view group_id);
   HttpResponse List(const RequestContext& context, const HttpRequest& request, bool detail);
   HttpResponse Update(const RequestContext& context,
                       const HttpRequest& request,

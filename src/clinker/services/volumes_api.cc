@@ -1194,10 +1194,12 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
       return Fault(403, "Policy doesn't allow volume:multiattach to be performed.");
     }
   }
-  // Cinder's conditional update: available or in-use, no migration under way, still the type it
-  // had (exactly, so a racing retype is not undone).
+  // Cinder's conditional update: available or in-use, no migration under way, in no group (a
+  // group's volumes keep one of its types), still the type it had (exactly, so a racing retype
+  // is not undone).
   std::vector<Expectation> expected = {
       Expectation::Equals("deleted", std::int64_t{0}),
+      Expectation::IsNull("group_id"),
       Expectation::In("status", {Status(VolumeStatus::kAvailable), Status(VolumeStatus::kInUse)}),
       Expectation::NotIn("migration_status",
                          {Text("migrating"), Text("starting"), Text("completing")}),
