@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <latch>
 #include <memory>
 #include <optional>
@@ -100,6 +101,14 @@ class CountingStateStore final : public ports::StateStore {
 
   int StatusChanges() const { return changes_.load(); }
 
+  // Runs `hook` once, right after the first update of a `table` row that sets its status to
+  // `status`: the way to let a volume node finish a member while the API is still at work.
+  void AfterUpdateTo(Table table, std::string status, std::function<void(std::string_view)> hook) {
+    hook_table_ = table;
+    hook_status_ = std::move(status);
+    hook_ = std::move(hook);
+  }
+
   Result<void> Insert(Table table, const ports::Row& row) override {
     return inner_.Insert(table, row);
   }
@@ -119,6 +128,12 @@ class CountingStateStore final : public ports::StateStore {
       const std::vector<ports::Expectation>& expected,
       const std::vector<ports::Guard>& guards) override {
     auto updated = inner_.ConditionalUpdate(table, id, values, expected, guards);
+    if (hook_ && updated && updated->has_value() && table == hook_table_ &&
+        values.contains("status") && values.at("status") == ports::Value(hook_status_)) {
+      std::function<void(std::string_view)> hook = std::move(hook_);
+      hook_ = nullptr;
+      hook(id);
+    }
     if (updated && updated->has_value() &&
         (table == Table::kGroupSnapshots || table == Table::kGroups) && values.contains("status")) {
       changes_.fetch_add(1);
@@ -129,6 +144,9 @@ class CountingStateStore final : public ports::StateStore {
  private:
   ports::StateStore& inner_;
   std::atomic<int> changes_{0};
+  Table hook_table_ = Table::kVolumes;
+  std::string hook_status_;
+  std::function<void(std::string_view)> hook_;
 };
 
 class GroupsHarness {
@@ -516,6 +534,49 @@ TEST_F(GroupsApiTest, DeleteQueuesTheMembersDeletesAndTheLastOneCompletesIt) {
   EXPECT_EQ(api_.Send("GET", "groups/" + group).status, 404);
   // Now the group type is free.
   EXPECT_EQ(api_.Send("DELETE", "group_types/" + group_type, nullptr, "3.11").status, 202);
+}
+
+// A member's delete job may finish while the API is still queuing the other members' deletes
+// (the node is fast): it must not complete the group (as error_deleting, the others not yet
+// being deleted). The group stays `deleting_queued` (shown deleting) until all are queued.
+TEST(GroupsDeleteRaceTest, AMemberFinishingWhileTheApiQueuesTheOthersDoesNotCompleteTheGroup) {
+  MemoryStateStore inner;
+  CountingStateStore store(inner);
+  GroupsHarness api(store);
+  const std::string volume_type = api.VolumeType();
+  const std::string group = api.Group(api.GroupType(), volume_type);
+  const std::string first = api.MemberVolume(group, volume_type);
+  const std::string second = api.MemberVolume(group, volume_type);
+  std::string finished;
+  store.AfterUpdateTo(
+      Table::kVolumes,
+      std::string(domain::StoredName(VolumeStatus::kDeletingQueued)),
+      [&](std::string_view id) {
+        // What the volume node does with the first member's job before the API goes on.
+        finished = std::string(id);
+        auto gone = inner.ConditionalUpdate(
+            Table::kVolumes,
+            finished,
+            {{"status", Status(VolumeStatus::kDeleted)}, {"deleted", std::int64_t{1}}},
+            {},
+            {});
+        ASSERT_TRUE(gone.has_value() && gone->has_value());
+        ASSERT_TRUE(TryCompleteGroup(store, api.clock(), group).has_value());
+      });
+  auto deleting =
+      api.Send("POST", "groups/" + group + "/action", {{"delete", {{"delete-volumes", true}}}});
+  ASSERT_EQ(deleting.status, 202) << deleting.body;
+  ASSERT_FALSE(finished.empty()) << "the hook never ran";
+  EXPECT_EQ(TextOf(api.Row(Table::kGroups, group), "status"), "deleting");
+  EXPECT_EQ(Body(api.Send("GET", "groups/" + group))["group"]["status"], "deleting");
+  const std::string other = finished == first ? second : first;
+  EXPECT_EQ(TextOf(api.Row(Table::kVolumes, other), "status"),
+            domain::StoredName(VolumeStatus::kDeletingQueued));
+  api.Set(Table::kVolumes,
+          other,
+          {{"status", Status(VolumeStatus::kDeleted)}, {"deleted", std::int64_t{1}}});
+  ASSERT_TRUE(TryCompleteGroup(store, api.clock(), group).has_value());
+  EXPECT_EQ(api.Send("GET", "groups/" + group).status, 404);
 }
 
 TEST_F(GroupsApiTest, AnEmptyGroupIsDeletedAtOnceAndResetStatusIsFrom320) {

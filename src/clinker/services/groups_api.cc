@@ -156,9 +156,11 @@ Result<std::vector<ports::Row>> ListRows(ports::StateStore& store,
     if (std::find(filterable.begin(), filterable.end(), key) == filterable.end()) {
       return std::vector<ports::Row>{};
     }
-    if (key == "status" && text == "creating") {
-      query.filters.push_back(
-          Expectation::In("status", {Text("creating"), Text(kGroupCreatingQueued)}));
+    if (key == "status" && (text == kGroupCreating || text == kGroupDeleting)) {
+      query.filters.push_back(Expectation::In(
+          "status",
+          {Text(text),
+           Text(text == kGroupCreating ? kGroupCreatingQueued : kGroupDeletingQueued)}));
     } else {
       query.filters.push_back(Expectation::Equals(key, text));
     }
@@ -169,7 +171,10 @@ Result<std::vector<ports::Row>> ListRows(ports::StateStore& store,
 }  // namespace
 
 std::string_view ShownGroupStatus(std::string_view stored) {
-  return stored == kGroupCreatingQueued ? kGroupCreating : stored;
+  if (stored == kGroupCreatingQueued) {
+    return kGroupCreating;
+  }
+  return stored == kGroupDeletingQueued ? kGroupDeleting : stored;
 }
 
 Result<Group> GroupFromRow(const ports::Row& row) {
@@ -798,8 +803,8 @@ HttpResponse GroupsApi::DeleteGroup(const RequestContext& context,
   const std::string now = FormatTimestamp(clock_.WallNow());
   std::vector<Expectation> expected = {Expectation::Equals("deleted", std::int64_t{0})};
   if (delete_volumes) {
-    expected.push_back(
-        Expectation::NotIn("status", {Text(kGroupDeleting), Text(kGroupCreatingQueued)}));
+    expected.push_back(Expectation::NotIn(
+        "status", {Text(kGroupDeleting), Text(kGroupDeletingQueued), Text(kGroupCreatingQueued)}));
   } else {
     expected.push_back(Expectation::In("status", {Text(kGroupAvailable), Text(kGroupError)}));
   }
@@ -812,11 +817,12 @@ HttpResponse GroupsApi::DeleteGroup(const RequestContext& context,
   if (!delete_volumes) {
     guards.push_back(Guard::NoLiveRowReferences(ports::Table::kVolumes, "group_id"));
   }
-  auto deleting = store_.ConditionalUpdate(ports::Table::kGroups,
-                                           id,
-                                           {{"status", Text(kGroupDeleting)}, {"updated_at", now}},
-                                           expected,
-                                           guards);
+  auto deleting =
+      store_.ConditionalUpdate(ports::Table::kGroups,
+                               id,
+                               {{"status", Text(kGroupDeletingQueued)}, {"updated_at", now}},
+                               expected,
+                               guards);
   if (!deleting) {
     return FaultFromError(deleting.error());
   }
@@ -841,10 +847,7 @@ HttpResponse GroupsApi::DeleteGroup(const RequestContext& context,
       }
     }
   }
-  if (auto completed = TryCompleteGroup(store_, clock_, id); !completed) {
-    log::Warn("group.completion_deferred",
-              {{"group_id", id}, {"error", completed.error().ToString()}});
-  }
+  FinishQueuing(ports::Table::kGroups, id, kGroupDeletingQueued, kGroupDeleting);
   log::Info("group.delete_accepted", {{"group_id", id}});
   return Accepted();
 }
@@ -899,19 +902,21 @@ HttpResponse GroupsApi::ResetStatus(ports::Table table,
   return Accepted();
 }
 
-void GroupsApi::FinishQueuing(ports::Table table, const std::string& id, bool failed) {
-  auto moved = store_.ConditionalUpdate(table,
-                                        id,
-                                        {{"status", Text(failed ? kGroupError : kGroupCreating)},
-                                         {"updated_at", FormatTimestamp(clock_.WallNow())}},
-                                        {Expectation::Equals("deleted", std::int64_t{0}),
-                                         Expectation::Equals("status", Text(kGroupCreatingQueued))},
-                                        {});
+void GroupsApi::FinishQueuing(ports::Table table,
+                              const std::string& id,
+                              std::string_view from,
+                              std::string_view to) {
+  auto moved = store_.ConditionalUpdate(
+      table,
+      id,
+      {{"status", Text(to)}, {"updated_at", FormatTimestamp(clock_.WallNow())}},
+      {Expectation::Equals("deleted", std::int64_t{0}), Expectation::Equals("status", Text(from))},
+      {});
   if (!moved) {
     log::Warn("group.queuing_not_finished", {{"id", id}, {"error", moved.error().ToString()}});
     return;
   }
-  if (failed) {
+  if (to == kGroupError) {
     return;
   }
   auto completed = table == ports::Table::kGroups ? TryCompleteGroup(store_, clock_, id)
@@ -1037,7 +1042,8 @@ HttpResponse GroupsApi::CreateFromSource(const RequestContext& context,
           {{"group_id", group.id}, {"source_id", TextOr(source, "id", "")}, {"answer", made.body}});
     }
   }
-  FinishQueuing(ports::Table::kGroups, group.id, failed);
+  FinishQueuing(
+      ports::Table::kGroups, group.id, kGroupCreatingQueued, failed ? kGroupError : kGroupCreating);
   log::Info("group.create_from_source_accepted",
             {{"group_id", group.id}, {"members", static_cast<long long>(sources.size())}});
   return JsonResponse(202, {{"group", {{"id", group.id}, {"name", NullOr(group.name)}}}});
@@ -1108,7 +1114,10 @@ HttpResponse GroupsApi::CreateSnapshot(const RequestContext& context, const Http
                  {"answer", made.body}});
     }
   }
-  FinishQueuing(ports::Table::kGroupSnapshots, snapshot.id, failed);
+  FinishQueuing(ports::Table::kGroupSnapshots,
+                snapshot.id,
+                kGroupCreatingQueued,
+                failed ? kGroupError : kGroupCreating);
   log::Info("group_snapshot.create_accepted",
             {{"group_snapshot_id", snapshot.id},
              {"group_id", group->id},
@@ -1183,7 +1192,7 @@ HttpResponse GroupsApi::DeleteSnapshot(const RequestContext& context,
   auto deleting = store_.ConditionalUpdate(
       ports::Table::kGroupSnapshots,
       id,
-      {{"status", Text(kGroupDeleting)}, {"updated_at", FormatTimestamp(clock_.WallNow())}},
+      {{"status", Text(kGroupDeletingQueued)}, {"updated_at", FormatTimestamp(clock_.WallNow())}},
       {Expectation::Equals("deleted", std::int64_t{0}),
        Expectation::In("status", {Text(kGroupAvailable), Text(kGroupError)})},
       // Cinder's group_creating_from_src: not while a group is being made from it.
@@ -1211,10 +1220,7 @@ HttpResponse GroupsApi::DeleteSnapshot(const RequestContext& context,
       }
     }
   }
-  if (auto completed = TryCompleteGroupSnapshot(store_, clock_, id); !completed) {
-    log::Warn("group_snapshot.completion_deferred",
-              {{"group_snapshot_id", id}, {"error", completed.error().ToString()}});
-  }
+  FinishQueuing(ports::Table::kGroupSnapshots, id, kGroupDeletingQueued, kGroupDeleting);
   log::Info("group_snapshot.delete_accepted", {{"group_snapshot_id", id}});
   return Accepted();
 }

@@ -13,10 +13,11 @@
 //   queuing the members), then the members are made and queued, then the API moves the row to
 //   `creating` and tries to complete it; each member's job completes it when it is the last
 //   (group_completion.h). A member the API could not make sets the row to `error`.
-// - A group delete (delete-volumes) and a group snapshot delete move the row to `deleting`
-//   (a conditional update guarded as Cinder's: no group snapshot of the group, no group being
-//   created from it), queue each member's delete, and try to complete; the last member's delete
-//   job soft-deletes the row (or sets `error_deleting` when a member could not be deleted).
+// - A group delete (delete-volumes) and a group snapshot delete move the row to
+//   `deleting_queued` (shown `deleting`; a conditional update guarded as Cinder's: no group
+//   snapshot of the group, no group being created from it), queue each member's delete, move it
+//   to `deleting` and try to complete; the last member's delete job soft-deletes the row (or
+//   sets `error_deleting` when a member could not be deleted).
 //
 // Cinder's checks and messages (cinder/group/api.py, api/v3/groups.py, group_snapshots.py):
 // groups of the caller's project (an admin's: any, lists with all_tenants); update changes name
@@ -54,9 +55,12 @@ inline constexpr Microversion kGroupVolumeListMicroversion{3, 25};
 inline constexpr Microversion kGroupReplicationMicroversion{3, 38};
 inline constexpr Microversion kGroupProjectIdMicroversion{3, 58};
 
-// The stored status of a group or group snapshot whose members the API is still queuing; shown
-// as "creating". Group completion never touches it (group_completion.h).
+// The stored statuses of a group or group snapshot whose members' creates (deletes) the API is
+// still queuing; shown as "creating" ("deleting"). Group completion never touches them
+// (group_completion.h): a member that finishes while the API still queues the others must not
+// complete the parent.
 inline constexpr std::string_view kGroupCreatingQueued = "creating_queued";
+inline constexpr std::string_view kGroupDeletingQueued = "deleting_queued";
 
 struct Group {
   std::string id;
@@ -151,9 +155,12 @@ class GroupsApi {
                            const RequestContext& context,
                            const nlohmann::json& argument,
                            std::string_view id);
-  // Moves a row from creating_queued to `creating` (or `error` when a member could not be made)
-  // and tries to complete it.
-  void FinishQueuing(ports::Table table, const std::string& id, bool failed);
+  // Moves a row from `from` (creating_queued, deleting_queued) to `to` once every member's job
+  // is queued, and (unless `to` is error) tries to complete it.
+  void FinishQueuing(ports::Table table,
+                     const std::string& id,
+                     std::string_view from,
+                     std::string_view to);
   nlohmann::json GroupView(const RequestContext& context,
                            const HttpRequest* request,
                            const Group& group);
