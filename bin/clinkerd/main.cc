@@ -346,6 +346,8 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
   std::unique_ptr<clinker::services::MessagesApi> messages_api;
   std::unique_ptr<clinker::services::TypesApi> types_api;
   std::unique_ptr<clinker::services::QosApi> qos_api;
+  std::unique_ptr<clinker::services::GroupTypesApi> group_types_api;
+  std::unique_ptr<clinker::services::GroupsApi> groups_api;
   std::unique_ptr<clinker::ports::TokenValidator> token_validator;  // auth_strategy = keystone
   std::unique_ptr<clinker::services::Authenticator> authenticator;
   std::unique_ptr<clinker::services::ApiService> api;
@@ -421,6 +423,14 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     if (auto default_type = types_api->catalog().Default(); !default_type) {
       return Fail("[api] default_volume_type", default_type.error());
     }
+    group_types_api = std::make_unique<clinker::services::GroupTypesApi>(
+        *store, clock, clinker::services::GroupTypesApiOptions{config.max_limit});
+    groups_api = std::make_unique<clinker::services::GroupsApi>(
+        *store,
+        clock,
+        *volumes_api,
+        *snapshots_api,
+        clinker::services::GroupsApiOptions{config.max_limit, config.availability_zone});
     clinker::services::ApiAuthOptions auth;
     auth.policy = policy;
     if (config.auth_strategy == "keystone") {
@@ -459,6 +469,7 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     qos_api = std::make_unique<clinker::services::QosApi>(*store, clock, types_api->catalog());
     api->ServeQosSpecs(qos_api.get());
     api->ServeQuotas(quotas_api.get());
+    api->ServeGroups(group_types_api.get(), groups_api.get());
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;

@@ -1301,5 +1301,104 @@ TYPED_TEST(StateStoreContractTest, RacingInsertsAgainstALimitAdmitExactlyTheLimi
   EXPECT_EQ(InUse(this->store(), "p1", "gigabytes"), 0);
 }
 
+// --- Generic volume groups ----------------------------------------------------------------------
+
+// The group tables (migration 11) round-trip with their defaults; group type names are
+// live-unique like volume type names; and the guard group completion rests on
+// (services/group_completion.h): "no live member snapshot of this group snapshot is still
+// creating" holds only once every member left those statuses, and "no live member volume" only
+// once every member is soft-deleted.
+TYPED_TEST(StateStoreContractTest, GroupTablesRoundTripAndTheCompletionGuardsSeeBusyMembers) {
+  Row type = {{"id", Text("gt1")}, {"name", Text("gold")}, {"created_at", Text(kCreatedAt)}};
+  Row stored_type = this->MustInsert(Table::kGroupTypes, type);
+  EXPECT_EQ(stored_type.size(), ports::Columns(Table::kGroupTypes).size());
+  EXPECT_EQ(stored_type.at("is_public"), Int(1));
+  EXPECT_EQ(stored_type.at("group_specs"), Text("{}"));
+  Row same_name = {{"id", Text("gt2")}, {"name", Text("gold")}, {"created_at", Text(kCreatedAt)}};
+  auto duplicate = this->store().Insert(Table::kGroupTypes, same_name);
+  ASSERT_FALSE(duplicate);
+  EXPECT_EQ(duplicate.error().code, ErrorCode::kConflict) << duplicate.error().ToString();
+
+  Row group = {{"id", Text("g1")},
+               {"project_id", Text("p1")},
+               {"user_id", Text("u1")},
+               {"status", Text("available")},
+               {"group_type_id", Text("gt1")},
+               {"created_at", Text(kCreatedAt)}};
+  Row stored_group = this->MustInsert(Table::kGroups, group);
+  EXPECT_EQ(stored_group.size(), ports::Columns(Table::kGroups).size());
+  EXPECT_EQ(stored_group.at("volume_type_ids"), Text("[]"));
+  EXPECT_EQ(stored_group.at("availability_zone"), Text("nova"));
+  EXPECT_EQ(stored_group.at("source_group_id"), kNull);
+  // The group type's delete guard: no live group of the type.
+  const std::vector<Guard> type_guard = {
+      Guard::NoLiveRowReferences(Table::kGroups, "group_type_id")};
+  auto type_in_use = this->store().ConditionalUpdate(
+      Table::kGroupTypes, "gt1", {{"deleted", Int(1)}}, {}, type_guard);
+  ASSERT_TRUE(type_in_use) << type_in_use.error().ToString();
+  EXPECT_FALSE(type_in_use->has_value());
+
+  Row group_snapshot = {{"id", Text("gs1")},
+                        {"project_id", Text("p1")},
+                        {"user_id", Text("u1")},
+                        {"group_id", Text("g1")},
+                        {"group_type_id", Text("gt1")},
+                        {"status", Text("creating")},
+                        {"created_at", Text(kCreatedAt)}};
+  EXPECT_EQ(this->MustInsert(Table::kGroupSnapshots, group_snapshot).size(),
+            ports::Columns(Table::kGroupSnapshots).size());
+  Row volume = Volume("v1");
+  volume["group_id"] = Text("g1");
+  this->MustInsert(Table::kVolumes, volume);
+  for (const char* id : {"s1", "s2"}) {
+    Row snapshot = Snapshot(id, "v1");
+    snapshot["status"] = Text("creating");
+    snapshot["group_snapshot_id"] = Text("gs1");
+    this->MustInsert(Table::kSnapshots, snapshot);
+  }
+  const std::vector<Guard> none_creating = {Guard::NoLiveRowReferences(
+      Table::kSnapshots,
+      "group_snapshot_id",
+      {Expectation::In("status", {Text("creating_queued"), Text("creating")})})};
+  auto complete = [&] {
+    return this->store().ConditionalUpdate(Table::kGroupSnapshots,
+                                           "gs1",
+                                           {{"status", Text("available")}},
+                                           {Expectation::Equals("status", Text("creating"))},
+                                           none_creating);
+  };
+  auto early = complete();
+  ASSERT_TRUE(early) << early.error().ToString();
+  EXPECT_FALSE(early->has_value()) << "completed with two members still creating";
+  ASSERT_TRUE(this->store().ConditionalUpdate(
+      Table::kSnapshots, "s1", {{"status", Text("available")}}, {}, {}));
+  auto still_early = complete();
+  ASSERT_TRUE(still_early) << still_early.error().ToString();
+  EXPECT_FALSE(still_early->has_value()) << "completed with one member still creating";
+  ASSERT_TRUE(this->store().ConditionalUpdate(
+      Table::kSnapshots, "s2", {{"status", Text("available")}}, {}, {}));
+  auto done = complete();
+  ASSERT_TRUE(done) << done.error().ToString();
+  EXPECT_TRUE(done->has_value());
+  auto again = complete();
+  ASSERT_TRUE(again) << again.error().ToString();
+  EXPECT_FALSE(again->has_value()) << "completed twice";
+
+  // A group's delete completes only when no live member volume is left.
+  const std::vector<Guard> no_member = {Guard::NoLiveRowReferences(Table::kVolumes, "group_id")};
+  auto refused =
+      this->store().ConditionalUpdate(Table::kGroups, "g1", {{"deleted", Int(1)}}, {}, no_member);
+  ASSERT_TRUE(refused) << refused.error().ToString();
+  EXPECT_FALSE(refused->has_value());
+  this->MustWin("v1", {{"deleted", Int(1)}}, {});
+  auto allowed =
+      this->store().ConditionalUpdate(Table::kGroups, "g1", {{"deleted", Int(1)}}, {}, no_member);
+  ASSERT_TRUE(allowed) << allowed.error().ToString();
+  EXPECT_TRUE(allowed->has_value());
+  ListQuery members;
+  members.filters = {Expectation::Equals("group_snapshot_id", Text("gs1"))};
+  EXPECT_EQ(this->ListIds(Table::kSnapshots, members), (std::vector<std::string>{"s1", "s2"}));
+}
+
 }  // namespace
 }  // namespace clinker::adapters

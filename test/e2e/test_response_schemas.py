@@ -1,4 +1,4 @@
-"""End-to-end: every volume and snapshot answer matches Tempest's response schema for the
+"""End-to-end: every volume, snapshot and group answer matches Tempest's response schema for the
 microversion it was asked at.
 
 Goal: Tempest's response schemas (`tempest/lib/api_schema/response/volume/`, with
@@ -21,6 +21,9 @@ sys.dont_write_bytecode = True
 import clinker_harness as h  # noqa: E402
 
 try:
+    from tempest.lib.api_schema.response.volume import group_snapshots as group_snapshot_schemas
+    from tempest.lib.api_schema.response.volume import group_types as group_type_schemas
+    from tempest.lib.api_schema.response.volume import groups as group_schemas
     from tempest.lib.api_schema.response.volume import snapshots as snapshot_schemas
     from tempest.lib.api_schema.response.volume import volumes as volumes_3_0
     from tempest.lib.api_schema.response.volume.v3_61 import volumes as volumes_3_61
@@ -162,6 +165,103 @@ class ResponseSchemaTest(h.DaemonTestCase):
                                         body={"snapshot": {"name": "renamed"}},
                                         microversion=microversion),
                     snapshot_schemas.update_snapshot)
+
+    def test_group_answers_match_the_schema(self):
+        # Tempest's group schemas hold from 3.11 (group types), 3.13 (groups) and 3.14 (group
+        # snapshots, group_snapshot_id and source_group_id) up to 3.37: above, Cinder adds
+        # replication_status (allowed) and, for admins from 3.58, project_id (not in them).
+        d = self.daemon
+        for microversion in ("3.14", "3.20", "3.37"):
+            with self.subTest(microversion=microversion):
+                def request(method, path, body=None):
+                    return d.request(method, path, body=body, microversion=microversion)
+
+                created = request("POST", "group_types",
+                                  {"group_type": {"name": "gt-" + microversion,
+                                                  "group_specs": {"k": "v"}}})
+                self.check(created, group_type_schemas.create_group_type)
+                type_id = created.json()["group_type"]["id"]
+                self.check(request("GET", "group_types/" + type_id),
+                           group_type_schemas.show_group_type)
+                self.check(request("GET", "group_types"), group_type_schemas.list_group_types)
+                self.check(request("PUT", "group_types/" + type_id,
+                                   {"group_type": {"description": "d"}}),
+                           group_type_schemas.update_group_type)
+                self.check(request("GET", "group_types/%s/group_specs" % type_id),
+                           group_type_schemas.list_group_type_specs)
+                self.check(request("POST", "group_types/%s/group_specs" % type_id,
+                                   {"group_specs": {"a": "b"}}),
+                           group_type_schemas.create_or_update_group_type_specs)
+                self.check(request("GET", "group_types/%s/group_specs/a" % type_id),
+                           group_type_schemas.show_group_type_specs_item)
+                self.check(request("PUT", "group_types/%s/group_specs/a" % type_id, {"a": "c"}),
+                           group_type_schemas.update_group_type_specs_item)
+                self.check(request("DELETE", "group_types/%s/group_specs/a" % type_id),
+                           group_type_schemas.delete_group_type_specs_item)
+                volume_type = d.request("GET", "types/default").json()["volume_type"]["id"]
+
+                created = request("POST", "groups",
+                                  {"group": {"group_type": type_id, "volume_types": [volume_type],
+                                             "name": "g"}})
+                self.check(created, group_schemas.create_group)
+                group_id = created.json()["group"]["id"]
+                volume = request("POST", "volumes",
+                                 {"volume": {"size": 1, "volume_type": volume_type,
+                                             "group_id": group_id}}).json()["volume"]
+                h.wait_for(lambda: d.show_volume(volume["id"])["status"] == "available", WAIT_S,
+                           "volume %s available" % volume["id"])
+                self.check(request("GET", "groups/" + group_id), group_schemas.show_group)
+                self.check(request("GET", "groups"), group_schemas.list_groups_no_detail)
+                self.check(request("GET", "groups/detail"), group_schemas.list_groups_with_detail)
+                self.check(request("PUT", "groups/" + group_id, {"group": {"name": "h"}}),
+                           group_schemas.update_group)
+
+                created = request("POST", "group_snapshots",
+                                  {"group_snapshot": {"group_id": group_id, "name": "gs"}})
+                self.check(created, group_snapshot_schemas.create_group_snapshot)
+                snapshot_id = created.json()["group_snapshot"]["id"]
+                h.wait_for(
+                    lambda: request("GET", "group_snapshots/" + snapshot_id).json()
+                    ["group_snapshot"]["status"] == "available", WAIT_S,
+                    "group snapshot %s available" % snapshot_id)
+                self.check(request("GET", "group_snapshots/" + snapshot_id),
+                           group_snapshot_schemas.show_group_snapshot)
+                self.check(request("GET", "group_snapshots"),
+                           group_snapshot_schemas.list_group_snapshots_no_detail)
+                self.check(request("GET", "group_snapshots/detail"),
+                           group_snapshot_schemas.list_group_snapshots_with_detail)
+                created = request("POST", "groups/action",
+                                  {"create-from-src": {"group_snapshot_id": snapshot_id,
+                                                       "name": "copy"}})
+                self.check(created, group_schemas.create_group_from_source)
+                copy_id = created.json()["group"]["id"]
+                h.wait_for(
+                    lambda: request("GET", "groups/" + copy_id).json()["group"]["status"] ==
+                    "available", WAIT_S, "group %s available" % copy_id)
+                if microversion >= "3.19":
+                    self.check(request("POST", "group_snapshots/%s/action" % snapshot_id,
+                                       {"reset_status": {"status": "available"}}),
+                               group_snapshot_schemas.reset_group_snapshot_status)
+                if microversion >= "3.20":
+                    self.check(request("POST", "groups/%s/action" % group_id,
+                                       {"reset_status": {"status": "available"}}),
+                               group_schemas.reset_group_status)
+                self.check(request("POST", "groups/%s/action" % copy_id,
+                                   {"delete": {"delete-volumes": True}}),
+                           group_schemas.delete_group)
+                h.wait_for(lambda: request("GET", "groups/" + copy_id).status == 404, WAIT_S,
+                           "group %s deleted" % copy_id)
+                self.check(request("DELETE", "group_snapshots/" + snapshot_id),
+                           group_snapshot_schemas.delete_group_snapshot)
+                h.wait_for(lambda: request("GET", "group_snapshots/" + snapshot_id).status == 404,
+                           WAIT_S, "group snapshot %s deleted" % snapshot_id)
+                self.check(request("POST", "groups/%s/action" % group_id,
+                                   {"delete": {"delete-volumes": True}}),
+                           group_schemas.delete_group)
+                h.wait_for(lambda: request("GET", "groups/" + group_id).status == 404, WAIT_S,
+                           "group %s deleted" % group_id)
+                self.check(request("DELETE", "group_types/" + type_id),
+                           group_type_schemas.delete_group_type)
 
     def test_a_trailing_slash_is_an_empty_id(self):
         for method in ("GET", "PUT", "DELETE"):

@@ -317,6 +317,40 @@ const Case kCases[] = {
     {"GET", "extensions", "", "", kNoRule},
     {"GET", "extensions/os-vol-image-meta", "", "", kNoRule},
 
+    // Group types and group specs (show and list have no rule in Cinder), groups and their
+    // actions (create-from-src is POST /groups/action), group snapshots.
+    {"GET", "group_types", "", "", kNoRule},
+    {"GET", "group_types/g1", "", "", kNoRule},
+    {"POST", "group_types", "", R"({"group_type": {"name": "n"}})", p::kGroupTypeCreate},
+    {"PUT", "group_types/g1", "", R"({"group_type": {}})", p::kGroupTypeUpdate},
+    {"DELETE", "group_types/g1", "", "", p::kGroupTypeDelete},
+    {"GET", "group_types/g1/group_specs", "", "", p::kGroupTypeSpecsGetAll},
+    {"POST", "group_types/g1/group_specs", "", "{}", p::kGroupTypeSpecsCreate},
+    {"GET", "group_types/g1/group_specs/k", "", "", p::kGroupTypeSpecsGet},
+    {"PUT", "group_types/g1/group_specs/k", "", "{}", p::kGroupTypeSpecsUpdate},
+    {"DELETE", "group_types/g1/group_specs/k", "", "", p::kGroupTypeSpecsDelete},
+    {"GET", "groups", "", "", p::kGroupGetAll},
+    {"GET", "groups/detail", "", "", p::kGroupGetAll},
+    {"POST", "groups", "", R"({"group": {}})", p::kGroupCreate},
+    {"POST", "groups/action", "", R"({"create-from-src": {}})", p::kGroupCreate},
+    {"GET", "groups/g1", "", "", p::kGroupGet},
+    {"PUT", "groups/g1", "", R"({"group": {}})", p::kGroupUpdate},
+    {"DELETE", "groups/g1", "", "", kNoRule},
+    {"POST", "groups/g1/action", "", R"({"delete": {}})", p::kGroupDelete},
+    {"POST", "groups/g1/action", "", R"({"reset_status": {}})", p::kGroupResetStatus},
+    {"POST", "groups/g1/action", "", R"({"unknown": {}})", p::kGroupUpdate},
+    {"GET", "group_snapshots", "", "", p::kGroupSnapshotGetAll},
+    {"GET", "group_snapshots/detail", "", "", p::kGroupSnapshotGetAll},
+    {"POST", "group_snapshots", "", R"({"group_snapshot": {}})", p::kGroupSnapshotCreate},
+    {"GET", "group_snapshots/s1", "", "", p::kGroupSnapshotGet},
+    {"PUT", "group_snapshots/s1", "", "{}", p::kGroupSnapshotUpdate},
+    {"DELETE", "group_snapshots/s1", "", "", p::kGroupSnapshotDelete},
+    {"POST",
+     "group_snapshots/s1/action",
+     "",
+     R"({"reset_status": {}})",
+     p::kGroupSnapshotResetStatus},
+
     // Collections that do not exist, and no collection at all.
     {"POST", "no-such-collection", "", "{}", kNoRule},
     {"DELETE", "unknown/x", "", "", kNoRule},
@@ -392,7 +426,11 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                      "scheduler-stats",
                                                      "capabilities",
                                                      "messages",
-                                                     "qos-specs"};
+                                                     "qos-specs",
+
+                                                     "group_types",
+                                                     "groups",
+                                                     "group_snapshots"};
   const std::vector<std::string_view> shapes = {"",
                                                 "/detail",
                                                 "/summary",
@@ -413,7 +451,11 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 "/x1/associate",
                                                 "/x1/disassociate",
                                                 "/x1/disassociate_all",
-                                                "/x1/delete_keys"};
+                                                "/x1/delete_keys",
+
+                                                "/action",
+                                                "/x1/group_specs",
+                                                "/x1/group_specs/k"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   const std::vector<std::string_view> bodies = {"",
                                                 "{}",
@@ -437,7 +479,10 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 R"({"os-update_readonly_flag": {}})",
                                                 R"({"os-set_image_metadata": {}})",
                                                 R"({"os-unset_image_metadata": {}})",
-                                                R"({"os-show_image_metadata": {}})"};
+                                                R"({"os-show_image_metadata": {}})",
+                                                R"({"delete": {}})",
+                                                R"({"reset_status": {}})",
+                                                R"({"create-from-src": {}})"};
   const std::vector<std::string_view> queries = {"", "force=true", "force=0"};
 
   std::set<std::string> named;

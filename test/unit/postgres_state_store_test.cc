@@ -481,8 +481,13 @@ TEST_F(PostgresStateStoreTest, MigrationsAreRecordedOnceAndConcurrentOpensAreSaf
 
 TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
   ASSERT_NE(MustOpen(), nullptr);
-  for (Table table :
-       {Table::kVolumes, Table::kSnapshots, Table::kVolumeTypes, Table::kVolumeTypeAccess}) {
+  for (Table table : {Table::kVolumes,
+                      Table::kSnapshots,
+                      Table::kVolumeTypes,
+                      Table::kVolumeTypeAccess,
+                      Table::kGroupTypes,
+                      Table::kGroups,
+                      Table::kGroupSnapshots}) {
     std::string name(ports::TableName(table));
     SCOPED_TRACE(name);
     pqxx::result columns = Sql(
@@ -517,7 +522,8 @@ TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
   std::set<std::string> indexes;
   for (const pqxx::row& row :
        Sql("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND "
-           "tablename IN ('volumes', 'snapshots', 'volume_types', 'volume_type_projects')")) {
+           "tablename IN ('volumes', 'snapshots', 'volume_types', 'volume_type_projects', "
+           "'group_types', 'groups', 'group_snapshots')")) {
     indexes.insert(row[0].as<std::string>());
   }
   EXPECT_EQ(indexes,
@@ -537,7 +543,21 @@ TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
                                    "volume_types_pkey",
                                    "volume_types_live_name",
                                    "volume_type_projects_pkey",
-                                   "volume_type_projects_type"}));
+                                   "volume_type_projects_type",
+                                   // Migration 11: generic groups (the live-unique group type
+                                   // name, the completion and delete guards on members).
+                                   "volumes_group_id",
+                                   "snapshots_group_snapshot_id",
+                                   "group_types_pkey",
+                                   "group_types_live_name",
+                                   "groups_pkey",
+                                   "groups_project_id",
+                                   "groups_group_type_id",
+                                   "groups_group_snapshot_id",
+                                   "groups_source_group_id",
+                                   "group_snapshots_pkey",
+                                   "group_snapshots_group_id",
+                                   "group_snapshots_project_id"}));
 }
 
 TEST_F(PostgresStateStoreTest, TerminatedConnectionsAreReplacedOnNextUse) {

@@ -28,6 +28,7 @@
 #include "clinker/adapters/sqlite/sqlite_state_store.h"
 
 #include "support/api_harness.h"
+#include "support/forwarding_state_store.h"
 #include "support/temp_dir.h"
 
 namespace clinker::services {
@@ -40,38 +41,11 @@ using test_support::ApiHarness;
 
 // Runs a hook once, just after the next ConditionalUpdate of a volume type that sets
 // qos_specs_id. Not thread safe: armed before the request.
-class AfterAssociationWrite final : public ports::StateStore {
+class AfterAssociationWrite final : public test_support::ForwardingStateStore {
  public:
-  explicit AfterAssociationWrite(ports::StateStore& inner) : inner_(inner) {}
+  explicit AfterAssociationWrite(ports::StateStore& inner) : ForwardingStateStore(inner) {}
 
   void Arm(std::function<void()> hook) { hook_ = std::move(hook); }
-
-  Result<void> Insert(Table table, const ports::Row& row) override {
-    return InsertWithUsage(table, row, {});
-  }
-
-  Result<void> InsertWithUsage(Table table,
-                               const ports::Row& row,
-                               const std::vector<ports::UsageChange>& usage) override {
-    return inner_.InsertWithUsage(table, row, usage);
-  }
-
-  Result<ports::Row> Get(Table table, std::string_view id) override {
-    return inner_.Get(table, id);
-  }
-
-  Result<std::vector<ports::Row>> List(Table table, const ports::ListQuery& query) override {
-    return inner_.List(table, query);
-  }
-
-  Result<std::optional<ports::Row>> ConditionalUpdate(
-      Table table,
-      std::string_view id,
-      const ports::Row& values,
-      const std::vector<ports::Expectation>& expected,
-      const std::vector<ports::Guard>& guards) override {
-    return ConditionalUpdateWithUsage(table, id, values, expected, guards, {});
-  }
 
   Result<std::optional<ports::Row>> ConditionalUpdateWithUsage(
       Table table,
@@ -80,7 +54,8 @@ class AfterAssociationWrite final : public ports::StateStore {
       const std::vector<ports::Expectation>& expected,
       const std::vector<ports::Guard>& guards,
       const std::vector<ports::UsageChange>& usage) override {
-    auto updated = inner_.ConditionalUpdateWithUsage(table, id, values, expected, guards, usage);
+    auto updated = ForwardingStateStore::ConditionalUpdateWithUsage(
+        table, id, values, expected, guards, usage);
     if (hook_ && table == Table::kVolumeTypes && values.contains("qos_specs_id")) {
       std::function<void()> hook = std::move(hook_);
       hook_ = nullptr;
@@ -90,7 +65,6 @@ class AfterAssociationWrite final : public ports::StateStore {
   }
 
  private:
-  ports::StateStore& inner_;
   std::function<void()> hook_;
 };
 

@@ -110,6 +110,7 @@ TEST_F(SqliteStateStoreTest, OneWinnerPerRoundAmongSixteenConnections) {
   std::string round_id;
   std::barrier sync(kThreads + 1);
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int round = 0; round < kRounds; ++round) {
@@ -202,6 +203,7 @@ TEST_F(SqliteStateStoreTest, StoresOpeningAFreshFileTogetherMigrateOnce) {
   constexpr int kOpeners = 8;
   std::barrier sync(kOpeners);
   std::vector<std::future<Result<std::unique_ptr<SqliteStateStore>>>> opened;
+  opened.reserve(kOpeners);
   for (int i = 0; i < kOpeners; ++i) {
     opened.push_back(std::async(std::launch::async, [&] {
       sync.arrive_and_wait();
@@ -228,7 +230,13 @@ TEST_F(SqliteStateStoreTest, StoresOpeningAFreshFileTogetherMigrateOnce) {
 // reverse), and a type, nullability or default that drifted.
 TEST_F(SqliteStateStoreTest, MigratedTablesMatchTheSchema) {
   { ASSERT_NE(MustOpen(), nullptr); }
-  for (Table table : {Table::kVolumes, Table::kSnapshots, Table::kServices, Table::kClusters}) {
+  for (Table table : {Table::kVolumes,
+                      Table::kSnapshots,
+                      Table::kServices,
+                      Table::kClusters,
+                      Table::kGroupTypes,
+                      Table::kGroups,
+                      Table::kGroupSnapshots}) {
     SCOPED_TRACE(std::string(ports::TableName(table)));
     std::vector<Row> info =
         Query("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('" +

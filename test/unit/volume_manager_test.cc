@@ -23,6 +23,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -34,6 +35,7 @@
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
 #include "clinker/domain/status.h"
+#include "clinker/services/groups_api.h"
 #include "clinker/services/job_message.h"
 #include "clinker/services/lock_names.h"
 #include "clinker/services/snapshot_record.h"
@@ -630,6 +632,57 @@ TEST_P(VolumeManagerRuleTest, MalformedPayloadIsDone) {
 
 // Eight workers get the same create job at once (a duplicate publish plus redeliveries): the
 // lock serialises them, the first creates, the rest find the volume available and drop the job.
+// Generic groups (services/group_completion.h): the job of a group's member tries to complete
+// the group after its own work, and also when it is dropped as a duplicate: a node that died
+// between a member's final write and the group's completion leaves the job unacknowledged, and
+// its redelivery completes the group. A group with a member still busy is left alone.
+TEST_P(VolumeManagerRuleTest, AMemberJobCompletesItsGroupEvenWhenDroppedAsADuplicate) {
+  Group group;
+  group.id = NewUuid();
+  group.project_id = std::string(kProject);
+  group.user_id = "user";
+  group.status = "deleting";
+  group.group_type_id = NewUuid();
+  group.availability_zone = "nova";
+  group.created_at = FormatTimestamp(clock_.WallNow());
+  ASSERT_TRUE(store_.Insert(ports::Table::kGroups, GroupToRow(group)).has_value());
+  auto join = [&](const std::string& volume_id) {
+    auto joined = store_.ConditionalUpdate(
+        ports::Table::kVolumes, volume_id, {{"group_id", group.id}}, {}, {});
+    ASSERT_TRUE(joined.has_value() && joined->has_value());
+  };
+  // One member already deleted (its node died before completing the group), one still queued.
+  const std::string done_operation = NewUuid();
+  const std::string done = InsertVolume(VolumeStatus::kDeleted, done_operation, /*deleted=*/true);
+  join(done);
+  const std::string busy = InsertVolume(VolumeStatus::kDeletingQueued, NewUuid());
+  join(busy);
+  auto group_status = [&] {
+    auto row = store_.Get(ports::Table::kGroups, group.id);
+    EXPECT_TRUE(row.has_value());
+    return row ? std::make_pair(TextColumn(*row, "status"), IntegerColumn(*row, "deleted"))
+               : std::make_pair(std::optional<std::string>(), std::int64_t{-1});
+  };
+
+  EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, done, done_operation)), JobOutcome::kDone);
+  EXPECT_EQ(group_status(), std::make_pair(std::optional<std::string>("deleting"), std::int64_t{0}))
+      << "completed while a member is still queued for its delete";
+  EXPECT_EQ(driver_.CallCount("delete_volume"), 0) << "a duplicate did the work again";
+
+  // The other member is gone too (as its node would leave it): the redelivered duplicate of the
+  // first member's job completes the group.
+  auto gone =
+      store_.ConditionalUpdate(ports::Table::kVolumes,
+                               busy,
+                               {{"status", std::string(domain::StoredName(VolumeStatus::kDeleted))},
+                                {"deleted", std::int64_t{1}}},
+                               {},
+                               {});
+  ASSERT_TRUE(gone.has_value() && gone->has_value());
+  EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, done, done_operation)), JobOutcome::kDone);
+  EXPECT_EQ(group_status(), std::make_pair(std::optional<std::string>("deleted"), std::int64_t{1}));
+}
+
 TEST(VolumeManagerConcurrencyTest, SameCreateJobOnEightThreadsCallsTheDriverOnce) {
   constexpr int kThreads = 8;
   MemoryStateStore store;

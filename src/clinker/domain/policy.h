@@ -340,6 +340,34 @@ inline constexpr std::string_view kQosSpecsGet = "volume_extension:qos_specs_man
 inline constexpr std::string_view kQosSpecsCreate = "volume_extension:qos_specs_manage:create";
 inline constexpr std::string_view kQosSpecsUpdate = "volume_extension:qos_specs_manage:update";
 inline constexpr std::string_view kQosSpecsDelete = "volume_extension:qos_specs_manage:delete";
+// Generic volume groups (group_types.py, groups.py, group_actions.py, group_snapshots.py,
+// group_snapshot_actions.py).
+inline constexpr std::string_view kGroupTypesManage = "group:group_types_manage";
+inline constexpr std::string_view kGroupTypeCreate = "group:group_types:create";
+inline constexpr std::string_view kGroupTypeUpdate = "group:group_types:update";
+inline constexpr std::string_view kGroupTypeDelete = "group:group_types:delete";
+inline constexpr std::string_view kGroupTypeSpecsAttribute = "group:access_group_types_specs";
+inline constexpr std::string_view kGroupTypeSpecs = "group:group_types_specs";
+inline constexpr std::string_view kGroupTypeSpecsGet = "group:group_types_specs:get";
+inline constexpr std::string_view kGroupTypeSpecsGetAll = "group:group_types_specs:get_all";
+inline constexpr std::string_view kGroupTypeSpecsCreate = "group:group_types_specs:create";
+inline constexpr std::string_view kGroupTypeSpecsUpdate = "group:group_types_specs:update";
+inline constexpr std::string_view kGroupTypeSpecsDelete = "group:group_types_specs:delete";
+inline constexpr std::string_view kGroupCreate = "group:create";
+inline constexpr std::string_view kGroupUpdate = "group:update";
+inline constexpr std::string_view kGroupGet = "group:get";
+inline constexpr std::string_view kGroupGetAll = "group:get_all";
+inline constexpr std::string_view kGroupProjectAttribute = "group:group_project_attribute";
+inline constexpr std::string_view kGroupDelete = "group:delete";
+inline constexpr std::string_view kGroupResetStatus = "group:reset_status";
+inline constexpr std::string_view kGroupSnapshotCreate = "group:create_group_snapshot";
+inline constexpr std::string_view kGroupSnapshotDelete = "group:delete_group_snapshot";
+inline constexpr std::string_view kGroupSnapshotUpdate = "group:update_group_snapshot";
+inline constexpr std::string_view kGroupSnapshotGet = "group:get_group_snapshot";
+inline constexpr std::string_view kGroupSnapshotGetAll = "group:get_all_group_snapshots";
+inline constexpr std::string_view kGroupSnapshotProjectAttribute =
+    "group:group_snapshot_project_attribute";
+inline constexpr std::string_view kGroupSnapshotResetStatus = "group:reset_group_snapshot_status";
 
 }  // namespace policies
 

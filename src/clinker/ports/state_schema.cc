@@ -50,6 +50,8 @@ constexpr std::array kVolumeColumns = {
     // os-update_readonly_flag) and `attached_mode` ("rw"/"ro" while attached through os-attach)
     // are shown to users inside `metadata` (migration 8).
     ColumnSpec{"admin_metadata", ColumnType::kText, false, "{}"},
+    // The generic volume group the volume belongs to (groups.id); NULL for none (migration 11).
+    ColumnSpec{"group_id", ColumnType::kText, true, ""},
 };
 
 constexpr std::array kSnapshotColumns = {
@@ -73,6 +75,9 @@ constexpr std::array kSnapshotColumns = {
     // Cinder's progress ("80%"): set by os-update_snapshot_status and by a finished create;
     // NULL shows as 0% or, available, 100% (migration 10).
     ColumnSpec{"progress", ColumnType::kText, true, ""},
+    // The group snapshot this snapshot is a member of (group_snapshots.id); NULL for none
+    // (migration 11).
+    ColumnSpec{"group_snapshot_id", ColumnType::kText, true, ""},
 };
 
 // One row per attachment of a volume to a host or instance (Cinder's volume_attachment), from
@@ -304,6 +309,62 @@ constexpr std::array kQosSpecsColumns = {
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
 };
 
+// One row per group type (Cinder's group_types). `name` is unique among live group types;
+// group_specs is a JSON object of string values, changed by compare-and-swap on the whole text
+// (as volume_types.extra_specs); is_public is 0 or 1 (migration 11).
+constexpr std::array kGroupTypeColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"name", ColumnType::kText, false, ""},
+    ColumnSpec{"description", ColumnType::kText, true, ""},
+    ColumnSpec{"is_public", ColumnType::kInteger, false, "1"},
+    ColumnSpec{"group_specs", ColumnType::kText, false, "{}"},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+// One row per generic volume group (Cinder's groups). `status` is Cinder's group status as
+// shown (groups are never the target of a job: see docs/ARCHITECTURE.md); volume_type_ids is
+// the JSON array of the volume types' ids (Cinder's group_volume_type_mapping), fixed at create;
+// group_snapshot_id / source_group_id name what a group created from a source was made from
+// (migration 11).
+constexpr std::array kGroupColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"user_id", ColumnType::kText, false, ""},
+    ColumnSpec{"status", ColumnType::kText, false, ""},
+    ColumnSpec{"name", ColumnType::kText, true, ""},
+    ColumnSpec{"description", ColumnType::kText, true, ""},
+    ColumnSpec{"availability_zone", ColumnType::kText, false, "nova"},
+    ColumnSpec{"group_type_id", ColumnType::kText, false, ""},
+    ColumnSpec{"volume_type_ids", ColumnType::kText, false, "[]"},
+    ColumnSpec{"group_snapshot_id", ColumnType::kText, true, ""},
+    ColumnSpec{"source_group_id", ColumnType::kText, true, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
+// One row per group snapshot (Cinder's group_snapshots): one snapshot of every member volume of
+// the group, each naming it in snapshots.group_snapshot_id. `status` as groups.status
+// (migration 11).
+constexpr std::array kGroupSnapshotColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"project_id", ColumnType::kText, false, ""},
+    ColumnSpec{"user_id", ColumnType::kText, false, ""},
+    ColumnSpec{"group_id", ColumnType::kText, false, ""},
+    ColumnSpec{"group_type_id", ColumnType::kText, false, ""},
+    ColumnSpec{"status", ColumnType::kText, false, ""},
+    ColumnSpec{"name", ColumnType::kText, true, ""},
+    ColumnSpec{"description", ColumnType::kText, true, ""},
+    ColumnSpec{"created_at", ColumnType::kText, false, ""},
+    ColumnSpec{"updated_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
 constexpr std::array<std::string_view, 1> kVolumeTypeUniqueColumns = {"name"};
 constexpr std::array<std::string_view, 1> kQosSpecsUniqueColumns = {"name"};
 
@@ -339,6 +400,12 @@ std::string_view TableName(Table table) {
       return "quota_classes";
     case Table::kQosSpecs:
       return "qos_specs";
+    case Table::kGroupTypes:
+      return "group_types";
+    case Table::kGroups:
+      return "groups";
+    case Table::kGroupSnapshots:
+      return "group_snapshots";
   }
   return "volumes";
 }
@@ -373,12 +440,18 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kQuotaClassColumns;
     case Table::kQosSpecs:
       return kQosSpecsColumns;
+    case Table::kGroupTypes:
+      return kGroupTypeColumns;
+    case Table::kGroups:
+      return kGroupColumns;
+    case Table::kGroupSnapshots:
+      return kGroupSnapshotColumns;
   }
   return kVolumeColumns;
 }
 
 std::span<const std::string_view> LiveUniqueColumns(Table table) {
-  if (table == Table::kVolumeTypes) {
+  if (table == Table::kVolumeTypes || table == Table::kGroupTypes) {
     return kVolumeTypeUniqueColumns;
   }
   if (table == Table::kQosSpecs) {

@@ -55,6 +55,10 @@ enum class Table {
   kQuotas,
   kQuotaClasses,
   kQosSpecs,
+  // Generic volume groups (migration 11).
+  kGroupTypes,
+  kGroups,
+  kGroupSnapshots,
 };
 
 // One change of a usage counter, applied atomically with a write (InsertWithUsage,

@@ -68,7 +68,8 @@ bool IsResourceCollection(std::string_view segment) {
          segment == "types" || segment == "qos-specs" || segment == "os-quota-sets" ||
          segment == "os-quota-class-sets" || segment == "limits" ||
          segment == "os-volume-transfer" || segment == "volume-transfers" ||
-         segment == "os-availability-zone" || segment == "extensions" || IsAdminCollection(segment);
+         segment == "os-availability-zone" || segment == "extensions" || segment == "group_types" ||
+         segment == "groups" || segment == "group_snapshots" || IsAdminCollection(segment);
 }
 
 HttpResponse NotFound() {
@@ -224,6 +225,15 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   }
   if (!rest.empty() && rest[0] == "qos-specs") {
     return RouteQosSpecs(context, request, rest);
+  }
+  if (!rest.empty() && rest[0] == "group_types") {
+    return RouteGroupTypes(context, request, rest);
+  }
+  if (!rest.empty() && rest[0] == "groups") {
+    return RouteGroups(context, request, rest);
+  }
+  if (!rest.empty() && rest[0] == "group_snapshots") {
+    return RouteGroupSnapshots(context, request, rest);
   }
   if (rest.size() == 1 && rest[0] == "os-availability-zone") {
     return request.method == "GET" ? services_.ListAvailabilityZones(context) : MethodNotAllowed();
@@ -817,6 +827,134 @@ HttpResponse ApiService::RouteTypes(const RequestContext& context,
     return MethodNotAllowed();
   }
   return NotFound();
+}
+
+// /group_types[/{id}[/group_specs[/{key}]]] (3.11+; /group_types/default is the default group
+// type). Below 3.11 Cinder answers 404 as for an unknown resource.
+HttpResponse ApiService::RouteGroupTypes(const RequestContext& context,
+                                         const HttpRequest& request,
+                                         const std::vector<std::string>& rest) {
+  if (group_types_ == nullptr || context.version < kGroupTypesMicroversion) {
+    return NotFound();
+  }
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return group_types_->List(context, request);
+    }
+    if (method == "POST") {
+      return group_types_->Create(context, request);
+    }
+    return MethodNotAllowed();
+  }
+  const std::string& type_id = rest[1];
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return group_types_->Show(context, type_id);
+    }
+    if (method == "PUT") {
+      return group_types_->Update(context, request, type_id);
+    }
+    if (method == "DELETE") {
+      return group_types_->Delete(context, type_id);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest[2] != "group_specs" || rest.size() > 4) {
+    return NotFound();
+  }
+  if (rest.size() == 3) {
+    if (method == "GET") {
+      return group_types_->ListSpecs(context, type_id);
+    }
+    if (method == "POST") {
+      return group_types_->CreateSpecs(context, request, type_id);
+    }
+    return MethodNotAllowed();
+  }
+  if (method == "GET") {
+    return group_types_->ShowSpec(context, type_id, rest[3]);
+  }
+  if (method == "PUT") {
+    return group_types_->UpdateSpec(context, request, type_id, rest[3]);
+  }
+  if (method == "DELETE") {
+    return group_types_->DeleteSpec(context, type_id, rest[3]);
+  }
+  return MethodNotAllowed();
+}
+
+// /groups[/detail | /action | /{id}[/action]] (3.13+; /groups/action is create-from-src, 3.14+).
+HttpResponse ApiService::RouteGroups(const RequestContext& context,
+                                     const HttpRequest& request,
+                                     const std::vector<std::string>& rest) {
+  if (groups_ == nullptr || context.version < kGroupsMicroversion || rest.size() > 3) {
+    return NotFound();
+  }
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return groups_->List(context, request, false);
+    }
+    if (method == "POST") {
+      return groups_->Create(context, request);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 2 && rest[1] == "detail") {
+    return method == "GET" ? groups_->List(context, request, true) : MethodNotAllowed();
+  }
+  if (rest.size() == 2 && rest[1] == "action") {
+    return method == "POST" ? groups_->CreateFromSource(context, request) : MethodNotAllowed();
+  }
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return groups_->Show(context, request, rest[1]);
+    }
+    if (method == "PUT") {
+      return groups_->Update(context, request, rest[1]);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest[2] != "action") {
+    return NotFound();
+  }
+  return method == "POST" ? groups_->Action(context, request, rest[1]) : MethodNotAllowed();
+}
+
+// /group_snapshots[/detail | /{id}[/action]] (3.14+).
+HttpResponse ApiService::RouteGroupSnapshots(const RequestContext& context,
+                                             const HttpRequest& request,
+                                             const std::vector<std::string>& rest) {
+  if (groups_ == nullptr || context.version < kGroupSnapshotsMicroversion || rest.size() > 3) {
+    return NotFound();
+  }
+  const std::string& method = request.method;
+  if (rest.size() == 1) {
+    if (method == "GET") {
+      return groups_->ListSnapshots(context, request, false);
+    }
+    if (method == "POST") {
+      return groups_->CreateSnapshot(context, request);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest.size() == 2 && rest[1] == "detail") {
+    return method == "GET" ? groups_->ListSnapshots(context, request, true) : MethodNotAllowed();
+  }
+  if (rest.size() == 2) {
+    if (method == "GET") {
+      return groups_->ShowSnapshot(context, rest[1]);
+    }
+    if (method == "DELETE") {
+      return groups_->DeleteSnapshot(context, rest[1]);
+    }
+    return MethodNotAllowed();
+  }
+  if (rest[2] != "action") {
+    return NotFound();
+  }
+  return method == "POST" ? groups_->SnapshotAction(context, request, rest[1]) : MethodNotAllowed();
 }
 
 }  // namespace clinker::services

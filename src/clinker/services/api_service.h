@@ -17,6 +17,8 @@
 #include "clinker/ports/http_types.h"
 #include "clinker/services/attachments_api.h"
 #include "clinker/services/backups_api.h"
+#include "clinker/services/group_types_api.h"
+#include "clinker/services/groups_api.h"
 #include "clinker/services/messages_api.h"
 #include "clinker/services/qos_api.h"
 #include "clinker/services/quotas_api.h"
@@ -82,6 +84,14 @@ class ApiService {
   // this ApiService); without it they are 404. Call before the first Handle.
   void ServeQuotas(QuotasApi* quotas) { quotas_ = quotas; }
 
+  // Serves group types (/group_types, 3.11+), groups (/groups, 3.13+) and group snapshots
+  // (/group_snapshots, 3.14+) through these, which must outlive this ApiService; without them
+  // those URLs are 404. Call before the first Handle.
+  void ServeGroups(GroupTypesApi* group_types, GroupsApi* groups) {
+    group_types_ = group_types;
+    groups_ = groups;
+  }
+
  private:
   HttpResponse Route(const HttpRequest& request);
   HttpResponse RouteV3(const HttpRequest& request);
@@ -127,6 +137,15 @@ class ApiService {
   HttpResponse RouteTypes(const RequestContext& context,
                           const HttpRequest& request,
                           const std::vector<std::string>& rest);
+  HttpResponse RouteGroupTypes(const RequestContext& context,
+                               const HttpRequest& request,
+                               const std::vector<std::string>& rest);
+  HttpResponse RouteGroups(const RequestContext& context,
+                           const HttpRequest& request,
+                           const std::vector<std::string>& rest);
+  HttpResponse RouteGroupSnapshots(const RequestContext& context,
+                                   const HttpRequest& request,
+                                   const std::vector<std::string>& rest);
 
   VolumesApi& volumes_;
   SnapshotsApi& snapshots_;
@@ -136,6 +155,8 @@ class ApiService {
   TransfersApi* transfers_ = nullptr;
   QosApi* qos_ = nullptr;
   QuotasApi* quotas_ = nullptr;
+  GroupTypesApi* group_types_ = nullptr;
+  GroupsApi* groups_ = nullptr;
   TypesApi& types_;
   const ApiAuthOptions auth_;
   MessagesApi* const messages_;

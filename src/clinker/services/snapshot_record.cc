@@ -24,6 +24,7 @@ Result<Snapshot> SnapshotFromRow(const ports::Row& row) {
   snapshot.metadata = MetadataFromJson(TextOr(row, "metadata", "{}"));
   snapshot.operation_id = OptionalText(row, "operation_id");
   snapshot.progress = OptionalText(row, "progress");
+  snapshot.group_snapshot_id = OptionalText(row, "group_snapshot_id");
   snapshot.created_at = TextOr(row, "created_at", "");
   snapshot.updated_at = OptionalText(row, "updated_at");
   snapshot.deleted = IntegerOr(row, "deleted", 0) != 0;
@@ -44,6 +45,7 @@ ports::Row SnapshotToRow(const Snapshot& snapshot) {
       {"metadata", MetadataToJson(snapshot.metadata)},
       {"operation_id", TextOrNull(snapshot.operation_id)},
       {"progress", TextOrNull(snapshot.progress)},
+      {"group_snapshot_id", TextOrNull(snapshot.group_snapshot_id)},
       {"created_at", snapshot.created_at},
       {"updated_at", TextOrNull(snapshot.updated_at)},
       {"deleted", std::int64_t{snapshot.deleted ? 1 : 0}},

@@ -26,6 +26,7 @@ struct Snapshot {
   std::map<std::string, std::string> metadata;
   std::optional<std::string> operation_id;
   std::optional<std::string> progress;  // As stored; nullopt shows 0% (100% when available).
+  std::optional<std::string> group_snapshot_id;  // The group snapshot it belongs to (3.14).
   std::string created_at;
   std::optional<std::string> updated_at;
   bool deleted = false;

@@ -75,7 +75,7 @@ json View(const Snapshot& snapshot, const RequestContext& context, ViewKind kind
     view["os-extended-snapshot-attributes:project_id"] = snapshot.project_id;
   }
   if (context.version >= Microversion{3, 14}) {
-    view["group_snapshot_id"] = nullptr;
+    view["group_snapshot_id"] = NullOr(snapshot.group_snapshot_id);
   }
   if (context.version >= Microversion{3, 41}) {
     view["user_id"] = snapshot.user_id;
@@ -133,7 +133,24 @@ HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpReque
   if (!body) {
     return FaultFromError(body.error());
   }
-  const json& spec = *body;
+  return CreateSnapshot(context, *body, std::nullopt);
+}
+
+HttpResponse SnapshotsApi::CreateGroupMember(const RequestContext& context,
+                                             const json& spec,
+                                             const std::string& group_snapshot_id) {
+  return CreateSnapshot(context, spec, group_snapshot_id);
+}
+
+HttpResponse SnapshotsApi::DeleteGroupMember(const RequestContext& context,
+                                             std::string_view snapshot_id,
+                                             const std::string& group_snapshot_id) {
+  return DeleteSnapshot(context, snapshot_id, /*force=*/false, group_snapshot_id);
+}
+
+HttpResponse SnapshotsApi::CreateSnapshot(const RequestContext& context,
+                                          const json& spec,
+                                          const std::optional<std::string>& group_snapshot_id) {
   // Cinder's schema: volume_id required, a UUID or null; a null one is looked up like any other
   // id and not found (404, as Tempest's negative test expects).
   if (!spec.contains("volume_id")) {
@@ -212,6 +229,7 @@ HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpReque
   snapshot.size_gib = volume->size_gib;
   snapshot.status = SnapshotStatus::kCreatingQueued;
   snapshot.operation_id = NewUuid();
+  snapshot.group_snapshot_id = group_snapshot_id;
   snapshot.created_at = FormatTimestamp(clock_.WallNow());
   // Quotas: the snapshot counts from the write that inserts it (services/quotas.h), for the
   // caller's project and the volume's type.
@@ -434,7 +452,8 @@ HttpResponse SnapshotsApi::Delete(const RequestContext& context, std::string_vie
 
 HttpResponse SnapshotsApi::DeleteSnapshot(const RequestContext& context,
                                           std::string_view snapshot_id,
-                                          bool force) {
+                                          bool force,
+                                          const std::optional<std::string>& group_snapshot_id) {
   auto snapshot = Visible(store_, context, snapshot_id);
   if (!snapshot) {
     return snapshot.error();
@@ -463,7 +482,10 @@ HttpResponse SnapshotsApi::DeleteSnapshot(const RequestContext& context,
        {"updated_at", now}},
       {Expectation::Equals("project_id", snapshot->project_id),
        Expectation::Equals("deleted", std::int64_t{0}),
-       force ? Expectation::NotIn("status", deleting) : Expectation::In("status", deletable)},
+       force ? Expectation::NotIn("status", deleting) : Expectation::In("status", deletable),
+       // A member of a group snapshot goes only with its group snapshot, as in Cinder.
+       group_snapshot_id ? Expectation::Equals("group_snapshot_id", *group_snapshot_id)
+                         : Expectation::IsNull("group_snapshot_id")},
       // A volume still being created from this snapshot reads it.
       {ports::Guard::NoLiveRowReferences(ports::Table::kVolumes,
                                          "snapshot_id",
@@ -476,8 +498,8 @@ HttpResponse SnapshotsApi::DeleteSnapshot(const RequestContext& context,
   if (!queued->has_value()) {
     return Fault(400,
                  "Invalid snapshot: Snapshot " + snapshot->id +
-                     " status must be available or error and it must not be the source of a "
-                     "volume still being created.");
+                     " status must be available or error and it must not be part of a group "
+                     "nor the source of a volume still being created.");
   }
   if (!volume->host) {
     return Fault(500, "the snapshot's volume has no back-end");

@@ -16,8 +16,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "clinker/ports/clock.h"
 #include "clinker/ports/job_queue.h"
@@ -42,6 +45,16 @@ class SnapshotsApi {
                SnapshotsApiOptions options);
 
   HttpResponse Create(const RequestContext& context, const HttpRequest& request);
+  // For GroupsApi: a snapshot (`spec` as the body's "snapshot") that is a member of the group
+  // snapshot `group_snapshot_id`, made and queued as any other.
+  HttpResponse CreateGroupMember(const RequestContext& context,
+                                 const nlohmann::json& spec,
+                                 const std::string& group_snapshot_id);
+  // For GroupsApi: queues the delete of a member of the group snapshot `group_snapshot_id` (a
+  // plain delete refuses members, as Cinder does).
+  HttpResponse DeleteGroupMember(const RequestContext& context,
+                                 std::string_view snapshot_id,
+                                 const std::string& group_snapshot_id);
   HttpResponse Show(const RequestContext& context, std::string_view snapshot_id);
   HttpResponse List(const RequestContext& context, const HttpRequest& request, bool detail);
   HttpResponse Update(const RequestContext& context,
@@ -81,9 +94,15 @@ class SnapshotsApi {
   HttpResponse UpdateStatus(const RequestContext& context,
                             const nlohmann::json& argument,
                             std::string_view snapshot_id);
+  HttpResponse CreateSnapshot(const RequestContext& context,
+                              const nlohmann::json& spec,
+                              const std::optional<std::string>& group_snapshot_id);
+  // `group_snapshot_id`: the member delete of that group snapshot; none: a plain delete, which
+  // refuses a member of a group snapshot.
   HttpResponse DeleteSnapshot(const RequestContext& context,
                               std::string_view snapshot_id,
-                              bool force);
+                              bool force,
+                              const std::optional<std::string>& group_snapshot_id = std::nullopt);
 
   ports::StateStore& store_;
   ports::JobQueue& queue_;

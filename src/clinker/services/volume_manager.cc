@@ -10,6 +10,7 @@
 #include "clinker/core/time_format.h"
 #include "clinker/domain/stuck_job.h"
 #include "clinker/services/attachment_state.h"
+#include "clinker/services/group_completion.h"
 #include "clinker/services/job_message.h"
 #include "clinker/services/lock_names.h"
 #include "clinker/services/volume_record.h"
@@ -513,6 +514,47 @@ std::optional<JobOutcome> VolumeManager::CheckSource(Job& job, const Target& tar
 }
 
 JobOutcome VolumeManager::Handle(const ports::Delivery& delivery) {
+  const JobOutcome outcome = RunJob(delivery);
+  if (outcome != JobOutcome::kDone) {
+    return outcome;
+  }
+  auto message = JobMessage::FromJson(delivery.payload);
+  if (!message) {
+    return outcome;
+  }
+  return CompleteGroupOf(*message);
+}
+
+JobOutcome VolumeManager::CompleteGroupOf(const JobMessage& message) {
+  const Operation operation = message.operation;
+  const bool volume_job =
+      operation == Operation::kCreateVolume || operation == Operation::kDeleteVolume;
+  const bool snapshot_job =
+      operation == Operation::kCreateSnapshot || operation == Operation::kDeleteSnapshot;
+  if (!volume_job && !snapshot_job) {
+    return JobOutcome::kDone;
+  }
+  auto row = store_.Get(volume_job ? ports::Table::kVolumes : ports::Table::kSnapshots,
+                        message.resource_id);
+  if (!row) {
+    return row.error().code == ErrorCode::kNotFound ? JobOutcome::kDone : JobOutcome::kRetryLater;
+  }
+  auto parent = OptionalText(*row, volume_job ? "group_id" : "group_snapshot_id");
+  if (!parent) {
+    return JobOutcome::kDone;
+  }
+  auto completed = volume_job ? TryCompleteGroup(store_, clock_, *parent)
+                              : TryCompleteGroupSnapshot(store_, clock_, *parent);
+  if (!completed) {
+    log::Warn("volume.group_completion_retry",
+              {{volume_job ? "group_id" : "group_snapshot_id", *parent},
+               {"error", completed.error().ToString()}});
+    return JobOutcome::kRetryLater;
+  }
+  return JobOutcome::kDone;
+}
+
+JobOutcome VolumeManager::RunJob(const ports::Delivery& delivery) {
   auto message = JobMessage::FromJson(delivery.payload);
   if (!message) {
     log::Error("volume.bad_job", {{"job_id", delivery.job_id}, {"error", message.error().message}});

@@ -39,6 +39,7 @@
 #include "clinker/ports/lock_manager.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/ports/storage_driver.h"
+#include "clinker/services/job_message.h"
 #include "clinker/services/job_worker_pool.h"
 #include "clinker/services/quotas.h"
 #include "clinker/services/volume_record.h"
@@ -70,9 +71,18 @@ class VolumeManager {
                 const ports::Clock& clock,
                 VolumeManagerOptions options);
 
+  // Runs the job, then, for a member of a generic group or a group snapshot (a volume create or
+  // delete, a snapshot create or delete), tries to complete its group (group_completion.h):
+  // also after a job dropped as a duplicate, so the redelivered job of a node that died before
+  // completing the group completes it. A completion the store could not answer leaves the job
+  // for redelivery (kRetryLater).
   JobOutcome Handle(const ports::Delivery& delivery);
 
  private:
+  JobOutcome RunJob(const ports::Delivery& delivery);
+  // The group completion step of Handle, for the job's target.
+  JobOutcome CompleteGroupOf(const JobMessage& message);
+
   struct Target;
   struct Job;
 

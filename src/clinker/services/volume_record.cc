@@ -85,6 +85,7 @@ Result<Volume> VolumeFromRow(const ports::Row& row) {
   volume.migration_status = OptionalText(row, "migration_status");
   volume.snapshot_id = OptionalText(row, "snapshot_id");
   volume.source_volid = OptionalText(row, "source_volid");
+  volume.group_id = OptionalText(row, "group_id");
   volume.bootable = IntegerOr(row, "bootable", 0) != 0;
   volume.multiattach = IntegerOr(row, "multiattach", 0) != 0;
   volume.operation_id = OptionalText(row, "operation_id");
@@ -109,6 +110,7 @@ ports::Row VolumeToRow(const Volume& volume) {
       {"admin_metadata", MetadataToJson(volume.admin_metadata)},
       {"availability_zone", volume.availability_zone},
       {"volume_type_id", TextOrNull(volume.volume_type_id)},
+      {"group_id", TextOrNull(volume.group_id)},
       {"host", TextOrNull(volume.host)},
       {"cluster_name", TextOrNull(volume.cluster_name)},
       {"attach_status", volume.attach_status},

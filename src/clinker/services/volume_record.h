@@ -37,6 +37,7 @@ struct Volume {
   std::optional<std::string> migration_status;
   std::optional<std::string> snapshot_id;
   std::optional<std::string> source_volid;
+  std::optional<std::string> group_id;  // The generic volume group it belongs to (3.13).
   bool bootable = false;
   bool multiattach = false;
   std::optional<std::string> operation_id;

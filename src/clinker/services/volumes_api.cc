@@ -133,7 +133,7 @@ json DetailView(const Volume& volume,
     }
   }
   if (context.version >= Microversion{3, 13}) {
-    view["group_id"] = nullptr;
+    view["group_id"] = NullOr(volume.group_id);
   }
   if (context.is_admin && context.version >= Microversion{3, 21}) {
     view["provider_id"] = nullptr;
@@ -209,7 +209,24 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
   if (!body) {
     return FaultFromError(body.error());
   }
-  const json& spec = *body;
+  return CreateVolume(context, *body, std::nullopt);
+}
+
+HttpResponse VolumesApi::CreateGroupMember(const RequestContext& context,
+                                           const json& spec,
+                                           const std::string& group_id) {
+  return CreateVolume(context, spec, group_id);
+}
+
+HttpResponse VolumesApi::DeleteGroupMember(const RequestContext& context,
+                                           std::string_view volume_id,
+                                           const std::string& group_id) {
+  return DeleteVolume(context, volume_id, /*force=*/false, group_id);
+}
+
+HttpResponse VolumesApi::CreateVolume(const RequestContext& context,
+                                      const json& spec,
+                                      const std::optional<std::string>& member_of) {
   Volume volume;
   bool present = false;
   auto name = AliasedText(spec, "name", "display_name", &present);
@@ -329,6 +346,46 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
   if (type->encryption) {
     return Fault(400, EncryptedTypeRefused(*type));
   }
+  // A volume in a generic group (3.13): the group's checks, as Cinder's volume API makes them.
+  std::optional<std::string> group_to_pin;
+  if (member_of) {
+    volume.group_id = member_of;
+  } else if (context.version >= Microversion{3, 13} && spec.contains("group_id") &&
+             !spec["group_id"].is_null()) {
+    if (!spec["group_id"].is_string()) {
+      return Fault(400,
+                   "Invalid input for field/attribute group_id. Value: " + spec["group_id"].dump() +
+                       " is not of type 'string'");
+    }
+    const std::string group_id = spec["group_id"].get<std::string>();
+    auto group = store_.Get(ports::Table::kGroups, group_id);
+    if (!group && group.error().code != ErrorCode::kNotFound) {
+      return FaultFromError(group.error());
+    }
+    if (!group || IntegerOr(*group, "deleted", 0) != 0 ||
+        !CanSee(context, TextOr(*group, "project_id", ""))) {
+      return Fault(404, "Group " + group_id + " could not be found.");
+    }
+    if (!spec.contains("volume_type") || spec["volume_type"].is_null()) {
+      return Fault(400,
+                   "Invalid input received: volume_type must be provided when creating a volume "
+                   "in a group.");
+    }
+    json group_types = json::parse(TextOr(*group, "volume_type_ids", "[]"), nullptr, false);
+    bool supported = false;
+    if (group_types.is_array()) {
+      for (const json& id : group_types) {
+        supported = supported || (id.is_string() && id.get<std::string>() == type->id);
+      }
+    }
+    if (!supported) {
+      return Fault(400,
+                   "Invalid input received: Invalid volume_type provided: " + type->name +
+                       " (requested type must be supported by this group).");
+    }
+    volume.group_id = group_id;
+    group_to_pin = group_id;
+  }
   if (IsMultiattachType(*type)) {
     if (!Allowed(context, domain::policies::kVolumeMultiattach)) {
       return Fault(403, "Policy doesn't allow volume:multiattach to be performed.");
@@ -410,6 +467,24 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
       return FaultFromError(pinned.error());
     }
     return Fault(404, VolumeTypeNotFound(type->id));
+  }
+  // The group is pinned now that the volume row names it: a group delete that won the race is
+  // seen here (the group is no longer available), and one that comes later sees the volume.
+  if (group_to_pin) {
+    auto still_available =
+        store_.ConditionalUpdate(ports::Table::kGroups,
+                                 *group_to_pin,
+                                 {},
+                                 {Expectation::Equals("deleted", std::int64_t{0}),
+                                  Expectation::Equals("status", Text("available"))},
+                                 {});
+    if (!still_available || !still_available->has_value()) {
+      WithdrawCreate(volume.id, release);
+      if (!still_available) {
+        return FaultFromError(still_available.error());
+      }
+      return Fault(400, "Invalid group: Group " + *group_to_pin + " status must be available.");
+    }
   }
   JobMessage job{
       domain::Operation::kCreateVolume, volume.id, *volume.operation_id, volume.project_id};
@@ -639,12 +714,13 @@ HttpResponse VolumesApi::Delete(const RequestContext& context,
     return Fault(403, "Policy doesn't allow volume:force_delete to be performed.");
   }
   const bool cascade = request.QueryValue("cascade", &value) && TruthyParameter(value);
-  return DeleteVolume(context, volume_id, force, cascade);
+  return DeleteVolume(context, volume_id, force, std::nullopt, cascade);
 }
 
 HttpResponse VolumesApi::DeleteVolume(const RequestContext& context,
                                       std::string_view volume_id,
                                       bool force,
+                                      const std::optional<std::string>& group_id,
                                       bool cascade) {
   auto volume = Visible(store_, context, volume_id);
   if (!volume) {
@@ -707,6 +783,8 @@ HttpResponse VolumesApi::DeleteVolume(const RequestContext& context,
       Expectation::NotEquals("attach_status", Text("attached")),
       Expectation::NotIn("migration_status",
                          {Text("migrating"), Text("starting"), Text("completing")}),
+      // A volume in a group goes only with its group (or leaves it first), as in Cinder.
+      group_id ? Expectation::Equals("group_id", *group_id) : Expectation::IsNull("group_id"),
   };
   std::vector<ports::Guard> guards = {
       // A cascade lets snapshots that are being deleted be: the volume node waits for them.
@@ -1234,10 +1312,12 @@ HttpResponse VolumesApi::Retype(const RequestContext& context,
       return Fault(403, "Policy doesn't allow volume:multiattach to be performed.");
     }
   }
-  // Cinder's conditional update: available or in-use, no migration under way, still the type it
-  // had (exactly, so a racing retype is not undone).
+  // Cinder's conditional update: available or in-use, no migration under way, in no group (a
+  // group's volumes keep one of its types), still the type it had (exactly, so a racing retype
+  // is not undone).
   std::vector<Expectation> expected = {
       Expectation::Equals("deleted", std::int64_t{0}),
+      Expectation::IsNull("group_id"),
       Expectation::In("status", {Status(VolumeStatus::kAvailable), Status(VolumeStatus::kInUse)}),
       Expectation::NotIn("migration_status",
                          {Text("migrating"), Text("starting"), Text("completing")}),

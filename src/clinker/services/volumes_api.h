@@ -76,7 +76,22 @@ class VolumesApi {
              const ports::Clock& clock,
              VolumesApiOptions options);
 
+  // From 3.13 `group_id` puts the new volume in a generic group: the group must be `available`
+  // and take the volume's type (which must then be named), as Cinder checks; the group is
+  // pinned (a conditional update expecting it available) once the volume row exists, so a group
+  // delete racing the create either sees the volume or makes the create fail.
   HttpResponse Create(const RequestContext& context, const HttpRequest& request);
+  // For GroupsApi (a group created from a source): a volume (`spec` as the body's "volume")
+  // that is a member of the group `group_id`, not checked against the group (which the caller
+  // makes), made and queued as any other.
+  HttpResponse CreateGroupMember(const RequestContext& context,
+                                 const nlohmann::json& spec,
+                                 const std::string& group_id);
+  // For GroupsApi: queues the delete of a member of the group `group_id` (a plain delete
+  // refuses a volume in a group, as Cinder does).
+  HttpResponse DeleteGroupMember(const RequestContext& context,
+                                 std::string_view volume_id,
+                                 const std::string& group_id);
   HttpResponse Show(const RequestContext& context, std::string_view volume_id);
   HttpResponse List(const RequestContext& context, const HttpRequest& request, bool detail);
   HttpResponse Summary(const RequestContext& context, const HttpRequest& request);
@@ -160,9 +175,16 @@ class VolumesApi {
   nlohmann::json AttachmentsView(const Volume& volume, const RequestContext& context);
   // Soft-deletes a volume whose create was not queued after all, releasing what it counted.
   void WithdrawCreate(const std::string& volume_id, const std::vector<ports::UsageChange>& release);
+  // `member_of`: set for a member created by GroupsApi; none for a client's create.
+  HttpResponse CreateVolume(const RequestContext& context,
+                            const nlohmann::json& spec,
+                            const std::optional<std::string>& member_of);
+  // `group_id`: the member delete of that group; none: a plain delete, which refuses a volume
+  // in a group. `cascade`: DELETE ?cascade=true (Delete).
   HttpResponse DeleteVolume(const RequestContext& context,
                             std::string_view volume_id,
                             bool force,
+                            const std::optional<std::string>& group_id = std::nullopt,
                             bool cascade = false);
   HttpResponse Extend(const RequestContext& context,
                       const nlohmann::json& body,

@@ -136,6 +136,12 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
       return quotas_;
     case Table::kQuotaClasses:
       return quota_classes_;
+    case Table::kGroupTypes:
+      return group_types_;
+    case Table::kGroups:
+      return groups_;
+    case Table::kGroupSnapshots:
+      return group_snapshots_;
   }
   CLINKER_ASSERT(false, "unknown table");
   return volumes_;

@@ -83,6 +83,9 @@ class MemoryStateStore final : public ports::StateStore {
   Rows quota_usages_;
   Rows quotas_;
   Rows quota_classes_;
+  Rows group_types_;
+  Rows groups_;
+  Rows group_snapshots_;
 };
 
 }  // namespace clinker::adapters

@@ -354,7 +354,66 @@ CREATE INDEX volume_types_qos_specs_id ON volume_types (qos_specs_id, deleted);
 ALTER TABLE snapshots ADD COLUMN progress TEXT COLLATE "C";
 )sql";
 
-constexpr std::array<std::string_view, 10> kMigrations = {kMigration1,
+// Generic volume groups: group types (names unique among live ones, as volume types), groups
+// with their volume types as a JSON array, group snapshots, and the membership columns of
+// volumes and snapshots. (Migration 11.)
+constexpr std::string_view kMigration11 = R"sql(
+ALTER TABLE volumes ADD COLUMN group_id TEXT COLLATE "C";
+CREATE INDEX volumes_group_id ON volumes (group_id, deleted);
+ALTER TABLE snapshots ADD COLUMN group_snapshot_id TEXT COLLATE "C";
+CREATE INDEX snapshots_group_snapshot_id ON snapshots (group_snapshot_id, deleted);
+CREATE TABLE group_types (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  name TEXT COLLATE "C" NOT NULL,
+  description TEXT COLLATE "C",
+  is_public BIGINT NOT NULL DEFAULT 1,
+  group_specs TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX group_types_live_name ON group_types (name) WHERE deleted = 0;
+CREATE TABLE "groups" (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  project_id TEXT COLLATE "C" NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL,
+  status TEXT COLLATE "C" NOT NULL,
+  name TEXT COLLATE "C",
+  description TEXT COLLATE "C",
+  availability_zone TEXT COLLATE "C" NOT NULL DEFAULT 'nova',
+  group_type_id TEXT COLLATE "C" NOT NULL,
+  volume_type_ids TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+  group_snapshot_id TEXT COLLATE "C",
+  source_group_id TEXT COLLATE "C",
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX groups_project_id ON "groups" (project_id, deleted);
+CREATE INDEX groups_group_type_id ON "groups" (group_type_id, deleted);
+CREATE INDEX groups_group_snapshot_id ON "groups" (group_snapshot_id, deleted);
+CREATE INDEX groups_source_group_id ON "groups" (source_group_id, deleted);
+CREATE TABLE group_snapshots (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  project_id TEXT COLLATE "C" NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL,
+  group_id TEXT COLLATE "C" NOT NULL,
+  group_type_id TEXT COLLATE "C" NOT NULL,
+  status TEXT COLLATE "C" NOT NULL,
+  name TEXT COLLATE "C",
+  description TEXT COLLATE "C",
+  created_at TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT COLLATE "C",
+  deleted_at TEXT COLLATE "C",
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX group_snapshots_group_id ON group_snapshots (group_id, deleted);
+CREATE INDEX group_snapshots_project_id ON group_snapshots (project_id, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 11> kMigrations = {kMigration1,
                                                           kMigration2,
                                                           kMigration3,
                                                           kMigration4,
@@ -363,7 +422,8 @@ constexpr std::array<std::string_view, 10> kMigrations = {kMigration1,
                                                           kMigration7,
                                                           kMigration8,
                                                           kMigration9,
-                                                          kMigration10};
+                                                          kMigration10,
+                                                          kMigration11};
 
 constexpr std::string_view kComponent = "state";
 
