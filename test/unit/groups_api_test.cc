@@ -805,6 +805,79 @@ TEST(GroupCompletionRaceTest, ExactlyOneOfTwoFinishersCompletesOnSqlite) {
   RaceTwoFinishers(**store, 50);
 }
 
+// A volume added to a group while the group is deleted (without delete-volumes), by two API
+// servers at once: exactly one wins. The add writes the volume's group_id, then checks the group
+// is still available (undoing its move if not); the delete is one conditional update guarded by
+// "no live volume in the group". So either the add comes first and the delete is refused (the
+// group keeps its member), or the delete does and the add is refused with the volume left out:
+// never a volume in a deleted group, never both refused.
+void RaceAddAgainstDelete(ports::StateStore& store, int rounds) {
+  GroupsHarness api(store);
+  const std::string group_type = api.GroupType();
+  const std::string volume_type = api.VolumeType();
+  auto created = api.Send(
+      "POST", "volumes", {{"volume", {{"size", 1}, {"volume_type", volume_type}}}}, "3.13");
+  ASSERT_EQ(created.status, 202) << created.body;
+  const std::string volume = Body(created)["volume"].value("id", "");
+  api.Set(Table::kVolumes,
+          volume,
+          {{"status", Status(VolumeStatus::kAvailable)}, {"host", std::string(kHost)}});
+  int add_won = 0;
+  int delete_won = 0;
+  for (int round = 0; round < rounds; ++round) {
+    const std::string group = api.Group(group_type, volume_type);
+    std::latch start(2);
+    ports::HttpResponse added;
+    ports::HttpResponse deleted;
+    std::thread add([&] {
+      start.arrive_and_wait();
+      added = api.Send("PUT", "groups/" + group, {{"group", {{"add_volumes", volume}}}});
+    });
+    std::thread remove([&] {
+      start.arrive_and_wait();
+      deleted = api.Send(
+          "POST", "groups/" + group + "/action", {{"delete", {{"delete-volumes", false}}}});
+    });
+    add.join();
+    remove.join();
+    ASSERT_NE(added.status == 202, deleted.status == 202)
+        << "round " << round << ": add " << added.status << " " << added.body << ", delete "
+        << deleted.status << " " << deleted.body;
+    const ports::Row group_row = api.Row(Table::kGroups, group);
+    const ports::Row volume_row = api.Row(Table::kVolumes, volume);
+    if (added.status == 202) {
+      ++add_won;
+      EXPECT_EQ(std::get<std::int64_t>(group_row.at("deleted")), 0) << "round " << round;
+      EXPECT_EQ(TextOf(volume_row, "group_id"), group) << "round " << round;
+      // Free the volume for the next round.
+      ASSERT_EQ(
+          api.Send("PUT", "groups/" + group, {{"group", {{"remove_volumes", volume}}}}).status,
+          202);
+    } else {
+      ++delete_won;
+      EXPECT_EQ(TextOf(volume_row, "group_id"), "") << "round " << round;
+    }
+  }
+  EXPECT_EQ(add_won + delete_won, rounds);
+  ::testing::Test::RecordProperty("add_won", add_won);
+  ::testing::Test::RecordProperty("delete_won", delete_won);
+}
+
+TEST(GroupMembershipRaceTest, AddAndDeleteExcludeEachOtherInMemory) {
+  MemoryStateStore store;
+  RaceAddAgainstDelete(store, 100);
+}
+
+TEST(GroupMembershipRaceTest, AddAndDeleteExcludeEachOtherOnSqlite) {
+  test_support::TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  adapters::sqlite::Database::Options options;
+  options.path = dir.path() + "/state.db";
+  auto store = adapters::SqliteStateStore::Open(options);
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  RaceAddAgainstDelete(**store, 30);
+}
+
 // The fixed interleavings: both members written before either attempt (both attempts see no
 // busy member: one wins, the other finds the status gone), and one attempt between the writes
 // (it sees the other member busy and changes nothing).
