@@ -542,6 +542,7 @@ TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
                                    "volumes_volume_type_id",
                                    "volume_types_pkey",
                                    "volume_types_live_name",
+                                   "volume_types_qos_specs_id",
                                    "volume_type_projects_pkey",
                                    "volume_type_projects_type",
                                    // Migration 11: generic groups (the live-unique group type
