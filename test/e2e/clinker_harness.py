@@ -18,6 +18,8 @@ Method:
   (create, show, wait for a status, DB row, back-end file); backups and attachments have show,
   DB row and (backups) wait for a status and directory.
 - `Daemon.cinder()` runs Debian's python3-cinderclient CLI in noauth mode and parses its tables.
+- `Daemon.openstack()` runs Debian's python3-openstackclient CLI the same way (`-f json` output
+  is read by `CliResult.json()`).
 - Every loop is bounded: waits by a deadline (`wait_for()`, `Daemon.wait_for_status()`), retries
   by a count.
 
@@ -328,6 +330,14 @@ class CliResult:
             raise AssertionError("no table in output of %s:\n%s" % (self.argv, self.stdout))
         header, rows = self.tables[0]
         return [dict(zip(header, row)) for row in rows]
+
+    def json(self):
+        """stdout parsed as JSON (what `openstack ... -f json` prints)."""
+        try:
+            return json.loads(self.stdout)
+        except ValueError as e:
+            raise AssertionError("output of %s is not JSON (%s):\n%s" % (self.argv, e,
+                                                                         self.stdout))
 
     def __repr__(self):
         return "%s -> rc=%d\nstdout:\n%s\nstderr:\n%s" % (" ".join(
@@ -789,6 +799,37 @@ class Daemon:
         ] + (["--os-volume-api-version", microversion] if microversion else []) + [
             str(a) for a in args
         ]
+        return self._run_cli(argv, check, timeout_s)
+
+    def openstack(self,
+                  *args,
+                  project=None,
+                  user=None,
+                  check=True,
+                  timeout_s=CLI_TIMEOUT_S,
+                  microversion=None):
+        """Runs `openstack <args>` (python3-openstackclient) against this daemon in noauth mode.
+
+        openstackclient loads cinderclient's `noauth` auth plugin (a keystoneauth entry point),
+        whose endpoint is `--os-endpoint` + "/<project>" and whose token is `user:project`, as
+        the cinder runner's. `microversion=None` (the default) passes no
+        --os-volume-api-version: openstackclient then speaks its default volume API "3", i.e.
+        3.0, without asking the server (unlike the cinder CLI, it does not negotiate). Add
+        `-f json` to a show/list/create command and read CliResult.json(). With check=True a
+        non-zero exit fails the test.
+        """
+        project = project or self.project
+        user = user or self.user
+        argv = [
+            "openstack", "--os-auth-type", "noauth", "--os-user-id", user, "--os-project-id",
+            project, "--os-endpoint",
+            "%s/v3" % self.base_url
+        ] + (["--os-volume-api-version", microversion] if microversion else []) + [
+            str(a) for a in args
+        ]
+        return self._run_cli(argv, check, timeout_s)
+
+    def _run_cli(self, argv, check, timeout_s):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "CINDER"))}
         env["HOME"] = self.home
         proc = subprocess.run(argv,
