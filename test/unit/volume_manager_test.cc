@@ -557,6 +557,37 @@ TEST_P(VolumeManagerRuleTest, CascadeDeleteWaitsForTheSnapshotsBeingDeleted) {
   EXPECT_EQ(driver_.CallCount("delete_volume"), 1);
 }
 
+// A snapshot request that lost the race with this delete inserted its row and is withdrawing it
+// (creating_queued for a moment): the delete waits rather than failing the volume for it.
+TEST_P(VolumeManagerRuleTest, DeleteWaitsForASnapshotCreateBeingWithdrawn) {
+  std::string operation_id = NewUuid();
+  std::string id = InsertVolume(VolumeStatus::kDeletingQueued, operation_id);
+  ASSERT_TRUE(driver_.CreateVolume({id, kSizeGib, "earlier-create", 0, {}}).has_value());
+  Snapshot snapshot;
+  snapshot.id = NewUuid();
+  snapshot.project_id = std::string(kProject);
+  snapshot.volume_id = id;
+  snapshot.status = domain::SnapshotStatus::kCreatingQueued;
+  snapshot.size_gib = kSizeGib;
+  snapshot.operation_id = NewUuid();
+  snapshot.created_at = FormatTimestamp(clock_.WallNow());
+  ASSERT_TRUE(store_.Insert(ports::Table::kSnapshots, SnapshotToRow(snapshot)).has_value());
+
+  EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, id, operation_id)), JobOutcome::kRetryLater);
+  EXPECT_EQ(TextColumn(Read(id), "status"), "deleting_queued");
+
+  ASSERT_TRUE(
+      store_
+          .ConditionalUpdate(ports::Table::kSnapshots,
+                             snapshot.id,
+                             {{"status", std::string("deleted")}, {"deleted", std::int64_t{1}}},
+                             {},
+                             {})
+          .has_value());
+  EXPECT_EQ(Run(JobFor(Operation::kDeleteVolume, id, operation_id)), JobOutcome::kDone);
+  EXPECT_EQ(TextColumn(Read(id), "status"), "deleted");
+}
+
 TEST_P(VolumeManagerRuleTest, CascadeDeleteFailsWhenASnapshotWasNotDeleted) {
   std::string operation_id = NewUuid();
   std::string id = InsertVolume(VolumeStatus::kDeletingQueued, operation_id);

@@ -227,8 +227,13 @@ Result<VolumeManager::SnapshotsLeft> VolumeManager::SnapshotsLeftOf(const std::s
   SnapshotsLeft found;
   for (const ports::Row& snapshot : snapshots) {
     const std::string status = TextOr(snapshot, "status", "");
+    // Being deleted (a cascade), or a create that is being withdrawn: a snapshot request that
+    // lost the race with this delete inserts its row, then finds the volume no longer available
+    // and soft-deletes it again. Either way it is gone in a moment: wait for it.
     if (status == domain::StoredName(domain::SnapshotStatus::kDeletingQueued) ||
-        status == domain::StoredName(domain::SnapshotStatus::kDeleting)) {
+        status == domain::StoredName(domain::SnapshotStatus::kDeleting) ||
+        status == domain::StoredName(domain::SnapshotStatus::kCreatingQueued) ||
+        status == domain::StoredName(domain::SnapshotStatus::kCreating)) {
       found.being_deleted = true;
     } else {
       found.left = TextOr(snapshot, "id", "");

@@ -115,8 +115,9 @@ class VolumeManager {
   void Settle(const Job& job, const Target& target);
 
   // A cascading delete (volumes_api.h) leaves the volume's snapshots being deleted by their own
-  // jobs: the volume goes once they are gone. `being_deleted` while any is queued or under way;
-  // `left` names one in any other status (its delete failed: the volume's delete fails too).
+  // jobs: the volume goes once they are gone. `being_deleted` while any is queued or under way
+  // (or is a create that lost the race with this delete and is being withdrawn); `left` names one
+  // at rest (its delete failed: the volume's delete fails too).
   struct SnapshotsLeft {
     bool being_deleted = false;
     std::optional<std::string> left;
