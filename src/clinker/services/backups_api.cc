@@ -432,7 +432,8 @@ HttpResponse BackupsApi::Update(const RequestContext& context,
   if (!updated->has_value()) {
     return Fault(404, BackupNotFound(backup_id));
   }
-  return JsonResponse(200, {{"backup", View(**updated, context, true)}});
+  // Cinder answers an update with the summary view (id, name, links), not the detail.
+  return JsonResponse(200, {{"backup", View(**updated, context, /*detail=*/false)}});
 }
 
 HttpResponse BackupsApi::Delete(const RequestContext& context, std::string_view backup_id) {
