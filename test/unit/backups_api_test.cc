@@ -620,6 +620,37 @@ TEST_F(BackupsApiTest, RestoreToAnExistingVolumeReplacesItsBytes) {
   EXPECT_EQ(BackupView(backup).value("status", ""), "available");
 }
 
+// Cinder keeps the volume's metadata with the backup and puts it on the volume a restore writes:
+// all of it on a new volume, merged over an existing volume's own (the backup's values win).
+TEST_F(BackupsApiTest, RestoreGivesBackTheBackedUpVolumesMetadata) {
+  std::string volume = AvailableVolume();
+  auto set_metadata = [&](const std::string& id, const json& metadata) {
+    auto updated = store_.ConditionalUpdate(
+        ports::Table::kVolumes, id, {{"metadata", metadata.dump()}}, {}, {});
+    ASSERT_TRUE(updated && updated->has_value());
+  };
+  set_metadata(volume, {{"vol-meta1", "value1"}, {"vol-meta2", "value2"}});
+  std::string backup = MadeBackup(volume);
+  EXPECT_EQ(json::parse(TextColumn(BackupRow(backup), "volume_metadata").value_or("")),
+            (json{{"vol-meta1", "value1"}, {"vol-meta2", "value2"}}));
+  set_metadata(volume, {{"later", "x"}});  // Changed after the backup: not restored.
+
+  ports::HttpResponse to_new = Restore(backup, json{{"volume_id", nullptr}});
+  ASSERT_EQ(to_new.status, 202) << to_new.body;
+  std::string restored = Body(to_new)["restore"].value("volume_id", "");
+  ASSERT_EQ(RunJobs(), 1);
+  EXPECT_EQ(VolumeView(restored)["metadata"],
+            (json{{"vol-meta1", "value1"}, {"vol-meta2", "value2"}}));
+
+  std::string target = AvailableVolume();
+  set_metadata(target, {{"own", "kept"}, {"vol-meta1", "replaced"}});
+  ports::HttpResponse to_existing = Restore(backup, json{{"volume_id", target}});
+  ASSERT_EQ(to_existing.status, 202) << to_existing.body;
+  ASSERT_EQ(RunJobs(), 1);
+  EXPECT_EQ(VolumeView(target)["metadata"],
+            (json{{"own", "kept"}, {"vol-meta1", "value1"}, {"vol-meta2", "value2"}}));
+}
+
 TEST_F(BackupsApiTest, RestoreRefusesATargetTooSmallOrNotAvailableAndReleasesTheBackup) {
   std::string volume = AvailableVolume(2);
   std::string backup = MadeBackup(volume);

@@ -137,6 +137,9 @@ constexpr std::array kBackupColumns = {
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+    // The backed-up volume's metadata when the backup was taken (a JSON object of strings); a
+    // restore sets it on the volume it writes (migration 12).
+    ColumnSpec{"volume_metadata", ColumnType::kText, false, "{}"},
 };
 
 // One row per volume transfer (Cinder's `transfers`), from its creation until it is accepted or

@@ -236,6 +236,8 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
                     {"availability_zone", options_.availability_zone},
                     {"parent_id", TextOrNull(parent_id)},
                     {"metadata", MetadataToJson(metadata)},
+                    // Kept with the backup, as Cinder does, so a restore gives it back.
+                    {"volume_metadata", MetadataToJson(volume->metadata)},
                     {"host", TextOrNull(volume->host)},
                     {"cluster_name", TextOrNull(volume->cluster_name)},
                     {"operation_id", operation_id},
@@ -520,6 +522,10 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
     return Fault(400, "Invalid backup: Backup status must be available");
   }
   const std::int64_t size_gib = IntegerOr(*backup, "size_gib", 0);
+  // The backed-up volume's metadata goes on the volume restored to (Cinder's restore merges it
+  // into the volume's own).
+  const std::map<std::string, std::string> backed_up_metadata =
+      MetadataFromJson(TextOr(*backup, "volume_metadata", "{}"));
   bool present = false;
   auto name = OptionalText(*body, "name", &present);
   if (!name) {
@@ -576,16 +582,22 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
                    "Invalid volume: volume size " + std::to_string(volume->size_gib) +
                        " is too small to restore backup of size " + std::to_string(size_gib) + ".");
     }
+    std::map<std::string, std::string> merged = backed_up_metadata;
+    merged.merge(std::map<std::string, std::string>(volume->metadata));  // The backup's win.
+    // The metadata as read is expected too: a metadata change that raced this restore is not
+    // overwritten (the client retries as for a status change).
     auto queued =
         store_.ConditionalUpdate(ports::Table::kVolumes,
                                  volume_id,
                                  {{"status", Status(VolumeStatus::kRestoringQueued)},
                                   {"operation_id", operation_id},
                                   {"backup_id", std::string(backup_id)},
+                                  {"metadata", MetadataToJson(merged)},
                                   {"status_reason", std::monostate{}},
                                   {"updated_at", now}},
                                  {Expectation::Equals("deleted", std::int64_t{0}),
-                                  Expectation::Equals("status", Status(VolumeStatus::kAvailable))},
+                                  Expectation::Equals("status", Status(VolumeStatus::kAvailable)),
+                                  Expectation::Equals("metadata", TextOr(*row, "metadata", "{}"))},
                                  {});
     if (!queued || !queued->has_value()) {
       release_backup();
@@ -610,6 +622,7 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
     volume.size_gib = size_gib;
     volume.name = name->value_or("restore_backup_" + std::string(backup_id));
     volume.description = "auto-created to restore backup " + std::string(backup_id);
+    volume.metadata = backed_up_metadata;
     volume.availability_zone = options_.availability_zone;
     volume.host = OptionalText(*backup, "host");
     volume.cluster_name = OptionalText(*backup, "cluster_name");
