@@ -1400,5 +1400,32 @@ TYPED_TEST(StateStoreContractTest, GroupTablesRoundTripAndTheCompletionGuardsSee
   EXPECT_EQ(this->ListIds(Table::kSnapshots, members), (std::vector<std::string>{"s1", "s2"}));
 }
 
+// --- Backups ------------------------------------------------------------------------------------
+
+// The backup columns of migration 12 round-trip with their defaults, and service_metadata is
+// filterable (a backup's delete asks whether another live backup names its data).
+TYPED_TEST(StateStoreContractTest, BackupDataColumnsRoundTripAndFilter) {
+  Row backup = {{"id", Text("b1")},
+                {"project_id", Text("p1")},
+                {"user_id", Text("u1")},
+                {"volume_id", Text("v1")},
+                {"status", Text("available")},
+                {"created_at", Text(kCreatedAt)}};
+  Row stored = this->MustInsert(Table::kBackups, backup);
+  EXPECT_EQ(stored.size(), ports::Columns(Table::kBackups).size());
+  EXPECT_EQ(stored.at("volume_metadata"), Text("{}"));
+  EXPECT_EQ(stored.at("service_metadata"), kNull);
+  Row imported = backup;
+  imported["id"] = Text("b2");
+  imported["volume_metadata"] = Text(R"({"k":"v"})");
+  imported["service_metadata"] = Text("b1");
+  Row stored_import = this->MustInsert(Table::kBackups, imported);
+  EXPECT_EQ(stored_import.at("volume_metadata"), Text(R"({"k":"v"})"));
+  ListQuery sharing;
+  sharing.filters = {Expectation::Equals("service_metadata", Text("b1")),
+                     Expectation::Equals("deleted", Int(0))};
+  EXPECT_EQ(this->ListIds(Table::kBackups, sharing), (std::vector<std::string>{"b2"}));
+}
+
 }  // namespace
 }  // namespace clinker::adapters

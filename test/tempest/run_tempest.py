@@ -100,7 +100,7 @@ build_timeout = 60
 build_interval = 1
 
 [volume-feature-enabled]
-backup = false
+backup = true
 snapshot = true
 clone = true
 manage_snapshot = false

@@ -137,6 +137,12 @@ constexpr std::array kBackupColumns = {
     ColumnSpec{"updated_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted_at", ColumnType::kText, true, ""},
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+    // The backed-up volume's metadata when the backup was taken (a JSON object of strings); a
+    // restore sets it on the volume it writes (migration 12).
+    ColumnSpec{"volume_metadata", ColumnType::kText, false, "{}"},
+    // Where the backup's data is in the backup store when not under its own id: a backup
+    // imported from another's exported record shares that one's data (migration 12).
+    ColumnSpec{"service_metadata", ColumnType::kText, true, ""},
 };
 
 // One row per volume transfer (Cinder's `transfers`), from its creation until it is accepted or

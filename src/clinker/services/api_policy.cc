@@ -263,6 +263,12 @@ std::string_view PolicyActionFor(const ports::HttpRequest& request,
     if (rest.size() == 3 && rest[2] == "restore" && method == "POST") {
       return p::kBackupRestore;
     }
+    if (rest.size() == 3 && rest[2] == "export_record" && method == "GET") {
+      return p::kBackupExport;
+    }
+    if (rest.size() == 2 && rest[1] == "import_record" && method == "POST") {
+      return p::kBackupImport;
+    }
     if (rest.size() == 3 && rest[2] == "action" && method == "POST") {
       return RuleOfAction(kBackupActions, ActionKey(request), p::kBackupUpdate);
     }

@@ -505,6 +505,9 @@ HttpResponse ApiService::RouteBackups(const RequestContext& context,
   if (rest.size() == 2 && rest[1] == "detail") {
     return method == "GET" ? backups_.List(context, request, true) : MethodNotAllowed();
   }
+  if (rest.size() == 2 && rest[1] == "import_record" && method == "POST") {
+    return backups_.ImportRecord(context, request);
+  }
   if (rest.size() == 2) {
     if (method == "GET") {
       return backups_.Show(context, rest[1]);
@@ -519,6 +522,9 @@ HttpResponse ApiService::RouteBackups(const RequestContext& context,
   }
   if (rest.size() == 3 && rest[2] == "restore") {
     return method == "POST" ? backups_.Restore(context, request, rest[1]) : MethodNotAllowed();
+  }
+  if (rest.size() == 3 && rest[2] == "export_record") {
+    return method == "GET" ? backups_.ExportRecord(context, rest[1]) : MethodNotAllowed();
   }
   if (rest.size() == 3 && rest[2] == "action") {
     return method == "POST" ? backups_.Action(context, request, rest[1]) : MethodNotAllowed();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 
+#include "clinker/core/base64.h"
 #include "clinker/core/log.h"
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
@@ -19,6 +20,10 @@ using domain::BackupStatus;
 using domain::VolumeStatus;
 using nlohmann::json;
 using ports::Expectation;
+
+// The backup_service of exported records. Tempest (and clients) expect Cinder's driver namespace;
+// records of any other service are refused on import.
+constexpr std::string_view kBackupService = "cinder.backup.drivers.clinker.ChunkedFileBackupStore";
 
 std::string BackupNotFound(std::string_view id) {
   return "Backup " + std::string(id) + " could not be found.";
@@ -236,6 +241,8 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
                     {"availability_zone", options_.availability_zone},
                     {"parent_id", TextOrNull(parent_id)},
                     {"metadata", MetadataToJson(metadata)},
+                    // Kept with the backup, as Cinder does, so a restore gives it back.
+                    {"volume_metadata", MetadataToJson(volume->metadata)},
                     {"host", TextOrNull(volume->host)},
                     {"cluster_name", TextOrNull(volume->cluster_name)},
                     {"operation_id", operation_id},
@@ -432,7 +439,8 @@ HttpResponse BackupsApi::Update(const RequestContext& context,
   if (!updated->has_value()) {
     return Fault(404, BackupNotFound(backup_id));
   }
-  return JsonResponse(200, {{"backup", View(**updated, context, true)}});
+  // Cinder answers an update with the summary view (id, name, links), not the detail.
+  return JsonResponse(200, {{"backup", View(**updated, context, /*detail=*/false)}});
 }
 
 HttpResponse BackupsApi::Delete(const RequestContext& context, std::string_view backup_id) {
@@ -519,6 +527,10 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
     return Fault(400, "Invalid backup: Backup status must be available");
   }
   const std::int64_t size_gib = IntegerOr(*backup, "size_gib", 0);
+  // The backed-up volume's metadata goes on the volume restored to (Cinder's restore merges it
+  // into the volume's own).
+  const std::map<std::string, std::string> backed_up_metadata =
+      MetadataFromJson(TextOr(*backup, "volume_metadata", "{}"));
   bool present = false;
   auto name = OptionalText(*body, "name", &present);
   if (!name) {
@@ -575,16 +587,22 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
                    "Invalid volume: volume size " + std::to_string(volume->size_gib) +
                        " is too small to restore backup of size " + std::to_string(size_gib) + ".");
     }
+    std::map<std::string, std::string> merged = backed_up_metadata;
+    merged.merge(std::map<std::string, std::string>(volume->metadata));  // The backup's win.
+    // The metadata as read is expected too: a metadata change that raced this restore is not
+    // overwritten (the client retries as for a status change).
     auto queued =
         store_.ConditionalUpdate(ports::Table::kVolumes,
                                  volume_id,
                                  {{"status", Status(VolumeStatus::kRestoringQueued)},
                                   {"operation_id", operation_id},
                                   {"backup_id", std::string(backup_id)},
+                                  {"metadata", MetadataToJson(merged)},
                                   {"status_reason", std::monostate{}},
                                   {"updated_at", now}},
                                  {Expectation::Equals("deleted", std::int64_t{0}),
-                                  Expectation::Equals("status", Status(VolumeStatus::kAvailable))},
+                                  Expectation::Equals("status", Status(VolumeStatus::kAvailable)),
+                                  Expectation::Equals("metadata", TextOr(*row, "metadata", "{}"))},
                                  {});
     if (!queued || !queued->has_value()) {
       release_backup();
@@ -609,6 +627,7 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
     volume.size_gib = size_gib;
     volume.name = name->value_or("restore_backup_" + std::string(backup_id));
     volume.description = "auto-created to restore backup " + std::string(backup_id);
+    volume.metadata = backed_up_metadata;
     volume.availability_zone = options_.availability_zone;
     volume.host = OptionalText(*backup, "host");
     volume.cluster_name = OptionalText(*backup, "cluster_name");
@@ -675,6 +694,148 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
                         {{"backup_id", std::string(backup_id)},
                          {"volume_id", volume_id},
                          {"volume_name", NullOr(volume_name)}}}});
+}
+
+HttpResponse BackupsApi::ExportRecord(const RequestContext& context, std::string_view backup_id) {
+  auto backup = Visible(store_, context, backup_id);
+  if (!backup) {
+    return backup.error();
+  }
+  if (StoredStatus(*backup) != StoredName(BackupStatus::kAvailable)) {
+    return Fault(
+        400, "Invalid backup: Backup status must be available and not " + ApiStatus(*backup) + ".");
+  }
+  const ports::Row& row = *backup;
+  auto text = [&](const char* column) {
+    return NullOr(OptionalText(row, column));
+  };
+  // Cinder's field names where Cinder has the field; service_metadata says where the data is.
+  json record = {
+      {"id", TextOr(row, "id", "")},
+      {"size", IntegerOr(row, "size_gib", 0)},
+      {"volume_id", TextOr(row, "volume_id", "")},
+      {"display_name", text("display_name")},
+      {"display_description", text("display_description")},
+      {"container", text("container")},
+      {"availability_zone", TextOr(row, "availability_zone", options_.availability_zone)},
+      {"parent_id", text("parent_id")},
+      {"object_count", IntegerOr(row, "object_count", 0)},
+      {"stored_bytes", IntegerOr(row, "stored_bytes", 0)},
+      {"metadata", MetadataFromJson(TextOr(row, "metadata", "{}"))},
+      {"volume_metadata", MetadataFromJson(TextOr(row, "volume_metadata", "{}"))},
+      {"host", text("host")},
+      {"cluster_name", text("cluster_name")},
+      {"data_timestamp", text("data_timestamp")},
+      {"created_at", TextOr(row, "created_at", "")},
+      {"service", std::string(kBackupService)},
+      {"service_metadata", OptionalText(row, "service_metadata").value_or(TextOr(row, "id", ""))},
+  };
+  return JsonResponse(200,
+                      {{"backup-record",
+                        {{"backup_service", std::string(kBackupService)},
+                         {"backup_url", Base64Encode(record.dump())}}}});
+}
+
+HttpResponse BackupsApi::ImportRecord(const RequestContext& context, const HttpRequest& request) {
+  auto body = ParseBody(request, "backup-record");
+  if (!body) {
+    return FaultFromError(body.error());
+  }
+  for (const char* key : {"backup_service", "backup_url"}) {
+    if (!body->contains(key) || !(*body)[key].is_string()) {
+      return Fault(400,
+                   std::string("Invalid input for field/attribute backup-record: '") + key +
+                       "' is a required property");
+    }
+  }
+  const std::string service = (*body)["backup_service"].get<std::string>();
+  if (service != kBackupService) {
+    return Fault(400, "Invalid backup: backup service " + service + " is not supported.");
+  }
+  auto decoded = Base64Decode((*body)["backup_url"].get<std::string>());
+  json record = decoded ? json::parse(*decoded, nullptr, false) : json();
+  if (!record.is_object()) {
+    return Fault(400, "Invalid input received: the backup_url is not an exported backup record");
+  }
+  if (!record.contains("id") || !record["id"].is_string() ||
+      !IsUuid(record["id"].get<std::string>())) {
+    return Fault(400, "Invalid input received: Provided backup record is missing an id");
+  }
+  if (!record.contains("size") || !record["size"].is_number_integer() ||
+      record["size"].get<std::int64_t>() < 0) {
+    return Fault(400, "Invalid input received: Provided backup record is missing size attribute");
+  }
+  auto text = [&](const char* key) -> std::optional<std::string> {
+    auto it = record.find(key);
+    return it != record.end() && it->is_string() ? std::optional(it->get<std::string>())
+                                                 : std::nullopt;
+  };
+  auto integer = [&](const char* key) -> std::int64_t {
+    auto it = record.find(key);
+    return it != record.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
+  };
+  auto metadata = [&](const char* key) -> Result<std::map<std::string, std::string>> {
+    auto it = record.find(key);
+    if (it == record.end() || it->is_null()) {
+      return std::map<std::string, std::string>{};
+    }
+    return ParseMetadata(*it);
+  };
+  const std::string id = record["id"].get<std::string>();
+  const std::int64_t size_gib = record["size"].get<std::int64_t>();
+  const std::optional<std::string> host = text("host");
+  if (!host) {
+    return Fault(400, "Invalid input received: Provided backup record names no host");
+  }
+  auto backup_metadata = metadata("metadata");
+  auto volume_metadata = metadata("volume_metadata");
+  if (!backup_metadata || !volume_metadata) {
+    return FaultFromError(!backup_metadata ? backup_metadata.error() : volume_metadata.error());
+  }
+  const std::string already = "Invalid backup: Backup already exists in database.";
+  if (auto existing = store_.Get(ports::Table::kBackups, id); existing) {
+    return Fault(400, already);
+  } else if (existing.error().code != ErrorCode::kNotFound) {
+    return FaultFromError(existing.error());
+  }
+  const std::string now = FormatTimestamp(clock_.WallNow());
+  // The data stays where the record says (the exported backup's own id unless it was itself
+  // imported); nothing is copied, so the backup is available at once.
+  ports::Row row = {
+      {"id", id},
+      {"project_id", context.project_id},
+      {"user_id", context.user_id},
+      {"volume_id", text("volume_id").value_or("00000000-0000-0000-0000-000000000000")},
+      {"status", BackupStatusValue(BackupStatus::kAvailable)},
+      {"size_gib", size_gib},
+      {"display_name", TextOrNull(text("display_name"))},
+      {"display_description", TextOrNull(text("display_description"))},
+      {"container", TextOrNull(text("container"))},
+      {"availability_zone", text("availability_zone").value_or(options_.availability_zone)},
+      {"parent_id", TextOrNull(text("parent_id"))},
+      {"object_count", integer("object_count")},
+      {"stored_bytes", integer("stored_bytes")},
+      {"metadata", MetadataToJson(*backup_metadata)},
+      {"volume_metadata", MetadataToJson(*volume_metadata)},
+      {"host", *host},
+      {"cluster_name", TextOrNull(text("cluster_name"))},
+      {"data_timestamp", TextOrNull(text("data_timestamp"))},
+      {"service_metadata", text("service_metadata").value_or(id)},
+      {"created_at", now}};
+  // Quotas: as a create, the backup counts from the write that inserts it.
+  auto charge = quotas_.Charge(context.project_id, QuotaService::UsageOfBackup(size_gib));
+  if (!charge) {
+    return FaultFromError(charge.error());
+  }
+  if (auto inserted = store_.InsertWithUsage(ports::Table::kBackups, row, *charge); !inserted) {
+    if (inserted.error().code == ErrorCode::kConflict) {
+      return Fault(400, already);  // Inserted meanwhile by a concurrent import.
+    }
+    return QuotaFault(inserted.error());
+  }
+  log::Info("backup.imported",
+            {{"backup_id", id}, {"data_key", std::get<std::string>(row["service_metadata"])}});
+  return JsonResponse(201, {{"backup", View(row, context, /*detail=*/false)}});
 }
 
 HttpResponse BackupsApi::Action(const RequestContext& context,

@@ -57,6 +57,16 @@ class BackupsApi {
   HttpResponse Restore(const RequestContext& context,
                        const HttpRequest& request,
                        std::string_view backup_id);
+  // GET /backups/{id}/export_record (admin, backup:export-import): {"backup-record":
+  // {"backup_service", "backup_url"}}, the url base64 of the backup's row as JSON (Cinder's
+  // encode_record), naming where its data is in the backup store. 400 unless available.
+  HttpResponse ExportRecord(const RequestContext& context, std::string_view backup_id);
+  // POST /backups/import_record (admin, backup:backup-import): a new available backup, of the
+  // caller's project, with the record's id, that restores from the data the record names (which
+  // stays where it is; it is removed with the last live backup naming it). 400 for a record of
+  // another backup service, without id, size or host, or whose id is taken (also by a deleted
+  // backup); 413 past the backup quotas. Answers 201 with the summary view.
+  HttpResponse ImportRecord(const RequestContext& context, const HttpRequest& request);
   // POST /backups/{id}/action: os-reset_status and os-force_delete (admin).
   HttpResponse Action(const RequestContext& context,
                       const HttpRequest& request,

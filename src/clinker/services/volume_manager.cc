@@ -255,14 +255,31 @@ Result<std::string> VolumeManager::LocalPath(const std::string& volume_id) {
   return path->second;
 }
 
+namespace {
+
+// Where a backup's data is in the backup store: under its own id, or, for a backup imported
+// (import_record) from another one's exported record, under the id of the backup that made it
+// (service_metadata, as Cinder's drivers keep where their objects are).
+std::string BackupDataKey(const ports::Row& backup) {
+  return OptionalText(backup, "service_metadata").value_or(TextOr(backup, "id", ""));
+}
+
+}  // namespace
+
 Result<ports::Row> VolumeManager::CreateBackup(const Job& job, const Target& target) {
   if (options_.backup_store == nullptr) {
     return MakeError(ErrorCode::kDriverFailed, "no backup store is configured on this node");
   }
+  std::optional<std::string> parent_key;
+  if (target.parent_backup_id) {
+    CLINKER_ASSIGN_OR_RETURN(ports::Row parent,
+                             store_.Get(ports::Table::kBackups, *target.parent_backup_id));
+    parent_key = BackupDataKey(parent);
+  }
   CLINKER_ASSIGN_OR_RETURN(std::string path, LocalPath(target.source_id));
   CLINKER_ASSIGN_OR_RETURN(ports::BackupDescription backup,
-                           options_.backup_store->CreateBackup(ports::BackupRequest{
-                               job.message.resource_id, path, target.parent_backup_id}));
+                           options_.backup_store->CreateBackup(
+                               ports::BackupRequest{job.message.resource_id, path, parent_key}));
   auto ended =
       driver_.TerminateConnection(target.source_id, ports::Connector{"clinker-backup", ""});
   ended.IgnoreError("a local export holds nothing");
@@ -271,11 +288,29 @@ Result<ports::Row> VolumeManager::CreateBackup(const Job& job, const Target& tar
                     {"data_timestamp", FormatTimestamp(clock_.WallNow())}};
 }
 
-Result<ports::Row> VolumeManager::DeleteBackup(const Job& job) {
+Result<ports::Row> VolumeManager::DeleteBackup(const Job& job, const Target& target) {
   if (options_.backup_store == nullptr) {
     return MakeError(ErrorCode::kDriverFailed, "no backup store is configured on this node");
   }
-  CLINKER_RETURN_IF_ERROR(options_.backup_store->DeleteBackup(job.message.resource_id));
+  // Data an imported backup shares with the backup it was exported from stays while either
+  // row is live (the last one's delete removes it).
+  const std::string key = BackupDataKey(target.row);
+  const std::string& own_id = job.message.resource_id;
+  for (const char* column : {"id", "service_metadata"}) {
+    ports::ListQuery sharing;
+    sharing.filters = {ports::Expectation::Equals(column, key),
+                       ports::Expectation::Equals("deleted", std::int64_t{0})};
+    sharing.limit = 2;
+    CLINKER_ASSIGN_OR_RETURN(std::vector<ports::Row> rows,
+                             store_.List(ports::Table::kBackups, sharing));
+    if (std::any_of(rows.begin(), rows.end(), [&](const ports::Row& row) {
+          return TextOr(row, "id", "") != own_id;
+        })) {
+      log::Info("backup.data_kept", {{"backup_id", own_id}, {"data_key", key}});
+      return ports::Row{};
+    }
+  }
+  CLINKER_RETURN_IF_ERROR(options_.backup_store->DeleteBackup(key));
   return ports::Row{};
 }
 
@@ -297,7 +332,8 @@ Result<ports::Row> VolumeManager::RestoreBackup(const Job& job, const Target& ta
   if (!path) {
     return tl::unexpected(path.error());
   }
-  CLINKER_RETURN_IF_ERROR(options_.backup_store->RestoreBackup(target.source_id, *path));
+  CLINKER_ASSIGN_OR_RETURN(ports::Row backup, store_.Get(ports::Table::kBackups, target.source_id));
+  CLINKER_RETURN_IF_ERROR(options_.backup_store->RestoreBackup(BackupDataKey(backup), *path));
   auto ended = driver_.TerminateConnection(volume_id, ports::Connector{"clinker-backup", ""});
   ended.IgnoreError("a local export holds nothing");
   return ports::Row{{"backup_id", std::monostate{}}};
@@ -348,7 +384,7 @@ Result<ports::Row> VolumeManager::RunDriver(const Job& job, const Target& target
     case Operation::kCreateBackup:
       return CreateBackup(job, target);
     case Operation::kDeleteBackup:
-      return DeleteBackup(job);
+      return DeleteBackup(job, target);
     case Operation::kRestoreBackup:
       return RestoreBackup(job, target);
   }

@@ -127,7 +127,7 @@ class VolumeManager {
   // The volume's path on this host (the driver's "local" connection), for backups.
   Result<std::string> LocalPath(const std::string& volume_id);
   Result<ports::Row> CreateBackup(const Job& job, const Target& target);
-  Result<ports::Row> DeleteBackup(const Job& job);
+  Result<ports::Row> DeleteBackup(const Job& job, const Target& target);
   Result<ports::Row> RestoreBackup(const Job& job, const Target& target);
   void FaultPoint(const Job& job, std::string_view where) const;
 

@@ -399,7 +399,16 @@ CREATE INDEX group_snapshots_group_id ON group_snapshots (group_id, deleted);
 CREATE INDEX group_snapshots_project_id ON group_snapshots (project_id, deleted);
 )sql";
 
-constexpr std::array<std::string_view, 11> kMigrations = {kMigration1,
+// The backed-up volume's metadata, kept with the backup so a restore gives it back (as Cinder
+// keeps it with the backup); and where an imported backup's data is in the backup store (the id
+// of the backup whose exported record it was imported from). (Migration 12.)
+constexpr std::string_view kMigration12 = R"sql(
+ALTER TABLE backups ADD COLUMN volume_metadata TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE backups ADD COLUMN service_metadata TEXT;
+CREATE INDEX backups_service_metadata ON backups (service_metadata, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 12> kMigrations = {kMigration1,
                                                           kMigration2,
                                                           kMigration3,
                                                           kMigration4,
@@ -409,7 +418,8 @@ constexpr std::array<std::string_view, 11> kMigrations = {kMigration1,
                                                           kMigration8,
                                                           kMigration9,
                                                           kMigration10,
-                                                          kMigration11};
+                                                          kMigration11,
+                                                          kMigration12};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
