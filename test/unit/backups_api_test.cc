@@ -456,7 +456,8 @@ TEST_F(BackupsApiTest, RefusedCreatesChangeNothing) {
   ExpectFault(CreateBackup(NewUuid()), 404, "itemNotFound");
   ExpectFault(CreateBackup(in_error), 400, "badRequest");
   ExpectFault(CreateBackup(reserved, {{"force", true}}), 400, "badRequest");
-  ExpectFault(CreateBackup(available, {{"snapshot_id", NewUuid()}}), 400, "badRequest");
+  ExpectFault(CreateBackup(available, {{"snapshot_id", NewUuid()}}), 404, "itemNotFound");
+  ExpectFault(CreateBackup(available, {{"snapshot_id", 7}}), 400, "badRequest");
   ports::HttpResponse no_parent = CreateBackup(available, {{"incremental", true}});
   ExpectFault(no_parent, 400, "badRequest");
   EXPECT_NE(FaultMessage(no_parent).find("incremental"), std::string::npos) << no_parent.body;
@@ -468,6 +469,62 @@ TEST_F(BackupsApiTest, RefusedCreatesChangeNothing) {
   EXPECT_EQ(VolumeRow(available), available_before);
   EXPECT_EQ(BackupRowCount(), 0u);
   EXPECT_EQ(JobsPublished(), 0u);
+}
+
+TEST_F(BackupsApiTest, ABackupOfASnapshotHoldsTheSnapshotsBytesAndLeavesTheVolumeAlone) {
+  std::string volume = AvailableVolume();
+  WriteVolume(volume, 10, Pattern(6000, 1));
+  ports::HttpResponse snapshotted = Send(Request(
+      "POST", ProjectPath() + "/snapshots", json{{"snapshot", {{"volume_id", volume}}}}.dump()));
+  ASSERT_EQ(snapshotted.status, 202) << snapshotted.body;
+  const std::string snapshot = Body(snapshotted)["snapshot"].value("id", "");
+  ASSERT_EQ(RunJobs(), 1);
+  const std::string snapshot_path = ProjectPath() + "/snapshots/" + snapshot;
+  auto snapshot_status = [&] {
+    return Body(Send(Request("GET", snapshot_path)))["snapshot"].value("status", "");
+  };
+  ASSERT_EQ(snapshot_status(), "available");
+  const std::string expected = ReadVolume(volume);
+  WriteVolume(volume, 10, Pattern(6000, 9));  // The volume changes after the snapshot.
+
+  // The snapshot must be the volume's.
+  std::string other = AvailableVolume();
+  ports::HttpResponse mismatched = CreateBackup(other, {{"snapshot_id", snapshot}});
+  ExpectFault(mismatched, 400, "badRequest");
+  EXPECT_NE(FaultMessage(mismatched).find("does not match"), std::string::npos) << mismatched.body;
+  EXPECT_EQ(BackupRowCount(), 0u);
+
+  ports::HttpResponse response = CreateBackup(volume, {{"snapshot_id", snapshot}});
+  ASSERT_EQ(response.status, 202) << response.body;
+  const std::string backup = Body(response)["backup"].value("id", "");
+  // The snapshot is read, not the volume: the volume stays available.
+  EXPECT_EQ(VolumeStatusOf(volume), "available");
+  EXPECT_EQ(snapshot_status(), "backing-up");
+  // Backing up, the snapshot can neither be deleted nor backed up again.
+  ExpectFault(Send(Request("DELETE", snapshot_path)), 400, "badRequest");
+  ExpectFault(CreateBackup(volume, {{"snapshot_id", snapshot}}), 400, "badRequest");
+  EXPECT_EQ(BackupRowCount(), 1u);
+
+  ASSERT_EQ(RunJobs(), 1);
+
+  EXPECT_EQ(snapshot_status(), "available");
+  EXPECT_EQ(VolumeStatusOf(volume), "available");
+  json view = BackupView(backup);
+  EXPECT_EQ(view.value("status", ""), "available") << view.dump();
+  EXPECT_EQ(view.value("snapshot_id", ""), snapshot);
+  EXPECT_EQ(view.value("volume_id", ""), volume);
+  // The data is as old as the snapshot.
+  EXPECT_EQ(view.value("data_timestamp", ""),
+            Body(Send(Request("GET", snapshot_path)))["snapshot"].value("created_at", "x"));
+  // The temporary volume the backup read the snapshot through is gone.
+  EXPECT_FALSE(std::filesystem::exists(driver_->VolumePath(backup)));
+
+  ports::HttpResponse restored = Restore(backup, json{{"volume_id", nullptr}});
+  ASSERT_EQ(restored.status, 202) << restored.body;
+  const std::string target = Body(restored)["restore"].value("volume_id", "");
+  ASSERT_EQ(RunJobs(), 1);
+  EXPECT_EQ(VolumeStatusOf(target), "available");
+  EXPECT_TRUE(ReadVolume(target) == expected) << "the restored bytes are not the snapshot's";
 }
 
 // ---------------------------------------------------------------------------------------------

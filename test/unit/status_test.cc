@@ -167,6 +167,7 @@ const std::map<SnapshotStatus, Expected>& ExpectedSnapshotStatuses() {
       {S::kErrorDeleting, {"error_deleting", "error_deleting", kR, kNone}},
       {S::kCreatingByAdmin, {"creating_by_admin", "creating", kR, kNone}},
       {S::kDeletingByAdmin, {"deleting_by_admin", "deleting", kR, kNone}},
+      {S::kBackingUp, {"backing-up", "backing-up", kR, kNone}},
   };
   return *kExpected;
 }

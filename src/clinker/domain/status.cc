@@ -280,6 +280,7 @@ constexpr std::array kSnapshotStatuses = {
         S::kCreatingByAdmin, "creating_by_admin", "creating", Phase::kAtRest, std::nullopt},
     SnapshotStatusInfo{
         S::kDeletingByAdmin, "deleting_by_admin", "deleting", Phase::kAtRest, std::nullopt},
+    SnapshotStatusInfo{S::kBackingUp, "backing-up", "backing-up", Phase::kAtRest, std::nullopt},
 };
 
 template <class Info, std::size_t N>

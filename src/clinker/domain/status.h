@@ -130,6 +130,9 @@ enum class SnapshotStatus {
   // volume statuses of the same names).
   kCreatingByAdmin,
   kDeletingByAdmin,
+  // A backup is reading it (a backup of the snapshot, as Cinder's): at rest, so the backup job is
+  // the backup's own; the snapshot cannot be deleted meanwhile, and is available again after.
+  kBackingUp,
 };
 
 // The statuses an admin may set with os-reset_status, by the API name the admin gives: Cinder's

@@ -143,6 +143,8 @@ constexpr std::array kBackupColumns = {
     // Where the backup's data is in the backup store when not under its own id: a backup
     // imported from another's exported record shares that one's data (migration 12).
     ColumnSpec{"service_metadata", ColumnType::kText, true, ""},
+    // The snapshot the backup reads, for a backup of a snapshot (migration 12).
+    ColumnSpec{"snapshot_id", ColumnType::kText, true, ""},
 };
 
 // One row per volume transfer (Cinder's `transfers`), from its creation until it is accepted or

@@ -10,6 +10,7 @@
 #include "clinker/domain/status.h"
 #include "clinker/services/job_message.h"
 #include "clinker/services/quotas_api.h"
+#include "clinker/services/snapshot_record.h"
 #include "clinker/services/topics.h"
 #include "clinker/services/volume_record.h"
 
@@ -17,6 +18,7 @@ namespace clinker::services {
 namespace {
 
 using domain::BackupStatus;
+using domain::SnapshotStatus;
 using domain::VolumeStatus;
 using nlohmann::json;
 using ports::Expectation;
@@ -114,7 +116,7 @@ json BackupsApi::View(const ports::Row& row, const RequestContext& context, bool
       {"status", ApiStatus(row)},
       {"size", IntegerOr(row, "size_gib", 0)},
       {"volume_id", TextOr(row, "volume_id", "")},
-      {"snapshot_id", nullptr},
+      {"snapshot_id", NullOr(OptionalText(row, "snapshot_id"))},
       {"container", NullOr(OptionalText(row, "container"))},
       {"availability_zone", TextOr(row, "availability_zone", options_.availability_zone)},
       {"created_at", TextOr(row, "created_at", "")},
@@ -152,10 +154,11 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
                        ". Value: " + spec[key].dump() + " is not of type 'boolean'");
     }
   }
-  if (spec.contains("snapshot_id") && !spec["snapshot_id"].is_null()) {
+  if (spec.contains("snapshot_id") && !spec["snapshot_id"].is_null() &&
+      !spec["snapshot_id"].is_string()) {
     return Fault(400,
-                 "Invalid input received: backups of snapshots are not supported by this "
-                 "release; back up the volume");
+                 "Invalid input for field/attribute snapshot_id. Value: " +
+                     spec["snapshot_id"].dump() + " is not of type 'string', 'null'");
   }
   const bool incremental = spec.value("incremental", false);
   const bool force = spec.value("force", false);
@@ -189,15 +192,47 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
   if (volume->deleted || !CanSee(context, volume->project_id)) {
     return Fault(404, volume_not_found);
   }
+  // A backup of a snapshot reads the snapshot (the volume may be in any state meanwhile, as
+  // Cinder): it must be the volume's and available.
+  std::optional<Snapshot> snapshot;
+  if (spec.contains("snapshot_id") && spec["snapshot_id"].is_string()) {
+    const std::string snapshot_id = spec["snapshot_id"].get<std::string>();
+    const std::string snapshot_not_found = "Snapshot " + snapshot_id + " could not be found.";
+    auto snapshot_row = store_.Get(ports::Table::kSnapshots, snapshot_id);
+    if (!snapshot_row) {
+      return snapshot_row.error().code == ErrorCode::kNotFound
+                 ? Fault(404, snapshot_not_found)
+                 : FaultFromError(snapshot_row.error());
+    }
+    auto parsed = SnapshotFromRow(*snapshot_row);
+    if (!parsed) {
+      return FaultFromError(parsed.error());
+    }
+    if (parsed->deleted || !CanSee(context, parsed->project_id)) {
+      return Fault(404, snapshot_not_found);
+    }
+    if (parsed->volume_id != volume_id) {
+      return Fault(400,
+                   "Invalid volume: Volume " + volume_id +
+                       " does not match with snapshot.volume_id " + parsed->volume_id + ".");
+    }
+    if (parsed->status != SnapshotStatus::kAvailable) {
+      return Fault(400,
+                   "Invalid snapshot: Snapshot to be backed up must be available, but the "
+                   "current status is \"" +
+                       std::string(domain::ApiName(parsed->status)) + "\".");
+    }
+    snapshot = std::move(*parsed);
+  }
   const std::string not_available =
       "Invalid volume: Volume to be backed up must be available or in-use, but the current "
       "status is \"" +
       std::string(domain::ApiName(volume->status)) + "\".";
-  if (volume->status == VolumeStatus::kInUse && !force) {
+  if (!snapshot && volume->status == VolumeStatus::kInUse && !force) {
     return Fault(400, "Invalid volume: Backing up an in-use volume must use the force flag.");
   }
-  if ((volume->status != VolumeStatus::kAvailable && volume->status != VolumeStatus::kInUse) ||
-      !volume->host) {
+  if (!volume->host || (!snapshot && volume->status != VolumeStatus::kAvailable &&
+                        volume->status != VolumeStatus::kInUse)) {
     return Fault(400, not_available);
   }
   std::optional<std::string> parent_id;
@@ -209,7 +244,9 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
                       Expectation::Equals("project_id", context.project_id),
                       Expectation::Equals("status", BackupStatusValue(BackupStatus::kAvailable))};
     latest.sort = {ports::SortKey{"created_at", false}};
-    latest.limit = 1;
+    if (!snapshot) {
+      latest.limit = 1;
+    }
     auto rows = store_.List(ports::Table::kBackups, latest);
     if (!rows) {
       return FaultFromError(rows.error());
@@ -217,12 +254,26 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
     if (rows->empty()) {
       return Fault(400, "Invalid backup: No backups available to do an incremental backup.");
     }
-    if (IntegerOr(rows->front(), "size_gib", 0) != volume->size_gib) {
+    // Of a snapshot, the parent is the latest backup whose data is older than the snapshot (as
+    // Cinder: a backup taken after the snapshot holds newer data), else the latest.
+    const ports::Row* parent = &rows->front();
+    if (snapshot) {
+      auto data_time = [](const ports::Row& backup) {
+        return OptionalText(backup, "data_timestamp").value_or(TextOr(backup, "created_at", ""));
+      };
+      auto older = std::find_if(rows->begin(), rows->end(), [&](const ports::Row& backup) {
+        return data_time(backup) < snapshot->created_at;
+      });
+      if (older != rows->end()) {
+        parent = &*older;
+      }
+    }
+    if (IntegerOr(*parent, "size_gib", 0) != volume->size_gib) {
       return Fault(400,
                    "Invalid backup: the volume's size changed since its last backup; make a "
                    "full backup.");
     }
-    parent_id = TextOr(rows->front(), "id", "");
+    parent_id = TextOr(*parent, "id", "");
   }
 
   const std::string id = NewUuid();
@@ -247,6 +298,11 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
                     {"cluster_name", TextOrNull(volume->cluster_name)},
                     {"operation_id", operation_id},
                     {"created_at", now}};
+  if (snapshot) {
+    // The data is the volume's as it was when the snapshot was taken.
+    row["snapshot_id"] = snapshot->id;
+    row["data_timestamp"] = snapshot->created_at;
+  }
   // Quotas: the backup counts from the write that inserts it (services/quotas.h).
   const UsageAmounts usage = QuotaService::UsageOfBackup(volume->size_gib);
   auto charge = quotas_.Charge(context.project_id, usage);
@@ -269,19 +325,33 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
         QuotaService::Release(context.project_id, usage));
     withdrawn.IgnoreError("the client is told why; a leftover row shows as creating");
   };
-  // The volume is read by the backup from now on: a delete that won the race shows here, a
-  // later one finds the volume backing-up and is refused.
-  auto marked = store_.ConditionalUpdate(ports::Table::kVolumes,
-                                         volume_id,
-                                         {{"status", Status(VolumeStatus::kBackingUp)},
-                                          {"operation_id", NewUuid()},
-                                          {"updated_at", now}},
-                                         {Expectation::Equals("deleted", std::int64_t{0}),
-                                          Expectation::Equals("status", Status(volume->status))},
-                                         {});
+  // The volume (or the snapshot) is read by the backup from now on: a delete that won the race
+  // shows here, a later one finds it backing-up and is refused.
+  const std::string snapshot_not_available =
+      "Invalid snapshot: Snapshot to be backed up must be available, but the current status is "
+      "not.";
+  auto marked =
+      snapshot ? store_.ConditionalUpdate(
+                     ports::Table::kSnapshots,
+                     snapshot->id,
+                     {{"status", std::string(domain::StoredName(SnapshotStatus::kBackingUp))},
+                      {"updated_at", now}},
+                     {Expectation::Equals("deleted", std::int64_t{0}),
+                      Expectation::Equals(
+                          "status", std::string(domain::StoredName(SnapshotStatus::kAvailable)))},
+                     {})
+               : store_.ConditionalUpdate(ports::Table::kVolumes,
+                                          volume_id,
+                                          {{"status", Status(VolumeStatus::kBackingUp)},
+                                           {"operation_id", NewUuid()},
+                                           {"updated_at", now}},
+                                          {Expectation::Equals("deleted", std::int64_t{0}),
+                                           Expectation::Equals("status", Status(volume->status))},
+                                          {});
   if (!marked || !marked->has_value()) {
     withdraw();
-    return marked ? Fault(400, not_available) : FaultFromError(marked.error());
+    return marked ? Fault(400, snapshot ? snapshot_not_available : not_available)
+                  : FaultFromError(marked.error());
   }
   JobMessage job{domain::Operation::kCreateBackup, id, operation_id, context.project_id};
   if (auto published =
@@ -291,11 +361,19 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
                {{"backup_id", id}, {"error", published.error().ToString()}});
     withdraw();
     auto back =
-        store_.ConditionalUpdate(ports::Table::kVolumes,
-                                 volume_id,
-                                 {{"status", Status(volume->status)}},
-                                 {Expectation::Equals("status", Status(VolumeStatus::kBackingUp))},
-                                 {});
+        snapshot ? store_.ConditionalUpdate(
+                       ports::Table::kSnapshots,
+                       snapshot->id,
+                       {{"status", std::string(domain::StoredName(SnapshotStatus::kAvailable))}},
+                       {Expectation::Equals(
+                           "status", std::string(domain::StoredName(SnapshotStatus::kBackingUp)))},
+                       {})
+                 : store_.ConditionalUpdate(
+                       ports::Table::kVolumes,
+                       volume_id,
+                       {{"status", Status(volume->status)}},
+                       {Expectation::Equals("status", Status(VolumeStatus::kBackingUp))},
+                       {});
     back.IgnoreError("the client is told to retry; an admin reset fixes a volume left backing-up");
     return FaultFromError(published.error());
   }

@@ -180,6 +180,20 @@ bool VolumeManager::WriteStatus(const ports::Lock& lock,
 void VolumeManager::Settle(const Job& job, const Target& target) {
   const Operation operation = job.message.operation;
   const std::string now = FormatTimestamp(clock_.WallNow());
+  if (operation == Operation::kCreateBackup && target.source_kind == ResourceKind::kSnapshot) {
+    // The snapshot was backing-up for this backup only: it is available again.
+    auto back = store_.ConditionalUpdate(
+        ports::Table::kSnapshots,
+        target.source_id,
+        {{"status", std::string(domain::StoredName(domain::SnapshotStatus::kAvailable))},
+         {"updated_at", now}},
+        {Expectation::Equals("status",
+                             std::string(domain::StoredName(domain::SnapshotStatus::kBackingUp))),
+         Expectation::Equals("deleted", std::int64_t{0})},
+        {});
+    back.IgnoreError("an admin reset puts a snapshot left backing-up back");
+    return;
+  }
   if (operation == Operation::kCreateBackup) {
     // The volume was backing-up for this backup only: it is back to what its attachments say.
     auto back = store_.ConditionalUpdate(
@@ -276,16 +290,41 @@ Result<ports::Row> VolumeManager::CreateBackup(const Job& job, const Target& tar
                              store_.Get(ports::Table::kBackups, *target.parent_backup_id));
     parent_key = BackupDataKey(parent);
   }
-  CLINKER_ASSIGN_OR_RETURN(std::string path, LocalPath(target.source_id));
-  CLINKER_ASSIGN_OR_RETURN(ports::BackupDescription backup,
-                           options_.backup_store->CreateBackup(
-                               ports::BackupRequest{job.message.resource_id, path, parent_key}));
-  auto ended =
-      driver_.TerminateConnection(target.source_id, ports::Connector{"clinker-backup", ""});
+  // A snapshot is read through a temporary volume made from it (as Cinder's generic backup of a
+  // snapshot does), named by the backup's id: a redelivered job finds it made already (the
+  // driver's create is idempotent) and the backup's lock guards it as the backup's own.
+  const bool of_snapshot = target.source_kind == ResourceKind::kSnapshot;
+  const std::string& backup_id = job.message.resource_id;
+  const std::string read_id = of_snapshot ? backup_id : target.source_id;
+  if (of_snapshot) {
+    CLINKER_RETURN_IF_ERROR(driver_.CreateVolume(ports::VolumeSpec{backup_id,
+                                                                   target.size_gib,
+                                                                   job.message.operation_id,
+                                                                   job.lock->fencing_token(),
+                                                                   target.DriverSource()}));
+  }
+  CLINKER_ASSIGN_OR_RETURN(std::string path, LocalPath(read_id));
+  auto backup = options_.backup_store->CreateBackup(
+      ports::BackupRequest{job.message.resource_id, path, parent_key});
+  auto ended = driver_.TerminateConnection(read_id, ports::Connector{"clinker-backup", ""});
   ended.IgnoreError("a local export holds nothing");
-  return ports::Row{{"object_count", backup.object_count},
-                    {"stored_bytes", backup.stored_bytes},
-                    {"data_timestamp", FormatTimestamp(clock_.WallNow())}};
+  if (of_snapshot) {
+    auto removed =
+        driver_.DeleteVolume(backup_id, job.message.operation_id, job.lock->fencing_token());
+    if (!removed) {
+      log::Warn("backup.temporary_volume_left",
+                {{"backup_id", backup_id}, {"error", removed.error().ToString()}});
+    }
+  }
+  if (!backup) {
+    return tl::unexpected(backup.error());
+  }
+  ports::Row done{{"object_count", backup->object_count}, {"stored_bytes", backup->stored_bytes}};
+  if (!of_snapshot) {
+    // Of a snapshot, the data is as old as the snapshot (set when the backup was asked for).
+    done["data_timestamp"] = FormatTimestamp(clock_.WallNow());
+  }
+  return done;
 }
 
 Result<ports::Row> VolumeManager::DeleteBackup(const Job& job, const Target& target) {
@@ -670,6 +709,13 @@ JobOutcome VolumeManager::RunJob(const ports::Delivery& delivery) {
         target.source_id = TextOr(*row, "volume_id", "");
         target.connector = TextOr(*row, "connector", "{}");
         target.parent_backup_id = OptionalText(*row, "parent_id");
+        if (operation == Operation::kCreateBackup) {
+          // A backup of a snapshot reads the snapshot, not the volume.
+          if (auto snapshot = OptionalText(*row, "snapshot_id")) {
+            target.source_kind = ResourceKind::kSnapshot;
+            target.source_id = *snapshot;
+          }
+        }
         break;
       case Operation::kRestoreBackup:
         if (auto backup = OptionalText(*row, "backup_id")) {

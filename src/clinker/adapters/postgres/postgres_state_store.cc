@@ -415,11 +415,13 @@ CREATE INDEX group_snapshots_project_id ON group_snapshots (project_id, deleted)
 
 // The backed-up volume's metadata, kept with the backup so a restore gives it back (as Cinder
 // keeps it with the backup); and where an imported backup's data is in the backup store (the id
-// of the backup whose exported record it was imported from). (Migration 12.)
+// of the backup whose exported record it was imported from); the snapshot a backup was taken
+// from, if any. (Migration 12.)
 constexpr std::string_view kMigration12 = R"sql(
 ALTER TABLE backups ADD COLUMN volume_metadata TEXT COLLATE "C" NOT NULL DEFAULT '{}';
 ALTER TABLE backups ADD COLUMN service_metadata TEXT COLLATE "C";
 CREATE INDEX backups_service_metadata ON backups (service_metadata, deleted);
+ALTER TABLE backups ADD COLUMN snapshot_id TEXT COLLATE "C";
 )sql";
 
 constexpr std::array<std::string_view, 12> kMigrations = {kMigration1,
