@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "clinker/core/json_depth.h"
 #include "clinker/core/log.h"
 #include "clinker/core/uuid.h"
 #include "clinker/services/api_policy.h"
@@ -163,6 +164,18 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
   context.version = NegotiateMicroversion(request.Header("OpenStack-API-Version")).version;
   context.policy = &auth_.policy;
   context.is_admin_project = credentials.is_admin_project;
+  // A raw NUL is never JSON (a string holds it as \u0000), but the JSON library takes it for the
+  // end of the text and would accept what comes before it.
+  if (request.body.find('\0') != std::string::npos) {
+    return Fault(400, "Malformed request body");
+  }
+  // Before any handler parses it: a deeply nested body would overflow the stack of the JSON
+  // library's recursive copies (core/json_depth.h).
+  if (JsonNestingDepth(request.body, kMaxJsonRequestDepth) > kMaxJsonRequestDepth) {
+    return Fault(400,
+                 "Invalid JSON: the request body nests deeper than " +
+                     std::to_string(kMaxJsonRequestDepth) + " levels.");
+  }
 
   // /v3/{project_id}/<resource>... or, project-less, /v3/<resource>...
   std::size_t first = 1;
