@@ -429,6 +429,8 @@ const std::vector<Cell>& SnapshotCells() {
       // Set by an admin's os-reset_status: at rest, whatever the API shows.
       SnapshotCell("creating_by_admin", 9, 9, 10),
       SnapshotCell("deleting_by_admin", 9, 9, 10),
+      // A backup of the snapshot reads it: at rest, the backup's job is the backup's own.
+      SnapshotCell("backing-up", 9, 9, 10),
   };
   return *kCells;
 }

@@ -733,6 +733,8 @@ std::vector<RuleCase> RuleCases() {
     for (std::string_view status : {"creating_by_admin", "deleting_by_admin"}) {
       cases.push_back({variant, status, kOther, 9, status});
     }
+    // A snapshot a backup reads: at rest, so a stray snapshot job drops and leaves it.
+    cases.push_back({variant, "backing-up", kOther, 9, "backing-up"});
   }
   const std::vector<RuleCase> others = {
       {Variant::kDeleteVolume, "deleting_queued", kSame, 1, "deleted"},

@@ -14,6 +14,7 @@
 #include "clinker/services/quotas_api.h"
 #include "clinker/services/snapshot_record.h"
 #include "clinker/services/topics.h"
+#include "clinker/services/volume_filters.h"
 #include "clinker/services/volume_record.h"
 
 namespace clinker::services {
@@ -543,6 +544,11 @@ HttpResponse VolumesApi::List(const RequestContext& context,
   if (request.QueryValue("availability_zone", &value)) {
     query.filters.push_back(Expectation::Equals("availability_zone", value));
   }
+  auto filters = ParseVolumeListFilters(request, context.version, context.is_admin);
+  if (!filters) {
+    return FaultFromError(filters.error());
+  }
+  query.filters.insert(query.filters.end(), filters->where.begin(), filters->where.end());
   auto sort = ParseSort(request, SortColumn);
   if (!sort) {
     return FaultFromError(sort.error());
@@ -564,29 +570,66 @@ HttpResponse VolumesApi::List(const RequestContext& context,
     }
     offset = *parsed;
   }
+  std::optional<std::string> marker;
   if (request.QueryValue("marker", &value)) {
-    query.marker_id = value;
+    marker = value;
   }
+  const bool with_count = context.version >= Microversion{3, 45} &&
+                          request.QueryValue("with_count", &value) && TruthyParameter(value);
   // 3.45: with_count=true adds the number of volumes the filters match, ignoring pagination.
-  std::optional<std::int64_t> count;
-  std::string with_count;
-  if (context.version >= Microversion{3, 45} && request.QueryValue("with_count", &with_count) &&
-      TruthyParameter(with_count)) {
-    ports::ListQuery all;
-    all.filters = query.filters;
-    auto matching = store_.List(ports::Table::kVolumes, all);
-    if (!matching) {
-      return FaultFromError(matching.error());
+  std::int64_t count = 0;
+  Result<std::vector<ports::Row>> rows = std::vector<ports::Row>();
+  if (filters->matches_nothing) {
+    // An admin's unknown filter (volume_filters.h): no volume has it.
+  } else if (filters->NeedsRowCheck()) {
+    // Filters the store cannot match (metadata, time comparisons): every row the others match
+    // is read, in order, and the marker, offset and limit applied to those that pass.
+    rows = store_.List(ports::Table::kVolumes, query);
+    if (!rows) {
+      return FaultFromError(rows.error());
     }
-    count = static_cast<std::int64_t>(matching->size());
-  }
-  query.limit = limit + offset;
-  auto rows = store_.List(ports::Table::kVolumes, query);
-  if (!rows) {
-    if (rows.error().code == ErrorCode::kNotFound) {
-      return Fault(404, "Marker " + value + " could not be found.");
+    std::vector<ports::Row> page;
+    std::int64_t matching = 0;
+    bool after_marker = !marker.has_value();
+    for (ports::Row& row : *rows) {
+      auto volume = VolumeFromRow(row);
+      if (!volume) {
+        return FaultFromError(volume.error());
+      }
+      const bool passes = filters->Matches(*volume);
+      matching += passes ? 1 : 0;
+      if (!after_marker) {
+        after_marker = volume->id == *marker;
+        continue;
+      }
+      if (passes && static_cast<std::int64_t>(page.size()) < limit + offset) {
+        page.push_back(std::move(row));
+      }
     }
-    return FaultFromError(rows.error());
+    if (!after_marker) {
+      return Fault(404, "Marker " + *marker + " could not be found.");
+    }
+    count = matching;
+    rows = std::move(page);
+  } else {
+    if (with_count) {
+      ports::ListQuery all;
+      all.filters = query.filters;
+      auto matching = store_.List(ports::Table::kVolumes, all);
+      if (!matching) {
+        return FaultFromError(matching.error());
+      }
+      count = static_cast<std::int64_t>(matching->size());
+    }
+    query.marker_id = marker;
+    query.limit = limit + offset;
+    rows = store_.List(ports::Table::kVolumes, query);
+    if (!rows) {
+      if (rows.error().code == ErrorCode::kNotFound) {
+        return Fault(404, "Marker " + marker.value_or("") + " could not be found.");
+      }
+      return FaultFromError(rows.error());
+    }
   }
   json items = json::array();
   std::string last_id;
@@ -610,8 +653,8 @@ HttpResponse VolumesApi::List(const RequestContext& context,
         {{{"rel", "next"},
           {"href", NextLink(context, request, detail ? "volumes/detail" : "volumes", last_id)}}});
   }
-  if (count) {
-    body["count"] = *count;
+  if (with_count) {
+    body["count"] = count;
   }
   return JsonResponse(200, body);
 }
