@@ -1,6 +1,7 @@
 // Hostile request bodies: the nesting bound (core/json_depth.h) that keeps a small, deeply nested
 // body from overflowing a thread's stack, checked on its own and through the whole API.
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -77,6 +78,73 @@ TEST_F(HostileBodyTest, ANulByteIsAMalformedBodyNotTheEndOfIt) {
   ports::HttpResponse escaped = api_.Send(ApiHarness::Request(
       "POST", api_.Path("volumes"), R"({"volume": {"size": 1, "description": "a\u0000b"}})"));
   EXPECT_EQ(escaped.status, 202) << escaped.body;
+}
+
+// Cinder's request schemas have additionalProperties: false: a misspelt or unknown field is a
+// 400 naming it, never silently ignored.
+TEST_F(HostileBodyTest, UnknownPropertiesAreRefusedAsCindersSchemasRefuseThem) {
+  auto send = [&](const std::string& method,
+                  const std::string& rest,
+                  const json& body,
+                  std::string_view version) {
+    ports::HttpRequest request = ApiHarness::Request(method, api_.Path(rest), body.dump());
+    request.headers.emplace_back("OpenStack-API-Version", "volume " + std::string(version));
+    return api_.Send(request);
+  };
+  ports::HttpResponse created = api_.Post("volumes", {{"volume", {{"size", 1}}}});
+  ASSERT_EQ(created.status, 202) << created.body;
+  const std::string volume = ApiHarness::Body(created)["volume"].value("id", "");
+
+  struct Case {
+    std::string method;
+    std::string rest;
+    json body;
+    std::string version;
+    std::string unexpected;
+  };
+
+  const std::vector<Case> cases = {
+      {"POST", "volumes", {{"volume", {{"size", 1}, {"bogus", 1}}}}, "3.53", "bogus"},
+      {"POST", "volumes", {{"volume", {{"size", 1}}}, {"bogus", 1}}, "3.0", "bogus"},
+      {"PUT", "volumes/" + volume, {{"volume", {{"name", "n"}, {"bogus", 1}}}}, "3.0", "bogus"},
+      {"POST", "snapshots", {{"snapshot", {{"volume_id", volume}, {"bogus", 1}}}}, "3.0", "bogus"},
+      {"POST", "backups", {{"backup", {{"volume_id", volume}, {"bogus", 1}}}}, "3.0", "bogus"},
+      // metadata and availability_zone arrive with 3.43 and 3.51.
+      {"POST",
+       "backups",
+       {{"backup", {{"volume_id", volume}, {"metadata", json::object()}}}},
+       "3.42",
+       "metadata"},
+      {"POST",
+       "attachments",
+       {{"attachment", {{"volume_uuid", volume}, {"bogus", 1}}}},
+       "3.27",
+       "bogus"},
+      // mode arrives with 3.54.
+      {"POST",
+       "attachments",
+       {{"attachment", {{"volume_uuid", volume}, {"mode", "zz"}}}},
+       "3.27",
+       "mode"},
+  };
+  for (const Case& c : cases) {
+    ports::HttpResponse response = send(c.method, c.rest, c.body, c.version);
+    EXPECT_EQ(response.status, 400) << c.method << " " << c.rest << " " << response.body;
+    EXPECT_NE(ApiHarness::FaultMessage(response).find("'" + c.unexpected + "' was unexpected"),
+              std::string::npos)
+        << response.body;
+  }
+  // Before 3.53 a volume create ignores what it does not know, as Cinder's schema allows.
+  ports::HttpResponse lenient =
+      send("POST", "volumes", {{"volume", {{"size", 1}, {"bogus", 1}}}}, "3.52");
+  EXPECT_EQ(lenient.status, 202) << lenient.body;
+  // Scheduler hints ride beside the volume.
+  ports::HttpResponse hinted =
+      send("POST",
+           "volumes",
+           {{"volume", {{"size", 1}}}, {"OS-SCH-HNT:scheduler_hints", json::object()}},
+           "3.53");
+  EXPECT_EQ(hinted.status, 202) << hinted.body;
 }
 
 TEST_F(HostileBodyTest, OrdinaryNestingStillWorks) {

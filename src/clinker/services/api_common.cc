@@ -133,6 +133,62 @@ Result<json> ParseBody(const HttpRequest& request, std::string_view root) {
   return body[std::string(root)];
 }
 
+namespace {
+
+// jsonschema's message for additional properties, as Cinder's validator words it.
+Error UnexpectedProperties(std::string_view field,
+                           const json& value,
+                           const std::vector<std::string>& unexpected) {
+  std::string names;
+  for (const std::string& name : unexpected) {
+    names += (names.empty() ? "'" : ", '") + name + "'";
+  }
+  std::string message = "Additional properties are not allowed (" + names +
+                        (unexpected.size() == 1 ? " was" : " were") + " unexpected)";
+  if (!field.empty()) {
+    message = "Invalid input for field/attribute " + std::string(field) +
+              ". Value: " + value.dump() + ". " + message;
+  }
+  return BadRequest(std::move(message));
+}
+
+std::vector<std::string> Unexpected(const json& object,
+                                    const std::vector<std::string_view>& allowed) {
+  std::vector<std::string> unexpected;
+  for (const auto& [key, value] : object.items()) {
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      unexpected.push_back(key);
+    }
+  }
+  return unexpected;
+}
+
+}  // namespace
+
+Result<json> ParseBody(const HttpRequest& request,
+                       std::string_view root,
+                       const std::vector<std::string_view>& allowed,
+                       const std::vector<std::string_view>& also_at_root) {
+  json body = json::parse(request.body, nullptr, false);
+  if (body.is_discarded()) {
+    return tl::unexpected(BadRequest("Malformed request body"));
+  }
+  if (!body.is_object() || !body.contains(root) || !body[std::string(root)].is_object()) {
+    return tl::unexpected(
+        BadRequest("Missing required element '" + std::string(root) + "' in request body."));
+  }
+  std::vector<std::string_view> at_root = also_at_root;
+  at_root.push_back(root);
+  if (auto unexpected = Unexpected(body, at_root); !unexpected.empty()) {
+    return tl::unexpected(UnexpectedProperties("", body, unexpected));
+  }
+  json inner = std::move(body[std::string(root)]);
+  if (auto unexpected = Unexpected(inner, allowed); !unexpected.empty()) {
+    return tl::unexpected(UnexpectedProperties(root, inner, unexpected));
+  }
+  return inner;
+}
+
 // A text field that may be absent, null or a string of at most 255 characters.
 Result<std::optional<std::string>> OptionalText(const json& object,
                                                 std::string_view key,

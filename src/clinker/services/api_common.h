@@ -87,6 +87,14 @@ Error BadRequest(std::string message);
 
 // The object under `root` of a JSON body ({"volume": {...}}).
 Result<nlohmann::json> ParseBody(const HttpRequest& request, std::string_view root);
+// ParseBody, held to a Cinder request schema with `additionalProperties: false`: the root object
+// has only `root` (and `also_at_root`), the object under it only `allowed` properties. Unknown
+// ones are a 400 with Cinder's (jsonschema's) message naming them, so a misspelt field is never
+// silently ignored.
+Result<nlohmann::json> ParseBody(const HttpRequest& request,
+                                 std::string_view root,
+                                 const std::vector<std::string_view>& allowed,
+                                 const std::vector<std::string_view>& also_at_root = {});
 
 // A text field that may be absent, null or a string of at most 255 characters; *present says
 // whether the key was there.

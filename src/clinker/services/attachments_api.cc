@@ -430,7 +430,12 @@ HttpResponse AttachmentsApi::Create(const RequestContext& context, const HttpReq
   if (context.version < kAttachmentsMicroversion) {
     return Fault(404, "The resource could not be found.");
   }
-  auto body = ParseBody(request, "attachment");
+  auto body = ParseBody(
+      request,
+      "attachment",
+      context.version >= kAttachModeMicroversion
+          ? std::vector<std::string_view>{"connector", "instance_uuid", "mode", "volume_uuid"}
+          : std::vector<std::string_view>{"connector", "instance_uuid", "volume_uuid"});
   if (!body) {
     return FaultFromError(body.error());
   }
@@ -568,7 +573,7 @@ HttpResponse AttachmentsApi::List(const RequestContext& context,
 HttpResponse AttachmentsApi::Update(const RequestContext& context,
                                     const HttpRequest& request,
                                     std::string_view attachment_id) {
-  auto body = ParseBody(request, "attachment");
+  auto body = ParseBody(request, "attachment", {"connector"});
   if (!body) {
     return FaultFromError(body.error());
   }

@@ -138,7 +138,15 @@ json BackupsApi::View(const ports::Row& row, const RequestContext& context, bool
 }
 
 HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest& request) {
-  auto body = ParseBody(request, "backup");
+  std::vector<std::string_view> allowed = {
+      "container", "description", "force", "incremental", "name", "snapshot_id", "volume_id"};
+  if (context.version >= Microversion{3, 43}) {
+    allowed.push_back("metadata");
+  }
+  if (context.version >= Microversion{3, 51}) {
+    allowed.push_back("availability_zone");
+  }
+  auto body = ParseBody(request, "backup", allowed);
   if (!body) {
     return FaultFromError(body.error());
   }
@@ -466,7 +474,11 @@ HttpResponse BackupsApi::Update(const RequestContext& context,
   if (context.version < Microversion{3, 9}) {
     return Fault(405, "The method is not allowed for this resource.");
   }
-  auto body = ParseBody(request, "backup");
+  auto body = ParseBody(request,
+                        "backup",
+                        context.version >= Microversion{3, 43}
+                            ? std::vector<std::string_view>{"description", "metadata", "name"}
+                            : std::vector<std::string_view>{"description", "name"});
   if (!body) {
     return FaultFromError(body.error());
   }
@@ -593,7 +605,7 @@ HttpResponse BackupsApi::DeleteBackup(const RequestContext& context,
 HttpResponse BackupsApi::Restore(const RequestContext& context,
                                  const HttpRequest& request,
                                  std::string_view backup_id) {
-  auto body = ParseBody(request, "restore");
+  auto body = ParseBody(request, "restore", {"name", "volume_id"});
   if (!body) {
     return FaultFromError(body.error());
   }
@@ -815,7 +827,7 @@ HttpResponse BackupsApi::ExportRecord(const RequestContext& context, std::string
 }
 
 HttpResponse BackupsApi::ImportRecord(const RequestContext& context, const HttpRequest& request) {
-  auto body = ParseBody(request, "backup-record");
+  auto body = ParseBody(request, "backup-record", {"backup_service", "backup_url"});
   if (!body) {
     return FaultFromError(body.error());
   }

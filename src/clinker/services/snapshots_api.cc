@@ -129,7 +129,9 @@ SnapshotsApi::SnapshotsApi(ports::StateStore& store,
       quotas_(store, options_.quota) {}
 
 HttpResponse SnapshotsApi::Create(const RequestContext& context, const HttpRequest& request) {
-  auto body = ParseBody(request, "snapshot");
+  auto body = ParseBody(request,
+                        "snapshot",
+                        {"description", "display_name", "force", "metadata", "name", "volume_id"});
   if (!body) {
     return FaultFromError(body.error());
   }
@@ -389,7 +391,8 @@ HttpResponse SnapshotsApi::List(const RequestContext& context,
 HttpResponse SnapshotsApi::Update(const RequestContext& context,
                                   const HttpRequest& request,
                                   std::string_view snapshot_id) {
-  auto body = ParseBody(request, "snapshot");
+  auto body = ParseBody(
+      request, "snapshot", {"description", "display_description", "display_name", "name"});
   if (!body) {
     return FaultFromError(body.error());
   }
@@ -409,17 +412,11 @@ HttpResponse SnapshotsApi::Update(const RequestContext& context,
   if (present) {
     values["display_description"] = TextOrNull(*description);
   }
-  if (body->contains("metadata")) {
-    auto metadata = ParseMetadata((*body)["metadata"]);
-    if (!metadata) {
-      return FaultFromError(metadata.error());
-    }
-    values["metadata"] = MetadataToJson(*metadata);
-  }
+  // Metadata is not an update's (Cinder's schema refuses it): the metadata sub-resource sets it.
   if (values.empty()) {
     return Fault(400,
-                 "Invalid input for field/attribute snapshot: at least one of name, "
-                 "description or metadata is required");
+                 "Invalid input for field/attribute snapshot: at least one of name or "
+                 "description is required");
   }
   auto visible = Visible(store_, context, snapshot_id);
   if (!visible) {

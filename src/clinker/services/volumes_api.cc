@@ -206,7 +206,35 @@ VolumesApi::VolumesApi(ports::StateStore& store,
       quotas_(store, options_.quota) {}
 
 HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest& request) {
-  auto body = ParseBody(request, "volume");
+  // Cinder's schema: the root holds the volume and scheduler hints; from 3.53 the volume holds
+  // nothing else than its properties (before, anything else is ignored).
+  std::vector<std::string_view> allowed = {"availability_zone",
+                                           "consistencygroup_id",
+                                           "description",
+                                           "display_description",
+                                           "display_name",
+                                           "imageRef",
+                                           "image_id",
+                                           "metadata",
+                                           "multiattach",
+                                           "name",
+                                           "size",
+                                           "snapshot_id",
+                                           "source_volid",
+                                           "volume_type",
+                                           "group_id",
+                                           "backup_id"};
+  if (context.version < Microversion{3, 53}) {
+    auto lenient = ParseBody(request, "volume");
+    if (lenient) {
+      for (const auto& [key, value] : lenient->items()) {
+        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+          allowed.push_back(key);
+        }
+      }
+    }
+  }
+  auto body = ParseBody(request, "volume", allowed, {"OS-SCH-HNT:scheduler_hints"});
   if (!body) {
     return FaultFromError(body.error());
   }
@@ -691,7 +719,9 @@ HttpResponse VolumesApi::Summary(const RequestContext& context, const HttpReques
 HttpResponse VolumesApi::Update(const RequestContext& context,
                                 const HttpRequest& request,
                                 std::string_view volume_id) {
-  auto body = ParseBody(request, "volume");
+  auto body = ParseBody(request,
+                        "volume",
+                        {"description", "display_description", "display_name", "metadata", "name"});
   if (!body) {
     return FaultFromError(body.error());
   }
