@@ -10,6 +10,7 @@ the test snapshots the volumes table (row count) and the API listing; after it, 
 equal. Volumes of project A are probed from project B, which must not learn they exist.
 """
 
+import socket
 import sys
 import uuid
 
@@ -159,6 +160,58 @@ class BadInputTest(h.DaemonTestCase):
                                     }},
                                     microversion=version,
                                     echo=False)
+
+    def rss_mib(self):
+        with open("/proc/%d/status" % self.daemon.proc.pid) as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+        return 0
+
+    def raw_exchange(self, data):
+        """Sends raw bytes on a new connection; returns the first bytes answered."""
+        with socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10) as conn:
+            conn.sendall(data)
+            return conn.recv(4096)
+
+    def test_hostile_bodies_are_refused_and_the_daemon_lives(self):
+        # Deep nesting used to overflow a thread's stack and kill the daemon (53,000 levels in a
+        # 130 KB body); beyond 1 MiB the body limit answers first.
+        for levels in (1000, 53000, 100000, 400000):
+            with self.subTest(levels=levels):
+                raw = '{"volume": {"size": 1, "metadata": %s%s}}' % ("{" * levels, "}" * levels)
+                resp = self.assertRejected(400, "badRequest", "POST", "volumes", raw_body=raw)
+                self.assertIn("nests deeper than", resp.json()["badRequest"]["message"])
+        # A raw NUL used to end the body for the JSON parser: the rest was ignored.
+        self.assertRejected(400, "badRequest", "POST", "volumes",
+                            raw_body='{"volume": {"size": 1}}\0garbage')
+        # Unknown properties (Cinder's schemas: additionalProperties false).
+        self.assertRejected(400, "badRequest", "POST", "volumes",
+                            body={"volume": {"size": 1, "bogus": 1}}, microversion="3.53")
+        # Two different Content-Length headers: refused at the HTTP layer.
+        body = b'{"volume": {"size": 1}}'
+        answer = self.raw_exchange(
+            b"POST /v3/%s/volumes HTTP/1.1\r\nHost: x\r\nX-Auth-Token: u:%s\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\nContent-Length: 5\r\n"
+            b"\r\n%s" % (h.PROJECT_A.encode(), h.PROJECT_A.encode(), len(body), body))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 400"), answer)
+        # Still serving, and small.
+        self.assertEqual(self.daemon.request("GET", "volumes").status, 200)
+        self.assertLess(self.rss_mib(), 200)
+
+    def test_unknown_list_filters_are_refused_not_ignored(self):
+        d = self.daemon
+        volume_id = d.create_volume(size=1, name="kept", project=h.PROJECT_A)["id"]
+        d.wait_for_status(volume_id, "available", project=h.PROJECT_A)
+        # noauth callers are admins: an unknown filter matches nothing rather than everything.
+        for query in ("metadata=%7B%22nonexistent%22%3A%22zzz%22%7D", "size=2", "nonexistent=1",
+                      "bootable=true"):
+            with self.subTest(query=query):
+                resp = d.request("GET", "volumes?" + query, project=h.PROJECT_A)
+                self.assertEqual(resp.status, 200, resp)
+                self.assertEqual(resp.json()["volumes"], [], resp)
+        resp = d.request("GET", "volumes?size=1&bootable=false", project=h.PROJECT_A)
+        self.assertEqual([v["id"] for v in resp.json()["volumes"]], [volume_id], resp)
 
 
 if __name__ == "__main__":
