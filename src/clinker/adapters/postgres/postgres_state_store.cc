@@ -781,7 +781,13 @@ Result<void> ApplyUsage(pqxx::transaction_base& tx, const std::vector<ports::Usa
     Exec(tx, create);
 
     Sql update;
-    update.text = "UPDATE " + table + " SET " + column + " = " + column + " + ";
+    update.text = "UPDATE ";
+    update.text += table;
+    update.text += " SET ";
+    update.text += column;
+    update.text += " = ";
+    update.text += column;
+    update.text += " + ";
     update.Param(Value(change.delta), ColumnType::kInteger);
     update.text += " WHERE \"id\" = ";
     update.Param(Value(counter.id), ColumnType::kText);
@@ -796,7 +802,11 @@ Result<void> ApplyUsage(pqxx::transaction_base& tx, const std::vector<ports::Usa
       continue;
     }
     Sql read;
-    read.text = "SELECT " + column + " FROM " + table + " WHERE \"id\" = ";
+    read.text = "SELECT ";
+    read.text += column;
+    read.text += " FROM ";
+    read.text += table;
+    read.text += " WHERE \"id\" = ";
     read.Param(Value(counter.id), ColumnType::kText);
     pqxx::result current = Exec(tx, read);
     CLINKER_ASSERT(current.size() == 1, "a usage counter vanished inside its transaction");

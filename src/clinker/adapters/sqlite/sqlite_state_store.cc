@@ -630,7 +630,13 @@ Result<void> ApplyUsage(sqlite::Database& db, const std::vector<ports::UsageChan
     CLINKER_ASSERT(!inserted_row, "an INSERT returned a row");
 
     Sql update;
-    update.text = "UPDATE " + table + " SET " + column + " = " + column + " + ";
+    update.text = "UPDATE ";
+    update.text += table;
+    update.text += " SET ";
+    update.text += column;
+    update.text += " = ";
+    update.text += column;
+    update.text += " + ";
     update.Param(change.delta);
     update.text += " WHERE \"id\" = ";
     update.Param(counter.id);
@@ -646,7 +652,11 @@ Result<void> ApplyUsage(sqlite::Database& db, const std::vector<ports::UsageChan
       continue;
     }
     Sql read;
-    read.text = "SELECT " + column + " FROM " + table + " WHERE \"id\" = ";
+    read.text = "SELECT ";
+    read.text += column;
+    read.text += " FROM ";
+    read.text += table;
+    read.text += " WHERE \"id\" = ";
     read.Param(counter.id);
     CLINKER_ASSIGN_OR_RETURN(std::optional<Row> current, QueryOptionalRow(db, read));
     CLINKER_ASSERT(current.has_value(), "a usage counter vanished inside its transaction");
