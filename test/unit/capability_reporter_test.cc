@@ -224,7 +224,7 @@ TEST(CapabilityReportJsonTest, RoundTripsAndRejectsMalformedReports) {
   EXPECT_EQ(old->vendor_name, "");
   EXPECT_EQ(old->sent_at_us, 5);
 
-  for (std::string bad : {
+  for (const std::string& bad : {
            std::string(""),
            std::string("[]"),
            std::string(R"({"backend":"a@b","host":"a@b","total_capacity_gib":1})"),

@@ -66,7 +66,7 @@ using adapters::MemoryJobQueue;
 using adapters::MemoryStateStore;
 using domain::Operation;
 using domain::VolumeStatus;
-using json = nlohmann::json;
+using nlohmann::json;
 using test_support::FakeClock;
 
 constexpr std::string_view kProject = "0123456789abcdef0123456789abcdef";
@@ -621,7 +621,7 @@ TEST_F(SchedulerTest, AVolumeTypesExtraSpecsPickTheBackEndsThatMeetThem) {
   };
   report(kBackendA, "Acme");
   report(kBackendB, "Clinker");
-  auto type = [&](const std::string& id, json extra_specs) {
+  auto type = [&](const std::string& id, const json& extra_specs) {
     ASSERT_TRUE(store_
                     .Insert(ports::Table::kVolumeTypes,
                             {{"id", id},
@@ -857,6 +857,7 @@ TEST(SchedulerReservationRaceTest, TwoSchedulersNeverPromiseTheSameSpaceTwice) {
   constexpr int kThreads = 8;
   std::latch start(kThreads);
   std::vector<std::thread> workers;
+  workers.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     workers.emplace_back([&, t] {
       start.arrive_and_wait();
