@@ -430,7 +430,8 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
         clock,
         *volumes_api,
         *snapshots_api,
-        clinker::services::GroupsApiOptions{config.max_limit, config.availability_zone});
+        clinker::services::GroupsApiOptions{
+            config.max_limit, config.availability_zone, config.quota});
     clinker::services::ApiAuthOptions auth;
     auth.policy = policy;
     if (config.auth_strategy == "keystone") {

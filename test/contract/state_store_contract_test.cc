@@ -1210,6 +1210,68 @@ TYPED_TEST(StateStoreContractTest, AUsageChangeNeedsAProjectAndAResource) {
   EXPECT_EQ(this->store().Get(Table::kVolumes, "v1").error().code, ErrorCode::kNotFound);
 }
 
+// A back-end pool's allocated capacity (kPoolCapacity): the same atomic counter, in
+// pool_capacity, keyed by the pool alone (no project), with the volume write that reserves it.
+TYPED_TEST(StateStoreContractTest, PoolCapacityCountersMoveWithTheVolumeWriteAndStopAtTheLimit) {
+  ports::StateStore& store = this->store();
+  auto pool = [](std::int64_t delta, std::int64_t limit) {
+    return ports::UsageChange{
+        "", "h@file#default", delta, limit, ports::UsageChange::Counter::kPoolCapacity};
+  };
+  auto allocated = [&]() -> std::int64_t {
+    auto row = store.Get(Table::kPoolCapacity, "h@file#default");
+    return row ? std::get<std::int64_t>(row->at("allocated_capacity_gb")) : 0;
+  };
+  this->MustInsert(Table::kVolumes, Volume("v1"));
+  this->MustInsert(Table::kVolumes, Volume("v2"));
+  auto placed = store.ConditionalUpdateWithUsage(
+      Table::kVolumes,
+      "v1",
+      {{"host", Text("h@file#default")}, {"capacity_reserved_gib", Int(6)}},
+      {Expectation::IsNull("host")},
+      {},
+      {pool(6, 10)});
+  ASSERT_TRUE(placed) << placed.error().ToString();
+  ASSERT_TRUE(placed->has_value());
+  EXPECT_EQ(allocated(), 6);
+  EXPECT_FALSE(store.Get(Table::kQuotaUsages, "/h@file#default").has_value());
+  // Past the pool's limit: neither the volume nor the counter changes.
+  auto full = store.ConditionalUpdateWithUsage(Table::kVolumes,
+                                               "v2",
+                                               {{"host", Text("h@file#default")}},
+                                               {Expectation::IsNull("host")},
+                                               {},
+                                               {pool(5, 10)});
+  ASSERT_FALSE(full);
+  ASSERT_EQ(full.error().code, ErrorCode::kQuotaExceeded);
+  std::optional<ports::QuotaExceededInfo> info = ports::ParseQuotaExceeded(full.error());
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->resource, "h@file#default");
+  EXPECT_EQ(info->in_use, 6);
+  EXPECT_EQ(info->limit, 10);
+  EXPECT_EQ(this->MustGet(Table::kVolumes, "v2").at("host"), Value());
+  EXPECT_EQ(allocated(), 6);
+  // The release goes with the write that ends the volume, once: its expectation fails after.
+  for (int round = 0; round < 2; ++round) {
+    auto released =
+        store.ConditionalUpdateWithUsage(Table::kVolumes,
+                                         "v1",
+                                         {{"deleted", Int(1)}, {"capacity_reserved_gib", Int(0)}},
+                                         {Expectation::Equals("capacity_reserved_gib", Int(6))},
+                                         {},
+                                         {pool(-6, -1)});
+    ASSERT_TRUE(released) << released.error().ToString();
+    EXPECT_EQ(released->has_value(), round == 0);
+    EXPECT_EQ(allocated(), 0);
+  }
+  // A pool change needs a pool (and no project).
+  ExpectInvalid(store.InsertWithUsage(
+      Table::kVolumes,
+      Volume("v3"),
+      {ports::UsageChange{"", "", 1, -1, ports::UsageChange::Counter::kPoolCapacity}}));
+  EXPECT_EQ(store.Get(Table::kVolumes, "v3").error().code, ErrorCode::kNotFound);
+}
+
 TYPED_TEST(StateStoreContractTest, QuotaLimitRowsRoundTrip) {
   this->MustInsert(Table::kQuotas,
                    Row{{"id", Text("p1/volumes")},

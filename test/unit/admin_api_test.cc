@@ -388,6 +388,17 @@ TEST_F(AdminApiTest, PoolsOfReportingEnabledBackEnds) {
   Report("node1@file");
   Report("node2@file");
   Report("node3@file");  // No service row: not listed.
+  // What the schedulers reserved on node1's pool.
+  ASSERT_TRUE(store_.InsertWithUsage(
+      Table::kVolumes,
+      {{"id", "v1"},
+       {"project_id", "p"},
+       {"user_id", "u"},
+       {"status", std::string("available")},
+       {"host", std::string("node1@file#default")},
+       {"capacity_reserved_gib", std::int64_t{7}},
+       {"created_at", std::string("2026-01-01T00:00:00.000000")}},
+      {{"", "node1@file#default", 7, -1, ports::UsageChange::Counter::kPoolCapacity}}));
 
   ports::HttpResponse plain = Call("GET", Path("scheduler-stats/get_pools"));
   ASSERT_EQ(plain.status, 200) << plain.body;
@@ -405,6 +416,9 @@ TEST_F(AdminApiTest, PoolsOfReportingEnabledBackEnds) {
   EXPECT_EQ(capabilities["total_capacity_gb"], 100);
   EXPECT_EQ(capabilities["free_capacity_gb"], 60);
   EXPECT_EQ(capabilities["pool_name"], "default");
+  EXPECT_EQ(capabilities["allocated_capacity_gb"], 7);
+  EXPECT_EQ(capabilities["provisioned_capacity_gb"], 7);
+  EXPECT_EQ(Body(detail)["pools"][1]["capabilities"]["allocated_capacity_gb"], 0);
 
   // A disabled back-end leaves the scheduler's view, as in Cinder.
   ASSERT_TRUE(store_.ConditionalUpdate(

@@ -207,6 +207,7 @@ TEST(CapabilityReportJsonTest, RoundTripsAndRejectsMalformedReports) {
                           100,
                           42,
                           "2026-01-01T00:00:00.000000",
+                          1767225600000000,
                           "file",
                           "Clinker",
                           "1.0.0",
@@ -215,23 +216,37 @@ TEST(CapabilityReportJsonTest, RoundTripsAndRejectsMalformedReports) {
   ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString();
   EXPECT_EQ(*parsed, report);
 
-  // A report of an older sender, without the static capabilities, still reads.
+  // A report without the static capabilities still reads.
   auto old = CapabilityReport::FromJson(
       R"({"backend":"a@b","host":"a@b","total_capacity_gib":1,"free_capacity_gib":1,)"
-      R"("reported_at":"t"})");
+      R"("reported_at":"t","sent_at_us":5})");
   ASSERT_TRUE(old.has_value()) << old.error().ToString();
   EXPECT_EQ(old->vendor_name, "");
+  EXPECT_EQ(old->sent_at_us, 5);
 
-  for (std::string bad : {
+  for (const std::string& bad : {
            std::string(""),
            std::string("[]"),
            std::string(R"({"backend":"a@b","host":"a@b","total_capacity_gib":1})"),
            std::string(R"({"backend":"a@b","host":"a@b","total_capacity_gib":"1",)"
                        R"("free_capacity_gib":1,"reported_at":"t"})"),
            std::string(R"({"backend":"","host":"a@b","total_capacity_gib":1,)"
-                       R"("free_capacity_gib":1,"reported_at":"t"})"),
+                       R"("free_capacity_gib":1,"reported_at":"t","sent_at_us":1})"),
+           std::string(
+               R"({"backend":"a@b","host":"a@b","total_capacity_gib":1,)"
+               R"("free_capacity_gib":1,"reported_at":"t","sent_at_us":1,"vendor_name":1})"),
+           // No sender stamp: it could not be ordered against the others.
            std::string(R"({"backend":"a@b","host":"a@b","total_capacity_gib":1,)"
-                       R"("free_capacity_gib":1,"reported_at":"t","vendor_name":1})"),
+                       R"("free_capacity_gib":1,"reported_at":"t"})"),
+           // Negative numbers.
+           std::string(R"({"backend":"a@b","host":"a@b","total_capacity_gib":-1,)"
+                       R"("free_capacity_gib":1,"reported_at":"t","sent_at_us":1})"),
+           std::string(R"({"backend":"a@b","host":"a@b","total_capacity_gib":1,)"
+                       R"("free_capacity_gib":-1,"reported_at":"t","sent_at_us":1})"),
+           std::string(R"({"backend":"a@b","host":"a@b","total_capacity_gib":1,)"
+                       R"("free_capacity_gib":1,"reported_at":"t","sent_at_us":-1})"),
+           std::string(R"({"backend":"a@b","host":"a@b","total_capacity_gib":1,)"
+                       R"("free_capacity_gib":1,"reported_at":"t","sent_at_us":1.5})"),
        }) {
     SCOPED_TRACE(bad);
     auto rejected = CapabilityReport::FromJson(bad);
@@ -269,6 +284,48 @@ TEST_F(CapabilityReporterTest, CacheThreadKeepsTheLatestReportPerBackEnd) {
   EXPECT_EQ(cached->report.free_capacity_gib, 40);
   EXPECT_EQ(cached->received_at, second_report_mono);
   EXPECT_FALSE(cache.Get("node2@file").has_value());
+}
+
+// Reports may arrive out of order (delayed, redelivered, two members of a cluster): the cache
+// keeps the newest by the sender's stamp, whatever the order of arrival; malformed ones are
+// ignored and leave the kept report alone.
+TEST_F(CapabilityReporterTest, AnOlderOrMalformedReportNeverReplacesTheKeptOne) {
+  MemoryJobQueue cache_session(broker_);
+  CapabilityCache cache(cache_session, clock_);
+  CapabilityReport newer{"c@file", "node1@file", 100, 40, "t2", 2000, "file", "", "", "file"};
+  CapabilityReport older = newer;
+  older.free_capacity_gib = 90;
+  older.sent_at_us = 1000;
+  older.host = "node2@file";
+  EXPECT_TRUE(cache.Apply(newer));
+  EXPECT_FALSE(cache.Apply(older));
+  ASSERT_TRUE(cache.Get("c@file").has_value());
+  EXPECT_EQ(cache.Get("c@file")->report, newer);
+  CapabilityReport same_time = older;
+  same_time.sent_at_us = 2000;
+  EXPECT_TRUE(cache.Apply(same_time)) << "as new: the other member's view of the cluster";
+  EXPECT_EQ(cache.Get("c@file")->report.free_capacity_gib, 90);
+
+  // Through the fanout: an old one and a bad one are skipped, the newer one applied.
+  ASSERT_TRUE(cache_session.Listen({std::string(kSchedulerFanoutChannel)}).has_value());
+  CapabilityReport newest = newer;
+  newest.sent_at_us = 3000;
+  newest.free_capacity_gib = 10;
+  ASSERT_TRUE(volume_session_.Broadcast(kSchedulerFanoutChannel, older.ToJson()).has_value());
+  ASSERT_TRUE(volume_session_
+                  .Broadcast(kSchedulerFanoutChannel,
+                             R"({"backend":"c@file","host":"node1@file","total_capacity_gib":-5,)"
+                             R"("free_capacity_gib":1,"reported_at":"t","sent_at_us":9000})")
+                  .has_value());
+  ASSERT_TRUE(volume_session_.Broadcast(kSchedulerFanoutChannel, newest.ToJson()).has_value());
+  int applied = 0;
+  for (int round = 0; round < 10 && applied < 1; ++round) {
+    auto polled = cache.Poll(milliseconds(50));
+    ASSERT_TRUE(polled.has_value());
+    applied += *polled;
+  }
+  EXPECT_EQ(applied, 1);
+  EXPECT_EQ(cache.Get("c@file")->report, newest);
 }
 
 }  // namespace

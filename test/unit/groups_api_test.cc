@@ -44,6 +44,7 @@
 #include "clinker/services/api_service.h"
 #include "clinker/services/group_completion.h"
 #include "clinker/services/group_types_api.h"
+#include "clinker/services/quotas.h"
 #include "clinker/services/snapshot_record.h"
 #include "clinker/services/volume_record.h"
 
@@ -141,7 +142,7 @@ class CountingStateStore final : public test_support::ForwardingStateStore {
 
 class GroupsHarness {
  public:
-  explicit GroupsHarness(ports::StateStore& store)
+  explicit GroupsHarness(ports::StateStore& store, GroupsApiOptions options = {})
       : store_(store),
         broker_(std::make_shared<MemoryBroker>()),
         session_(broker_),
@@ -153,7 +154,7 @@ class GroupsHarness {
         services_(store, clock_, ServicesApiOptions{}),
         types_(store, clock_, TypesApiOptions{}),
         group_types_(store, clock_, GroupTypesApiOptions{}),
-        groups_(store, clock_, volumes_, snapshots_, GroupsApiOptions{}),
+        groups_(store, clock_, volumes_, snapshots_, std::move(options)),
         api_(volumes_, snapshots_, attachments_, backups_, services_, types_) {
     api_.ServeGroups(&group_types_, &groups_);
   }
@@ -812,7 +813,9 @@ TEST(GroupCompletionRaceTest, ExactlyOneOfTwoFinishersCompletesOnSqlite) {
 // group keeps its member), or the delete does and the add is refused with the volume left out:
 // never a volume in a deleted group, never both refused.
 void RaceAddAgainstDelete(ports::StateStore& store, int rounds) {
-  GroupsHarness api(store);
+  GroupsApiOptions options;
+  options.quota = QuotaOptions::Unlimited();  // A group per round; quotas are not the subject.
+  GroupsHarness api(store, options);
   const std::string group_type = api.GroupType();
   const std::string volume_type = api.VolumeType();
   auto created = api.Send(
@@ -912,6 +915,100 @@ TEST(GroupCompletionRaceTest, BothInterleavingsCompleteOnce) {
     EXPECT_EQ(store.StatusChanges() - before, 1);
     EXPECT_EQ(TextOf(*store.Get(Table::kGroupSnapshots, id), "status"), "available");
   }
+}
+
+// The `groups` quota: a create (plain or from a source) charges groups 1 in the write of its row
+// and is refused with Cinder's 413 past the limit, nothing written; the delete gives it back; the
+// recount of `clinkerd quota check` agrees with the counter throughout.
+void GroupsQuotaIsChargedAndReleased(ports::StateStore& store) {
+  QuotaService quotas(store, QuotaOptions{});
+  GroupsApiOptions options;
+  options.quota.groups = 2;
+  GroupsHarness api(store, options);
+  auto groups_in_use = [&]() -> std::int64_t {
+    auto usage = quotas.ProjectUsage(kProject);
+    EXPECT_TRUE(usage.has_value());
+    if (!usage) {
+      return -1;
+    }
+    auto found = usage->find("groups");
+    return found == usage->end() ? 0 : found->second;
+  };
+  auto recount_agrees = [&]() {
+    auto counted = quotas.RecountUsage();
+    auto stored = quotas.StoredUsage();
+    ASSERT_TRUE(counted.has_value() && stored.has_value());
+    std::int64_t counted_groups = (*counted)[std::string(kProject)]["groups"];
+    EXPECT_EQ(counted_groups, (*stored)[std::string(kProject)]["groups"]);
+  };
+  const std::string group_type = api.GroupType();
+  const std::string volume_type = api.VolumeType();
+  const std::string first = api.Group(group_type, volume_type);
+  const std::string second = api.Group(group_type, volume_type);
+  EXPECT_EQ(groups_in_use(), 2);
+  recount_agrees();
+
+  auto refused = api.Send(
+      "POST",
+      "groups",
+      {{"group", {{"group_type", group_type}, {"volume_types", {volume_type}}, {"name", "g"}}}});
+  EXPECT_EQ(refused.status, 413) << refused.body;
+  EXPECT_EQ(Body(refused)["overLimit"]["message"], "Maximum number of groups allowed (2) exceeded");
+  auto refused_copy = api.Send(
+      "POST", "groups/action", {{"create-from-src", {{"source_group_id", first}, {"name", "c"}}}});
+  EXPECT_EQ(refused_copy.status, 413) << refused_copy.body;
+  EXPECT_EQ(Body(api.Send("GET", "groups"))["groups"].size(), 2u) << "a refused create wrote";
+  EXPECT_EQ(groups_in_use(), 2);
+
+  // Deleting an empty group ends it at once and gives its quota back.
+  ASSERT_EQ(
+      api.Send("POST", "groups/" + second + "/action", {{"delete", {{"delete-volumes", false}}}})
+          .status,
+      202);
+  EXPECT_EQ(api.Send("GET", "groups/" + second).status, 404);
+  EXPECT_EQ(groups_in_use(), 1);
+  recount_agrees();
+
+  // A group with a member: released by the completion of its delete, exactly once.
+  const std::string member = api.MemberVolume(first, volume_type);
+  auto copied = api.Send(
+      "POST", "groups/action", {{"create-from-src", {{"source_group_id", first}, {"name", "c"}}}});
+  ASSERT_EQ(copied.status, 202) << copied.body;
+  EXPECT_EQ(groups_in_use(), 2);
+  const std::string copy = Body(copied)["group"]["id"];
+  for (const ports::Row& row : api.Members(Table::kVolumes, "group_id", copy)) {
+    api.Set(Table::kVolumes, TextOf(row, "id"), {{"status", Status(VolumeStatus::kAvailable)}});
+  }
+  ASSERT_TRUE(TryCompleteGroup(store, api.clock(), copy).has_value());
+  recount_agrees();
+  ASSERT_EQ(
+      api.Send("POST", "groups/" + first + "/action", {{"delete", {{"delete-volumes", true}}}})
+          .status,
+      202);
+  EXPECT_EQ(groups_in_use(), 2) << "released before the members are deleted";
+  api.Set(Table::kVolumes,
+          member,
+          {{"status", Status(VolumeStatus::kDeleted)}, {"deleted", std::int64_t{1}}});
+  ASSERT_TRUE(TryCompleteGroup(store, api.clock(), first).has_value());
+  ASSERT_TRUE(TryCompleteGroup(store, api.clock(), first).has_value()) << "a redelivery";
+  EXPECT_EQ(api.Send("GET", "groups/" + first).status, 404);
+  EXPECT_EQ(groups_in_use(), 1);
+  recount_agrees();
+}
+
+TEST(GroupsQuotaTest, ChargedAtCreateAndReleasedAtDeleteInMemory) {
+  MemoryStateStore store;
+  GroupsQuotaIsChargedAndReleased(store);
+}
+
+TEST(GroupsQuotaTest, ChargedAtCreateAndReleasedAtDeleteOnSqlite) {
+  test_support::TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  adapters::sqlite::Database::Options options;
+  options.path = dir.path() + "/state.db";
+  auto store = adapters::SqliteStateStore::Open(options);
+  ASSERT_TRUE(store.has_value()) << store.error().ToString();
+  GroupsQuotaIsChargedAndReleased(**store);
 }
 
 }  // namespace

@@ -487,7 +487,8 @@ TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
                       Table::kVolumeTypeAccess,
                       Table::kGroupTypes,
                       Table::kGroups,
-                      Table::kGroupSnapshots}) {
+                      Table::kGroupSnapshots,
+                      Table::kPoolCapacity}) {
     std::string name(ports::TableName(table));
     SCOPED_TRACE(name);
     pqxx::result columns = Sql(

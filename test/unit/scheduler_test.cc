@@ -2,9 +2,12 @@
 // the create job to that back-end's topic, forwards a redelivered job to the back-end already
 // recorded (never to a new one), drops jobs for volumes no longer queued for that operation, and
 // fails a volume clearly when no back-end exists. With a CapabilityCache: only back-ends whose
-// latest report is fresh and shows enough free capacity take volumes, in turn; with no report at
-// all the configured list is used; with reports but no eligible back-end the volume fails with
-// Cinder's NoValidBackend wording.
+// latest report is fresh and shows enough capacity take volumes, the most virtual free capacity
+// first; with no report at all the configured list is used; with reports but no eligible
+// back-end the volume fails with Cinder's NoValidBackend wording. The capacity filter and weigher
+// as functions; the reservation of the volume's size on the chosen pool in the write that
+// records the host (never past total x ratio, the next candidate on a full pool, and two
+// schedulers on one SQLite database racing 200 creates for 100 GiB).
 //
 // Method: Scheduler over MemoryStateStore, a MemoryBroker and a FakeClock. Rows are written
 // directly (Insert of VolumeToRow); deliveries carry JobMessage::ToJson(). The scheduler
@@ -15,14 +18,17 @@
 // broker's fanout instead.
 #include "clinker/services/scheduler.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <latch>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <ostream>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -33,6 +39,7 @@
 
 #include "clinker/adapters/memory/memory_job_queue.h"
 #include "clinker/adapters/memory/memory_state_store.h"
+#include "clinker/adapters/sqlite/sqlite_state_store.h"
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
 #include "clinker/domain/status.h"
@@ -42,7 +49,9 @@
 #include "clinker/services/volume_record.h"
 
 #include "support/fake_clock.h"
+#include "support/forwarding_state_store.h"
 #include "support/recording_job_queue.h"
+#include "support/temp_dir.h"
 
 namespace clinker::services {
 
@@ -57,7 +66,7 @@ using adapters::MemoryJobQueue;
 using adapters::MemoryStateStore;
 using domain::Operation;
 using domain::VolumeStatus;
-using json = nlohmann::json;
+using nlohmann::json;
 using test_support::FakeClock;
 
 constexpr std::string_view kProject = "0123456789abcdef0123456789abcdef";
@@ -106,11 +115,11 @@ class SchedulerTest : public ::testing::Test {
         store_, publisher_, clock_, std::move(options), &capabilities_);
   }
 
-  void Report(std::string_view backend, std::int64_t free_gib) {
+  void Report(std::string_view backend, std::int64_t free_gib, std::int64_t total_gib = 1000) {
     CapabilityReport report;
     report.backend = std::string(backend);
     report.host = std::string(backend);
-    report.total_capacity_gib = 1000;
+    report.total_capacity_gib = total_gib;
     report.free_capacity_gib = free_gib;
     report.reported_at = FormatTimestamp(clock_.WallNow());
     capabilities_.Apply(report);
@@ -420,17 +429,11 @@ TEST_F(SchedulerTest, AStaleReportTakesTheBackEndOutUntilItReportsAgain) {
     EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendA) + "#default");
   }
 
+  // B is back, with more room than A (which took the two volumes): the capacity weigher picks it.
   Report(kBackendB, 100);
-  std::set<std::string> chosen;
-  for (int i = 0; i < 2; ++i) {
-    Queued volume = InsertVolume();
-    ASSERT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
-              JobOutcome::kDone);
-    chosen.insert(TextColumn(ReadRow(volume.volume_id), "host").value_or(""));
-  }
-  EXPECT_EQ(chosen,
-            (std::set<std::string>{std::string(kBackendA) + "#default",
-                                   std::string(kBackendB) + "#default"}));
+  Queued volume = InsertVolume();
+  ASSERT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)), JobOutcome::kDone);
+  EXPECT_EQ(TextColumn(ReadRow(volume.volume_id), "host"), std::string(kBackendB) + "#default");
 }
 
 TEST_F(SchedulerTest, NoEligibleBackEndFailsTheVolumeWithCindersWording) {
@@ -618,7 +621,7 @@ TEST_F(SchedulerTest, AVolumeTypesExtraSpecsPickTheBackEndsThatMeetThem) {
   };
   report(kBackendA, "Acme");
   report(kBackendB, "Clinker");
-  auto type = [&](const std::string& id, json extra_specs) {
+  auto type = [&](const std::string& id, const json& extra_specs) {
     ASSERT_TRUE(store_
                     .Insert(ports::Table::kVolumeTypes,
                             {{"id", id},
@@ -662,6 +665,236 @@ TEST_F(SchedulerTest, AVolumeTypesExtraSpecsPickTheBackEndsThatMeetThem) {
   ASSERT_EQ(messages->size(), 1u);
   EXPECT_EQ(TextColumn(messages->front(), "resource_uuid"), refused.volume_id);
   EXPECT_TRUE(TakeForwarded(kBackendA).empty());
+}
+
+// The filters and the weigher as pure functions (Cinder's CapacityFilter and CapacityWeigher for
+// thin pools).
+TEST(SchedulerFiltersTest, CapacityFilterBoundsAllocatedByTotalTimesRatioAndFreeByRatio) {
+  std::string why;
+  const PoolState pool{100, 40, 90};
+  EXPECT_EQ(CapacityLimit(pool, 1.0), 100);
+  EXPECT_EQ(CapacityLimit(pool, 2.5), 250);
+  EXPECT_TRUE(PassesCapacityFilter(pool, 10, 1.0, &why)) << why;
+  EXPECT_FALSE(PassesCapacityFilter(pool, 11, 1.0, &why));
+  EXPECT_EQ(why, "90 of 100 GiB allocated");
+  EXPECT_TRUE(PassesCapacityFilter(pool, 11, 2.0, &why)) << why;
+  // Free space (as last reported) x ratio must cover the volume too.
+  EXPECT_FALSE(PassesCapacityFilter(PoolState{1000, 40, 0}, 41, 1.0, &why));
+  EXPECT_EQ(why, "40 GiB free");
+  EXPECT_TRUE(PassesCapacityFilter(PoolState{1000, 40, 0}, 80, 2.0, &why)) << why;
+  EXPECT_FALSE(PassesCapacityFilter(PoolState{0, 0, 0}, 1, 20.0, &why));
+}
+
+TEST(SchedulerFiltersTest, CapacityWeightIsVirtualFreeCapacity) {
+  EXPECT_DOUBLE_EQ(CapacityWeight(PoolState{100, 100, 0}, 1.0), 100.0);
+  EXPECT_DOUBLE_EQ(CapacityWeight(PoolState{100, 10, 30}, 1.0), 70.0);
+  EXPECT_DOUBLE_EQ(CapacityWeight(PoolState{100, 10, 30}, 20.0), 1970.0);
+  EXPECT_GT(CapacityWeight(PoolState{300, 0, 100}, 1.0), CapacityWeight(PoolState{100, 0, 0}, 1.0));
+}
+
+TEST_F(SchedulerTest, TheBackEndWithTheMostVirtualFreeCapacityIsChosen) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA), std::string(kBackendB)});
+  Report(kBackendA, 100, 100);
+  Report(kBackendB, 300, 300);
+  std::vector<std::string> hosts;
+  for (int i = 0; i < 3; ++i) {
+    Queued volume = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 100);
+    ASSERT_EQ(scheduler->Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    hosts.push_back(TextColumn(ReadRow(volume.volume_id), "host").value_or(""));
+  }
+  // B (300 free) twice, then both have 100 left: the turn goes on.
+  const std::string a = std::string(kBackendA) + "#default";
+  const std::string b = std::string(kBackendB) + "#default";
+  EXPECT_EQ(hosts[0], b);
+  EXPECT_EQ(hosts[1], b);
+  EXPECT_TRUE(hosts[2] == a || hosts[2] == b) << hosts[2];
+}
+
+std::int64_t Allocated(ports::StateStore& store, const std::string& pool) {
+  auto row = store.Get(ports::Table::kPoolCapacity, pool);
+  if (!row) {
+    return 0;
+  }
+  auto found = row->find("allocated_capacity_gb");
+  return found == row->end() ? -1 : std::get<std::int64_t>(found->second);
+}
+
+TEST_F(SchedulerTest, PlacementReservesTheSizeOnThePoolInTheSameWrite) {
+  auto scheduler = MakeCapabilityScheduler({std::string(kBackendA)});
+  Report(kBackendA, 100, 100);
+  const std::string pool = std::string(kBackendA) + "#default";
+  Queued first = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 60);
+  ASSERT_EQ(scheduler->Handle(CreateJob(first.volume_id, first.operation_id)), JobOutcome::kDone);
+  EXPECT_EQ(Allocated(store_, pool), 60);
+  ports::Row row = ReadRow(first.volume_id);
+  EXPECT_EQ(row.at("capacity_reserved_gib"), ports::Value(std::int64_t{60}));
+  // A redelivery forwards again and reserves nothing more.
+  ASSERT_EQ(scheduler->Handle(CreateJob(first.volume_id, first.operation_id, true)),
+            JobOutcome::kDone);
+  EXPECT_EQ(Allocated(store_, pool), 60);
+  EXPECT_EQ(TakeForwarded(kBackendA).size(), 2u);
+
+  // 41 more GiB do not fit in the 100 (ratio 1), although the report still says 100 free.
+  Queued second = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 41);
+  ASSERT_EQ(scheduler->Handle(CreateJob(second.volume_id, second.operation_id)), JobOutcome::kDone);
+  row = ReadRow(second.volume_id);
+  EXPECT_EQ(TextColumn(row, "status"), "error");
+  EXPECT_THAT(TextColumn(row, "status_reason").value_or(""),
+              ::testing::HasSubstr("No valid back-end was found: "));
+  EXPECT_THAT(TextColumn(row, "status_reason").value_or(""),
+              ::testing::HasSubstr("60 of 100 GiB allocated"));
+  EXPECT_EQ(row.at("capacity_reserved_gib"), ports::Value(std::int64_t{0}));
+  EXPECT_EQ(Allocated(store_, pool), 60);
+}
+
+// A scheduler whose view of the pools is stale (another scheduler filled one since it read them)
+// is refused by the database, and tries the next candidate; when every one is full the volume
+// fails. Simulated by hiding pool_capacity from the scheduler's reads.
+class StalePoolsStore final : public test_support::ForwardingStateStore {
+ public:
+  using ForwardingStateStore::ForwardingStateStore;
+
+  Result<std::vector<ports::Row>> List(ports::Table table, const ports::ListQuery& query) override {
+    if (table == ports::Table::kPoolCapacity) {
+      return std::vector<ports::Row>{};
+    }
+    return ForwardingStateStore::List(table, query);
+  }
+};
+
+TEST_F(SchedulerTest, AFullPoolRefusesTheReservationAndTheNextCandidateIsTried) {
+  StalePoolsStore stale(store_);
+  SchedulerOptions options;
+  options.backends = {std::string(kBackendA), std::string(kBackendB)};
+  options.capability_max_age = kMaxAge;
+  options.max_over_subscription_ratio = 1.0;
+  Scheduler scheduler(stale, publisher_, clock_, options, &capabilities_);
+  Report(kBackendA, 10, 10);
+  Report(kBackendB, 5, 5);
+  const std::string a = std::string(kBackendA) + "#default";
+  const std::string b = std::string(kBackendB) + "#default";
+  std::vector<std::string> hosts;
+  for (int i = 0; i < 4; ++i) {
+    Queued volume = InsertVolume(VolumeStatus::kCreatingQueued, std::nullopt, false, 5);
+    ASSERT_EQ(scheduler.Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    hosts.push_back(TextColumn(ReadRow(volume.volume_id), "host").value_or("none"));
+  }
+  // The stale view always ranks A first (10 > 5): A twice, then A refuses and B takes one, then
+  // both refuse.
+  EXPECT_EQ(hosts, (std::vector<std::string>{a, a, b, "none"}));
+  EXPECT_EQ(Allocated(store_, a), 10);
+  EXPECT_EQ(Allocated(store_, b), 5);
+}
+
+// Two schedulers on one SQLite database, one back-end of 100 GiB (ratio 1), 200 concurrent
+// creates of 1 GiB: exactly 100 are placed, the others fail with Cinder's NoValidBackend, and the
+// pool's allocated capacity never passes 100 at any time.
+TEST(SchedulerReservationRaceTest, TwoSchedulersNeverPromiseTheSameSpaceTwice) {
+  test_support::TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  adapters::sqlite::Database::Options sqlite_options;
+  sqlite_options.path = dir.path() + "/state.db";
+  auto opened = adapters::SqliteStateStore::Open(sqlite_options);
+  ASSERT_TRUE(opened.has_value()) << opened.error().ToString();
+  ports::StateStore& store = **opened;
+  FakeClock clock;
+  auto broker = std::make_shared<MemoryBroker>();
+  MemoryJobQueue publisher(broker);
+  std::vector<std::unique_ptr<MemoryJobQueue>> listeners;
+  std::vector<std::unique_ptr<CapabilityCache>> caches;
+  std::vector<std::unique_ptr<Scheduler>> schedulers;
+  const std::string pool = std::string(kBackendA) + "#default";
+  for (int i = 0; i < 2; ++i) {
+    listeners.push_back(std::make_unique<MemoryJobQueue>(broker));
+    caches.push_back(std::make_unique<CapabilityCache>(*listeners.back(), clock));
+    CapabilityReport report;
+    report.backend = std::string(kBackendA);
+    report.host = std::string(kBackendA);
+    report.total_capacity_gib = 100;
+    report.free_capacity_gib = 100;
+    caches.back()->Apply(report);
+    SchedulerOptions options;
+    options.backends = {std::string(kBackendA)};
+    options.max_over_subscription_ratio = 1.0;
+    schedulers.push_back(
+        std::make_unique<Scheduler>(store, publisher, clock, options, caches.back().get()));
+  }
+  constexpr int kVolumes = 200;
+  std::vector<ports::Delivery> jobs;
+  for (int i = 0; i < kVolumes; ++i) {
+    Volume volume;
+    volume.id = NewUuid();
+    volume.project_id = std::string(kProject);
+    volume.user_id = "user";
+    volume.status = VolumeStatus::kCreatingQueued;
+    volume.size_gib = 1;
+    volume.availability_zone = "nova";
+    volume.operation_id = NewUuid();
+    volume.created_at = FormatTimestamp(clock.WallNow());
+    ASSERT_TRUE(store.Insert(ports::Table::kVolumes, VolumeToRow(volume)).has_value());
+    ports::Delivery job;
+    job.job_id = NewUuid();
+    job.topic = "scheduler";
+    job.payload =
+        JobMessage{Operation::kCreateVolume, volume.id, *volume.operation_id, std::string(kProject)}
+            .ToJson();
+    job.delivery_count = 1;
+    jobs.push_back(std::move(job));
+  }
+  std::atomic<bool> done{false};
+  std::atomic<std::int64_t> most_seen{0};
+  std::thread watcher([&] {
+    while (!done.load()) {
+      std::int64_t seen = Allocated(store, pool);
+      std::int64_t before = most_seen.load();
+      while (seen > before && !most_seen.compare_exchange_weak(before, seen)) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  constexpr int kThreads = 8;
+  std::latch start(kThreads);
+  std::vector<std::thread> workers;
+  workers.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&, t] {
+      start.arrive_and_wait();
+      for (int i = t; i < kVolumes; i += kThreads) {
+        Scheduler& scheduler = *schedulers[static_cast<std::size_t>(i % 2)];
+        JobOutcome outcome = JobOutcome::kRetryLater;
+        for (int attempt = 0; attempt < 20 && outcome != JobOutcome::kDone; ++attempt) {
+          outcome = scheduler.Handle(jobs[static_cast<std::size_t>(i)]);
+        }
+        EXPECT_EQ(outcome, JobOutcome::kDone);
+      }
+    });
+  }
+  for (std::thread& worker : workers) {
+    worker.join();
+  }
+  done.store(true);
+  watcher.join();
+  auto rows = store.List(ports::Table::kVolumes, {});
+  ASSERT_TRUE(rows.has_value());
+  int placed = 0;
+  int failed = 0;
+  for (const ports::Row& row : *rows) {
+    if (TextColumn(row, "host") == pool) {
+      ++placed;
+      EXPECT_EQ(TextColumn(row, "status"), "creating_queued");
+    } else {
+      ++failed;
+      EXPECT_EQ(TextColumn(row, "status"), "error");
+      EXPECT_THAT(TextColumn(row, "status_reason").value_or(""),
+                  ::testing::HasSubstr("No valid back-end was found"));
+    }
+  }
+  EXPECT_EQ(placed, 100);
+  EXPECT_EQ(failed, 100);
+  EXPECT_EQ(Allocated(store, pool), 100);
+  EXPECT_LE(most_seen.load(), 100);
 }
 
 }  // namespace

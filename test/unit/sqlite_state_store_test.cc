@@ -199,6 +199,42 @@ TEST_F(SqliteStateStoreTest, MigrationIsRecordedOnceAndNotReapplied) {
   EXPECT_EQ(second, first);
 }
 
+// Migration 13 starts the pools' allocated capacity from the volumes already placed (a failed
+// create holds nothing) and the `groups` quota counters from the live groups.
+TEST_F(SqliteStateStoreTest, Migration13CountsPlacedVolumesAndLiveGroups) {
+  {
+    auto db = sqlite::Database::Open(Options());
+    ASSERT_TRUE(db) << db.error().ToString();
+    ASSERT_TRUE((*db)->Migrate("state", SqliteStateStore::Migrations().first(12)));
+    auto seeded = (*db)->WriteTransaction([](sqlite::Database& database) -> Result<void> {
+      return database.Exec(
+          "INSERT INTO volumes (id, project_id, user_id, status, size_gib, host, created_at, "
+          "deleted) VALUES "
+          "('v1', 'p1', 'u', 'available', 3, 'h@file#default', 't', 0), "
+          "('v2', 'p1', 'u', 'in-use', 4, 'h@file#default', 't', 0), "
+          "('v3', 'p1', 'u', 'error', 5, 'h@file#default', 't', 0), "
+          "('v4', 'p1', 'u', 'deleted', 6, 'h@file#default', 't', 1), "
+          "('v5', 'p1', 'u', 'error', 7, NULL, 't', 0);"
+          "INSERT INTO \"groups\" (id, project_id, user_id, status, group_type_id, created_at, "
+          "deleted) VALUES ('g1', 'p1', 'u', 'available', 'gt', 't', 0), "
+          "('g2', 'p1', 'u', 'available', 'gt', 't', 0), "
+          "('g3', 'p2', 'u', 'deleted', 'gt', 't', 1);");
+    });
+    ASSERT_TRUE(seeded) << seeded.error().ToString();
+  }
+  std::unique_ptr<SqliteStateStore> store = MustOpen();
+  ASSERT_NE(store, nullptr);
+  auto pool = store->Get(Table::kPoolCapacity, "h@file#default");
+  ASSERT_TRUE(pool) << pool.error().ToString();
+  EXPECT_EQ(pool->at("allocated_capacity_gb"), Value(std::int64_t{7}));
+  EXPECT_EQ(store->Get(Table::kVolumes, "v2")->at("capacity_reserved_gib"), Value(std::int64_t{4}));
+  EXPECT_EQ(store->Get(Table::kVolumes, "v3")->at("capacity_reserved_gib"), Value(std::int64_t{0}));
+  auto groups = store->Get(Table::kQuotaUsages, ports::UsageCounterId("p1", "groups"));
+  ASSERT_TRUE(groups) << groups.error().ToString();
+  EXPECT_EQ(groups->at("in_use"), Value(std::int64_t{2}));
+  EXPECT_FALSE(store->Get(Table::kQuotaUsages, ports::UsageCounterId("p2", "groups")));
+}
+
 TEST_F(SqliteStateStoreTest, StoresOpeningAFreshFileTogetherMigrateOnce) {
   constexpr int kOpeners = 8;
   std::barrier sync(kOpeners);
@@ -236,7 +272,8 @@ TEST_F(SqliteStateStoreTest, MigratedTablesMatchTheSchema) {
                       Table::kClusters,
                       Table::kGroupTypes,
                       Table::kGroups,
-                      Table::kGroupSnapshots}) {
+                      Table::kGroupSnapshots,
+                      Table::kPoolCapacity}) {
     SCOPED_TRACE(std::string(ports::TableName(table)));
     std::vector<Row> info =
         Query("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('" +

@@ -52,6 +52,10 @@ constexpr std::array kVolumeColumns = {
     ColumnSpec{"admin_metadata", ColumnType::kText, false, "{}"},
     // The generic volume group the volume belongs to (groups.id); NULL for none (migration 11).
     ColumnSpec{"group_id", ColumnType::kText, true, ""},
+    // The GiB this volume holds in its pool's allocated capacity (pool_capacity, row `host`):
+    // set by the scheduler with `host`, in the write that reserves them; back to 0 in the write
+    // that fails its create or soft-deletes it, which gives them back (migration 13).
+    ColumnSpec{"capacity_reserved_gib", ColumnType::kInteger, false, "0"},
 };
 
 constexpr std::array kSnapshotColumns = {
@@ -373,6 +377,16 @@ constexpr std::array kGroupSnapshotColumns = {
     ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
 };
 
+// One row per back-end pool a scheduler placed volumes on, id the pool's placement address
+// "<host or cluster>@<backend>#<pool>" (volumes.host): the GiB reserved on it by the volumes
+// placed there (Cinder's allocated_capacity_gb), changed only by kPoolCapacity usage changes,
+// atomically with the volume writes that reserve and release them (migration 13).
+constexpr std::array kPoolCapacityColumns = {
+    ColumnSpec{"id", ColumnType::kText, false, ""},
+    ColumnSpec{"allocated_capacity_gb", ColumnType::kInteger, false, "0"},
+    ColumnSpec{"deleted", ColumnType::kInteger, false, "0"},
+};
+
 constexpr std::array<std::string_view, 1> kVolumeTypeUniqueColumns = {"name"};
 constexpr std::array<std::string_view, 1> kQosSpecsUniqueColumns = {"name"};
 
@@ -414,6 +428,8 @@ std::string_view TableName(Table table) {
       return "groups";
     case Table::kGroupSnapshots:
       return "group_snapshots";
+    case Table::kPoolCapacity:
+      return "pool_capacity";
   }
   return "volumes";
 }
@@ -454,6 +470,8 @@ std::span<const ColumnSpec> Columns(Table table) {
       return kGroupColumns;
     case Table::kGroupSnapshots:
       return kGroupSnapshotColumns;
+    case Table::kPoolCapacity:
+      return kPoolCapacityColumns;
   }
   return kVolumeColumns;
 }
@@ -621,12 +639,30 @@ Result<void> CheckUpdateValues(Table table, const Row& values) {
 
 Result<void> CheckUsageChanges(const std::vector<UsageChange>& usage) {
   for (const UsageChange& change : usage) {
-    if (change.project_id.empty() || change.resource.empty()) {
+    if (change.resource.empty() ||
+        (change.counter == UsageChange::Counter::kQuotaUsage && change.project_id.empty())) {
       return MakeError(ErrorCode::kInvalidArgument,
                        "a usage change needs a project and a resource");
     }
   }
   return {};
+}
+
+UsageCounter CounterOf(const UsageChange& change) {
+  UsageCounter counter;
+  if (change.counter == UsageChange::Counter::kPoolCapacity) {
+    counter.table = Table::kPoolCapacity;
+    counter.id = change.resource;
+    counter.column = "allocated_capacity_gb";
+    counter.fresh_row = {{"id", counter.id}};
+    return counter;
+  }
+  counter.table = Table::kQuotaUsages;
+  counter.id = UsageCounterId(change.project_id, change.resource);
+  counter.column = "in_use";
+  counter.fresh_row = {
+      {"id", counter.id}, {"project_id", change.project_id}, {"resource", change.resource}};
+  return counter;
 }
 
 Expectation Expectation::Equals(std::string column, Value value) {

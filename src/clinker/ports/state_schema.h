@@ -62,7 +62,19 @@ Result<Row> CompleteRow(Table table, const Row& row);
 // kInvalidArgument for an unknown column, a bad value, or an attempt to change `id`.
 Result<void> CheckUpdateValues(Table table, const Row& values);
 
-// kInvalidArgument for a usage change with an empty project or resource.
+// kInvalidArgument for a usage change with an empty resource, or an empty project for a quota
+// counter.
 Result<void> CheckUsageChanges(const std::vector<UsageChange>& usage);
+
+// Where a usage change's counter is stored: its table, its row id, the integer column counted,
+// and the row to insert (all other columns at their defaults) when the counter does not exist.
+struct UsageCounter {
+  Table table = Table::kQuotaUsages;
+  std::string id;
+  std::string_view column;
+  Row fresh_row;
+};
+
+UsageCounter CounterOf(const UsageChange& change);
 
 }  // namespace clinker::ports

@@ -59,18 +59,27 @@ enum class Table {
   kGroupTypes,
   kGroups,
   kGroupSnapshots,
+  // Per back-end pool allocated capacity, changed only by kPoolCapacity usage changes
+  // (migration 13).
+  kPoolCapacity,
 };
 
 // One change of a usage counter, applied atomically with a write (InsertWithUsage,
-// ConditionalUpdateWithUsage). The counter is the quota_usages row UsageCounterId(project_id,
-// resource), created with in_use 0 when missing. A positive delta may not take in_use above
-// `limit` (a negative limit, Cinder's -1, is unlimited); a delta <= 0 is never refused (a release
-// must always go through). Several changes of one call apply in order.
+// ConditionalUpdateWithUsage). The counter (ports/state_schema.h, CounterOf) is, by `counter`:
+// - kQuotaUsage: the quota_usages row UsageCounterId(project_id, resource), column in_use;
+// - kPoolCapacity: the pool_capacity row `resource` (a back-end pool's placement address
+//   "<host or cluster>@<backend>#<pool>"), column allocated_capacity_gb; project_id is empty.
+// A missing counter row is created at 0. A positive delta may not take the count above `limit`
+// (a negative limit, Cinder's -1, is unlimited); a delta <= 0 is never refused (a release must
+// always go through). Several changes of one call apply in order.
 struct UsageChange {
+  enum class Counter { kQuotaUsage, kPoolCapacity };
+
   std::string project_id;
   std::string resource;  // Cinder's name: volumes, gigabytes, snapshots, volumes_<type>, ...
   std::int64_t delta = 0;
   std::int64_t limit = -1;
+  Counter counter = Counter::kQuotaUsage;
 };
 
 // "<project_id>/<resource>": the id of a quota_usages row (also of a quotas row).
@@ -87,7 +96,8 @@ struct QuotaExceededInfo {
 };
 
 Error QuotaExceededError(const QuotaExceededInfo& info);
-// nullopt unless `error` is a kQuotaExceeded made by QuotaExceededError.
+// nullopt unless `error` is a kQuotaExceeded made by QuotaExceededError. For a kPoolCapacity
+// change project_id is empty and resource is the pool.
 std::optional<QuotaExceededInfo> ParseQuotaExceeded(const Error& error);
 
 // One expected value of a conditional update or a filter of a list. All expectations of a call

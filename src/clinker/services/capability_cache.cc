@@ -70,16 +70,27 @@ Result<int> CapabilityCache::Poll(std::chrono::milliseconds wait) {
                 {{"error", report.error().ToString()}, {"payload", message.payload}});
       continue;
     }
-    Apply(*report);
+    if (!Apply(*report)) {
+      log::Info("scheduler.old_capability_report_ignored",
+                {{"backend", report->backend},
+                 {"host", report->host},
+                 {"reported_at", report->reported_at}});
+      continue;
+    }
     ++applied;
   }
   return applied;
 }
 
-void CapabilityCache::Apply(const CapabilityReport& report) {
+bool CapabilityCache::Apply(const CapabilityReport& report) {
   auto now = clock_.MonoNow();
   std::lock_guard<std::mutex> lock(mutex_);
+  auto kept = latest_.find(report.backend);
+  if (kept != latest_.end() && kept->second.report.sent_at_us > report.sent_at_us) {
+    return false;
+  }
   latest_.insert_or_assign(report.backend, CachedCapability{report, now});
+  return true;
 }
 
 std::optional<CachedCapability> CapabilityCache::Get(std::string_view backend) const {

@@ -1,10 +1,13 @@
 // CapabilityCache: a scheduler's view of the back-ends' capacity, built from the reports that
 // every volume service broadcasts on the scheduler fanout channel (see CapabilityReporter).
 //
-// It keeps the latest report per back-end address, stamped with the local monotonic time it was
+// It keeps the newest report per back-end address, stamped with the local monotonic time it was
 // received (the sender's wall clock is not trusted for freshness: clocks of two nodes differ, and
-// the network may delay a report). "Latest" is the last received: the fanout of one sender
-// arrives in send order, and two senders of one cluster address both describe that cluster.
+// the network may delay a report). "Newest" is by the sender's stamp (sent_at_us), as Cinder's
+// HostManager drops "old capability reports": a report older than the one kept (delayed,
+// redelivered, or from a second scheduler's replay) never replaces it; one as new does (two
+// members of one cluster both describe that cluster). Malformed reports (missing fields,
+// negative numbers) are logged and ignored.
 //
 // Contract: thread safe (one mutex; the scheduler's workers read while the listening thread
 // writes). Get and Apply never block beyond it. Poll waits up to `wait` for reports. Start calls
@@ -60,8 +63,9 @@ class CapabilityCache {
   // Needs Listen (Start, or a test's own Listen on the session) first.
   Result<int> Poll(std::chrono::milliseconds wait);
 
-  // Records `report` as received now.
-  void Apply(const CapabilityReport& report);
+  // Records `report` as received now, unless a newer report of its back-end (by sent_at_us) is
+  // already kept; returns whether it was recorded.
+  bool Apply(const CapabilityReport& report);
 
   std::optional<CachedCapability> Get(std::string_view backend) const;
 

@@ -1,5 +1,8 @@
 #include "clinker/services/capability_reporter.h"
 
+#include <chrono>
+#include <cstdint>
+#include <limits>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +20,7 @@ std::string CapabilityReport::ToJson() const {
       {"total_capacity_gib", total_capacity_gib},
       {"free_capacity_gib", free_capacity_gib},
       {"reported_at", reported_at},
+      {"sent_at_us", sent_at_us},
       {"volume_backend_name", volume_backend_name},
       {"vendor_name", vendor_name},
       {"driver_version", driver_version},
@@ -38,9 +42,17 @@ Result<CapabilityReport> CapabilityReport::FromJson(std::string_view text) {
       return bad(std::string(key) + " is missing or not a string");
     }
   }
-  for (const char* key : {"total_capacity_gib", "free_capacity_gib"}) {
+  for (const char* key : {"total_capacity_gib", "free_capacity_gib", "sent_at_us"}) {
     if (!json.contains(key) || !json[key].is_number_integer()) {
       return bad(std::string(key) + " is missing or not an integer");
+    }
+    const bool in_range =
+        json[key].is_number_unsigned()
+            ? json[key].get<std::uint64_t>() <=
+                  static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
+            : json[key].get<std::int64_t>() >= 0;
+    if (!in_range) {
+      return bad(std::string(key) + " is out of range");
     }
   }
   CapabilityReport report;
@@ -49,6 +61,7 @@ Result<CapabilityReport> CapabilityReport::FromJson(std::string_view text) {
   report.reported_at = json["reported_at"].get<std::string>();
   report.total_capacity_gib = json["total_capacity_gib"].get<std::int64_t>();
   report.free_capacity_gib = json["free_capacity_gib"].get<std::int64_t>();
+  report.sent_at_us = json["sent_at_us"].get<std::int64_t>();
   for (auto [key, target] :
        {std::pair<const char*, std::string*>{"volume_backend_name", &report.volume_backend_name},
         std::pair<const char*, std::string*>{"vendor_name", &report.vendor_name},
@@ -98,7 +111,10 @@ Result<CapabilityReport> CapabilityReporter::ReportOnce() {
   report.vendor_name = stats.vendor_name;
   report.driver_version = stats.driver_version;
   report.storage_protocol = stats.storage_protocol;
-  report.reported_at = FormatTimestamp(clock_.WallNow());
+  const auto sent_at = clock_.WallNow();
+  report.reported_at = FormatTimestamp(sent_at);
+  report.sent_at_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(sent_at.time_since_epoch()).count();
   CLINKER_RETURN_IF_ERROR(publisher_.Broadcast(kSchedulerFanoutChannel, report.ToJson()));
   return report;
 }

@@ -42,6 +42,10 @@ struct CapabilityReport {
   std::int64_t total_capacity_gib = 0;
   std::int64_t free_capacity_gib = 0;
   std::string reported_at;  // Sender's wall clock, FormatTimestamp; for logs and humans only.
+  // Sender's wall clock when it made the report, in microseconds since the epoch: a scheduler
+  // keeps a report only if no newer one of its back-end arrived first (as Cinder's timestamp;
+  // two members of one cluster describe the same back-end, so the newest of either wins).
+  std::int64_t sent_at_us = 0;
   // The back-end's static capabilities (Cinder's volume_backend_name, vendor_name,
   // driver_version, storage_protocol), for the admin APIs. Optional in the JSON (empty when
   // absent), so reports of an older sender still read.
@@ -51,7 +55,8 @@ struct CapabilityReport {
   std::string storage_protocol;
 
   std::string ToJson() const;
-  // kInvalidArgument for anything but an object with every field of the right type.
+  // kInvalidArgument for anything but an object with every field of the right type, or with a
+  // negative capacity or timestamp.
   static Result<CapabilityReport> FromJson(std::string_view text);
 
   bool operator==(const CapabilityReport&) const = default;

@@ -6,6 +6,7 @@
 
 #include "clinker/core/time_format.h"
 #include "clinker/domain/status.h"
+#include "clinker/services/quotas.h"
 #include "clinker/services/volume_record.h"
 
 namespace clinker::services {
@@ -19,6 +20,7 @@ struct MemberRules {
   ports::Table parent_table;
   ports::Table member_table;
   std::string_view member_column;  // On the member row: the parent's id.
+  bool counts_quota = false;       // The parent holds its project's `groups` quota (groups).
   std::vector<ports::Value> creating;
   std::vector<ports::Value> deleting;
   ports::Value error;
@@ -47,6 +49,7 @@ Result<void> TryComplete(ports::StateStore& store,
     ports::Row values;
     std::vector<Guard> guards;
     Needs needs = Needs::kNothing;
+    bool ends_parent = false;  // Soft-deletes the parent: releases what it counts in quotas.
   };
 
   std::optional<std::vector<ports::Row>> members;
@@ -92,7 +95,9 @@ Result<void> TryComplete(ports::StateStore& store,
         {"deleted", std::int64_t{1}},
         {"deleted_at", now},
         {"updated_at", now}},
-       {Guard::NoLiveRowReferences(rules.member_table, column)}},
+       {Guard::NoLiveRowReferences(rules.member_table, column)},
+       Needs::kNothing,
+       /*ends_parent=*/true},
       {kGroupDeleting,
        {{"status", Text(kGroupErrorDeleting)}, {"updated_at", now}},
        {busy(rules.deleting)},
@@ -106,12 +111,28 @@ Result<void> TryComplete(ports::StateStore& store,
     if (!*needed) {
       continue;
     }
-    auto updated = store.ConditionalUpdate(rules.parent_table,
-                                           parent_id,
-                                           step.values,
-                                           {Expectation::Equals("deleted", std::int64_t{0}),
-                                            Expectation::Equals("status", Text(step.from))},
-                                           step.guards);
+    std::vector<ports::UsageChange> usage;
+    if (step.ends_parent && rules.counts_quota) {
+      // The release goes with the very write that ends the group, so it happens exactly once
+      // (the write expects the status it leaves). A group's project never changes.
+      auto parent = store.Get(rules.parent_table, parent_id);
+      if (!parent) {
+        if (parent.error().code == ErrorCode::kNotFound) {
+          return {};
+        }
+        return tl::unexpected(parent.error());
+      }
+      usage =
+          QuotaService::Release(TextOr(*parent, "project_id", ""), QuotaService::UsageOfGroup());
+    }
+    auto updated =
+        store.ConditionalUpdateWithUsage(rules.parent_table,
+                                         parent_id,
+                                         step.values,
+                                         {Expectation::Equals("deleted", std::int64_t{0}),
+                                          Expectation::Equals("status", Text(step.from))},
+                                         step.guards,
+                                         usage);
     if (!updated) {
       return tl::unexpected(updated.error());
     }
@@ -132,6 +153,7 @@ Result<void> TryCompleteGroup(ports::StateStore& store,
       ports::Table::kGroups,
       ports::Table::kVolumes,
       "group_id",
+      /*counts_quota=*/true,
       {Status(VolumeStatus::kCreatingQueued), Status(VolumeStatus::kCreating)},
       {Status(VolumeStatus::kDeletingQueued), Status(VolumeStatus::kDeleting)},
       Status(VolumeStatus::kError)};
@@ -146,6 +168,7 @@ Result<void> TryCompleteGroupSnapshot(ports::StateStore& store,
       ports::Table::kGroupSnapshots,
       ports::Table::kSnapshots,
       "group_snapshot_id",
+      /*counts_quota=*/false,
       {Status(SnapshotStatus::kCreatingQueued), Status(SnapshotStatus::kCreating)},
       {Status(SnapshotStatus::kDeletingQueued), Status(SnapshotStatus::kDeleting)},
       Status(SnapshotStatus::kError)};

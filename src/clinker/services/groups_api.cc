@@ -13,6 +13,7 @@
 #include "clinker/domain/status.h"
 #include "clinker/services/group_completion.h"
 #include "clinker/services/group_types_api.h"
+#include "clinker/services/quotas_api.h"
 #include "clinker/services/snapshot_record.h"
 #include "clinker/services/volume_record.h"
 #include "clinker/services/volume_type_record.h"
@@ -255,7 +256,8 @@ GroupsApi::GroupsApi(ports::StateStore& store,
       clock_(clock),
       volumes_(volumes),
       snapshots_(snapshots),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      quotas_(store, options_.quota) {}
 
 tl::expected<Group, HttpResponse> GroupsApi::VisibleGroup(const RequestContext& context,
                                                           std::string_view group_id) {
@@ -432,8 +434,8 @@ HttpResponse GroupsApi::Create(const RequestContext& context, const HttpRequest&
   // header and docs/ARCHITECTURE.md).
   group.status = std::string(kGroupAvailable);
   group.created_at = FormatTimestamp(clock_.WallNow());
-  if (auto inserted = store_.Insert(ports::Table::kGroups, GroupToRow(group)); !inserted) {
-    return FaultFromError(inserted.error());
+  if (auto inserted = InsertCharged(group); !inserted) {
+    return QuotaFault(inserted.error());
   }
   // The group type is checked again now that the group exists: a type delete that won the race
   // shows here; a later one sees the group (its guard) and is refused.
@@ -445,12 +447,13 @@ HttpResponse GroupsApi::Create(const RequestContext& context, const HttpRequest&
   if (!pinned || !pinned->has_value()) {
     const std::string now = FormatTimestamp(clock_.WallNow());
     store_
-        .ConditionalUpdate(
+        .ConditionalUpdateWithUsage(
             ports::Table::kGroups,
             group.id,
             {{"status", Text(kGroupDeleted)}, {"deleted", std::int64_t{1}}, {"deleted_at", now}},
+            {Expectation::Equals("deleted", std::int64_t{0})},
             {},
-            {})
+            QuotaService::Release(group.project_id, QuotaService::UsageOfGroup()))
         .IgnoreError("the client is told why; a leftover group is available and deletable");
     if (!pinned) {
       return FaultFromError(pinned.error());
@@ -896,6 +899,12 @@ HttpResponse GroupsApi::ResetStatus(ports::Table table,
   return Accepted();
 }
 
+Result<void> GroupsApi::InsertCharged(const Group& group) {
+  CLINKER_ASSIGN_OR_RETURN(std::vector<ports::UsageChange> charge,
+                           quotas_.Charge(group.project_id, QuotaService::UsageOfGroup()));
+  return store_.InsertWithUsage(ports::Table::kGroups, GroupToRow(group), charge);
+}
+
 void GroupsApi::FinishQueuing(ports::Table table,
                               const std::string& id,
                               std::string_view from,
@@ -1022,8 +1031,8 @@ HttpResponse GroupsApi::CreateFromSource(const RequestContext& context,
   group.user_id = context.user_id;
   group.status = std::string(kGroupCreatingQueued);
   group.created_at = FormatTimestamp(clock_.WallNow());
-  if (auto inserted = store_.Insert(ports::Table::kGroups, GroupToRow(group)); !inserted) {
-    return FaultFromError(inserted.error());
+  if (auto inserted = InsertCharged(group); !inserted) {
+    return QuotaFault(inserted.error());
   }
   bool failed = false;
   for (const ports::Row& source : sources) {

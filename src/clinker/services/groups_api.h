@@ -41,6 +41,7 @@
 #include "clinker/ports/clock.h"
 #include "clinker/ports/state_store.h"
 #include "clinker/services/api_common.h"
+#include "clinker/services/quotas.h"
 #include "clinker/services/snapshots_api.h"
 #include "clinker/services/volumes_api.h"
 
@@ -102,6 +103,10 @@ std::string_view ShownGroupStatus(std::string_view stored);
 struct GroupsApiOptions {
   std::int64_t max_limit = 1000;  // osapi_max_limit.
   std::string availability_zone = "nova";
+  // The `groups` quota: a group create (and create-from-src) charges groups 1 with the insert of
+  // its row (413 overLimit past the limit, nothing written); the write that soft-deletes the
+  // group releases it (group_completion.h).
+  QuotaOptions quota;
 };
 
 class GroupsApi {
@@ -155,6 +160,9 @@ class GroupsApi {
                            const RequestContext& context,
                            const nlohmann::json& argument,
                            std::string_view id);
+  // Inserts the group's row charging its project's `groups` quota in the same write
+  // (kQuotaExceeded, nothing written, past the limit).
+  Result<void> InsertCharged(const Group& group);
   // Moves a row from `from` (creating_queued, deleting_queued) to `to` once every member's job
   // is queued, and (unless `to` is error) tries to complete it.
   void FinishQueuing(ports::Table table,
@@ -171,6 +179,7 @@ class GroupsApi {
   VolumesApi& volumes_;
   SnapshotsApi& snapshots_;
   GroupsApiOptions options_;
+  QuotaService quotas_;
 };
 
 }  // namespace clinker::services

@@ -358,6 +358,10 @@ Result<std::map<std::string, QuotaMap, std::less<>>> QuotaService::RecountUsage(
   for (const Row& backup : backups) {
     add(TextOr(backup, "project_id", ""), UsageOfBackup(IntegerOr(backup, "size_gib", 0)));
   }
+  CLINKER_ASSIGN_OR_RETURN(std::vector<Row> groups, store_.List(Table::kGroups, {}));
+  for (const Row& group : groups) {
+    add(TextOr(group, "project_id", ""), UsageOfGroup());
+  }
   return counts;
 }
 

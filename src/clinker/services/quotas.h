@@ -16,7 +16,8 @@
 //   while one is queued or under way), and the same under its type's volumes_<t>, gigabytes_<t>;
 // - a live snapshot: snapshots 1 and gigabytes its size (unless no_snapshot_gb_quota), and the
 //   same under its volume's type's snapshots_<t>, gigabytes_<t>;
-// - a live backup: backups 1, backup_gigabytes its size.
+// - a live backup: backups 1, backup_gigabytes its size;
+// - a live group: groups 1 (charged by its insert, released by the write that soft-deletes it).
 // So a volume in error counts until it is deleted, as in Cinder.
 //
 // Thread safe (no mutable state of its own); every method blocks on the StateStore.
@@ -118,8 +119,8 @@ class QuotaService {
                                      const std::optional<std::string>& volume_type_id);
   Result<UsageAmounts> UsageOfSnapshot(std::int64_t size_gib, std::string_view volume_id);
   static UsageAmounts UsageOfBackup(std::int64_t size_gib);
-  // What a live group counts (groups 1), for the groups code to charge when it inserts a group
-  // and release when it deletes one; RecountUsage must then count live groups the same way.
+  // What a live group counts (groups 1): charged when the groups API inserts a group, released
+  // by the write that soft-deletes it (group_completion, or the API undoing a create).
   static UsageAmounts UsageOfGroup();
   // The counters an extend by `delta_gib` adds (gigabytes and gigabytes_<type>).
   Result<UsageAmounts> UsageOfExtend(std::int64_t delta_gib,

@@ -1,5 +1,6 @@
 #include "clinker/services/scheduler.h"
 
+#include <algorithm>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -111,18 +112,57 @@ domain::Capabilities Scheduler::CapabilitiesOf(const CapabilityReport& report) c
   };
 }
 
+std::int64_t CapacityLimit(const PoolState& pool, double max_over_subscription_ratio) {
+  return static_cast<std::int64_t>(static_cast<double>(pool.total_capacity_gib) *
+                                   max_over_subscription_ratio);
+}
+
+bool PassesCapacityFilter(const PoolState& pool,
+                          std::int64_t size_gib,
+                          double max_over_subscription_ratio,
+                          std::string* why) {
+  const std::int64_t limit = CapacityLimit(pool, max_over_subscription_ratio);
+  if (pool.allocated_capacity_gib + size_gib > limit) {
+    *why = std::to_string(pool.allocated_capacity_gib) + " of " + std::to_string(limit) +
+           " GiB allocated";
+    return false;
+  }
+  if (static_cast<double>(pool.free_capacity_gib) * max_over_subscription_ratio <
+      static_cast<double>(size_gib)) {
+    *why = std::to_string(pool.free_capacity_gib) + " GiB free";
+    return false;
+  }
+  return true;
+}
+
+double CapacityWeight(const PoolState& pool, double max_over_subscription_ratio) {
+  return static_cast<double>(pool.total_capacity_gib) * max_over_subscription_ratio -
+         static_cast<double>(pool.allocated_capacity_gib);
+}
+
+Result<std::map<std::string, std::int64_t>> Scheduler::AllocatedCapacity() const {
+  CLINKER_ASSIGN_OR_RETURN(std::vector<ports::Row> rows,
+                           store_.List(ports::Table::kPoolCapacity, {}));
+  std::map<std::string, std::int64_t> allocated;
+  for (const ports::Row& row : rows) {
+    allocated[TextOr(row, "id", "")] = IntegerOr(row, "allocated_capacity_gb", 0);
+  }
+  return allocated;
+}
+
 std::vector<Scheduler::Candidate> Scheduler::Eligible(
     std::int64_t size_gib,
     const std::map<std::string, std::string>& extra_specs,
     const std::set<std::string>& disabled,
-    std::string* why) const {
+    const std::map<std::string, std::int64_t>& allocated,
+    std::string* why) {
   std::vector<Candidate> configured;
   std::string disabled_reasons;
   for (const std::string& cluster : options_.clusters) {
-    configured.push_back(Candidate{cluster, true});
+    configured.push_back(Candidate{cluster, true, std::nullopt, 0});
   }
   for (const std::string& backend : options_.backends) {
-    configured.push_back(Candidate{backend, false});
+    configured.push_back(Candidate{backend, false, std::nullopt, 0});
   }
   std::erase_if(configured, [&](const Candidate& candidate) {
     if (!disabled.contains(candidate.address)) {
@@ -135,6 +175,12 @@ std::vector<Scheduler::Candidate> Scheduler::Eligible(
     *why = "every back-end is disabled (" + disabled_reasons + ")";
     return configured;
   }
+  // Equal weights take volumes in turn: the candidates start at a rotating index, and the sort
+  // below is stable.
+  const std::size_t start = next_backend_.fetch_add(1) % configured.size();
+  std::rotate(configured.begin(),
+              configured.begin() + static_cast<std::ptrdiff_t>(start),
+              configured.end());
   if (capabilities_ == nullptr) {
     return configured;
   }
@@ -142,7 +188,7 @@ std::vector<Scheduler::Candidate> Scheduler::Eligible(
   std::vector<Candidate> eligible;
   bool any_report = false;
   std::string reasons = disabled_reasons;
-  for (const Candidate& candidate : configured) {
+  for (Candidate& candidate : configured) {
     std::optional<CachedCapability> cached = capabilities_->Get(candidate.address);
     std::string reason;
     if (!cached) {
@@ -150,16 +196,21 @@ std::vector<Scheduler::Candidate> Scheduler::Eligible(
     } else {
       any_report = true;
       auto age = std::chrono::duration_cast<std::chrono::seconds>(now - cached->received_at);
+      PoolState pool{cached->report.total_capacity_gib, cached->report.free_capacity_gib, 0};
+      if (auto found = allocated.find(PoolOf(candidate.address)); found != allocated.end()) {
+        pool.allocated_capacity_gib = found->second;
+      }
       if (now - cached->received_at >= options_.capability_max_age) {
         reason = "last capability report " + std::to_string(age.count()) + " s old";
-      } else if (static_cast<double>(cached->report.free_capacity_gib) *
-                     options_.max_over_subscription_ratio <
-                 static_cast<double>(size_gib)) {
-        reason = std::to_string(cached->report.free_capacity_gib) + " GiB free";
+      } else if (!PassesCapacityFilter(
+                     pool, size_gib, options_.max_over_subscription_ratio, &reason)) {
+        // `reason` says why.
       } else if (std::string mismatch;
                  !domain::ExtraSpecsMatch(extra_specs, CapabilitiesOf(cached->report), &mismatch)) {
         reason = mismatch;
       } else {
+        candidate.limit_gib = CapacityLimit(pool, options_.max_over_subscription_ratio);
+        candidate.weight = CapacityWeight(pool, options_.max_over_subscription_ratio);
         eligible.push_back(candidate);
         continue;
       }
@@ -177,6 +228,9 @@ std::vector<Scheduler::Candidate> Scheduler::Eligible(
     *why = "no back-end can take " + std::to_string(size_gib) + " GiB of this volume type (" +
            reasons + ")";
   }
+  std::stable_sort(eligible.begin(), eligible.end(), [](const Candidate& a, const Candidate& b) {
+    return a.weight > b.weight;
+  });
   return eligible;
 }
 
@@ -259,21 +313,21 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
     return fail("no volume service is configured");
   }
 
-  std::int64_t size_gib = 0;
+  // The size and the type's extra specs decide which back-ends can take the volume, and the
+  // size is what the chosen pool reserves.
+  auto row = store_.Get(ports::Table::kVolumes, volume_id);
+  if (!row) {
+    return row.error().code == ErrorCode::kNotFound ? JobOutcome::kDone : JobOutcome::kRetryLater;
+  }
+  auto volume = VolumeFromRow(*row);
+  if (!volume || volume->host || volume->deleted ||
+      volume->status != VolumeStatus::kCreatingQueued ||
+      volume->operation_id != message->operation_id) {
+    return forward_recorded();  // Already scheduled, or no longer ours: no choice to make.
+  }
+  const std::int64_t size_gib = volume->size_gib;
   std::map<std::string, std::string> extra_specs;
   if (capabilities_ != nullptr) {
-    // The size and the type's extra specs decide which back-ends can take the volume.
-    auto row = store_.Get(ports::Table::kVolumes, volume_id);
-    if (!row) {
-      return row.error().code == ErrorCode::kNotFound ? JobOutcome::kDone : JobOutcome::kRetryLater;
-    }
-    auto volume = VolumeFromRow(*row);
-    if (!volume || volume->host || volume->deleted ||
-        volume->status != VolumeStatus::kCreatingQueued ||
-        volume->operation_id != message->operation_id) {
-      return forward_recorded();  // Already scheduled, or no longer ours: no choice to make.
-    }
-    size_gib = volume->size_gib;
     auto specs = TypeExtraSpecs(volume->volume_type_id);
     if (!specs) {
       return JobOutcome::kRetryLater;
@@ -285,30 +339,55 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
   if (!disabled) {
     return JobOutcome::kRetryLater;
   }
+  auto allocated = AllocatedCapacity();
+  if (!allocated) {
+    return JobOutcome::kRetryLater;
+  }
   std::string why;
-  std::vector<Candidate> eligible = Eligible(size_gib, extra_specs, *disabled, &why);
+  std::vector<Candidate> eligible = Eligible(size_gib, extra_specs, *disabled, *allocated, &why);
   if (eligible.empty()) {
     return fail(why);
   }
-  const Candidate& chosen = eligible[next_backend_.fetch_add(1) % eligible.size()];
-  std::string placement = chosen.address + "#" + options_.pool;
   std::vector<Expectation> expected = still_ours;
   expected.push_back(Expectation::IsNull("host"));
-  ports::Row values = {{"host", placement}, {"updated_at", now}};
-  if (chosen.clustered) {
-    values["cluster_name"] = placement;
+  std::string full;
+  for (const Candidate& chosen : eligible) {
+    const std::string placement = PoolOf(chosen.address);
+    ports::Row values = {
+        {"host", placement}, {"capacity_reserved_gib", size_gib}, {"updated_at", now}};
+    if (chosen.clustered) {
+      values["cluster_name"] = placement;
+    }
+    // The host and the reservation in one write: a pool filled by another scheduler since it was
+    // read refuses it, and nothing is written.
+    ports::UsageChange reserve{"",
+                               placement,
+                               size_gib,
+                               chosen.limit_gib.value_or(-1),
+                               ports::UsageChange::Counter::kPoolCapacity};
+    auto scheduled = store_.ConditionalUpdateWithUsage(
+        ports::Table::kVolumes, volume_id, values, expected, {}, {reserve});
+    if (!scheduled) {
+      if (auto info = ports::ParseQuotaExceeded(scheduled.error())) {
+        full += (full.empty() ? "" : "; ") + chosen.address + ": " + std::to_string(info->in_use) +
+                " of " + std::to_string(info->limit) + " GiB allocated";
+        log::Info("scheduler.pool_full",
+                  {{"volume_id", volume_id},
+                   {"pool", placement},
+                   {"size_gib", static_cast<long long>(size_gib)}});
+        continue;
+      }
+      return JobOutcome::kRetryLater;
+    }
+    if (!scheduled->has_value()) {
+      // Not applied: either scheduled already by an earlier delivery of this job (forward it
+      // again to the recorded back-end) or no longer queued for this operation (drop).
+      return forward_recorded();
+    }
+    return Forward(volume_id, VolumeTopic(chosen.address), delivery.payload);
   }
-  auto scheduled =
-      store_.ConditionalUpdate(ports::Table::kVolumes, volume_id, values, expected, {});
-  if (!scheduled) {
-    return JobOutcome::kRetryLater;
-  }
-  if (!scheduled->has_value()) {
-    // Not applied: either scheduled already by an earlier delivery of this job (forward it
-    // again to the recorded back-end) or no longer queued for this operation (drop).
-    return forward_recorded();
-  }
-  return Forward(volume_id, VolumeTopic(chosen.address), delivery.payload);
+  return fail("no back-end can take " + std::to_string(size_gib) + " GiB of this volume type (" +
+              full + ")");
 }
 
 JobOutcome Scheduler::Forward(const std::string& volume_id,

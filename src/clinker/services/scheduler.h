@@ -7,17 +7,30 @@
 // already recorded and publishes again; a duplicate create job is dropped by the volume
 // manager's stuck-job rules.
 //
-// Choice: the configured back-ends take volumes in turn. With a CapabilityCache, only the
-// eligible ones do: a back-end is eligible when its latest capability report is fresh (younger
-// than capability_max_age by the local monotonic clock), shows at least the volume's size free,
-// and its capabilities meet the extra specs of the volume's type (Cinder's CapabilitiesFilter:
-// `vendor_name`, `capabilities:storage_protocol`, `<is>`, `<in>`, `<or>` ...). If no configured
-// back-end has reported at all yet (a fresh start of the whole system), every configured back-end
-// is eligible, as without a cache. If some have reported but none is eligible, the volume goes to
-// error with Cinder's "No valid back-end was found: <why>". The scheduler reads the volume row for
-// its size before choosing. Free capacity is as last reported, so volumes scheduled between two
-// reports may overcommit a back-end a little; the driver then refuses the create, as in Cinder.
+// Choice, as Cinder's FilterScheduler with its default filters and weigher. Without a
+// CapabilityCache the configured back-ends take volumes in turn. With one, each back-end is a
+// pool ("<address>#<pool>") described by its latest capability report (fresh: younger than
+// capability_max_age by the local monotonic clock) and by its allocated capacity, read from the
+// state store (pool_capacity: the GiB the volumes placed there hold). Filters:
+// - CapacityFilter (thin provisioning): allocated + size <= total x max_over_subscription_ratio,
+//   and free x ratio >= size (PassesCapacityFilter);
+// - CapabilitiesFilter: the capabilities meet the extra specs of the volume's type (`vendor_name`,
+//   `capabilities:storage_protocol`, `<is>`, `<in>`, `<or>` ...: domain/extra_specs.h).
+// Weigher: CapacityWeigher, most virtual free capacity first (total x ratio - allocated:
+// CapacityWeight); equal weights take volumes in turn.
+// If no configured back-end has reported at all yet (a fresh start of the whole system), every
+// configured back-end is eligible, as without a cache. If some have reported but none is
+// eligible, the volume goes to error with Cinder's "No valid back-end was found: <why>".
 //
+// Reservation: the scheduler records the chosen back-end in the volume's `host` and reserves the
+// volume's size on its pool in ONE conditional update (ConditionalUpdateWithUsage with a
+// kPoolCapacity usage change bounded by total x ratio of the latest report; unbounded without a
+// report), so of any number of schedulers (and of volumes placed between two reports) never two
+// are promised the same space: a pool that became full since it was read refuses the write
+// (kQuotaExceeded) and the next candidate is tried; when every one refuses, the volume fails as
+// above. The volume row records what it holds (capacity_reserved_gib); the volume manager's
+// write that fails the create (status error) or soft-deletes the volume gives it back in the same
+// write and sets it to 0, so the release happens exactly once whatever the redeliveries.
 // Back-ends an operator disabled or froze (os-services disable / freeze: the service's row, or
 // for a cluster its cluster's row) take no new volumes, as Cinder's scheduler leaves them out;
 // they are read from the state store at each choice.
@@ -31,6 +44,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -56,10 +70,32 @@ struct SchedulerOptions {
   // Reports older than this do not count (with a CapabilityCache): about 3 report intervals, so
   // one lost report does not take a back-end out, and a dead one is out within this time.
   std::chrono::milliseconds capability_max_age{30000};
-  // Thin provisioning, as Cinder's max_over_subscription_ratio: a back-end takes a volume while
-  // its size is at most free capacity x this ratio (volumes are sparse and fill up over time).
+  // Thin provisioning, as Cinder's max_over_subscription_ratio: a pool takes a volume while the
+  // GiB allocated on it, with the volume's, stay within total capacity x this ratio and its size
+  // is at most free capacity x this ratio (volumes are sparse and fill up over time).
   double max_over_subscription_ratio = 20.0;
 };
+
+// A pool as the filters and the weigher see it.
+struct PoolState {
+  std::int64_t total_capacity_gib = 0;
+  std::int64_t free_capacity_gib = 0;
+  std::int64_t allocated_capacity_gib = 0;  // Reserved by the volumes placed on it.
+};
+
+// The most GiB a pool may hold: total x max_over_subscription_ratio, rounded down.
+std::int64_t CapacityLimit(const PoolState& pool, double max_over_subscription_ratio);
+
+// Cinder's CapacityFilter for a thin pool: the volume fits under CapacityLimit with what is
+// allocated, and the free space x ratio covers it. On false, *why says why.
+bool PassesCapacityFilter(const PoolState& pool,
+                          std::int64_t size_gib,
+                          double max_over_subscription_ratio,
+                          std::string* why);
+
+// Cinder's CapacityWeigher for a thin pool: the virtual free capacity, total x ratio - allocated
+// (the more, the better).
+double CapacityWeight(const PoolState& pool, double max_over_subscription_ratio);
 
 class Scheduler {
  public:
@@ -81,6 +117,10 @@ class Scheduler {
   struct Candidate {
     std::string address;
     bool clustered = false;
+    // The most GiB its pool may hold (total x ratio of its latest report); nullopt: no report,
+    // unbounded.
+    std::optional<std::int64_t> limit_gib;
+    double weight = 0;  // CapacityWeight; 0 without a report.
   };
 
   // Publishes the create job to the chosen back-end's topic: kDone, or kRetryLater if the
@@ -88,14 +128,19 @@ class Scheduler {
   JobOutcome Forward(const std::string& volume_id,
                      const std::string& topic,
                      const std::string& payload);
-  // The candidates for a volume of `size_gib`: on an empty result, *why says why none is.
-  // `disabled`: the addresses of disabled or frozen back-ends (DisabledBackends).
-  // A back-end is eligible only if its reported capabilities meet `extra_specs` (the volume
-  // type's, as Cinder's CapabilitiesFilter: domain/extra_specs.h).
+  // The candidates for a volume of `size_gib`, best first: on an empty result, *why says why
+  // none is. `disabled`: the addresses of disabled or frozen back-ends (DisabledBackends);
+  // `allocated`: each pool's allocated GiB (AllocatedCapacity).
   std::vector<Candidate> Eligible(std::int64_t size_gib,
                                   const std::map<std::string, std::string>& extra_specs,
                                   const std::set<std::string>& disabled,
-                                  std::string* why) const;
+                                  const std::map<std::string, std::int64_t>& allocated,
+                                  std::string* why);
+  // Every pool's allocated GiB (pool_capacity), by pool address.
+  Result<std::map<std::string, std::int64_t>> AllocatedCapacity() const;
+
+  std::string PoolOf(const std::string& address) const { return address + "#" + options_.pool; }
+
   // The extra specs of the volume's type (none for a volume without a type id or whose type is
   // gone).
   Result<std::map<std::string, std::string>> TypeExtraSpecs(

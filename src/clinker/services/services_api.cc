@@ -874,6 +874,18 @@ HttpResponse ServicesApi::GetPools(const RequestContext& context, const HttpRequ
   if (options_.capabilities != nullptr) {
     reports = options_.capabilities->All();
   }
+  // What the schedulers reserved on each pool (pool_capacity), as Cinder's
+  // allocated_capacity_gb; every Clinker volume is the scheduler's, so provisioned is the same.
+  std::map<std::string, std::int64_t, std::less<>> allocated;
+  if (detail) {
+    auto rows = store_.List(ports::Table::kPoolCapacity, {});
+    if (!rows) {
+      return FaultFromError(rows.error());
+    }
+    for (const Row& row : *rows) {
+      allocated[Text(row, "id")] = Integer(row, "allocated_capacity_gb");
+    }
+  }
   auto mono_now = clock_.MonoNow();
   json pools = json::array();
   for (const CachedCapability& cached : reports) {
@@ -893,6 +905,8 @@ HttpResponse ServicesApi::GetPools(const RequestContext& context, const HttpRequ
           {"total_capacity_gb", report.total_capacity_gib},
           {"free_capacity_gb", report.free_capacity_gib},
           {"reserved_percentage", 0},
+          {"allocated_capacity_gb", allocated.contains(pool_name) ? allocated[pool_name] : 0},
+          {"provisioned_capacity_gb", allocated.contains(pool_name) ? allocated[pool_name] : 0},
           {"QoS_support", false},
           {"thin_provisioning_support", true},
           {"thick_provisioning_support", false},

@@ -141,6 +141,21 @@ VolumeManager::VolumeManager(ports::StateStore& store,
       options_(std::move(options)),
       quotas_(store, options_.quota) {}
 
+namespace {
+
+// A volume write that soft-deletes the volume or fails its create (the only writes to `error`).
+bool EndsVolumeOrItsCreate(const ports::Row& values) {
+  auto deleted = values.find("deleted");
+  if (deleted != values.end() && deleted->second == ports::Value(std::int64_t{1})) {
+    return true;
+  }
+  auto status = values.find("status");
+  return status != values.end() &&
+         status->second == ports::Value(Status(domain::VolumeStatus::kError));
+}
+
+}  // namespace
+
 bool VolumeManager::WriteStatus(const ports::Lock& lock,
                                 ResourceKind kind,
                                 const std::string& id,
@@ -165,8 +180,27 @@ bool VolumeManager::WriteStatus(const ports::Lock& lock,
         operation_id.empty() ? Expectation::IsNull("operation_id")
                              : Expectation::Equals("operation_id", operation_id),
         Expectation::NullOrAtMost("fencing_token", token)};
+    std::vector<ports::UsageChange> changes = usage;
+    if (kind == ResourceKind::kVolume && EndsVolumeOrItsCreate(values)) {
+      auto row = store_.Get(ports::Table::kVolumes, id);
+      if (!row) {
+        log::Warn("volume.status_write_retry",
+                  {{IdKey(kind), id}, {"error", row.error().ToString()}});
+        std::this_thread::sleep_for(options_.final_write_backoff);
+        continue;
+      }
+      const std::int64_t reserved = IntegerOr(*row, "capacity_reserved_gib", 0);
+      std::optional<std::string> pool = OptionalText(*row, "host");
+      if (reserved > 0 && pool) {
+        fenced_values["capacity_reserved_gib"] = std::int64_t{0};
+        expected.push_back(Expectation::Equals("capacity_reserved_gib", reserved));
+        expected.push_back(Expectation::Equals("host", *pool));
+        changes.push_back(ports::UsageChange{
+            "", *pool, -reserved, -1, ports::UsageChange::Counter::kPoolCapacity});
+      }
+    }
     auto written =
-        store_.ConditionalUpdateWithUsage(TableOf(kind), id, fenced_values, expected, {}, usage);
+        store_.ConditionalUpdateWithUsage(TableOf(kind), id, fenced_values, expected, {}, changes);
     if (written) {
       return written->has_value();
     }

@@ -88,7 +88,10 @@ class VolumeManager {
 
   // Writes `values` if the row of `kind` still has `expected_status` and `operation_id`,
   // retrying engine errors a bounded number of times. False if it could not be written, or if
-  // `lock` is lost (then nothing is written). `usage` changes with the write, atomically.
+  // `lock` is lost (then nothing is written). `usage` changes with the write, atomically. A
+  // volume write that ends the volume (soft-delete) or fails its create (status error) also
+  // gives back the capacity the volume holds on its pool (capacity_reserved_gib, read before
+  // each attempt and expected unchanged), so it is released exactly once (scheduler.h).
   bool WriteStatus(const ports::Lock& lock,
                    domain::ResourceKind kind,
                    const std::string& id,

@@ -142,6 +142,8 @@ MemoryStateStore::Rows& MemoryStateStore::RowsOf(Table table) {
       return groups_;
     case Table::kGroupSnapshots:
       return group_snapshots_;
+    case Table::kPoolCapacity:
+      return pool_capacity_;
   }
   CLINKER_ASSERT(false, "unknown table");
   return volumes_;
@@ -169,15 +171,19 @@ Result<void> MemoryStateStore::CheckLiveUnique(Table table, std::string_view id,
 
 Result<void> MemoryStateStore::ApplyUsage(const std::vector<ports::UsageChange>& usage) {
   // Computed on the side first, so that a refusal leaves every counter as it was.
-  std::map<std::string, std::int64_t, std::less<>> counts;
+  std::map<std::pair<Table, std::string>, std::int64_t> counts;
   for (const ports::UsageChange& change : usage) {
-    std::string id = ports::UsageCounterId(change.project_id, change.resource);
-    auto counted = counts.find(id);
+    const ports::UsageCounter counter = ports::CounterOf(change);
+    auto key = std::make_pair(counter.table, counter.id);
+    auto counted = counts.find(key);
     if (counted == counts.end()) {
-      auto stored = quota_usages_.find(id);
-      std::int64_t in_use =
-          stored == quota_usages_.end() ? 0 : std::get<std::int64_t>(stored->second.at("in_use"));
-      counted = counts.emplace(id, in_use).first;
+      Rows& rows = RowsOf(counter.table);
+      auto stored = rows.find(counter.id);
+      std::int64_t in_use = 0;
+      if (stored != rows.end()) {
+        in_use = std::get<std::int64_t>(stored->second.find(counter.column)->second);
+      }
+      counted = counts.emplace(key, in_use).first;
     }
     if (change.delta > 0 && change.limit >= 0 && counted->second + change.delta > change.limit) {
       return tl::unexpected(ports::QuotaExceededError(
@@ -186,17 +192,15 @@ Result<void> MemoryStateStore::ApplyUsage(const std::vector<ports::UsageChange>&
     counted->second += change.delta;
   }
   for (const ports::UsageChange& change : usage) {
-    std::string id = ports::UsageCounterId(change.project_id, change.resource);
-    auto stored = quota_usages_.find(id);
-    if (stored == quota_usages_.end()) {
-      Row row = {{"id", id},
-                 {"project_id", change.project_id},
-                 {"resource", change.resource},
-                 {"in_use", std::int64_t{0}},
-                 {"deleted", std::int64_t{0}}};
-      stored = quota_usages_.emplace(id, std::move(row)).first;
+    const ports::UsageCounter counter = ports::CounterOf(change);
+    Rows& rows = RowsOf(counter.table);
+    auto stored = rows.find(counter.id);
+    if (stored == rows.end()) {
+      auto fresh = ports::CompleteRow(counter.table, counter.fresh_row);
+      CLINKER_ASSERT(fresh.has_value(), "a counter's fresh row is complete");
+      stored = rows.emplace(counter.id, std::move(*fresh)).first;
     }
-    stored->second["in_use"] = counts.at(id);
+    stored->second[std::string(counter.column)] = counts.at({counter.table, counter.id});
   }
   return {};
 }

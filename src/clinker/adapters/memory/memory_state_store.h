@@ -86,6 +86,7 @@ class MemoryStateStore final : public ports::StateStore {
   Rows group_types_;
   Rows groups_;
   Rows group_snapshots_;
+  Rows pool_capacity_;
 };
 
 }  // namespace clinker::adapters

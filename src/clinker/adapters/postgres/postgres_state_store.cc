@@ -424,7 +424,29 @@ CREATE INDEX backups_service_metadata ON backups (service_metadata, deleted);
 ALTER TABLE backups ADD COLUMN snapshot_id TEXT COLLATE "C";
 )sql";
 
-constexpr std::array<std::string_view, 12> kMigrations = {kMigration1,
+// Capacity reserved at placement: each pool's allocated GiB, and what each volume holds of it
+// (ports/state_schema.cc). Volumes placed before hold their size (unless their create failed),
+// and the pools start from those; live groups start being counted in the `groups` quota.
+// (Migration 13.)
+constexpr std::string_view kMigration13 = R"sql(
+CREATE TABLE pool_capacity (
+  id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  allocated_capacity_gb BIGINT NOT NULL DEFAULT 0,
+  deleted BIGINT NOT NULL DEFAULT 0
+);
+ALTER TABLE volumes ADD COLUMN capacity_reserved_gib BIGINT NOT NULL DEFAULT 0;
+UPDATE volumes SET capacity_reserved_gib = size_gib
+  WHERE deleted = 0 AND host IS NOT NULL AND status <> 'error';
+INSERT INTO pool_capacity (id, allocated_capacity_gb)
+  SELECT host, SUM(capacity_reserved_gib) FROM volumes
+  WHERE deleted = 0 AND capacity_reserved_gib > 0 GROUP BY host;
+INSERT INTO quota_usages (id, project_id, resource, in_use)
+  SELECT project_id || '/groups', project_id, 'groups', COUNT(*) FROM "groups"
+  WHERE deleted = 0 GROUP BY project_id
+  ON CONFLICT (id) DO UPDATE SET in_use = EXCLUDED.in_use;
+)sql";
+
+constexpr std::array<std::string_view, 13> kMigrations = {kMigration1,
                                                           kMigration2,
                                                           kMigration3,
                                                           kMigration4,
@@ -435,7 +457,8 @@ constexpr std::array<std::string_view, 12> kMigrations = {kMigration1,
                                                           kMigration9,
                                                           kMigration10,
                                                           kMigration11,
-                                                          kMigration12};
+                                                          kMigration12,
+                                                          kMigration13};
 
 constexpr std::string_view kComponent = "state";
 
@@ -744,31 +767,49 @@ Result<void> ApplyUsage(pqxx::transaction_base& tx, const std::vector<ports::Usa
   for (const ports::UsageChange& change : usage) {
     CLINKER_RETURN_IF_ERROR(CheckStorable("project_id", Value(change.project_id)));
     CLINKER_RETURN_IF_ERROR(CheckStorable("resource", Value(change.resource)));
-    std::string id = ports::UsageCounterId(change.project_id, change.resource);
+    const ports::UsageCounter counter = ports::CounterOf(change);
+    const std::string table = "\"" + std::string(ports::TableName(counter.table)) + "\"";
+    const std::string column = "\"" + std::string(counter.column) + "\"";
     Sql create;
-    create.text = "INSERT INTO \"quota_usages\" (\"id\", \"project_id\", \"resource\") VALUES ";
-    create.ParamList({id, change.project_id, change.resource}, ColumnType::kText);
+    create.text = "INSERT INTO " + table + " (";
+    std::vector<Value> fresh;
+    for (const auto& [name, value] : counter.fresh_row) {
+      create.text += (fresh.empty() ? "\"" : ", \"") + name + "\"";
+      fresh.push_back(value);
+    }
+    create.text += ") VALUES ";
+    create.ParamList(fresh, ColumnType::kText);
     create.text += " ON CONFLICT (\"id\") DO NOTHING";
     Exec(tx, create);
 
     Sql update;
-    update.text = "UPDATE \"quota_usages\" SET \"in_use\" = \"in_use\" + ";
+    update.text = "UPDATE ";
+    update.text += table;
+    update.text += " SET ";
+    update.text += column;
+    update.text += " = ";
+    update.text += column;
+    update.text += " + ";
     update.Param(Value(change.delta), ColumnType::kInteger);
     update.text += " WHERE \"id\" = ";
-    update.Param(Value(id), ColumnType::kText);
+    update.Param(Value(counter.id), ColumnType::kText);
     if (change.delta > 0 && change.limit >= 0) {
-      update.text += " AND \"in_use\" + ";
+      update.text += " AND " + column + " + ";
       update.Param(Value(change.delta), ColumnType::kInteger);
       update.text += " <= ";
       update.Param(Value(change.limit), ColumnType::kInteger);
     }
-    update.text += " RETURNING \"in_use\"";
+    update.text += " RETURNING " + column;
     if (!Exec(tx, update).empty()) {
       continue;
     }
     Sql read;
-    read.text = "SELECT \"in_use\" FROM \"quota_usages\" WHERE \"id\" = ";
-    read.Param(Value(id), ColumnType::kText);
+    read.text = "SELECT ";
+    read.text += column;
+    read.text += " FROM ";
+    read.text += table;
+    read.text += " WHERE \"id\" = ";
+    read.Param(Value(counter.id), ColumnType::kText);
     pqxx::result current = Exec(tx, read);
     CLINKER_ASSERT(current.size() == 1, "a usage counter vanished inside its transaction");
     return tl::unexpected(ports::QuotaExceededError({change.project_id,

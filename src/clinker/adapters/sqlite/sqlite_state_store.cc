@@ -410,7 +410,29 @@ CREATE INDEX backups_service_metadata ON backups (service_metadata, deleted);
 ALTER TABLE backups ADD COLUMN snapshot_id TEXT;
 )sql";
 
-constexpr std::array<std::string_view, 12> kMigrations = {kMigration1,
+// Capacity reserved at placement: each pool's allocated GiB, and what each volume holds of it
+// (ports/state_schema.cc). Volumes placed before hold their size (unless their create failed),
+// and the pools start from those; live groups start being counted in the `groups` quota.
+// (Migration 13.)
+constexpr std::string_view kMigration13 = R"sql(
+CREATE TABLE pool_capacity (
+  id TEXT NOT NULL PRIMARY KEY,
+  allocated_capacity_gb INTEGER NOT NULL DEFAULT 0,
+  deleted INTEGER NOT NULL DEFAULT 0
+) STRICT;
+ALTER TABLE volumes ADD COLUMN capacity_reserved_gib INTEGER NOT NULL DEFAULT 0;
+UPDATE volumes SET capacity_reserved_gib = size_gib
+  WHERE deleted = 0 AND host IS NOT NULL AND status != 'error';
+INSERT INTO pool_capacity (id, allocated_capacity_gb)
+  SELECT host, SUM(capacity_reserved_gib) FROM volumes
+  WHERE deleted = 0 AND capacity_reserved_gib > 0 GROUP BY host;
+INSERT INTO quota_usages (id, project_id, resource, in_use)
+  SELECT project_id || '/groups', project_id, 'groups', COUNT(*) FROM "groups"
+  WHERE deleted = 0 GROUP BY project_id
+  ON CONFLICT (id) DO UPDATE SET in_use = excluded.in_use;
+)sql";
+
+constexpr std::array<std::string_view, 13> kMigrations = {kMigration1,
                                                           kMigration2,
                                                           kMigration3,
                                                           kMigration4,
@@ -421,7 +443,8 @@ constexpr std::array<std::string_view, 12> kMigrations = {kMigration1,
                                                           kMigration9,
                                                           kMigration10,
                                                           kMigration11,
-                                                          kMigration12};
+                                                          kMigration12,
+                                                          kMigration13};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
@@ -590,10 +613,18 @@ void AppendAfterMarker(Sql& sql, const std::vector<ResolvedSortKey>& keys, const
 // (the transaction then rolls back, taking the changes already made with it).
 Result<void> ApplyUsage(sqlite::Database& db, const std::vector<ports::UsageChange>& usage) {
   for (const ports::UsageChange& change : usage) {
-    std::string id = ports::UsageCounterId(change.project_id, change.resource);
+    const ports::UsageCounter counter = ports::CounterOf(change);
+    const std::string table = TableIdent(counter.table);
+    const std::string column = "\"" + std::string(counter.column) + "\"";
     Sql create;
-    create.text = "INSERT INTO \"quota_usages\" (\"id\", \"project_id\", \"resource\") VALUES ";
-    create.ParamList({id, change.project_id, change.resource});
+    create.text = "INSERT INTO " + table + " (";
+    std::vector<Value> fresh;
+    for (const auto& [name, value] : counter.fresh_row) {
+      create.text += (fresh.empty() ? "\"" : ", \"") + name + "\"";
+      fresh.push_back(value);
+    }
+    create.text += ") VALUES ";
+    create.ParamList(fresh);
     create.text += " ON CONFLICT (\"id\") DO NOTHING";
     CLINKER_ASSIGN_OR_RETURN(sqlite::Statement insert, db.Prepare(create.text));
     CLINKER_RETURN_IF_ERROR(insert.BindAll(create.params));
@@ -601,31 +632,42 @@ Result<void> ApplyUsage(sqlite::Database& db, const std::vector<ports::UsageChan
     CLINKER_ASSERT(!inserted_row, "an INSERT returned a row");
 
     Sql update;
-    update.text = "UPDATE \"quota_usages\" SET \"in_use\" = \"in_use\" + ";
+    update.text = "UPDATE ";
+    update.text += table;
+    update.text += " SET ";
+    update.text += column;
+    update.text += " = ";
+    update.text += column;
+    update.text += " + ";
     update.Param(change.delta);
     update.text += " WHERE \"id\" = ";
-    update.Param(id);
+    update.Param(counter.id);
     if (change.delta > 0 && change.limit >= 0) {
-      update.text += " AND \"in_use\" + ";
+      update.text += " AND " + column + " + ";
       update.Param(change.delta);
       update.text += " <= ";
       update.Param(change.limit);
     }
-    update.text += " RETURNING \"in_use\"";
+    update.text += " RETURNING " + column;
     CLINKER_ASSIGN_OR_RETURN(std::optional<Row> changed, QueryOptionalRow(db, update));
     if (changed) {
       continue;
     }
     Sql read;
-    read.text = "SELECT \"in_use\" FROM \"quota_usages\" WHERE \"id\" = ";
-    read.Param(id);
+    read.text = "SELECT ";
+    read.text += column;
+    read.text += " FROM ";
+    read.text += table;
+    read.text += " WHERE \"id\" = ";
+    read.Param(counter.id);
     CLINKER_ASSIGN_OR_RETURN(std::optional<Row> current, QueryOptionalRow(db, read));
     CLINKER_ASSERT(current.has_value(), "a usage counter vanished inside its transaction");
-    return tl::unexpected(ports::QuotaExceededError({change.project_id,
-                                                     change.resource,
-                                                     change.limit,
-                                                     std::get<std::int64_t>(current->at("in_use")),
-                                                     change.delta}));
+    return tl::unexpected(
+        ports::QuotaExceededError({change.project_id,
+                                   change.resource,
+                                   change.limit,
+                                   std::get<std::int64_t>(current->find(counter.column)->second),
+                                   change.delta}));
   }
   return {};
 }
