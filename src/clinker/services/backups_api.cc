@@ -200,6 +200,15 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
       !volume->host) {
     return Fault(400, not_available);
   }
+  AdmissionTicket admitted;  // Counts this create against the back-end until it is written.
+  if (options_.admission != nullptr) {
+    Admission admission = options_.admission->AdmitOnBackend(
+        volume->cluster_name ? *volume->cluster_name : *volume->host);
+    if (!admission) {
+      return std::move(admission.error());
+    }
+    admitted = std::move(*admission);
+  }
   std::optional<std::string> parent_id;
   if (incremental) {
     ports::ListQuery latest;

@@ -422,7 +422,15 @@ ALTER TABLE backups ADD COLUMN service_metadata TEXT COLLATE "C";
 CREATE INDEX backups_service_metadata ON backups (service_metadata, deleted);
 )sql";
 
-constexpr std::array<std::string_view, 12> kMigrations = {kMigration1,
+// Work queued or under way, by status: the API's admission control counts it per back-end
+// (services/admission.h) and the requeue sweeper looks for queued rows. (Migration 13.)
+constexpr std::string_view kMigration13 = R"sql(
+CREATE INDEX volumes_status ON volumes (status, deleted);
+CREATE INDEX snapshots_status ON snapshots (status, deleted);
+CREATE INDEX backups_status ON backups (status, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 13> kMigrations = {kMigration1,
                                                           kMigration2,
                                                           kMigration3,
                                                           kMigration4,
@@ -433,7 +441,8 @@ constexpr std::array<std::string_view, 12> kMigrations = {kMigration1,
                                                           kMigration9,
                                                           kMigration10,
                                                           kMigration11,
-                                                          kMigration12};
+                                                          kMigration12,
+                                                          kMigration13};
 
 constexpr std::string_view kComponent = "state";
 
