@@ -23,6 +23,7 @@
 #include "clinker/adapters/memory/memory_job_queue.h"
 #include "clinker/adapters/memory/memory_state_store.h"
 #include "clinker/core/time_format.h"
+#include "clinker/services/backups_api.h"
 #include "clinker/services/snapshot_record.h"
 #include "clinker/services/snapshots_api.h"
 #include "clinker/services/topics.h"
@@ -363,7 +364,7 @@ TEST_F(AdmissionApiTest, ARefusedVolumeCreateWritesNothing) {
   EXPECT_EQ(JobsQueued(), 0);
 }
 
-TEST_F(AdmissionApiTest, SnapshotCloneAndExtendOfAFullBackendAreRefused) {
+TEST_F(AdmissionApiTest, SnapshotCloneExtendBackupAndRestoreOfAFullBackendAreRefused) {
   AddVolume("src", VolumeStatus::kAvailable, "node1@file#p");
   AddVolume("busy", VolumeStatus::kCreating, "node1@file#p");
   AdmissionControl& admission = Make(1);
@@ -377,7 +378,17 @@ TEST_F(AdmissionApiTest, SnapshotCloneAndExtendOfAFullBackendAreRefused) {
   ExpectRefusal(volumes.Create(Context(), Body({{"volume", {{"source_volid", "src"}}}})));
   ports::HttpRequest extend = Body({{"os-extend", {{"new_size", 2}}}});
   ExpectRefusal(volumes.Action(Context(), extend, "src"));
+  BackupsApiOptions backup_options;
+  backup_options.admission = &admission;
+  BackupsApi backups(store_, publisher_, clock_, backup_options);
+  ExpectRefusal(backups.Create(Context(), Body({{"backup", {{"volume_id", "src"}}}})));
+  AddBackup("kept", "available", "node1@file#p");
+  ExpectRefusal(backups.Restore(Context(), Body({{"restore", json::object()}}), "kept"));
   EXPECT_EQ(LiveRows(ports::Table::kSnapshots), 0u);
+  EXPECT_EQ(LiveRows(ports::Table::kBackups), 1u);
+  auto kept = memory_.Get(ports::Table::kBackups, "kept");
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(TextOr(*kept, "status", ""), "available");
   EXPECT_EQ(LiveRows(ports::Table::kVolumes), 2u);
   auto source = memory_.Get(ports::Table::kVolumes, "src");
   ASSERT_TRUE(source);

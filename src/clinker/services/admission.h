@@ -14,8 +14,9 @@
 // overshoot by at most what the others admit within one interval.
 //
 // Decisions:
-// - Work bound for a known back-end (a clone, a volume from a snapshot, a snapshot, a backup, an
-//   extend): refused when that back-end's backlog is at the bound.
+// - Work bound for a known back-end (a clone, a volume from a snapshot, a snapshot, a backup, a
+//   restore (its backup's back-end), an extend): refused when that back-end's backlog is at the
+//   bound.
 // - A new volume for the scheduler to place: refused when the backlog of all back-ends together
 //   (unplaced volumes included) is at the bound times the number of back-ends (distinct back-ends
 //   of the volume services registered and not disabled; at least 1). With one back-end this is

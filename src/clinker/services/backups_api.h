@@ -39,9 +39,9 @@ struct BackupsApiOptions {
   // Limits and what counts (services/quotas.h): a backup counts from the write that inserts it
   // (413 past a limit), a volume made by a restore likewise; the node's final delete releases.
   QuotaOptions quota;
-  // Admission control (off when null): a create is refused with 503 and Retry-After, before
-  // anything is written, while the volume's back-end has max_queued_jobs_per_backend jobs not
-  // finished (services/admission.h).
+  // Admission control (off when null): a create (a restore) is refused with 503 and
+  // Retry-After, before anything is written, while the volume's (the backup's) back-end has
+  // max_queued_jobs_per_backend jobs not finished (services/admission.h).
   AdmissionControl* admission = nullptr;
 };
 
