@@ -176,6 +176,7 @@ class TomlReader {
                                    "io_threads",
                                    "max_queued_requests",
                                    "max_connections",
+                                   "max_queued_jobs_per_backend",
                                    "header_timeout_s",
                                    "body_timeout_s",
                                    "keep_alive_timeout_s",
@@ -249,6 +250,8 @@ class TomlReader {
     CLINKER_RETURN_IF_ERROR(
         Integer("api", "max_queued_requests", &config->api_max_queued_requests));
     CLINKER_RETURN_IF_ERROR(Integer("api", "max_connections", &config->api_max_connections));
+    CLINKER_RETURN_IF_ERROR(
+        Integer("api", "max_queued_jobs_per_backend", &config->api_max_queued_jobs_per_backend));
     CLINKER_RETURN_IF_ERROR(Integer("api", "header_timeout_s", &config->api_header_timeout_s));
     CLINKER_RETURN_IF_ERROR(Integer("api", "body_timeout_s", &config->api_body_timeout_s));
     CLINKER_RETURN_IF_ERROR(
@@ -493,6 +496,12 @@ clinker::Result<void> Validate(Config* config) {
   }
   if (config->api_max_queued_requests < 1 || config->api_max_connections < 1) {
     return fail("[api] max_queued_requests and max_connections: must be at least 1");
+  }
+  if (config->api_max_queued_jobs_per_backend < 0 ||
+      config->api_max_queued_jobs_per_backend > 1000000) {
+    return fail("[api] max_queued_jobs_per_backend: " +
+                std::to_string(config->api_max_queued_jobs_per_backend) +
+                " must be 0 (unbounded) to 1000000");
   }
   for (auto [value, name] : {std::pair{config->api_header_timeout_s, "header_timeout_s"},
                              std::pair{config->api_body_timeout_s, "body_timeout_s"},
@@ -784,6 +793,7 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   std::optional<int> workers;
   std::optional<int> delay_ms;
   std::optional<int> max_connections;
+  std::optional<int> max_queued_jobs_per_backend;
   std::optional<int> header_timeout_s;
   std::optional<int> body_timeout_s;
   std::optional<int> keep_alive_timeout_s;
@@ -797,6 +807,10 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   app.add_option("--max-connections",
                  max_connections,
                  "API connections open at once; more are refused (default 10000)");
+  app.add_option("--max-queued-jobs-per-backend",
+                 max_queued_jobs_per_backend,
+                 "Back-end jobs not finished, per back-end, beyond which new work gets 503 "
+                 "(default 0: unbounded)");
   app.add_option("--header-timeout-s",
                  header_timeout_s,
                  "A request header must arrive within this of its first byte, else 408 and "
@@ -942,6 +956,7 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
   take(config.listen, listen);
   take(config.port, port);
   take(config.api_max_connections, max_connections);
+  take(config.api_max_queued_jobs_per_backend, max_queued_jobs_per_backend);
   take(config.api_header_timeout_s, header_timeout_s);
   take(config.api_body_timeout_s, body_timeout_s);
   take(config.api_keep_alive_timeout_s, keep_alive_timeout_s);

@@ -59,6 +59,9 @@ struct Config {
   int api_io_threads = 1;
   int api_max_queued_requests = 1024;
   int api_max_connections = 10000;
+  // Admission control (services/admission.h): back-end jobs not finished, per back-end, beyond
+  // which requests that would start more get 503; 0 = unbounded.
+  int api_max_queued_jobs_per_backend = 0;
   int api_header_timeout_s = 10;
   int api_body_timeout_s = 30;
   int api_keep_alive_timeout_s = 60;

@@ -32,6 +32,7 @@
 #include "clinker/adapters/sqlite/sqlite_state_store.h"
 #include "clinker/core/log.h"
 #include "clinker/core/metrics.h"
+#include "clinker/services/admission.h"
 #include "clinker/services/api_service.h"
 #include "clinker/services/authenticator.h"
 #include "clinker/services/capability_cache.h"
@@ -333,6 +334,7 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
   // API role.
   std::unique_ptr<JobQueue> api_queue;
   std::unique_ptr<clinker::ports::LockManager> api_locks;  // Only for fail_fast_when_busy.
+  std::unique_ptr<clinker::services::AdmissionControl> admission;
   std::unique_ptr<clinker::services::VolumesApi> volumes_api;
   std::unique_ptr<clinker::services::SnapshotsApi> snapshots_api;
   std::unique_ptr<clinker::services::AttachmentsApi> attachments_api;
@@ -364,6 +366,13 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     options.availability_zone = config.availability_zone;
     options.default_volume_type = config.default_volume_type;
     options.quota = config.quota;
+    clinker::services::AdmissionOptions admission_options;
+    admission_options.max_queued_jobs_per_backend = config.api_max_queued_jobs_per_backend;
+    admission =
+        std::make_unique<clinker::services::AdmissionControl>(*store, clock, admission_options);
+    if (admission->enabled()) {
+      options.admission = admission.get();
+    }
     if (config.fail_fast_when_busy) {
       auto opened_locks = open_locks();
       if (!opened_locks) {
@@ -394,6 +403,7 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     clinker::services::SnapshotsApiOptions snapshots_options;
     snapshots_options.max_limit = config.max_limit;
     snapshots_options.quota = config.quota;
+    snapshots_options.admission = options.admission;
     snapshots_api = std::make_unique<clinker::services::SnapshotsApi>(
         *store, *api_queue, clock, snapshots_options);
     clinker::services::AttachmentsApiOptions attachments_options;
@@ -403,6 +413,7 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     backups_options.max_limit = config.max_limit;
     backups_options.availability_zone = config.availability_zone;
     backups_options.quota = config.quota;
+    backups_options.admission = options.admission;
     backups_api =
         std::make_unique<clinker::services::BackupsApi>(*store, *api_queue, clock, backups_options);
     attachments_api = std::make_unique<clinker::services::AttachmentsApi>(
@@ -471,6 +482,10 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     api->ServeQosSpecs(qos_api.get());
     api->ServeQuotas(quotas_api.get());
     api->ServeGroups(group_types_api.get(), groups_api.get());
+    // GET /metrics: the front end's counters and the back-end backlog (counted even with the
+    // bound off, at most once per second).
+    api->ServeMetrics(
+        [&admission]() { return clinker::services::MetricsDocument(admission.get()); });
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;

@@ -534,6 +534,8 @@ TEST_F(PostgresStateStoreTest, MigrationOneMatchesTheSchema) {
                                    "snapshots_pkey",
                                    "snapshots_project_id",
                                    "snapshots_deleted_created_at",
+                                   "volumes_status",  // Migration 14.
+                                   "snapshots_status",
                                    "snapshots_volume_id",
                                    // Migration 4: the guards on clones of a volume or snapshot.
                                    "volumes_source_volid",

@@ -19,6 +19,8 @@ struct Counters {
   // or closed at once (over max_connections), and connections closed for a timeout.
   std::atomic<std::uint64_t> http_refusals{0};
   std::atomic<std::uint64_t> http_timeouts{0};
+  // Requests refused by admission control (services/admission.h): back-end backlog full.
+  std::atomic<std::uint64_t> admission_refusals{0};
 };
 
 inline Counters& Global() {

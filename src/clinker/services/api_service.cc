@@ -104,6 +104,9 @@ HttpResponse ApiService::Route(const HttpRequest& request) {
     }
     return VersionsDocument(request, 300);
   }
+  if (segments[0] == "metrics" && segments.size() == 1 && metrics_) {
+    return request.method == "GET" ? metrics_() : MethodNotAllowed();
+  }
   if (segments[0] != "v3") {
     return Fault(404, "The resource could not be found.");
   }

@@ -8,6 +8,7 @@
 // Thread safe: Handle may run on any number of threads at once.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -84,6 +85,11 @@ class ApiService {
   // this ApiService); without it they are 404. Call before the first Handle.
   void ServeQuotas(QuotasApi* quotas) { quotas_ = quotas; }
 
+  // Serves GET /metrics (outside /v3, no token: a monitoring probe's endpoint, as oslo's
+  // /healthcheck) with `metrics`' answer; without it /metrics is 404. Call before the first
+  // Handle.
+  void ServeMetrics(std::function<HttpResponse()> metrics) { metrics_ = std::move(metrics); }
+
   // Serves group types (/group_types, 3.11+), groups (/groups, 3.13+) and group snapshots
   // (/group_snapshots, 3.14+) through these, which must outlive this ApiService; without them
   // those URLs are 404. Call before the first Handle.
@@ -155,6 +161,7 @@ class ApiService {
   TransfersApi* transfers_ = nullptr;
   QosApi* qos_ = nullptr;
   QuotasApi* quotas_ = nullptr;
+  std::function<HttpResponse()> metrics_;
   GroupTypesApi* group_types_ = nullptr;
   GroupsApi* groups_ = nullptr;
   TypesApi& types_;

@@ -27,6 +27,7 @@
 #include "clinker/ports/clock.h"
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/state_store.h"
+#include "clinker/services/admission.h"
 #include "clinker/services/api_common.h"
 #include "clinker/services/quotas.h"
 
@@ -38,6 +39,10 @@ struct BackupsApiOptions {
   // Limits and what counts (services/quotas.h): a backup counts from the write that inserts it
   // (413 past a limit), a volume made by a restore likewise; the node's final delete releases.
   QuotaOptions quota;
+  // Admission control (off when null): a create (a restore) is refused with 503 and
+  // Retry-After, before anything is written, while the volume's (the backup's) back-end has
+  // max_queued_jobs_per_backend jobs not finished (services/admission.h).
+  AdmissionControl* admission = nullptr;
 };
 
 class BackupsApi {

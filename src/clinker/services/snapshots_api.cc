@@ -222,6 +222,17 @@ HttpResponse SnapshotsApi::CreateSnapshot(const RequestContext& context,
   if (volume->status != VolumeStatus::kAvailable || !volume->host) {
     return Fault(400, not_available);
   }
+  // A group snapshot's members are admitted with it (refusing one midway would leave it half
+  // made).
+  AdmissionTicket admitted;  // Counts this create against the back-end until it is written.
+  if (options_.admission != nullptr && !group_snapshot_id) {
+    Admission admission = options_.admission->AdmitOnBackend(
+        volume->cluster_name ? *volume->cluster_name : *volume->host);
+    if (!admission) {
+      return std::move(admission.error());
+    }
+    admitted = std::move(*admission);
+  }
 
   snapshot.id = NewUuid();
   // The caller's project, also when an admin snapshots another project's volume (as Cinder).

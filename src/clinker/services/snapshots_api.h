@@ -25,6 +25,7 @@
 #include "clinker/ports/clock.h"
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/state_store.h"
+#include "clinker/services/admission.h"
 #include "clinker/services/api_common.h"
 #include "clinker/services/quotas.h"
 
@@ -35,6 +36,10 @@ struct SnapshotsApiOptions {
   // Limits and what counts (services/quotas.h): a create counts in the write that inserts the
   // snapshot (413 past a limit); the node's final delete releases it.
   QuotaOptions quota;
+  // Admission control (off when null): a create (not of a group snapshot's member) is refused
+  // with 503 and Retry-After, before anything is written, while the volume's back-end has
+  // max_queued_jobs_per_backend jobs not finished (services/admission.h).
+  AdmissionControl* admission = nullptr;
 };
 
 class SnapshotsApi {

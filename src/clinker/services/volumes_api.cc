@@ -443,6 +443,20 @@ HttpResponse VolumesApi::CreateVolume(const RequestContext& context,
       volume.image_metadata = source->image_metadata;
     }
   }
+  // Admission: nothing is written when the back-end's backlog is full. A group's members are
+  // admitted with their group (refusing one midway would leave the group half made).
+  // The ticket counts this create against the back-end until its writes are done.
+  AdmissionTicket admitted;
+  if (options_.admission != nullptr && !member_of) {
+    const std::optional<std::string> backend =
+        source ? (source->cluster_name ? source->cluster_name : source->host) : std::nullopt;
+    Admission admission = backend ? options_.admission->AdmitOnBackend(*backend)
+                                  : options_.admission->AdmitUnplaced();
+    if (!admission) {
+      return std::move(admission.error());
+    }
+    admitted = std::move(*admission);
+  }
   // Quotas: the volume counts from the write that creates it (services/quotas.h).
   auto limits = quotas_.ProjectLimits(volume.project_id);
   if (!limits) {
@@ -1149,6 +1163,15 @@ HttpResponse VolumesApi::Extend(const RequestContext& context,
       (volume->status == VolumeStatus::kInUse && context.version >= Microversion{3, 42});
   if (!extendable || !volume->host) {
     return Fault(400, not_available);
+  }
+  AdmissionTicket admitted;  // Counts this extend against the back-end until it is written.
+  if (options_.admission != nullptr) {
+    Admission admission = options_.admission->AdmitOnBackend(
+        volume->cluster_name ? *volume->cluster_name : *volume->host);
+    if (!admission) {
+      return std::move(admission.error());
+    }
+    admitted = std::move(*admission);
   }
   // Quotas: the growth counts from the write that queues it; a failed extend releases it.
   auto limits = quotas_.ProjectLimits(volume->project_id);

@@ -33,6 +33,7 @@
 #include "clinker/ports/job_queue.h"
 #include "clinker/ports/lock_manager.h"
 #include "clinker/ports/state_store.h"
+#include "clinker/services/admission.h"
 #include "clinker/services/api_common.h"
 #include "clinker/services/quotas.h"
 #include "clinker/services/volume_record.h"
@@ -60,6 +61,10 @@ struct VolumesApiOptions {
   // Limits and what counts (services/quotas.h): a create, an extend and a retype change the
   // project's usage in the same write as the volume (413 past a limit).
   QuotaOptions quota;
+  // Admission control (off when null): a create (not of a group's member) and an extend are
+  // refused with 503 and Retry-After, before anything is written, while the back-end the work
+  // would go to has max_queued_jobs_per_backend jobs not finished (services/admission.h).
+  AdmissionControl* admission = nullptr;
 };
 
 // Which answer a volume view goes into. Cinder adds its "extended attributes" (tenant, host,

@@ -432,7 +432,15 @@ INSERT INTO quota_usages (id, project_id, resource, in_use)
   ON CONFLICT (id) DO UPDATE SET in_use = excluded.in_use;
 )sql";
 
-constexpr std::array<std::string_view, 13> kMigrations = {kMigration1,
+// Work queued or under way, by status: the API's admission control counts it per back-end
+// (services/admission.h) and the requeue sweeper looks for queued rows. (Migration 14.)
+constexpr std::string_view kMigration14 = R"sql(
+CREATE INDEX volumes_status ON volumes (status, deleted);
+CREATE INDEX snapshots_status ON snapshots (status, deleted);
+CREATE INDEX backups_status ON backups (status, deleted);
+)sql";
+
+constexpr std::array<std::string_view, 14> kMigrations = {kMigration1,
                                                           kMigration2,
                                                           kMigration3,
                                                           kMigration4,
@@ -444,7 +452,8 @@ constexpr std::array<std::string_view, 13> kMigrations = {kMigration1,
                                                           kMigration10,
                                                           kMigration11,
                                                           kMigration12,
-                                                          kMigration13};
+                                                          kMigration13,
+                                                          kMigration14};
 
 // Identifiers in SQL text come only from the schema's constants, never from the caller.
 std::string Ident(std::string_view qualifier, const ColumnSpec& spec) {
