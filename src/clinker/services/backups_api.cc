@@ -141,10 +141,10 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
   std::vector<std::string_view> allowed = {
       "container", "description", "force", "incremental", "name", "snapshot_id", "volume_id"};
   if (context.version >= Microversion{3, 43}) {
-    allowed.push_back("metadata");
+    allowed.emplace_back("metadata");
   }
   if (context.version >= Microversion{3, 51}) {
-    allowed.push_back("availability_zone");
+    allowed.emplace_back("availability_zone");
   }
   auto body = ParseBody(request, "backup", allowed);
   if (!body) {

@@ -71,7 +71,12 @@ Result<std::map<std::string, std::string>> ParseMetadataFilter(const std::string
 // An ISO 8601 time ("2026-12-07T10:00:00", optional fraction, optional Z or +hh:mm) as stored:
 // naive UTC "%Y-%m-%dT%H:%M:%S.%f".
 std::optional<std::string> StoredTime(std::string_view text) {
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  int year = 0;
+  int month = 0;
+  int day = 0;
+  int hour = 0;
+  int minute = 0;
+  int second = 0;
   int consumed = 0;
   const std::string owned(text);
   if (std::sscanf(owned.c_str(),
@@ -105,7 +110,8 @@ std::optional<std::string> StoredTime(std::string_view text) {
   if (rest == "Z" || rest == "z") {
     rest = {};
   } else if (!rest.empty()) {
-    int offset_hours = 0, offset_minutes = 0;
+    int offset_hours = 0;
+    int offset_minutes = 0;
     const std::string zone(rest);
     if ((rest.front() != '+' && rest.front() != '-') ||
         std::sscanf(zone.c_str() + 1, "%2d:%2d", &offset_hours, &offset_minutes) != 2 ||
@@ -165,16 +171,21 @@ Result<std::vector<VolumeListFilters::TimeComparison>> ParseTimeComparisons(
 }
 
 bool Compare(const std::string& value, const std::string& op, const std::string& bound) {
-  if (op == "gt")
+  if (op == "gt") {
     return value > bound;
-  if (op == "gte")
+  }
+  if (op == "gte") {
     return value >= bound;
-  if (op == "lt")
+  }
+  if (op == "lt") {
     return value < bound;
-  if (op == "lte")
+  }
+  if (op == "lte") {
     return value <= bound;
-  if (op == "eq")
+  }
+  if (op == "eq") {
     return value == bound;
+  }
   return value != bound;  // neq
 }
 
