@@ -458,6 +458,8 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 "/x1/delete_keys",
 
                                                 "/action",
+                                                "/get_pools",
+                                                "/freeze",
                                                 "/x1/group_specs",
                                                 "/x1/group_specs/k"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};

@@ -1,0 +1,1367 @@
+#include "clinker/services/api_routes.h"
+
+#include <algorithm>
+
+#include "clinker/domain/policy.h"
+#include "clinker/services/attachments_api.h"
+#include "clinker/services/backups_api.h"
+#include "clinker/services/extensions.h"
+#include "clinker/services/group_types_api.h"
+#include "clinker/services/groups_api.h"
+#include "clinker/services/messages_api.h"
+#include "clinker/services/qos_api.h"
+#include "clinker/services/quotas_api.h"
+#include "clinker/services/services_api.h"
+#include "clinker/services/snapshots_api.h"
+#include "clinker/services/transfers_api.h"
+#include "clinker/services/types_api.h"
+#include "clinker/services/volumes_api.h"
+
+namespace clinker::services {
+namespace {
+
+namespace p = domain::policies;
+using P = RoutePart;
+using H = const ApiHandlers&;
+using C = const RouteCall&;
+
+constexpr Microversion kSummaryMicroversion{3, 12};
+constexpr Microversion kAttachmentsMicroversion{3, 27};
+
+// DELETE /volumes/{id}?force=true is Cinder's volume:force_delete, whatever the microversion
+// (the handler ignores `force` below 3.23).
+std::string_view VolumeDeleteRule(const HttpRequest& request) {
+  std::string force;
+  if (request.QueryValue("force", &force) && TruthyParameter(force)) {
+    return p::kVolumeForceDelete;
+  }
+  return p::kVolumeDelete;
+}
+
+// Routes Cinder has that are not served here but whose rule the router always checked before
+// answering 405 (kept so that a caller the policy refuses still learns it with 403).
+HttpResponse NotServed(H /*handlers*/, C /*call*/) {
+  return Fault(405, "The method is not allowed for this resource.");
+}
+
+// Cinder's extensions resource answers 404 to create and delete.
+HttpResponse ExtensionNotFound(H /*handlers*/, C /*call*/) {
+  return Fault(404, "The resource could not be found.");
+}
+
+// Legacy attach actions on a volume belong to the attachments.
+HttpResponse LegacyAttachAction(H h, C c) {
+  return h.attachments->LegacyAction(c.context, c.action, c.body.begin().value(), c.params[0]);
+}
+
+// os-services/{action}: the action is the last segment.
+HttpResponse UpdateService(H h, C c) {
+  return h.services->UpdateService(c.context, c.request, c.segments[1]);
+}
+
+constexpr Route kRoutes[] = {
+    // Volumes.
+    {.method = "GET",
+     .path = "/volumes",
+     .rule = p::kVolumeGetAll,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->List(c.context, c.request, false);
+         }},
+    {.method = "POST",
+     .path = "/volumes",
+     .rule = p::kVolumeCreate,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->Create(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/volumes/detail",
+     .rule = p::kVolumeGetAll,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->List(c.context, c.request, true);
+         }},
+    {.method = "GET",
+     .path = "/volumes/summary",
+     .min_version = kSummaryMicroversion,
+     .rule = p::kVolumeGetAll,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->Summary(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/volumes/{volume_id}",
+     .rule = p::kVolumeGet,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->Show(c.context, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/volumes/{volume_id}",
+     .rule = p::kVolumeUpdate,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->Update(c.context, c.request, c.params[0]);
+         }},
+    {.method = "DELETE",
+     .path = "/volumes/{volume_id}",
+     .rule = p::kVolumeDelete,
+     .rule_for = VolumeDeleteRule,
+     .part = P::kVolumes,
+     .handler = [](H h, C c) { return h.volumes->Delete(c.context, c.request, c.params[0]); },
+     .note = "`?force=true`: volume:force_delete"},
+    {.method = "GET",
+     .path = "/volumes/{volume_id}/metadata",
+     .rule = p::kVolumeMetadataGet,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->ShowMetadata(c.context, c.params[0]);
+         }},
+    {.method = "POST",
+     .path = "/volumes/{volume_id}/metadata",
+     .rule = p::kVolumeMetadataCreate,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->CreateMetadata(c.context, c.request, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/volumes/{volume_id}/metadata",
+     .rule = p::kVolumeMetadataUpdate,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->ReplaceMetadata(c.context, c.request, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/volumes/{volume_id}/metadata/{key}",
+     .rule = p::kVolumeMetadataGet,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->ShowMetadataItem(c.context, c.params[0], c.params[1]);
+         }},
+    {.method = "PUT",
+     .path = "/volumes/{volume_id}/metadata/{key}",
+     .rule = p::kVolumeMetadataUpdate,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->UpdateMetadataItem(c.context, c.request, c.params[0], c.params[1]);
+         }},
+    {.method = "DELETE",
+     .path = "/volumes/{volume_id}/metadata/{key}",
+     .rule = p::kVolumeMetadataDelete,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->DeleteMetadataItem(c.context, c.params[0], c.params[1]);
+         }},
+#define CLINKER_VOLUME_ACTION(name, policy_rule)                                                  \
+  {                                                                                               \
+    .method = "POST", .path = "/volumes/{volume_id}/action", .action = name, .rule = policy_rule, \
+    .part = P::kVolumes, .handler = [](H h, C c) {                                                \
+      return h.volumes->Action(c.context, c.body, c.params[0]);                                   \
+    }                                                                                             \
+  }
+    CLINKER_VOLUME_ACTION("os-extend", p::kVolumeExtend),
+    CLINKER_VOLUME_ACTION("os-retype", p::kVolumeRetype),
+    CLINKER_VOLUME_ACTION("os-reset_status", p::kVolumeResetStatus),
+    CLINKER_VOLUME_ACTION("os-force_delete", p::kVolumeAdminForceDelete),
+    CLINKER_VOLUME_ACTION("os-set_bootable", p::kVolumeUpdate),
+    CLINKER_VOLUME_ACTION("os-update_readonly_flag", p::kVolumeUpdateReadonly),
+    CLINKER_VOLUME_ACTION("os-show_image_metadata", p::kVolumeMetadataGet),
+    // Cinder's image metadata calls also check the volume metadata rules.
+    {.method = "POST",
+     .path = "/volumes/{volume_id}/action",
+     .action = "os-set_image_metadata",
+     .rule = p::kVolumeImageMetadataSet,
+     .second_rule = p::kVolumeMetadataUpdate,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->Action(c.context, c.body, c.params[0]);
+         }},
+    {.method = "POST",
+     .path = "/volumes/{volume_id}/action",
+     .action = "os-unset_image_metadata",
+     .rule = p::kVolumeImageMetadataRemove,
+     .second_rule = p::kVolumeMetadataDelete,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->Action(c.context, c.body, c.params[0]);
+         }},
+#undef CLINKER_VOLUME_ACTION
+#define CLINKER_ATTACH_ACTION(name, policy_rule)                                                  \
+  {                                                                                               \
+    .method = "POST", .path = "/volumes/{volume_id}/action", .action = name, .rule = policy_rule, \
+    .part = P::kAttachments, .handler = LegacyAttachAction                                        \
+  }
+    CLINKER_ATTACH_ACTION("os-reserve", p::kVolumeReserve),
+    CLINKER_ATTACH_ACTION("os-unreserve", p::kVolumeUnreserve),
+    CLINKER_ATTACH_ACTION("os-initialize_connection", p::kVolumeInitializeConnection),
+    CLINKER_ATTACH_ACTION("os-terminate_connection", p::kVolumeTerminateConnection),
+    CLINKER_ATTACH_ACTION("os-attach", p::kVolumeAttach),
+    CLINKER_ATTACH_ACTION("os-detach", p::kVolumeDetach),
+    CLINKER_ATTACH_ACTION("os-begin_detaching", p::kVolumeBeginDetaching),
+    CLINKER_ATTACH_ACTION("os-roll_detaching", p::kVolumeRollDetaching),
+#undef CLINKER_ATTACH_ACTION
+    // Any other action (or a malformed body): the update rule, so no action is left unguarded;
+    // the handler answers 400.
+    {.method = "POST",
+     .path = "/volumes/{volume_id}/action",
+     .action = "*",
+     .rule = p::kVolumeUpdate,
+     .part = P::kVolumes,
+     .handler =
+         [](H h, C c) {
+           return h.volumes->Action(c.context, c.body, c.params[0]);
+         }},
+
+    // Snapshots.
+    {.method = "GET",
+     .path = "/snapshots",
+     .rule = p::kSnapshotGetAll,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->List(c.context, c.request, false);
+         }},
+    {.method = "POST",
+     .path = "/snapshots",
+     .rule = p::kSnapshotCreate,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->Create(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/snapshots/detail",
+     .rule = p::kSnapshotGetAll,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->List(c.context, c.request, true);
+         }},
+    {.method = "GET",
+     .path = "/snapshots/{snapshot_id}",
+     .rule = p::kSnapshotGet,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->Show(c.context, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/snapshots/{snapshot_id}",
+     .rule = p::kSnapshotUpdate,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->Update(c.context, c.request, c.params[0]);
+         }},
+    {.method = "DELETE",
+     .path = "/snapshots/{snapshot_id}",
+     .rule = p::kSnapshotDelete,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->Delete(c.context, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/snapshots/{snapshot_id}/metadata",
+     .rule = p::kSnapshotMetadataGet,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->ShowMetadata(c.context, c.params[0]);
+         }},
+    // Cinder's POST (merge) is an update of the snapshot's metadata.
+    {.method = "POST",
+     .path = "/snapshots/{snapshot_id}/metadata",
+     .rule = p::kSnapshotMetadataUpdate,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->ChangeMetadata(c.context, c.request, c.params[0], /*replace=*/false);
+         }},
+    {.method = "PUT",
+     .path = "/snapshots/{snapshot_id}/metadata",
+     .rule = p::kSnapshotMetadataUpdate,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->ChangeMetadata(c.context, c.request, c.params[0], /*replace=*/true);
+         }},
+    {.method = "GET",
+     .path = "/snapshots/{snapshot_id}/metadata/{key}",
+     .rule = p::kSnapshotMetadataGet,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->ShowMetadataItem(c.context, c.params[0], c.params[1]);
+         }},
+    {.method = "PUT",
+     .path = "/snapshots/{snapshot_id}/metadata/{key}",
+     .rule = p::kSnapshotMetadataUpdate,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->UpdateMetadataItem(c.context, c.request, c.params[0], c.params[1]);
+         }},
+    {.method = "DELETE",
+     .path = "/snapshots/{snapshot_id}/metadata/{key}",
+     .rule = p::kSnapshotMetadataDelete,
+     .part = P::kSnapshots,
+     .handler =
+         [](H h, C c) {
+           return h.snapshots->DeleteMetadataItem(c.context, c.params[0], c.params[1]);
+         }},
+#define CLINKER_SNAPSHOT_ACTION(name, policy_rule)                               \
+  {                                                                              \
+    .method = "POST", .path = "/snapshots/{snapshot_id}/action", .action = name, \
+    .rule = policy_rule, .part = P::kSnapshots, .handler = [](H h, C c) {        \
+      return h.snapshots->Action(c.context, c.body, c.params[0]);                \
+    }                                                                            \
+  }
+    CLINKER_SNAPSHOT_ACTION("os-update_snapshot_status", p::kSnapshotUpdateStatus),
+    CLINKER_SNAPSHOT_ACTION("os-reset_status", p::kSnapshotResetStatus),
+    CLINKER_SNAPSHOT_ACTION("os-force_delete", p::kSnapshotForceDelete),
+    CLINKER_SNAPSHOT_ACTION("*", p::kSnapshotUpdate),
+#undef CLINKER_SNAPSHOT_ACTION
+
+    // Attachments (3.27+). Reads have no rule of their own in Cinder: a caller sees its
+    // project's attachments.
+    {.method = "GET",
+     .path = "/attachments",
+     .min_version = kAttachmentsMicroversion,
+     .part = P::kAttachments,
+     .handler =
+         [](H h, C c) {
+           return h.attachments->List(c.context, c.request, false);
+         }},
+    {.method = "POST",
+     .path = "/attachments",
+     .min_version = kAttachmentsMicroversion,
+     .rule = p::kAttachmentCreate,
+     .part = P::kAttachments,
+     .handler =
+         [](H h, C c) {
+           return h.attachments->Create(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/attachments/detail",
+     .min_version = kAttachmentsMicroversion,
+     .part = P::kAttachments,
+     .handler =
+         [](H h, C c) {
+           return h.attachments->List(c.context, c.request, true);
+         }},
+    {.method = "GET",
+     .path = "/attachments/{attachment_id}",
+     .min_version = kAttachmentsMicroversion,
+     .part = P::kAttachments,
+     .handler =
+         [](H h, C c) {
+           return h.attachments->Show(c.context, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/attachments/{attachment_id}",
+     .min_version = kAttachmentsMicroversion,
+     .rule = p::kAttachmentUpdate,
+     .part = P::kAttachments,
+     .handler =
+         [](H h, C c) {
+           return h.attachments->Update(c.context, c.request, c.params[0]);
+         }},
+    {.method = "DELETE",
+     .path = "/attachments/{attachment_id}",
+     .min_version = kAttachmentsMicroversion,
+     .rule = p::kAttachmentDelete,
+     .part = P::kAttachments,
+     .handler =
+         [](H h, C c) {
+           return h.attachments->Delete(c.context, c.params[0]);
+         }},
+    // os-complete (3.44+, checked by the handler), the only attachment action.
+    {.method = "POST",
+     .path = "/attachments/{attachment_id}/action",
+     .action = "*",
+     .min_version = kAttachmentsMicroversion,
+     .rule = p::kAttachmentComplete,
+     .part = P::kAttachments,
+     .handler = [](H h, C c) { return h.attachments->Action(c.context, c.body, c.params[0]); },
+     .note = "`os-complete` (3.44+)"},
+
+    // Backups.
+    {.method = "GET",
+     .path = "/backups",
+     .rule = p::kBackupGetAll,
+     .part = P::kBackups,
+     .handler =
+         [](H h, C c) {
+           return h.backups->List(c.context, c.request, false);
+         }},
+    {.method = "POST",
+     .path = "/backups",
+     .rule = p::kBackupCreate,
+     .part = P::kBackups,
+     .handler =
+         [](H h, C c) {
+           return h.backups->Create(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/backups/detail",
+     .rule = p::kBackupGetAll,
+     .part = P::kBackups,
+     .handler =
+         [](H h, C c) {
+           return h.backups->List(c.context, c.request, true);
+         }},
+    {.method = "POST",
+     .path = "/backups/import_record",
+     .rule = p::kBackupImport,
+     .part = P::kBackups,
+     .handler = [](H h, C c) { return h.backups->ImportRecord(c.context, c.request); },
+     .exclusive = false},
+    {.method = "GET",
+     .path = "/backups/{backup_id}",
+     .rule = p::kBackupGet,
+     .part = P::kBackups,
+     .handler =
+         [](H h, C c) {
+           return h.backups->Show(c.context, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/backups/{backup_id}",
+     .rule = p::kBackupUpdate,
+     .part = P::kBackups,
+     .handler = [](H h, C c) { return h.backups->Update(c.context, c.request, c.params[0]); },
+     .note = "3.9+ (checked by the handler)"},
+    {.method = "DELETE",
+     .path = "/backups/{backup_id}",
+     .rule = p::kBackupDelete,
+     .part = P::kBackups,
+     .handler =
+         [](H h, C c) {
+           return h.backups->Delete(c.context, c.params[0]);
+         }},
+    {.method = "POST",
+     .path = "/backups/{backup_id}/restore",
+     .rule = p::kBackupRestore,
+     .part = P::kBackups,
+     .handler =
+         [](H h, C c) {
+           return h.backups->Restore(c.context, c.request, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/backups/{backup_id}/export_record",
+     .rule = p::kBackupExport,
+     .part = P::kBackups,
+     .handler =
+         [](H h, C c) {
+           return h.backups->ExportRecord(c.context, c.params[0]);
+         }},
+#define CLINKER_BACKUP_ACTION(name, policy_rule)                                                  \
+  {                                                                                               \
+    .method = "POST", .path = "/backups/{backup_id}/action", .action = name, .rule = policy_rule, \
+    .part = P::kBackups, .handler = [](H h, C c) {                                                \
+      return h.backups->Action(c.context, c.body, c.params[0]);                                   \
+    }                                                                                             \
+  }
+    CLINKER_BACKUP_ACTION("os-reset_status", p::kBackupResetStatus),
+    CLINKER_BACKUP_ACTION("os-force_delete", p::kBackupForceDelete),
+    CLINKER_BACKUP_ACTION("*", p::kBackupUpdate),
+#undef CLINKER_BACKUP_ACTION
+
+// Volume transfers: Cinder's extension (/os-volume-transfer) and its v3 controller
+// (/volume-transfers, routed at every microversion as Cinder's router does; clients use it
+// from 3.55).
+#define CLINKER_TRANSFER_ROUTES(prefix, kind)                                             \
+  {.method = "GET",                                                                       \
+   .path = prefix,                                                                        \
+   .rule = p::kTransferGetAll,                                                            \
+   .part = P::kTransfers,                                                                 \
+   .handler =                                                                             \
+       [](H h, C c) {                                                                     \
+         return h.transfers->List(c.context, c.request, false, kind);                     \
+       }},                                                                                \
+      {.method = "POST",                                                                  \
+       .path = prefix,                                                                    \
+       .rule = p::kTransferCreate,                                                        \
+       .part = P::kTransfers,                                                             \
+       .handler =                                                                         \
+           [](H h, C c) {                                                                 \
+             return h.transfers->Create(c.context, c.request, kind);                      \
+           }},                                                                            \
+      {.method = "GET",                                                                   \
+       .path = prefix "/detail",                                                          \
+       .rule = p::kTransferGetAll,                                                        \
+       .part = P::kTransfers,                                                             \
+       .handler =                                                                         \
+           [](H h, C c) {                                                                 \
+             return h.transfers->List(c.context, c.request, true, kind);                  \
+           }},                                                                            \
+      {.method = "GET",                                                                   \
+       .path = prefix "/{transfer_id}",                                                   \
+       .rule = p::kTransferGet,                                                           \
+       .part = P::kTransfers,                                                             \
+       .handler =                                                                         \
+           [](H h, C c) {                                                                 \
+             return h.transfers->Show(c.context, c.params[0]);                            \
+           }},                                                                            \
+      {.method = "DELETE",                                                                \
+       .path = prefix "/{transfer_id}",                                                   \
+       .rule = p::kTransferDelete,                                                        \
+       .part = P::kTransfers,                                                             \
+       .handler =                                                                         \
+           [](H h, C c) {                                                                 \
+             return h.transfers->Delete(c.context, c.params[0]);                          \
+           }},                                                                            \
+  {                                                                                       \
+    .method = "POST", .path = prefix "/{transfer_id}/accept", .rule = p::kTransferAccept, \
+    .part = P::kTransfers, .handler = [](H h, C c) {                                      \
+      return h.transfers->Accept(c.context, c.request, c.params[0]);                      \
+    }                                                                                     \
+  }
+    CLINKER_TRANSFER_ROUTES("/os-volume-transfer", TransferRoute::kExtension),
+    CLINKER_TRANSFER_ROUTES("/volume-transfers", TransferRoute::kV3),
+#undef CLINKER_TRANSFER_ROUTES
+
+    // Volume types, their extra specs, encryption and access lists (/types/default is a show).
+    {.method = "GET",
+     .path = "/types",
+     .rule = p::kTypeGetAll,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->List(c.context, c.request);
+         }},
+    {.method = "POST",
+     .path = "/types",
+     .rule = p::kTypeCreate,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->Create(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/types/{type_id}",
+     .rule = p::kTypeGet,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->Show(c.context, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/types/{type_id}",
+     .rule = p::kTypeUpdate,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->Update(c.context, c.request, c.params[0]);
+         }},
+    {.method = "DELETE",
+     .path = "/types/{type_id}",
+     .rule = p::kTypeDelete,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->Delete(c.context, c.params[0]);
+         }},
+#define CLINKER_TYPE_ACTION(name, policy_rule)                                                \
+  {                                                                                           \
+    .method = "POST", .path = "/types/{type_id}/action", .action = name, .rule = policy_rule, \
+    .part = P::kTypes, .handler = [](H h, C c) {                                              \
+      return h.types->Action(c.context, c.body, c.params[0]);                                 \
+    }                                                                                         \
+  }
+    CLINKER_TYPE_ACTION("addProjectAccess", p::kTypeAccessAddProject),
+    CLINKER_TYPE_ACTION("removeProjectAccess", p::kTypeAccessRemoveProject),
+    CLINKER_TYPE_ACTION("*", p::kTypeUpdate),
+#undef CLINKER_TYPE_ACTION
+    {.method = "GET",
+     .path = "/types/{type_id}/os-volume-type-access",
+     .rule = p::kTypeAccessList,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->ListAccess(c.context, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/types/{type_id}/extra_specs",
+     .rule = p::kTypeExtraSpecsIndex,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->ListExtraSpecs(c.context, c.params[0]);
+         }},
+    {.method = "POST",
+     .path = "/types/{type_id}/extra_specs",
+     .rule = p::kTypeExtraSpecsCreate,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->CreateExtraSpecs(c.context, c.request, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/types/{type_id}/extra_specs/{key}",
+     .rule = p::kTypeExtraSpecsShow,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->ShowExtraSpec(c.context, c.params[0], c.params[1]);
+         }},
+    {.method = "PUT",
+     .path = "/types/{type_id}/extra_specs/{key}",
+     .rule = p::kTypeExtraSpecsUpdate,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->UpdateExtraSpec(c.context, c.request, c.params[0], c.params[1]);
+         }},
+    {.method = "DELETE",
+     .path = "/types/{type_id}/extra_specs/{key}",
+     .rule = p::kTypeExtraSpecsDelete,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->DeleteExtraSpec(c.context, c.params[0], c.params[1]);
+         }},
+    {.method = "GET",
+     .path = "/types/{type_id}/encryption",
+     .rule = p::kTypeEncryptionGet,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->ShowEncryption(c.context, c.params[0]);
+         }},
+    {.method = "POST",
+     .path = "/types/{type_id}/encryption",
+     .rule = p::kTypeEncryptionCreate,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->CreateEncryption(c.context, c.request, c.params[0]);
+         }},
+    // GET .../encryption/{key} shows one item; PUT and DELETE name the encryption (by any id:
+    // a type has one).
+    {.method = "GET",
+     .path = "/types/{type_id}/encryption/{key}",
+     .rule = p::kTypeEncryptionGet,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->ShowEncryptionItem(c.context, c.params[0], c.params[1]);
+         }},
+    {.method = "PUT",
+     .path = "/types/{type_id}/encryption/{encryption_id}",
+     .rule = p::kTypeEncryptionUpdate,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->UpdateEncryption(c.context, c.request, c.params[0]);
+         }},
+    {.method = "DELETE",
+     .path = "/types/{type_id}/encryption/{encryption_id}",
+     .rule = p::kTypeEncryptionDelete,
+     .part = P::kTypes,
+     .handler =
+         [](H h, C c) {
+           return h.types->DeleteEncryption(c.context, c.params[0]);
+         }},
+
+    // QoS specs. Cinder serves the association changes as GETs.
+    {.method = "GET",
+     .path = "/qos-specs",
+     .rule = p::kQosSpecsGetAll,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->List(c.context, c.request);
+         }},
+    {.method = "POST",
+     .path = "/qos-specs",
+     .rule = p::kQosSpecsCreate,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->Create(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/qos-specs/{qos_id}",
+     .rule = p::kQosSpecsGet,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->Show(c.context, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/qos-specs/{qos_id}",
+     .rule = p::kQosSpecsUpdate,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->SetKeys(c.context, c.request, c.params[0]);
+         }},
+    {.method = "DELETE",
+     .path = "/qos-specs/{qos_id}",
+     .rule = p::kQosSpecsDelete,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->Delete(c.context, c.request, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/qos-specs/{qos_id}/delete_keys",
+     .rule = p::kQosSpecsDelete,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->UnsetKeys(c.context, c.request, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/qos-specs/{qos_id}/associations",
+     .rule = p::kQosSpecsGetAll,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->ListAssociations(c.context, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/qos-specs/{qos_id}/associate",
+     .rule = p::kQosSpecsUpdate,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->Associate(c.context, c.request, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/qos-specs/{qos_id}/disassociate",
+     .rule = p::kQosSpecsUpdate,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->Disassociate(c.context, c.request, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/qos-specs/{qos_id}/disassociate_all",
+     .rule = p::kQosSpecsUpdate,
+     .part = P::kQos,
+     .handler =
+         [](H h, C c) {
+           return h.qos->DisassociateAll(c.context, c.params[0]);
+         }},
+
+    // Group types and group specs (3.11+). Showing and listing group types has no rule in
+    // Cinder (what a caller sees is filtered by is_public).
+    {.method = "GET",
+     .path = "/group_types",
+     .min_version = kGroupTypesMicroversion,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->List(c.context, c.request);
+         }},
+    {.method = "POST",
+     .path = "/group_types",
+     .min_version = kGroupTypesMicroversion,
+     .rule = p::kGroupTypeCreate,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->Create(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/group_types/{group_type_id}",
+     .min_version = kGroupTypesMicroversion,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->Show(c.context, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/group_types/{group_type_id}",
+     .min_version = kGroupTypesMicroversion,
+     .rule = p::kGroupTypeUpdate,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->Update(c.context, c.request, c.params[0]);
+         }},
+    {.method = "DELETE",
+     .path = "/group_types/{group_type_id}",
+     .min_version = kGroupTypesMicroversion,
+     .rule = p::kGroupTypeDelete,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->Delete(c.context, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/group_types/{group_type_id}/group_specs",
+     .min_version = kGroupTypesMicroversion,
+     .rule = p::kGroupTypeSpecsGetAll,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->ListSpecs(c.context, c.params[0]);
+         }},
+    {.method = "POST",
+     .path = "/group_types/{group_type_id}/group_specs",
+     .min_version = kGroupTypesMicroversion,
+     .rule = p::kGroupTypeSpecsCreate,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->CreateSpecs(c.context, c.request, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/group_types/{group_type_id}/group_specs/{key}",
+     .min_version = kGroupTypesMicroversion,
+     .rule = p::kGroupTypeSpecsGet,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->ShowSpec(c.context, c.params[0], c.params[1]);
+         }},
+    {.method = "PUT",
+     .path = "/group_types/{group_type_id}/group_specs/{key}",
+     .min_version = kGroupTypesMicroversion,
+     .rule = p::kGroupTypeSpecsUpdate,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->UpdateSpec(c.context, c.request, c.params[0], c.params[1]);
+         }},
+    {.method = "DELETE",
+     .path = "/group_types/{group_type_id}/group_specs/{key}",
+     .min_version = kGroupTypesMicroversion,
+     .rule = p::kGroupTypeSpecsDelete,
+     .part = P::kGroupTypes,
+     .handler =
+         [](H h, C c) {
+           return h.group_types->DeleteSpec(c.context, c.params[0], c.params[1]);
+         }},
+
+    // Groups (3.13+); POST /groups/action is create-from-src (3.14+, checked by the handler).
+    {.method = "GET",
+     .path = "/groups",
+     .min_version = kGroupsMicroversion,
+     .rule = p::kGroupGetAll,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->List(c.context, c.request, false);
+         }},
+    {.method = "POST",
+     .path = "/groups",
+     .min_version = kGroupsMicroversion,
+     .rule = p::kGroupCreate,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->Create(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/groups/detail",
+     .min_version = kGroupsMicroversion,
+     .rule = p::kGroupGetAll,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->List(c.context, c.request, true);
+         }},
+    {.method = "POST",
+     .path = "/groups/action",
+     .min_version = kGroupsMicroversion,
+     .rule = p::kGroupCreate,
+     .part = P::kGroups,
+     .handler = [](H h, C c) { return h.groups->CreateFromSource(c.context, c.request); },
+     .note = "`create-from-src` (3.14+)"},
+    {.method = "GET",
+     .path = "/groups/{group_id}",
+     .min_version = kGroupsMicroversion,
+     .rule = p::kGroupGet,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->Show(c.context, c.request, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/groups/{group_id}",
+     .min_version = kGroupsMicroversion,
+     .rule = p::kGroupUpdate,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->Update(c.context, c.request, c.params[0]);
+         }},
+#define CLINKER_GROUP_ACTION(name, policy_rule)                                  \
+  {                                                                              \
+    .method = "POST", .path = "/groups/{group_id}/action", .action = name,       \
+    .min_version = kGroupsMicroversion, .rule = policy_rule, .part = P::kGroups, \
+    .handler = [](H h, C c) {                                                    \
+      return h.groups->Action(c.context, c.body, c.params[0]);                   \
+    }                                                                            \
+  }
+    CLINKER_GROUP_ACTION("delete", p::kGroupDelete),
+    CLINKER_GROUP_ACTION("reset_status", p::kGroupResetStatus),
+    CLINKER_GROUP_ACTION("*", p::kGroupUpdate),
+#undef CLINKER_GROUP_ACTION
+
+    // Group snapshots (3.14+).
+    {.method = "GET",
+     .path = "/group_snapshots",
+     .min_version = kGroupSnapshotsMicroversion,
+     .rule = p::kGroupSnapshotGetAll,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->ListSnapshots(c.context, c.request, false);
+         }},
+    {.method = "POST",
+     .path = "/group_snapshots",
+     .min_version = kGroupSnapshotsMicroversion,
+     .rule = p::kGroupSnapshotCreate,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->CreateSnapshot(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/group_snapshots/detail",
+     .min_version = kGroupSnapshotsMicroversion,
+     .rule = p::kGroupSnapshotGetAll,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->ListSnapshots(c.context, c.request, true);
+         }},
+    {.method = "GET",
+     .path = "/group_snapshots/{group_snapshot_id}",
+     .min_version = kGroupSnapshotsMicroversion,
+     .rule = p::kGroupSnapshotGet,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->ShowSnapshot(c.context, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/group_snapshots/{group_snapshot_id}",
+     .min_version = kGroupSnapshotsMicroversion,
+     .rule = p::kGroupSnapshotUpdate,
+     .handler = NotServed,
+     .note = "not served: 405"},
+    {.method = "DELETE",
+     .path = "/group_snapshots/{group_snapshot_id}",
+     .min_version = kGroupSnapshotsMicroversion,
+     .rule = p::kGroupSnapshotDelete,
+     .part = P::kGroups,
+     .handler =
+         [](H h, C c) {
+           return h.groups->DeleteSnapshot(c.context, c.params[0]);
+         }},
+#define CLINKER_GROUP_SNAPSHOT_ACTION(name, policy_rule)                                     \
+  {                                                                                          \
+    .method = "POST", .path = "/group_snapshots/{group_snapshot_id}/action", .action = name, \
+    .min_version = kGroupSnapshotsMicroversion, .rule = policy_rule, .part = P::kGroups,     \
+    .handler = [](H h, C c) {                                                                \
+      return h.groups->SnapshotAction(c.context, c.body, c.params[0]);                       \
+    }                                                                                        \
+  }
+    CLINKER_GROUP_SNAPSHOT_ACTION("reset_status", p::kGroupSnapshotResetStatus),
+    CLINKER_GROUP_SNAPSHOT_ACTION("*", p::kGroupSnapshotUpdate),
+#undef CLINKER_GROUP_SNAPSHOT_ACTION
+
+    // Services and clusters. Freeze, thaw and failover pass a second rule of their own, as in
+    // Cinder.
+    {.method = "GET",
+     .path = "/os-services",
+     .rule = p::kServicesIndex,
+     .part = P::kServices,
+     .handler =
+         [](H h, C c) {
+           return h.services->ListServices(c.context, c.request);
+         }},
+    {.method = "PUT",
+     .path = "/os-services/freeze",
+     .rule = p::kServicesUpdate,
+     .second_rule = p::kFreezeHost,
+     .part = P::kServices,
+     .handler = UpdateService,
+     .exclusive = false},
+    {.method = "PUT",
+     .path = "/os-services/thaw",
+     .rule = p::kServicesUpdate,
+     .second_rule = p::kThawHost,
+     .part = P::kServices,
+     .handler = UpdateService,
+     .exclusive = false},
+    {.method = "PUT",
+     .path = "/os-services/failover_host",
+     .rule = p::kServicesUpdate,
+     .second_rule = p::kFailoverHost,
+     .part = P::kServices,
+     .handler = UpdateService,
+     .exclusive = false},
+    {.method = "PUT",
+     .path = "/os-services/failover",
+     .rule = p::kServicesUpdate,
+     .second_rule = p::kFailoverHost,
+     .part = P::kServices,
+     .handler = UpdateService,
+     .note = "3.26+ (checked by the handler)",
+     .exclusive = false},
+    {.method = "PUT",
+     .path = "/os-services/{action}",
+     .rule = p::kServicesUpdate,
+     .part = P::kServices,
+     .handler = UpdateService,
+     .note = "`enable`, `disable`, `disable-log-reason`",
+     .other_methods_not_found = true},
+    {.method = "GET",
+     .path = "/clusters",
+     .min_version = kClustersMicroversion,
+     .rule = p::kClustersGetAll,
+     .part = P::kServices,
+     .handler =
+         [](H h, C c) {
+           return h.services->ListClusters(c.context, c.request, false);
+         }},
+    {.method = "GET",
+     .path = "/clusters/detail",
+     .min_version = kClustersMicroversion,
+     .rule = p::kClustersGetAll,
+     .part = P::kServices,
+     .handler =
+         [](H h, C c) {
+           return h.services->ListClusters(c.context, c.request, true);
+         }},
+    {.method = "PUT",
+     .path = "/clusters/enable",
+     .min_version = kClustersMicroversion,
+     .rule = p::kClustersUpdate,
+     .handler = NotServed,
+     .note = "not served: 405",
+     .exclusive = false},
+    {.method = "PUT",
+     .path = "/clusters/disable",
+     .min_version = kClustersMicroversion,
+     .rule = p::kClustersUpdate,
+     .handler = NotServed,
+     .note = "not served: 405",
+     .exclusive = false},
+    {.method = "GET",
+     .path = "/clusters/{cluster_name}",
+     .min_version = kClustersMicroversion,
+     .rule = p::kClustersGet,
+     .part = P::kServices,
+     .handler =
+         [](H h, C c) {
+           return h.services->ShowCluster(c.context, c.request, c.params[0]);
+         }},
+
+    // Admin information and user messages.
+    {.method = "GET",
+     .path = "/os-hosts",
+     .rule = p::kHostsManage,
+     .part = P::kServices,
+     .handler =
+         [](H h, C c) {
+           return h.services->ListHosts(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/os-hosts/{host}",
+     .rule = p::kHostsManage,
+     .part = P::kServices,
+     .handler =
+         [](H h, C c) {
+           return h.services->ShowHost(c.context, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/scheduler-stats/get_pools",
+     .rule = p::kSchedulerStatsGetPools,
+     .part = P::kServices,
+     .handler =
+         [](H h, C c) {
+           return h.services->GetPools(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/capabilities/{host}",
+     .rule = p::kCapabilities,
+     .part = P::kServices,
+     .handler =
+         [](H h, C c) {
+           return h.services->ShowCapabilities(c.context, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/messages",
+     .min_version = kMessagesMicroversion,
+     .rule = p::kMessageGetAll,
+     .part = P::kMessages,
+     .handler =
+         [](H h, C c) {
+           return h.messages->List(c.context, c.request);
+         }},
+    {.method = "GET",
+     .path = "/messages/{message_id}",
+     .min_version = kMessagesMicroversion,
+     .rule = p::kMessageGet,
+     .part = P::kMessages,
+     .handler =
+         [](H h, C c) {
+           return h.messages->Show(c.context, c.params[0]);
+         }},
+    {.method = "DELETE",
+     .path = "/messages/{message_id}",
+     .min_version = kMessagesMicroversion,
+     .rule = p::kMessageDelete,
+     .part = P::kMessages,
+     .handler =
+         [](H h, C c) {
+           return h.messages->Delete(c.context, c.params[0]);
+         }},
+
+    // Quotas and limits. Shows are checked by the handler against the target project (a member
+    // may show its own project's quota), as Cinder's authorize with a target.
+    {.method = "GET",
+     .path = "/os-quota-sets/{project_id}",
+     .part = P::kQuotas,
+     .handler = [](H h, C c) { return h.quotas->Show(c.context, c.request, c.params[0]); },
+     .note = "volume_extension:quotas:show (by the handler, with the target project)"},
+    {.method = "PUT",
+     .path = "/os-quota-sets/{project_id}",
+     .rule = p::kQuotasUpdate,
+     .part = P::kQuotas,
+     .handler =
+         [](H h, C c) {
+           return h.quotas->Update(c.context, c.request, c.params[0]);
+         }},
+    {.method = "DELETE",
+     .path = "/os-quota-sets/{project_id}",
+     .rule = p::kQuotasDelete,
+     .part = P::kQuotas,
+     .handler =
+         [](H h, C c) {
+           return h.quotas->Delete(c.context, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/os-quota-sets/{project_id}/defaults",
+     .part = P::kQuotas,
+     .handler = [](H h, C c) { return h.quotas->Defaults(c.context, c.params[0]); },
+     .note = "volume_extension:quotas:show (by the handler, with the target project)"},
+    {.method = "GET",
+     .path = "/os-quota-class-sets/{class_name}",
+     .rule = p::kQuotaClassesGet,
+     .part = P::kQuotas,
+     .handler =
+         [](H h, C c) {
+           return h.quotas->ShowClass(c.context, c.params[0]);
+         }},
+    {.method = "PUT",
+     .path = "/os-quota-class-sets/{class_name}",
+     .rule = p::kQuotaClassesUpdate,
+     .part = P::kQuotas,
+     .handler =
+         [](H h, C c) {
+           return h.quotas->UpdateClass(c.context, c.request, c.params[0]);
+         }},
+    {.method = "GET",
+     .path = "/limits",
+     .part = P::kQuotas,
+     .handler =
+         [](H h, C c) {
+           return h.quotas->Limits(c.context, c.request);
+         }},
+
+    // Availability zones and extensions: any caller, as in Cinder.
+    {.method = "GET",
+     .path = "/os-availability-zone",
+     .part = P::kServices,
+     .handler =
+         [](H h, C c) {
+           return h.services->ListAvailabilityZones(c.context);
+         }},
+    {.method = "GET",
+     .path = "/extensions",
+     .handler =
+         [](H /*h*/, C /*c*/) {
+           return ListExtensions();
+         }},
+    {.method = "GET",
+     .path = "/extensions/{alias}",
+     .handler =
+         [](H /*h*/, C c) {
+           return ShowExtension(c.params[0]);
+         }},
+    {.method = "POST", .path = "/extensions", .handler = ExtensionNotFound, .note = "404"},
+    {.method = "DELETE", .path = "/extensions", .handler = ExtensionNotFound, .note = "404"},
+    {.method = "POST", .path = "/extensions/{alias}", .handler = ExtensionNotFound, .note = "404"},
+    {.method = "DELETE",
+     .path = "/extensions/{alias}",
+     .handler = ExtensionNotFound,
+     .note = "404"},
+};
+
+// Splits a pattern into segments ("/volumes/{volume_id}" -> "volumes", "{volume_id}").
+std::vector<std::string_view> PatternSegments(std::string_view pattern) {
+  std::vector<std::string_view> segments;
+  std::size_t start = 0;
+  while (start < pattern.size()) {
+    std::size_t slash = pattern.find('/', start);
+    if (slash == std::string_view::npos) {
+      slash = pattern.size();
+    }
+    if (slash > start) {
+      segments.push_back(pattern.substr(start, slash - start));
+    }
+    start = slash + 1;
+  }
+  return segments;
+}
+
+bool IsParameter(std::string_view segment) {
+  return segment.size() >= 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+// Whether `segments` matches the pattern; fills `params` with the parameter segments.
+bool MatchPath(std::string_view pattern,
+               const std::vector<std::string>& segments,
+               std::vector<std::string_view>* params) {
+  std::vector<std::string_view> parts = PatternSegments(pattern);
+  if (parts.size() != segments.size()) {
+    return false;
+  }
+  params->clear();
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (IsParameter(parts[i])) {
+      params->emplace_back(segments[i]);
+    } else if (parts[i] != segments[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether two patterns name the same paths ("{key}" and "{encryption_id}" are alike).
+bool SameShape(std::string_view a, std::string_view b) {
+  std::vector<std::string_view> left = PatternSegments(a);
+  std::vector<std::string_view> right = PatternSegments(b);
+  if (left.size() != right.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < left.size(); ++i) {
+    if (IsParameter(left[i]) != IsParameter(right[i]) ||
+        (!IsParameter(left[i]) && left[i] != right[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool InRange(const Route& route, const Microversion& version) {
+  return route.min_version <= version && version <= route.max_version;
+}
+
+}  // namespace
+
+std::span<const Route> Routes() {
+  return kRoutes;
+}
+
+RouteMatch MatchRoute(std::string_view method,
+                      const std::vector<std::string>& segments,
+                      const std::string& body,
+                      const Microversion* version) {
+  RouteMatch match;
+  bool body_parsed = false;
+  const Route* claimed = nullptr;  // The exclusive route whose path the request names.
+  const Route* version_miss = nullptr;
+  std::vector<std::string_view> params;
+  std::vector<std::string_view> version_miss_params;
+  for (const Route& route : kRoutes) {
+    if ((claimed != nullptr && !SameShape(route.path, claimed->path)) ||
+        !MatchPath(route.path, segments, &params)) {
+      continue;
+    }
+    const bool in_range = version == nullptr || InRange(route, *version);
+    bool method_matches = route.method == method;
+    if (method_matches && !route.action.empty()) {
+      // The body is parsed once, for the first action row of the path; the handler gets it.
+      if (!body_parsed) {
+        match.body = nlohmann::json::parse(body, nullptr, false);
+        if (match.body.is_object() && match.body.size() == 1) {
+          match.action = match.body.begin().key();
+        }
+        body_parsed = true;
+      }
+      method_matches = route.action == "*" || route.action == match.action;
+    }
+    if (!in_range) {
+      if (method_matches && version_miss == nullptr) {
+        version_miss = &route;
+        version_miss_params = params;
+      }
+      continue;
+    }
+    if (method_matches) {
+      match.route = &route;
+      match.params = std::move(params);
+      match.outcome = RouteMatch::Outcome::kMatched;
+      return match;
+    }
+    if (claimed == nullptr && route.exclusive) {
+      claimed = &route;
+    }
+  }
+  if (version_miss != nullptr) {
+    match.route = version_miss;
+    match.params = std::move(version_miss_params);
+    match.outcome = RouteMatch::Outcome::kVersionNotFound;
+  } else if (claimed != nullptr && !claimed->other_methods_not_found) {
+    match.outcome = RouteMatch::Outcome::kMethodNotAllowed;
+  } else {
+    match.outcome = RouteMatch::Outcome::kNotFound;
+  }
+  return match;
+}
+
+bool IsRouteCollection(std::string_view segment) {
+  return std::any_of(std::begin(kRoutes), std::end(kRoutes), [segment](const Route& route) {
+    std::vector<std::string_view> parts = PatternSegments(route.path);
+    return !parts.empty() && parts[0] == segment;
+  });
+}
+
+std::vector<std::string> RouteListing() {
+  std::vector<std::string> rows;
+  rows.reserve(std::size(kRoutes));
+  for (const Route& route : kRoutes) {
+    std::string versions = route.max_version == kMaxMicroversion
+                               ? route.min_version.ToString() + "+"
+                               : route.min_version.ToString() + "-" + route.max_version.ToString();
+    std::string rules;
+    if (!route.rule.empty()) {
+      rules = "`" + std::string(route.rule) + "`";
+    }
+    if (!route.second_rule.empty()) {
+      rules += " and `" + std::string(route.second_rule) + "`";
+    }
+    std::string row = "| `" + std::string(route.method) + "` | `" + std::string(route.path) +
+                      "` | " + (route.action.empty() ? "" : "`" + std::string(route.action) + "`") +
+                      " | " + versions + " | " + rules + " | " + std::string(route.note) + " |";
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+}  // namespace clinker::services
