@@ -1233,23 +1233,39 @@ bool IsParameter(std::string_view segment) {
   return segment.size() >= 2 && segment.front() == '{' && segment.back() == '}';
 }
 
-// Whether `segments` matches the pattern; fills `params` with the parameter segments.
+// The next segment of a pattern from `*pos` (which it advances); empty at the end.
+std::string_view NextSegment(std::string_view pattern, std::size_t* pos) {
+  while (*pos < pattern.size() && pattern[*pos] == '/') {
+    ++*pos;
+  }
+  std::size_t end = pattern.find('/', *pos);
+  if (end == std::string_view::npos) {
+    end = pattern.size();
+  }
+  std::string_view segment = pattern.substr(*pos, end - *pos);
+  *pos = end;
+  return segment;
+}
+
+// Whether `segments` matches the pattern; fills `params` with the parameter segments. Walks the
+// pattern in place: it runs for every row on every request.
 bool MatchPath(std::string_view pattern,
                const std::vector<std::string>& segments,
                std::vector<std::string_view>* params) {
-  std::vector<std::string_view> parts = PatternSegments(pattern);
-  if (parts.size() != segments.size()) {
-    return false;
-  }
   params->clear();
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    if (IsParameter(parts[i])) {
-      params->emplace_back(segments[i]);
-    } else if (parts[i] != segments[i]) {
+  std::size_t pos = 0;
+  for (const std::string& segment : segments) {
+    std::string_view part = NextSegment(pattern, &pos);
+    if (part.empty()) {
+      return false;
+    }
+    if (IsParameter(part)) {
+      params->emplace_back(segment);
+    } else if (part != segment) {
       return false;
     }
   }
-  return true;
+  return NextSegment(pattern, &pos).empty();
 }
 
 // Whether two patterns name the same paths ("{key}" and "{encryption_id}" are alike).
@@ -1337,8 +1353,8 @@ RouteMatch MatchRoute(std::string_view method,
 
 bool IsRouteCollection(std::string_view segment) {
   return std::any_of(std::begin(kRoutes), std::end(kRoutes), [segment](const Route& route) {
-    std::vector<std::string_view> parts = PatternSegments(route.path);
-    return !parts.empty() && parts[0] == segment;
+    std::size_t pos = 0;
+    return NextSegment(route.path, &pos) == segment;
   });
 }
 
