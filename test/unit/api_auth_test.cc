@@ -614,7 +614,7 @@ TEST_F(ApiAuthTest, PolicyFileOpensAdminActionsToMembers) {
 TEST_F(ApiAuthTest, UnknownPathsMethodsAndMicroversions) {
   UseNoauth();
   const std::string token = "u:" + std::string(kProjectA);
-  auto at = [&](std::string method, std::string resource, std::string_view version) {
+  auto at = [&](std::string method, std::string_view resource, std::string_view version) {
     ports::HttpRequest request = Request(std::move(method), Path(kProjectA, resource), token);
     if (!version.empty()) {
       request.headers.emplace_back("OpenStack-API-Version", "volume " + std::string(version));

@@ -59,6 +59,73 @@ HttpResponse UpdateService(H h, C c) {
   return h.services->UpdateService(c.context, c.request, c.segments[1]);
 }
 
+// A POST .../action row: `name` is the body's key ("*": any other).
+constexpr Route ActionRow(std::string_view path,
+                          std::string_view name,
+                          std::string_view rule,
+                          RoutePart part,
+                          RouteHandler handler,
+                          Microversion min_version = kMinMicroversion) {
+  return {.method = "POST",
+          .path = path,
+          .action = name,
+          .min_version = min_version,
+          .rule = rule,
+          .part = part,
+          .handler = handler};
+}
+
+HttpResponse VolumeAction(H h, C c) {
+  return h.volumes->Action(c.context, c.body, c.params[0]);
+}
+
+HttpResponse SnapshotAction(H h, C c) {
+  return h.snapshots->Action(c.context, c.body, c.params[0]);
+}
+
+HttpResponse BackupAction(H h, C c) {
+  return h.backups->Action(c.context, c.body, c.params[0]);
+}
+
+HttpResponse TypeAction(H h, C c) {
+  return h.types->Action(c.context, c.body, c.params[0]);
+}
+
+HttpResponse GroupAction(H h, C c) {
+  return h.groups->Action(c.context, c.body, c.params[0]);
+}
+
+HttpResponse GroupSnapshotAction(H h, C c) {
+  return h.groups->SnapshotAction(c.context, c.body, c.params[0]);
+}
+
+template <TransferRoute Kind>
+HttpResponse ListTransfers(H h, C c) {
+  return h.transfers->List(c.context, c.request, /*detail=*/false, Kind);
+}
+
+template <TransferRoute Kind>
+HttpResponse ListTransfersDetail(H h, C c) {
+  return h.transfers->List(c.context, c.request, /*detail=*/true, Kind);
+}
+
+template <TransferRoute Kind>
+HttpResponse CreateTransfer(H h, C c) {
+  return h.transfers->Create(c.context, c.request, Kind);
+}
+
+HttpResponse ShowTransfer(H h, C c) {
+  return h.transfers->Show(c.context, c.params[0]);
+}
+
+HttpResponse DeleteTransfer(H h, C c) {
+  return h.transfers->Delete(c.context, c.params[0]);
+}
+
+HttpResponse AcceptTransfer(H h, C c) {
+  return h.transfers->Accept(c.context, c.request, c.params[0]);
+}
+
 constexpr Route kRoutes[] = {
     // Volumes.
     {.method = "GET",
@@ -165,20 +232,35 @@ constexpr Route kRoutes[] = {
          [](H h, C c) {
            return h.volumes->DeleteMetadataItem(c.context, c.params[0], c.params[1]);
          }},
-#define CLINKER_VOLUME_ACTION(name, policy_rule)                                                  \
-  {                                                                                               \
-    .method = "POST", .path = "/volumes/{volume_id}/action", .action = name, .rule = policy_rule, \
-    .part = P::kVolumes, .handler = [](H h, C c) {                                                \
-      return h.volumes->Action(c.context, c.body, c.params[0]);                                   \
-    }                                                                                             \
-  }
-    CLINKER_VOLUME_ACTION("os-extend", p::kVolumeExtend),
-    CLINKER_VOLUME_ACTION("os-retype", p::kVolumeRetype),
-    CLINKER_VOLUME_ACTION("os-reset_status", p::kVolumeResetStatus),
-    CLINKER_VOLUME_ACTION("os-force_delete", p::kVolumeAdminForceDelete),
-    CLINKER_VOLUME_ACTION("os-set_bootable", p::kVolumeUpdate),
-    CLINKER_VOLUME_ACTION("os-update_readonly_flag", p::kVolumeUpdateReadonly),
-    CLINKER_VOLUME_ACTION("os-show_image_metadata", p::kVolumeMetadataGet),
+    ActionRow(
+        "/volumes/{volume_id}/action", "os-extend", p::kVolumeExtend, P::kVolumes, VolumeAction),
+    ActionRow(
+        "/volumes/{volume_id}/action", "os-retype", p::kVolumeRetype, P::kVolumes, VolumeAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-reset_status",
+              p::kVolumeResetStatus,
+              P::kVolumes,
+              VolumeAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-force_delete",
+              p::kVolumeAdminForceDelete,
+              P::kVolumes,
+              VolumeAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-set_bootable",
+              p::kVolumeUpdate,
+              P::kVolumes,
+              VolumeAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-update_readonly_flag",
+              p::kVolumeUpdateReadonly,
+              P::kVolumes,
+              VolumeAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-show_image_metadata",
+              p::kVolumeMetadataGet,
+              P::kVolumes,
+              VolumeAction),
     // Cinder's image metadata calls also check the volume metadata rules.
     {.method = "POST",
      .path = "/volumes/{volume_id}/action",
@@ -200,21 +282,46 @@ constexpr Route kRoutes[] = {
          [](H h, C c) {
            return h.volumes->Action(c.context, c.body, c.params[0]);
          }},
-#undef CLINKER_VOLUME_ACTION
-#define CLINKER_ATTACH_ACTION(name, policy_rule)                                                  \
-  {                                                                                               \
-    .method = "POST", .path = "/volumes/{volume_id}/action", .action = name, .rule = policy_rule, \
-    .part = P::kAttachments, .handler = LegacyAttachAction                                        \
-  }
-    CLINKER_ATTACH_ACTION("os-reserve", p::kVolumeReserve),
-    CLINKER_ATTACH_ACTION("os-unreserve", p::kVolumeUnreserve),
-    CLINKER_ATTACH_ACTION("os-initialize_connection", p::kVolumeInitializeConnection),
-    CLINKER_ATTACH_ACTION("os-terminate_connection", p::kVolumeTerminateConnection),
-    CLINKER_ATTACH_ACTION("os-attach", p::kVolumeAttach),
-    CLINKER_ATTACH_ACTION("os-detach", p::kVolumeDetach),
-    CLINKER_ATTACH_ACTION("os-begin_detaching", p::kVolumeBeginDetaching),
-    CLINKER_ATTACH_ACTION("os-roll_detaching", p::kVolumeRollDetaching),
-#undef CLINKER_ATTACH_ACTION
+    ActionRow("/volumes/{volume_id}/action",
+              "os-reserve",
+              p::kVolumeReserve,
+              P::kAttachments,
+              LegacyAttachAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-unreserve",
+              p::kVolumeUnreserve,
+              P::kAttachments,
+              LegacyAttachAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-initialize_connection",
+              p::kVolumeInitializeConnection,
+              P::kAttachments,
+              LegacyAttachAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-terminate_connection",
+              p::kVolumeTerminateConnection,
+              P::kAttachments,
+              LegacyAttachAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-attach",
+              p::kVolumeAttach,
+              P::kAttachments,
+              LegacyAttachAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-detach",
+              p::kVolumeDetach,
+              P::kAttachments,
+              LegacyAttachAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-begin_detaching",
+              p::kVolumeBeginDetaching,
+              P::kAttachments,
+              LegacyAttachAction),
+    ActionRow("/volumes/{volume_id}/action",
+              "os-roll_detaching",
+              p::kVolumeRollDetaching,
+              P::kAttachments,
+              LegacyAttachAction),
     // Any other action (or a malformed body): the update rule, so no action is left unguarded;
     // the handler answers 400.
     {.method = "POST",
@@ -325,18 +432,23 @@ constexpr Route kRoutes[] = {
          [](H h, C c) {
            return h.snapshots->DeleteMetadataItem(c.context, c.params[0], c.params[1]);
          }},
-#define CLINKER_SNAPSHOT_ACTION(name, policy_rule)                               \
-  {                                                                              \
-    .method = "POST", .path = "/snapshots/{snapshot_id}/action", .action = name, \
-    .rule = policy_rule, .part = P::kSnapshots, .handler = [](H h, C c) {        \
-      return h.snapshots->Action(c.context, c.body, c.params[0]);                \
-    }                                                                            \
-  }
-    CLINKER_SNAPSHOT_ACTION("os-update_snapshot_status", p::kSnapshotUpdateStatus),
-    CLINKER_SNAPSHOT_ACTION("os-reset_status", p::kSnapshotResetStatus),
-    CLINKER_SNAPSHOT_ACTION("os-force_delete", p::kSnapshotForceDelete),
-    CLINKER_SNAPSHOT_ACTION("*", p::kSnapshotUpdate),
-#undef CLINKER_SNAPSHOT_ACTION
+    ActionRow("/snapshots/{snapshot_id}/action",
+              "os-update_snapshot_status",
+              p::kSnapshotUpdateStatus,
+              P::kSnapshots,
+              SnapshotAction),
+    ActionRow("/snapshots/{snapshot_id}/action",
+              "os-reset_status",
+              p::kSnapshotResetStatus,
+              P::kSnapshots,
+              SnapshotAction),
+    ActionRow("/snapshots/{snapshot_id}/action",
+              "os-force_delete",
+              p::kSnapshotForceDelete,
+              P::kSnapshots,
+              SnapshotAction),
+    ActionRow(
+        "/snapshots/{snapshot_id}/action", "*", p::kSnapshotUpdate, P::kSnapshots, SnapshotAction),
 
     // Attachments (3.27+). Reads have no rule of their own in Cinder: a caller sees its
     // project's attachments.
@@ -470,71 +582,81 @@ constexpr Route kRoutes[] = {
          [](H h, C c) {
            return h.backups->ExportRecord(c.context, c.params[0]);
          }},
-#define CLINKER_BACKUP_ACTION(name, policy_rule)                                                  \
-  {                                                                                               \
-    .method = "POST", .path = "/backups/{backup_id}/action", .action = name, .rule = policy_rule, \
-    .part = P::kBackups, .handler = [](H h, C c) {                                                \
-      return h.backups->Action(c.context, c.body, c.params[0]);                                   \
-    }                                                                                             \
-  }
-    CLINKER_BACKUP_ACTION("os-reset_status", p::kBackupResetStatus),
-    CLINKER_BACKUP_ACTION("os-force_delete", p::kBackupForceDelete),
-    CLINKER_BACKUP_ACTION("*", p::kBackupUpdate),
-#undef CLINKER_BACKUP_ACTION
+    ActionRow("/backups/{backup_id}/action",
+              "os-reset_status",
+              p::kBackupResetStatus,
+              P::kBackups,
+              BackupAction),
+    ActionRow("/backups/{backup_id}/action",
+              "os-force_delete",
+              p::kBackupForceDelete,
+              P::kBackups,
+              BackupAction),
+    ActionRow("/backups/{backup_id}/action", "*", p::kBackupUpdate, P::kBackups, BackupAction),
 
-// Volume transfers: Cinder's extension (/os-volume-transfer) and its v3 controller
-// (/volume-transfers, routed at every microversion as Cinder's router does; clients use it
-// from 3.55).
-#define CLINKER_TRANSFER_ROUTES(prefix, kind)                                             \
-  {.method = "GET",                                                                       \
-   .path = prefix,                                                                        \
-   .rule = p::kTransferGetAll,                                                            \
-   .part = P::kTransfers,                                                                 \
-   .handler =                                                                             \
-       [](H h, C c) {                                                                     \
-         return h.transfers->List(c.context, c.request, false, kind);                     \
-       }},                                                                                \
-      {.method = "POST",                                                                  \
-       .path = prefix,                                                                    \
-       .rule = p::kTransferCreate,                                                        \
-       .part = P::kTransfers,                                                             \
-       .handler =                                                                         \
-           [](H h, C c) {                                                                 \
-             return h.transfers->Create(c.context, c.request, kind);                      \
-           }},                                                                            \
-      {.method = "GET",                                                                   \
-       .path = prefix "/detail",                                                          \
-       .rule = p::kTransferGetAll,                                                        \
-       .part = P::kTransfers,                                                             \
-       .handler =                                                                         \
-           [](H h, C c) {                                                                 \
-             return h.transfers->List(c.context, c.request, true, kind);                  \
-           }},                                                                            \
-      {.method = "GET",                                                                   \
-       .path = prefix "/{transfer_id}",                                                   \
-       .rule = p::kTransferGet,                                                           \
-       .part = P::kTransfers,                                                             \
-       .handler =                                                                         \
-           [](H h, C c) {                                                                 \
-             return h.transfers->Show(c.context, c.params[0]);                            \
-           }},                                                                            \
-      {.method = "DELETE",                                                                \
-       .path = prefix "/{transfer_id}",                                                   \
-       .rule = p::kTransferDelete,                                                        \
-       .part = P::kTransfers,                                                             \
-       .handler =                                                                         \
-           [](H h, C c) {                                                                 \
-             return h.transfers->Delete(c.context, c.params[0]);                          \
-           }},                                                                            \
-  {                                                                                       \
-    .method = "POST", .path = prefix "/{transfer_id}/accept", .rule = p::kTransferAccept, \
-    .part = P::kTransfers, .handler = [](H h, C c) {                                      \
-      return h.transfers->Accept(c.context, c.request, c.params[0]);                      \
-    }                                                                                     \
-  }
-    CLINKER_TRANSFER_ROUTES("/os-volume-transfer", TransferRoute::kExtension),
-    CLINKER_TRANSFER_ROUTES("/volume-transfers", TransferRoute::kV3),
-#undef CLINKER_TRANSFER_ROUTES
+    // Volume transfers: Cinder's extension (/os-volume-transfer) and its v3 controller
+    // (/volume-transfers, routed at every microversion as Cinder's router does; clients use it
+    // from 3.55).
+    {.method = "GET",
+     .path = "/os-volume-transfer",
+     .rule = p::kTransferGetAll,
+     .part = P::kTransfers,
+     .handler = ListTransfers<TransferRoute::kExtension>},
+    {.method = "POST",
+     .path = "/os-volume-transfer",
+     .rule = p::kTransferCreate,
+     .part = P::kTransfers,
+     .handler = CreateTransfer<TransferRoute::kExtension>},
+    {.method = "GET",
+     .path = "/os-volume-transfer/detail",
+     .rule = p::kTransferGetAll,
+     .part = P::kTransfers,
+     .handler = ListTransfersDetail<TransferRoute::kExtension>},
+    {.method = "GET",
+     .path = "/os-volume-transfer/{transfer_id}",
+     .rule = p::kTransferGet,
+     .part = P::kTransfers,
+     .handler = ShowTransfer},
+    {.method = "DELETE",
+     .path = "/os-volume-transfer/{transfer_id}",
+     .rule = p::kTransferDelete,
+     .part = P::kTransfers,
+     .handler = DeleteTransfer},
+    {.method = "POST",
+     .path = "/os-volume-transfer/{transfer_id}/accept",
+     .rule = p::kTransferAccept,
+     .part = P::kTransfers,
+     .handler = AcceptTransfer},
+    {.method = "GET",
+     .path = "/volume-transfers",
+     .rule = p::kTransferGetAll,
+     .part = P::kTransfers,
+     .handler = ListTransfers<TransferRoute::kV3>},
+    {.method = "POST",
+     .path = "/volume-transfers",
+     .rule = p::kTransferCreate,
+     .part = P::kTransfers,
+     .handler = CreateTransfer<TransferRoute::kV3>},
+    {.method = "GET",
+     .path = "/volume-transfers/detail",
+     .rule = p::kTransferGetAll,
+     .part = P::kTransfers,
+     .handler = ListTransfersDetail<TransferRoute::kV3>},
+    {.method = "GET",
+     .path = "/volume-transfers/{transfer_id}",
+     .rule = p::kTransferGet,
+     .part = P::kTransfers,
+     .handler = ShowTransfer},
+    {.method = "DELETE",
+     .path = "/volume-transfers/{transfer_id}",
+     .rule = p::kTransferDelete,
+     .part = P::kTransfers,
+     .handler = DeleteTransfer},
+    {.method = "POST",
+     .path = "/volume-transfers/{transfer_id}/accept",
+     .rule = p::kTransferAccept,
+     .part = P::kTransfers,
+     .handler = AcceptTransfer},
 
     // Volume types, their extra specs, encryption and access lists (/types/default is a show).
     {.method = "GET",
@@ -577,17 +699,17 @@ constexpr Route kRoutes[] = {
          [](H h, C c) {
            return h.types->Delete(c.context, c.params[0]);
          }},
-#define CLINKER_TYPE_ACTION(name, policy_rule)                                                \
-  {                                                                                           \
-    .method = "POST", .path = "/types/{type_id}/action", .action = name, .rule = policy_rule, \
-    .part = P::kTypes, .handler = [](H h, C c) {                                              \
-      return h.types->Action(c.context, c.body, c.params[0]);                                 \
-    }                                                                                         \
-  }
-    CLINKER_TYPE_ACTION("addProjectAccess", p::kTypeAccessAddProject),
-    CLINKER_TYPE_ACTION("removeProjectAccess", p::kTypeAccessRemoveProject),
-    CLINKER_TYPE_ACTION("*", p::kTypeUpdate),
-#undef CLINKER_TYPE_ACTION
+    ActionRow("/types/{type_id}/action",
+              "addProjectAccess",
+              p::kTypeAccessAddProject,
+              P::kTypes,
+              TypeAction),
+    ActionRow("/types/{type_id}/action",
+              "removeProjectAccess",
+              p::kTypeAccessRemoveProject,
+              P::kTypes,
+              TypeAction),
+    ActionRow("/types/{type_id}/action", "*", p::kTypeUpdate, P::kTypes, TypeAction),
     {.method = "GET",
      .path = "/types/{type_id}/os-volume-type-access",
      .rule = p::kTypeAccessList,
@@ -905,18 +1027,24 @@ constexpr Route kRoutes[] = {
          [](H h, C c) {
            return h.groups->Update(c.context, c.request, c.params[0]);
          }},
-#define CLINKER_GROUP_ACTION(name, policy_rule)                                  \
-  {                                                                              \
-    .method = "POST", .path = "/groups/{group_id}/action", .action = name,       \
-    .min_version = kGroupsMicroversion, .rule = policy_rule, .part = P::kGroups, \
-    .handler = [](H h, C c) {                                                    \
-      return h.groups->Action(c.context, c.body, c.params[0]);                   \
-    }                                                                            \
-  }
-    CLINKER_GROUP_ACTION("delete", p::kGroupDelete),
-    CLINKER_GROUP_ACTION("reset_status", p::kGroupResetStatus),
-    CLINKER_GROUP_ACTION("*", p::kGroupUpdate),
-#undef CLINKER_GROUP_ACTION
+    ActionRow("/groups/{group_id}/action",
+              "delete",
+              p::kGroupDelete,
+              P::kGroups,
+              GroupAction,
+              kGroupsMicroversion),
+    ActionRow("/groups/{group_id}/action",
+              "reset_status",
+              p::kGroupResetStatus,
+              P::kGroups,
+              GroupAction,
+              kGroupsMicroversion),
+    ActionRow("/groups/{group_id}/action",
+              "*",
+              p::kGroupUpdate,
+              P::kGroups,
+              GroupAction,
+              kGroupsMicroversion),
 
     // Group snapshots (3.14+).
     {.method = "GET",
@@ -970,17 +1098,18 @@ constexpr Route kRoutes[] = {
          [](H h, C c) {
            return h.groups->DeleteSnapshot(c.context, c.params[0]);
          }},
-#define CLINKER_GROUP_SNAPSHOT_ACTION(name, policy_rule)                                     \
-  {                                                                                          \
-    .method = "POST", .path = "/group_snapshots/{group_snapshot_id}/action", .action = name, \
-    .min_version = kGroupSnapshotsMicroversion, .rule = policy_rule, .part = P::kGroups,     \
-    .handler = [](H h, C c) {                                                                \
-      return h.groups->SnapshotAction(c.context, c.body, c.params[0]);                       \
-    }                                                                                        \
-  }
-    CLINKER_GROUP_SNAPSHOT_ACTION("reset_status", p::kGroupSnapshotResetStatus),
-    CLINKER_GROUP_SNAPSHOT_ACTION("*", p::kGroupSnapshotUpdate),
-#undef CLINKER_GROUP_SNAPSHOT_ACTION
+    ActionRow("/group_snapshots/{group_snapshot_id}/action",
+              "reset_status",
+              p::kGroupSnapshotResetStatus,
+              P::kGroups,
+              GroupSnapshotAction,
+              kGroupSnapshotsMicroversion),
+    ActionRow("/group_snapshots/{group_snapshot_id}/action",
+              "*",
+              p::kGroupSnapshotUpdate,
+              P::kGroups,
+              GroupSnapshotAction,
+              kGroupSnapshotsMicroversion),
 
     // Services and clusters. Freeze, thaw and failover pass a second rule of their own, as in
     // Cinder.
@@ -1297,8 +1426,11 @@ std::span<const Route> Routes() {
 RouteMatch MatchRoute(std::string_view method,
                       const std::vector<std::string>& segments,
                       const std::string& body,
-                      const Microversion* version) {
+                      const Microversion* version,
+                      nlohmann::json* parsed_body) {
   RouteMatch match;
+  nlohmann::json ignored;
+  nlohmann::json& parsed = parsed_body != nullptr ? *parsed_body : ignored;
   bool body_parsed = false;
   const Route* claimed = nullptr;  // The exclusive route whose path the request names.
   const Route* version_miss = nullptr;
@@ -1314,9 +1446,9 @@ RouteMatch MatchRoute(std::string_view method,
     if (method_matches && !route.action.empty()) {
       // The body is parsed once, for the first action row of the path; the handler gets it.
       if (!body_parsed) {
-        match.body = nlohmann::json::parse(body, nullptr, false);
-        if (match.body.is_object() && match.body.size() == 1) {
-          match.action = match.body.begin().key();
+        parsed = nlohmann::json::parse(body, nullptr, false);
+        if (parsed.is_object() && parsed.size() == 1) {
+          match.action = parsed.begin().key();
         }
         body_parsed = true;
       }
@@ -1372,9 +1504,13 @@ std::vector<std::string> RouteListing() {
     if (!route.second_rule.empty()) {
       rules += " and `" + std::string(route.second_rule) + "`";
     }
-    std::string row = "| `" + std::string(route.method) + "` | `" + std::string(route.path) +
-                      "` | " + (route.action.empty() ? "" : "`" + std::string(route.action) + "`") +
-                      " | " + versions + " | " + rules + " | " + std::string(route.note) + " |";
+    std::string row = "| `";
+    row.append(route.method).append("` | `").append(route.path).append("` | ");
+    if (!route.action.empty()) {
+      row.append("`").append(route.action).append("`");
+    }
+    row.append(" | ").append(versions).append(" | ").append(rules).append(" | ");
+    row.append(route.note).append(" |");
     rows.push_back(std::move(row));
   }
   return rows;

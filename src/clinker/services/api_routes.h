@@ -96,6 +96,9 @@ using RouteHandler = HttpResponse (*)(const ApiHandlers&, const RouteCall&);
 // A rule that depends on the request beyond its route (DELETE /volumes/{id}?force=true).
 using RuleSelector = std::string_view (*)(const HttpRequest&);
 
+// The fields are in the order the table reads them (designated initializers), not packed: the
+// table is small and static.
+// NOLINTNEXTLINE(clang-analyzer-optin.performance.Padding)
 struct Route {
   std::string_view method{};
   std::string_view path{};    // After /v3[/{project_id}], e.g. "/volumes/{volume_id}/action".
@@ -135,17 +138,19 @@ struct RouteMatch {
   Outcome outcome = Outcome::kNotFound;
   const Route* route = nullptr;
   std::vector<std::string_view> params;  // Views into the segments given to MatchRoute.
-  nlohmann::json body;                   // Parsed for an action path; else null.
-  std::string action;                    // The body's only key, or "".
+  std::string action;                    // An action path's body's only key, or "".
 };
 
 // Matches a request against the table. `segments` is the path after /v3[/{project_id}] split on
 // '/' and must outlive the match (params view into it). With `version` unset every row matches
-// whatever its microversions (the policy tests and listings ask which rule a path has).
+// whatever its microversions (the policy tests and listings ask which rule a path has). For an
+// action path the body is parsed once, into `*parsed_body` when given (discarded when it is not
+// JSON), for the handler.
 RouteMatch MatchRoute(std::string_view method,
                       const std::vector<std::string>& segments,
                       const std::string& body,
-                      const Microversion* version);
+                      const Microversion* version,
+                      nlohmann::json* parsed_body = nullptr);
 
 // True when `segment` is the first segment of some route ("volumes", "os-hosts", ...): a
 // project-less URL (/v3/volumes) names it where a project id would be.

@@ -164,7 +164,8 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
                                 segments.end());
   // One match against the route table decides the handler, the rules and the parameters; a
   // POST .../action body is parsed there, once.
-  RouteMatch match = MatchRoute(request.method, rest, request.body, &context.version);
+  nlohmann::json body;
+  RouteMatch match = MatchRoute(request.method, rest, request.body, &context.version, &body);
   switch (match.outcome) {
     case RouteMatch::Outcome::kNotFound:
       return NotFound();
@@ -190,7 +191,7 @@ HttpResponse ApiService::RouteV3(const HttpRequest& request) {
                  .request = request,
                  .segments = rest,
                  .params = std::move(match.params),
-                 .body = match.body,
+                 .body = body,
                  .action = match.action};
   return route.handler(handlers_, call);
 }
