@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "clinker/domain/policy.h"
+#include "clinker/services/api_routes.h"
 
 namespace clinkerd {
 namespace {
@@ -880,6 +881,11 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
                print_policy,
                "Print the built-in policy rules as a commented YAML policy file (a start for "
                "--policy-file) and exit");
+  bool print_routes = false;
+  app.add_flag("--print-routes",
+               print_routes,
+               "Print the API's route table (method, path, action, microversions, policy rules) "
+               "as Markdown rows, as docs/API.md lists it, and exit");
   app.add_option("--log-level", log_level, "debug, info (default), warn or error");
   app.add_option("--log-format", log_format, "json (default) or text");
   // Maintenance commands; the daemon's options above also name the database they work on.
@@ -910,6 +916,15 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
     // CLI11 prints the help, the version or the error; a usage error exits 2 like any other
     // bad setting, whatever CLI11's own code for it.
     result.exit_code = app.exit(error) == 0 ? 0 : 2;
+    return result;
+  }
+
+  if (print_routes) {
+    std::cout << "| method | path | action | microversions | policy rules | notes |\n"
+              << "|---|---|---|---|---|---|\n";
+    for (const std::string& row : clinker::services::RouteListing()) {
+      std::cout << row << "\n";
+    }
     return result;
   }
 

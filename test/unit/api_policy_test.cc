@@ -1,4 +1,5 @@
-// Goal: check which Cinder policy rule PolicyActionFor names for each API route: every
+// Goal: check which Cinder policy rule PolicyActionFor (the rule of the route table's row that
+// serves the request, api_routes.h) names for each API route: every
 // collection's list, detail, summary, create, show, update and delete; DELETE ?force=true; each
 // listed action of volumes, snapshots and backups and that an unlisted (or unreadable) action
 // falls back to the resource's update rule, so no action is left unguarded; backup restore;
@@ -458,6 +459,8 @@ TEST(ApiPolicyTest, EveryRuleItNamesIsADefaultRule) {
                                                 "/x1/delete_keys",
 
                                                 "/action",
+                                                "/get_pools",
+                                                "/freeze",
                                                 "/x1/group_specs",
                                                 "/x1/group_specs/k"};
   const std::vector<std::string_view> methods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};

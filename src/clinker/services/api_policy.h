@@ -1,4 +1,5 @@
-// Which policy rule (Cinder's rule names, domain/policy.h) guards an API request.
+// Which policy rule (Cinder's rule names, domain/policy.h) guards an API request: the rule of
+// the route that serves it in the route table (api_routes.h), which ApiService dispatches with.
 //
 // ApiService checks the rule before the handler runs, with the caller's own project as the
 // target: the handlers then show a caller only what it may see (another project's resource is

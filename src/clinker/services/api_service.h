@@ -11,11 +11,13 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "clinker/domain/policy.h"
 #include "clinker/ports/http_types.h"
+#include "clinker/services/api_routes.h"
 #include "clinker/services/attachments_api.h"
 #include "clinker/services/backups_api.h"
 #include "clinker/services/group_types_api.h"
@@ -56,16 +58,16 @@ class ApiService {
              TypesApi& types,
              ApiAuthOptions auth = {},
              MessagesApi* messages = nullptr)  // nullptr: /messages answers 404.
-      : volumes_(volumes),
-        snapshots_(snapshots),
-        attachments_(attachments),
-        backups_(backups),
-        services_(services),
-        types_(types),
-        auth_(std::move(auth)),
-        messages_(messages) {
+      : auth_(std::move(auth)) {
+    handlers_.volumes = &volumes;
+    handlers_.snapshots = &snapshots;
+    handlers_.attachments = &attachments;
+    handlers_.backups = &backups;
+    handlers_.services = &services;
+    handlers_.types = &types;
+    handlers_.messages = messages;
     // A cascading volume delete deletes each snapshot as DELETE /snapshots/{id} does.
-    volumes_.SetSnapshotDeleter(
+    volumes.SetSnapshotDeleter(
         [&snapshots](const RequestContext& context, std::string_view snapshot_id) {
           return snapshots.Delete(context, snapshot_id);
         });
@@ -75,15 +77,15 @@ class ApiService {
 
   // Serves volume transfers (/os-volume-transfer, /volume-transfers) through `transfers`, which
   // must outlive this ApiService; without it they are 404. Call before the first Handle.
-  void ServeTransfers(TransfersApi* transfers) { transfers_ = transfers; }
+  void ServeTransfers(TransfersApi* transfers) { handlers_.transfers = transfers; }
 
   // Serves QoS specs (/qos-specs) through `qos`, which must outlive this ApiService; without it
   // they are 404. Call before the first Handle.
-  void ServeQosSpecs(QosApi* qos) { qos_ = qos; }
+  void ServeQosSpecs(QosApi* qos) { handlers_.qos = qos; }
 
   // Serves /os-quota-sets, /os-quota-class-sets and /limits through `quotas` (which must outlive
   // this ApiService); without it they are 404. Call before the first Handle.
-  void ServeQuotas(QuotasApi* quotas) { quotas_ = quotas; }
+  void ServeQuotas(QuotasApi* quotas) { handlers_.quotas = quotas; }
 
   // Serves GET /metrics (outside /v3, no token: a monitoring probe's endpoint, as oslo's
   // /healthcheck) with `metrics`' answer; without it /metrics is 404. Call before the first
@@ -94,79 +96,28 @@ class ApiService {
   // (/group_snapshots, 3.14+) through these, which must outlive this ApiService; without them
   // those URLs are 404. Call before the first Handle.
   void ServeGroups(GroupTypesApi* group_types, GroupsApi* groups) {
-    group_types_ = group_types;
-    groups_ = groups;
+    handlers_.group_types = group_types;
+    handlers_.groups = groups;
   }
 
  private:
-  HttpResponse Route(const HttpRequest& request);
+  HttpResponse RouteRequest(const HttpRequest& request);
   HttpResponse RouteV3(const HttpRequest& request);
   // Fills the caller's identity into `context` (and its policy credentials), or the response
   // that refuses the request.
   std::optional<HttpResponse> Authenticate(const HttpRequest& request,
                                            RequestContext* context,
                                            domain::PolicyCredentials* credentials);
-  HttpResponse RouteServices(const RequestContext& context,
-                             const HttpRequest& request,
-                             const std::vector<std::string>& rest);
-  HttpResponse RouteVolumes(const RequestContext& context,
-                            const HttpRequest& request,
-                            const std::vector<std::string>& rest);
-  HttpResponse RouteSnapshots(const RequestContext& context,
-                              const HttpRequest& request,
-                              const std::vector<std::string>& rest);
-  HttpResponse RouteAttachments(const RequestContext& context,
-                                const HttpRequest& request,
-                                const std::vector<std::string>& rest);
-  HttpResponse RouteBackups(const RequestContext& context,
-                            const HttpRequest& request,
-                            const std::vector<std::string>& rest);
-  HttpResponse RouteClusters(const RequestContext& context,
-                             const HttpRequest& request,
-                             const std::vector<std::string>& rest);
-  HttpResponse RouteQosSpecs(const RequestContext& context,
-                             const HttpRequest& request,
-                             const std::vector<std::string>& rest);
-  HttpResponse RouteTransfers(const RequestContext& context,
-                              const HttpRequest& request,
-                              const std::vector<std::string>& rest);
-  HttpResponse RouteQuotas(const RequestContext& context,
-                           const HttpRequest& request,
-                           const std::vector<std::string>& rest);
-  HttpResponse RouteAdmin(const RequestContext& context,
-                          const HttpRequest& request,
-                          const std::vector<std::string>& rest);
-  std::optional<HttpResponse> EnforceSecondaryPolicy(const HttpRequest& request,
-                                                     const std::vector<std::string>& rest,
-                                                     const domain::PolicyCredentials& credentials,
-                                                     const RequestContext& context);
-  HttpResponse RouteTypes(const RequestContext& context,
-                          const HttpRequest& request,
-                          const std::vector<std::string>& rest);
-  HttpResponse RouteGroupTypes(const RequestContext& context,
-                               const HttpRequest& request,
-                               const std::vector<std::string>& rest);
-  HttpResponse RouteGroups(const RequestContext& context,
-                           const HttpRequest& request,
-                           const std::vector<std::string>& rest);
-  HttpResponse RouteGroupSnapshots(const RequestContext& context,
-                                   const HttpRequest& request,
-                                   const std::vector<std::string>& rest);
+  // Checks `rule` (when not empty) for the caller: the 403 that refuses it, or nothing.
+  std::optional<HttpResponse> Enforce(std::string_view rule,
+                                      const domain::PolicyCredentials& credentials,
+                                      const RequestContext& context) const;
+  // Whether the service answering `part` is wired (the optional ones may not be).
+  bool Serves(RoutePart part) const;
 
-  VolumesApi& volumes_;
-  SnapshotsApi& snapshots_;
-  AttachmentsApi& attachments_;
-  BackupsApi& backups_;
-  ServicesApi& services_;
-  TransfersApi* transfers_ = nullptr;
-  QosApi* qos_ = nullptr;
-  QuotasApi* quotas_ = nullptr;
+  ApiHandlers handlers_;
   std::function<HttpResponse()> metrics_;
-  GroupTypesApi* group_types_ = nullptr;
-  GroupsApi* groups_ = nullptr;
-  TypesApi& types_;
   const ApiAuthOptions auth_;
-  MessagesApi* const messages_;
 };
 
 }  // namespace clinker::services

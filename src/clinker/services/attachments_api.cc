@@ -603,7 +603,12 @@ HttpResponse AttachmentsApi::Update(const RequestContext& context,
 HttpResponse AttachmentsApi::Action(const RequestContext& context,
                                     const HttpRequest& request,
                                     std::string_view attachment_id) {
-  json body = json::parse(request.body, nullptr, false);
+  return Action(context, json::parse(request.body, nullptr, false), attachment_id);
+}
+
+HttpResponse AttachmentsApi::Action(const RequestContext& context,
+                                    const json& body,
+                                    std::string_view attachment_id) {
   if (body.is_discarded() || !body.is_object() || body.size() != 1) {
     return Fault(400, "Malformed request body");
   }

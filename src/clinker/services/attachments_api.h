@@ -66,6 +66,11 @@ class AttachmentsApi {
   HttpResponse Action(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view attachment_id);
+  // The same with the body already parsed (discarded when it was not JSON), as the router
+  // hands it over.
+  HttpResponse Action(const RequestContext& context,
+                      const nlohmann::json& body,
+                      std::string_view attachment_id);
   HttpResponse Delete(const RequestContext& context, std::string_view attachment_id);
 
   // True for the volume actions LegacyAction handles.

@@ -76,6 +76,11 @@ class BackupsApi {
   HttpResponse Action(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view backup_id);
+  // The same with the body already parsed (discarded when it was not JSON), as the router
+  // hands it over.
+  HttpResponse Action(const RequestContext& context,
+                      const nlohmann::json& body,
+                      std::string_view backup_id);
 
  private:
   HttpResponse DeleteBackup(const RequestContext& context, std::string_view backup_id, bool force);

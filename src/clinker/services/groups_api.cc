@@ -721,7 +721,12 @@ HttpResponse GroupsApi::Update(const RequestContext& context,
 HttpResponse GroupsApi::Action(const RequestContext& context,
                                const HttpRequest& request,
                                std::string_view group_id) {
-  json body = json::parse(request.body, nullptr, false);
+  return Action(context, json::parse(request.body, nullptr, false), group_id);
+}
+
+HttpResponse GroupsApi::Action(const RequestContext& context,
+                               const json& body,
+                               std::string_view group_id) {
   if (body.is_discarded() || !body.is_object() || body.size() != 1) {
     return Fault(400, "Malformed request body");
   }
@@ -1231,7 +1236,12 @@ HttpResponse GroupsApi::DeleteSnapshot(const RequestContext& context,
 HttpResponse GroupsApi::SnapshotAction(const RequestContext& context,
                                        const HttpRequest& request,
                                        std::string_view group_snapshot_id) {
-  json body = json::parse(request.body, nullptr, false);
+  return SnapshotAction(context, json::parse(request.body, nullptr, false), group_snapshot_id);
+}
+
+HttpResponse GroupsApi::SnapshotAction(const RequestContext& context,
+                                       const json& body,
+                                       std::string_view group_snapshot_id) {
   if (body.is_discarded() || !body.is_object() || body.size() != 1) {
     return Fault(400, "Malformed request body");
   }

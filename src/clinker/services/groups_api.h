@@ -130,6 +130,11 @@ class GroupsApi {
   HttpResponse Action(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view group_id);
+  // The same with the body already parsed (discarded when it was not JSON), as the router
+  // hands it over.
+  HttpResponse Action(const RequestContext& context,
+                      const nlohmann::json& body,
+                      std::string_view group_id);
   // POST /groups/action: create-from-src (3.14).
   HttpResponse CreateFromSource(const RequestContext& context, const HttpRequest& request);
 
@@ -142,6 +147,11 @@ class GroupsApi {
   // POST /group_snapshots/{id}/action: reset_status (3.19).
   HttpResponse SnapshotAction(const RequestContext& context,
                               const HttpRequest& request,
+                              std::string_view group_snapshot_id);
+  // The same with the body already parsed (discarded when it was not JSON), as the router
+  // hands it over.
+  HttpResponse SnapshotAction(const RequestContext& context,
+                              const nlohmann::json& body,
                               std::string_view group_snapshot_id);
 
  private:

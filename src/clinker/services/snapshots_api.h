@@ -70,6 +70,11 @@ class SnapshotsApi {
   HttpResponse Action(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view snapshot_id);
+  // The same with the body already parsed (discarded when it was not JSON), as the router
+  // hands it over.
+  HttpResponse Action(const RequestContext& context,
+                      const nlohmann::json& body,
+                      std::string_view snapshot_id);
 
   // The metadata sub-resource (snapshot_metadata.cc), as Cinder: GET /snapshots/{id}/metadata,
   // POST (merges, `replace` false), PUT (replaces all), GET / PUT / DELETE

@@ -599,7 +599,12 @@ HttpResponse TypesApi::Delete(const RequestContext& context, std::string_view ty
 HttpResponse TypesApi::Action(const RequestContext& context,
                               const HttpRequest& request,
                               std::string_view type_id) {
-  json body = json::parse(request.body, nullptr, false);
+  return Action(context, json::parse(request.body, nullptr, false), type_id);
+}
+
+HttpResponse TypesApi::Action(const RequestContext& context,
+                              const json& body,
+                              std::string_view type_id) {
   if (body.is_discarded() || !body.is_object() || body.size() != 1) {
     return Fault(400, "Malformed request body");
   }

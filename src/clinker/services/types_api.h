@@ -62,6 +62,11 @@ class TypesApi {
   HttpResponse Action(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view type_id);
+  // The same with the body already parsed (discarded when it was not JSON), as the router
+  // hands it over.
+  HttpResponse Action(const RequestContext& context,
+                      const nlohmann::json& body,
+                      std::string_view type_id);
   // GET /types/{id}/os-volume-type-access.
   HttpResponse ListAccess(const RequestContext& context, std::string_view type_id);
 

@@ -124,6 +124,11 @@ class VolumesApi {
   HttpResponse Action(const RequestContext& context,
                       const HttpRequest& request,
                       std::string_view volume_id);
+  // The same with the body already parsed (discarded when it was not JSON), as the router
+  // hands it over.
+  HttpResponse Action(const RequestContext& context,
+                      const nlohmann::json& body,
+                      std::string_view volume_id);
 
   // The metadata sub-resource (volume_metadata.cc), as Cinder: GET /volumes/{id}/metadata (an
   // Etag header from 3.15), POST (merges), PUT (replaces all; If-Match from 3.15, 412 when it
