@@ -121,7 +121,10 @@ Error BadRequest(std::string message) {
   return Error{ErrorCode::kInvalidArgument, std::move(message)};
 }
 
-Result<json> ParseBody(const HttpRequest& request, std::string_view root) {
+namespace {
+
+// The whole body, which must be an object holding an object under `root`.
+Result<json> ParseRoot(const HttpRequest& request, std::string_view root) {
   json body = json::parse(request.body, nullptr, false);
   if (body.is_discarded()) {
     return tl::unexpected(BadRequest("Malformed request body"));
@@ -130,7 +133,14 @@ Result<json> ParseBody(const HttpRequest& request, std::string_view root) {
     return tl::unexpected(
         BadRequest("Missing required element '" + std::string(root) + "' in request body."));
   }
-  return body[std::string(root)];
+  return body;
+}
+
+}  // namespace
+
+Result<json> ParseBody(const HttpRequest& request, std::string_view root) {
+  CLINKER_ASSIGN_OR_RETURN(json body, ParseRoot(request, root));
+  return std::move(body[std::string(root)]);
 }
 
 namespace {
@@ -169,14 +179,7 @@ Result<json> ParseBody(const HttpRequest& request,
                        std::string_view root,
                        const std::vector<std::string_view>& allowed,
                        const std::vector<std::string_view>& also_at_root) {
-  json body = json::parse(request.body, nullptr, false);
-  if (body.is_discarded()) {
-    return tl::unexpected(BadRequest("Malformed request body"));
-  }
-  if (!body.is_object() || !body.contains(root) || !body[std::string(root)].is_object()) {
-    return tl::unexpected(
-        BadRequest("Missing required element '" + std::string(root) + "' in request body."));
-  }
+  CLINKER_ASSIGN_OR_RETURN(json body, ParseRoot(request, root));
   std::vector<std::string_view> at_root = also_at_root;
   at_root.push_back(root);
   if (auto unexpected = Unexpected(body, at_root); !unexpected.empty()) {

@@ -224,12 +224,15 @@ HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest
                                            "volume_type",
                                            "group_id",
                                            "backup_id"};
+  // Before 3.53 whatever else the volume holds is allowed: its own keys are added (views into
+  // `lenient`, which holds them while `allowed` is read).
+  std::optional<json> lenient;
   if (context.version < Microversion{3, 53}) {
-    auto lenient = ParseBody(request, "volume");
-    if (lenient) {
+    if (auto parsed = ParseBody(request, "volume")) {
+      lenient = std::move(*parsed);
       for (const auto& [key, value] : lenient->items()) {
         if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-          allowed.push_back(key);
+          allowed.emplace_back(key);
         }
       }
     }
