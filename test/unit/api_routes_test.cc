@@ -105,7 +105,8 @@ TEST(ApiRoutesTest, MethodsPathsAndMicroversions) {
   const Microversion v30{3, 0};
   const Microversion latest = kMaxMicroversion;
   auto outcome = [](std::string_view method, std::string_view path, const Microversion& version) {
-    return MatchRoute(method, SegmentsOf(path), "", &version).outcome;
+    const std::vector<std::string> segments = SegmentsOf(path);
+    return MatchRoute(method, segments, "", &version).outcome;
   };
   using O = RouteMatch::Outcome;
   EXPECT_EQ(outcome("GET", "/volumes/v1", v30), O::kMatched);
@@ -122,25 +123,27 @@ TEST(ApiRoutesTest, MethodsPathsAndMicroversions) {
   EXPECT_EQ(outcome("GET", "/os-services/freeze", v30), O::kNotFound);
   EXPECT_EQ(outcome("GET", "/os-services/enable", v30), O::kNotFound);
   // Not exclusive: the backup "import_record", the cluster "enable".
-  RouteMatch import = MatchRoute("GET", SegmentsOf("/backups/import_record"), "", &v30);
+  const std::vector<std::string> import_path = SegmentsOf("/backups/import_record");
+  RouteMatch import = MatchRoute("GET", import_path, "", &v30);
   ASSERT_EQ(import.outcome, O::kMatched);
   EXPECT_EQ(import.route->path, "/backups/{backup_id}");
-  RouteMatch cluster = MatchRoute("GET", SegmentsOf("/clusters/enable"), "", &latest);
+  const std::vector<std::string> cluster_path = SegmentsOf("/clusters/enable");
+  RouteMatch cluster = MatchRoute("GET", cluster_path, "", &latest);
   ASSERT_EQ(cluster.outcome, O::kMatched);
   EXPECT_EQ(cluster.route->path, "/clusters/{cluster_name}");
   // Below 3.12 the summary is a volume named "summary" (404 from the handler), as in Cinder.
-  RouteMatch summary = MatchRoute("GET", SegmentsOf("/volumes/summary"), "", &v30);
+  const std::vector<std::string> summary_path = SegmentsOf("/volumes/summary");
+  RouteMatch summary = MatchRoute("GET", summary_path, "", &v30);
   ASSERT_EQ(summary.outcome, O::kMatched);
   EXPECT_EQ(summary.route->path, "/volumes/{volume_id}");
   ASSERT_EQ(summary.params.size(), 1u);
   EXPECT_EQ(summary.params[0], "summary");
-  EXPECT_EQ(MatchRoute("GET", SegmentsOf("/volumes/summary"), "", &latest).route->path,
-            "/volumes/summary");
+  EXPECT_EQ(MatchRoute("GET", summary_path, "", &latest).route->path, "/volumes/summary");
   EXPECT_EQ(outcome("PUT", "/volumes/summary", latest), O::kMethodNotAllowed);
   // An unreadable action body goes to the "*" row (the handler answers 400).
+  const std::vector<std::string> action_path = SegmentsOf("/volumes/v1/action");
   for (std::string_view body : {"", "not json", "[1]", R"({"a": {}, "b": {}})"}) {
-    RouteMatch action =
-        MatchRoute("POST", SegmentsOf("/volumes/v1/action"), std::string(body), &v30);
+    RouteMatch action = MatchRoute("POST", action_path, std::string(body), &v30);
     ASSERT_EQ(action.outcome, O::kMatched) << body;
     EXPECT_EQ(action.route->action, "*") << body;
     EXPECT_EQ(action.action, "") << body;

@@ -151,6 +151,12 @@ RouteMatch MatchRoute(std::string_view method,
                       const std::string& body,
                       const Microversion* version,
                       nlohmann::json* parsed_body = nullptr);
+// The match's params would view into a temporary: refused at compile time.
+RouteMatch MatchRoute(std::string_view method,
+                      std::vector<std::string>&& segments,
+                      const std::string& body,
+                      const Microversion* version,
+                      nlohmann::json* parsed_body = nullptr) = delete;
 
 // True when `segment` is the first segment of some route ("volumes", "os-hosts", ...): a
 // project-less URL (/v3/volumes) names it where a project id would be.
