@@ -30,20 +30,8 @@ namespace {
 // The segments of a route's path with each "{name}" replaced by a value.
 std::vector<std::string> SegmentsOf(std::string_view pattern) {
   std::vector<std::string> segments;
-  std::size_t start = 0;
-  while (start < pattern.size()) {
-    std::size_t slash = pattern.find('/', start);
-    if (slash == std::string_view::npos) {
-      slash = pattern.size();
-    }
-    if (slash > start) {
-      std::string segment(pattern.substr(start, slash - start));
-      if (segment.front() == '{') {
-        segment = "x1";
-      }
-      segments.push_back(std::move(segment));
-    }
-    start = slash + 1;
+  for (std::string_view segment : PathSegments(pattern)) {
+    segments.emplace_back(segment.front() == '{' ? std::string_view("x1") : segment);
   }
   return segments;
 }

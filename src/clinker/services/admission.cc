@@ -254,6 +254,18 @@ Admission AdmissionControl::AdmitUnplaced() {
   return Admit(std::string());
 }
 
+Admission AdmitOnJobsBackend(AdmissionControl* admission,
+                             const std::optional<std::string>& cluster_name,
+                             const std::optional<std::string>& host) {
+  if (admission == nullptr) {
+    return AdmissionTicket();
+  }
+  if (cluster_name && !cluster_name->empty()) {
+    return admission->AdmitOnBackend(*cluster_name);
+  }
+  return host ? admission->AdmitOnBackend(*host) : admission->AdmitUnplaced();
+}
+
 Result<Backlog> AdmissionControl::Current() {
   Refresh(options_.refresh_interval);
   std::lock_guard<std::mutex> lock(mutex_);

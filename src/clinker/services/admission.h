@@ -156,6 +156,13 @@ class AdmissionControl {
   std::uint64_t next_id_ = 1;
 };
 
+// Work whose jobs go to `cluster_name`'s queue, else `host`'s (a volume's, a backup's): admitted
+// on that back-end, or as a volume the scheduler will place when neither is set. A null
+// `admission` (no admission control wired) admits with an empty ticket.
+Admission AdmitOnJobsBackend(AdmissionControl* admission,
+                             const std::optional<std::string>& cluster_name,
+                             const std::optional<std::string>& host);
+
 // GET /metrics: Prometheus' text format (0.0.4) with the HTTP front end's gauges and counters
 // (core/metrics.h) and, when `admission` is given, the backlog per back-end
 // (clinker_backend_queued_jobs{backend="..."}), the volumes waiting for the scheduler and the

@@ -175,17 +175,23 @@ std::vector<std::string> Unexpected(const json& object,
 
 }  // namespace
 
-Result<json> ParseBody(const HttpRequest& request,
-                       std::string_view root,
-                       const std::vector<std::string_view>& allowed,
-                       const std::vector<std::string_view>& also_at_root) {
+Result<json> ParseBodyOpenObject(const HttpRequest& request,
+                                 std::string_view root,
+                                 const std::vector<std::string_view>& also_at_root) {
   CLINKER_ASSIGN_OR_RETURN(json body, ParseRoot(request, root));
   std::vector<std::string_view> at_root = also_at_root;
   at_root.push_back(root);
   if (auto unexpected = Unexpected(body, at_root); !unexpected.empty()) {
     return tl::unexpected(UnexpectedProperties("", body, unexpected));
   }
-  json inner = std::move(body[std::string(root)]);
+  return std::move(body[std::string(root)]);
+}
+
+Result<json> ParseBody(const HttpRequest& request,
+                       std::string_view root,
+                       const std::vector<std::string_view>& allowed,
+                       const std::vector<std::string_view>& also_at_root) {
+  CLINKER_ASSIGN_OR_RETURN(json inner, ParseBodyOpenObject(request, root, also_at_root));
   if (auto unexpected = Unexpected(inner, allowed); !unexpected.empty()) {
     return tl::unexpected(UnexpectedProperties(root, inner, unexpected));
   }

@@ -95,6 +95,11 @@ Result<nlohmann::json> ParseBody(const HttpRequest& request,
                                  std::string_view root,
                                  const std::vector<std::string_view>& allowed,
                                  const std::vector<std::string_view>& also_at_root = {});
+// ParseBody with only the root held to the schema: the object under `root` may hold anything
+// (Cinder's `additionalProperties: true` there, as volume create before 3.53).
+Result<nlohmann::json> ParseBodyOpenObject(const HttpRequest& request,
+                                           std::string_view root,
+                                           const std::vector<std::string_view>& also_at_root);
 
 // A text field that may be absent, null or a string of at most 255 characters; *present says
 // whether the key was there.

@@ -1341,23 +1341,6 @@ constexpr Route kRoutes[] = {
      .note = "404"},
 };
 
-// Splits a pattern into segments ("/volumes/{volume_id}" -> "volumes", "{volume_id}").
-std::vector<std::string_view> PatternSegments(std::string_view pattern) {
-  std::vector<std::string_view> segments;
-  std::size_t start = 0;
-  while (start < pattern.size()) {
-    std::size_t slash = pattern.find('/', start);
-    if (slash == std::string_view::npos) {
-      slash = pattern.size();
-    }
-    if (slash > start) {
-      segments.push_back(pattern.substr(start, slash - start));
-    }
-    start = slash + 1;
-  }
-  return segments;
-}
-
 bool IsParameter(std::string_view segment) {
   return segment.size() >= 2 && segment.front() == '{' && segment.back() == '}';
 }
@@ -1399,8 +1382,8 @@ bool MatchPath(std::string_view pattern,
 
 // Whether two patterns name the same paths ("{key}" and "{encryption_id}" are alike).
 bool SameShape(std::string_view a, std::string_view b) {
-  std::vector<std::string_view> left = PatternSegments(a);
-  std::vector<std::string_view> right = PatternSegments(b);
+  std::vector<std::string_view> left = PathSegments(a);
+  std::vector<std::string_view> right = PathSegments(b);
   if (left.size() != right.size()) {
     return false;
   }
@@ -1481,6 +1464,22 @@ RouteMatch MatchRoute(std::string_view method,
     match.outcome = RouteMatch::Outcome::kNotFound;
   }
   return match;
+}
+
+std::vector<std::string_view> PathSegments(std::string_view path) {
+  std::vector<std::string_view> segments;
+  std::size_t start = 0;
+  while (start < path.size()) {
+    std::size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) {
+      slash = path.size();
+    }
+    if (slash > start) {
+      segments.push_back(path.substr(start, slash - start));
+    }
+    start = slash + 1;
+  }
+  return segments;
 }
 
 bool IsRouteCollection(std::string_view segment) {

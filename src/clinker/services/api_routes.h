@@ -158,6 +158,11 @@ RouteMatch MatchRoute(std::string_view method,
                       const Microversion* version,
                       nlohmann::json* parsed_body = nullptr) = delete;
 
+// Splits a URL path or a route pattern on '/' into its non-empty segments, as views into `path`
+// ("/volumes//{volume_id}/" -> "volumes", "{volume_id}"). The one splitter every router and
+// listing uses, so a path and the pattern it matches are cut the same way.
+std::vector<std::string_view> PathSegments(std::string_view path);
+
 // True when `segment` is the first segment of some route ("volumes", "os-hosts", ...): a
 // project-less URL (/v3/volumes) names it where a project id would be.
 bool IsRouteCollection(std::string_view segment);

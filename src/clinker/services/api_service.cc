@@ -14,19 +14,8 @@ namespace clinker::services {
 namespace {
 
 std::vector<std::string> SplitPath(std::string_view path) {
-  std::vector<std::string> segments;
-  std::size_t start = 0;
-  while (start < path.size()) {
-    std::size_t slash = path.find('/', start);
-    if (slash == std::string_view::npos) {
-      slash = path.size();
-    }
-    if (slash > start) {
-      segments.emplace_back(path.substr(start, slash - start));
-    }
-    start = slash + 1;
-  }
-  return segments;
+  const std::vector<std::string_view> views = PathSegments(path);
+  return {views.begin(), views.end()};
 }
 
 HttpResponse VersionsDocument(const HttpRequest& request, int status) {

@@ -243,14 +243,10 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
                         volume->status != VolumeStatus::kInUse)) {
     return Fault(400, not_available);
   }
-  AdmissionTicket admitted;  // Counts this create against the back-end until it is written.
-  if (options_.admission != nullptr) {
-    Admission admission = options_.admission->AdmitOnBackend(
-        volume->cluster_name ? *volume->cluster_name : *volume->host);
-    if (!admission) {
-      return std::move(admission.error());
-    }
-    admitted = std::move(*admission);
+  // The ticket counts this create against the back-end until it is written.
+  Admission admitted = AdmitOnJobsBackend(options_.admission, volume->cluster_name, volume->host);
+  if (!admitted) {
+    return std::move(admitted.error());
   }
   std::optional<std::string> parent_id;
   if (incremental) {
@@ -627,14 +623,10 @@ HttpResponse BackupsApi::Restore(const RequestContext& context,
   }
   // Admitted on the backup's back-end, before the first write (that of the backup): the volume
   // restored to, when it is an existing one, is read only after it.
-  AdmissionTicket admitted;
-  if (options_.admission != nullptr) {
-    Admission admission = options_.admission->AdmitOnBackend(
-        OptionalText(*backup, "cluster_name").value_or(OptionalText(*backup, "host").value_or("")));
-    if (!admission) {
-      return std::move(admission.error());
-    }
-    admitted = std::move(*admission);
+  Admission admitted = AdmitOnJobsBackend(
+      options_.admission, OptionalText(*backup, "cluster_name"), OptionalText(*backup, "host"));
+  if (!admitted) {
+    return std::move(admitted.error());
   }
   const std::int64_t size_gib = IntegerOr(*backup, "size_gib", 0);
   // The backed-up volume's metadata goes on the volume restored to (Cinder's restore merges it

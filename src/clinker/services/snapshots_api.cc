@@ -224,14 +224,11 @@ HttpResponse SnapshotsApi::CreateSnapshot(const RequestContext& context,
   }
   // A group snapshot's members are admitted with it (refusing one midway would leave it half
   // made).
-  AdmissionTicket admitted;  // Counts this create against the back-end until it is written.
-  if (options_.admission != nullptr && !group_snapshot_id) {
-    Admission admission = options_.admission->AdmitOnBackend(
-        volume->cluster_name ? *volume->cluster_name : *volume->host);
-    if (!admission) {
-      return std::move(admission.error());
-    }
-    admitted = std::move(*admission);
+  // The ticket counts this create against the back-end until it is written.
+  Admission admitted = AdmitOnJobsBackend(
+      group_snapshot_id ? nullptr : options_.admission, volume->cluster_name, volume->host);
+  if (!admitted) {
+    return std::move(admitted.error());
   }
 
   snapshot.id = NewUuid();

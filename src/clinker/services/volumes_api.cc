@@ -208,36 +208,27 @@ VolumesApi::VolumesApi(ports::StateStore& store,
 HttpResponse VolumesApi::Create(const RequestContext& context, const HttpRequest& request) {
   // Cinder's schema: the root holds the volume and scheduler hints; from 3.53 the volume holds
   // nothing else than its properties (before, anything else is ignored).
-  std::vector<std::string_view> allowed = {"availability_zone",
-                                           "consistencygroup_id",
-                                           "description",
-                                           "display_description",
-                                           "display_name",
-                                           "imageRef",
-                                           "image_id",
-                                           "metadata",
-                                           "multiattach",
-                                           "name",
-                                           "size",
-                                           "snapshot_id",
-                                           "source_volid",
-                                           "volume_type",
-                                           "group_id",
-                                           "backup_id"};
-  // Before 3.53 whatever else the volume holds is allowed: its own keys are added (views into
-  // `lenient`, which holds them while `allowed` is read).
-  std::optional<json> lenient;
-  if (context.version < Microversion{3, 53}) {
-    if (auto parsed = ParseBody(request, "volume")) {
-      lenient = std::move(*parsed);
-      for (const auto& [key, value] : lenient->items()) {
-        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-          allowed.emplace_back(key);
-        }
-      }
-    }
-  }
-  auto body = ParseBody(request, "volume", allowed, {"OS-SCH-HNT:scheduler_hints"});
+  static const std::vector<std::string_view> kAllowed = {"availability_zone",
+                                                         "consistencygroup_id",
+                                                         "description",
+                                                         "display_description",
+                                                         "display_name",
+                                                         "imageRef",
+                                                         "image_id",
+                                                         "metadata",
+                                                         "multiattach",
+                                                         "name",
+                                                         "size",
+                                                         "snapshot_id",
+                                                         "source_volid",
+                                                         "volume_type",
+                                                         "group_id",
+                                                         "backup_id"};
+  // Before 3.53 whatever else the volume holds is allowed (and ignored).
+  const std::vector<std::string_view> also_at_root = {"OS-SCH-HNT:scheduler_hints"};
+  auto body = context.version < Microversion{3, 53}
+                  ? ParseBodyOpenObject(request, "volume", also_at_root)
+                  : ParseBody(request, "volume", kAllowed, also_at_root);
   if (!body) {
     return FaultFromError(body.error());
   }
@@ -449,16 +440,11 @@ HttpResponse VolumesApi::CreateVolume(const RequestContext& context,
   // Admission: nothing is written when the back-end's backlog is full. A group's members are
   // admitted with their group (refusing one midway would leave the group half made).
   // The ticket counts this create against the back-end until its writes are done.
-  AdmissionTicket admitted;
-  if (options_.admission != nullptr && !member_of) {
-    const std::optional<std::string> backend =
-        source ? (source->cluster_name ? source->cluster_name : source->host) : std::nullopt;
-    Admission admission = backend ? options_.admission->AdmitOnBackend(*backend)
-                                  : options_.admission->AdmitUnplaced();
-    if (!admission) {
-      return std::move(admission.error());
-    }
-    admitted = std::move(*admission);
+  Admission admitted = AdmitOnJobsBackend(member_of ? nullptr : options_.admission,
+                                          source ? source->cluster_name : std::nullopt,
+                                          source ? source->host : std::nullopt);
+  if (!admitted) {
+    return std::move(admitted.error());
   }
   // Quotas: the volume counts from the write that creates it (services/quotas.h).
   auto limits = quotas_.ProjectLimits(volume.project_id);
@@ -1162,14 +1148,10 @@ HttpResponse VolumesApi::Extend(const RequestContext& context,
   if (!extendable || !volume->host) {
     return Fault(400, not_available);
   }
-  AdmissionTicket admitted;  // Counts this extend against the back-end until it is written.
-  if (options_.admission != nullptr) {
-    Admission admission = options_.admission->AdmitOnBackend(
-        volume->cluster_name ? *volume->cluster_name : *volume->host);
-    if (!admission) {
-      return std::move(admission.error());
-    }
-    admitted = std::move(*admission);
+  // The ticket counts this extend against the back-end until it is written.
+  Admission admitted = AdmitOnJobsBackend(options_.admission, volume->cluster_name, volume->host);
+  if (!admitted) {
+    return std::move(admitted.error());
   }
   // Quotas: the growth counts from the write that queues it; a failed extend releases it.
   auto limits = quotas_.ProjectLimits(volume->project_id);
