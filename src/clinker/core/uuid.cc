@@ -1,21 +1,58 @@
 #include "clinker/core/uuid.h"
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstddef>
 #include <cstdint>
-#include <random>
+
+#include <sys/random.h>
+
+#include "clinker/core/assert.h"
 
 namespace clinker {
 namespace {
 
-std::mt19937_64& ThreadGenerator() {
-  // One generator per thread, seeded from the OS, so no lock is taken on the hot path.
-  thread_local std::mt19937_64 generator([] {
-    std::random_device device;
-    std::seed_seq seed{device(), device(), device(), device()};
-    return std::mt19937_64(seed);
-  }());
-  return generator;
-}
+// Random bytes from the kernel's CSPRNG (getrandom), taken a buffer at a time per thread so that
+// an id costs no system call on the hot path and no lock. A seeded userspace generator
+// (mt19937) would make ids predictable from a few hundred observed ones; ids name resources in
+// URLs, so they must not be guessable.
+class RandomBytes {
+ public:
+  void Fill(std::uint8_t* out, std::size_t size) {
+    while (size > 0) {
+      if (used_ == buffer_.size()) {
+        Refill();
+      }
+      const std::size_t take = std::min(size, buffer_.size() - used_);
+      std::copy_n(buffer_.begin() + static_cast<std::ptrdiff_t>(used_), take, out);
+      // Bytes handed out are not kept: a core dump shows no id not yet made.
+      std::fill_n(buffer_.begin() + static_cast<std::ptrdiff_t>(used_), take, 0);
+      used_ += take;
+      out += take;
+      size -= take;
+    }
+  }
+
+ private:
+  void Refill() {
+    std::size_t filled = 0;
+    while (filled < buffer_.size()) {
+      const ssize_t got = getrandom(buffer_.data() + filled, buffer_.size() - filled, 0);
+      if (got < 0) {
+        // With flags 0 it fails only when interrupted, or (ENOSYS) on a kernel older than 3.17,
+        // which Clinker does not support: no ids can be made safely there.
+        CLINKER_ASSERT(errno == EINTR, "getrandom failed: no source of random ids");
+        continue;
+      }
+      filled += static_cast<std::size_t>(got);
+    }
+    used_ = 0;
+  }
+
+  std::array<std::uint8_t, 256> buffer_{};
+  std::size_t used_ = buffer_.size();
+};
 
 bool IsHex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -24,13 +61,9 @@ bool IsHex(char c) {
 }  // namespace
 
 std::string NewUuid() {
+  thread_local RandomBytes random;
   std::array<std::uint8_t, 16> bytes{};
-  std::uint64_t high = ThreadGenerator()();
-  std::uint64_t low = ThreadGenerator()();
-  for (int i = 0; i < 8; ++i) {
-    bytes[i] = static_cast<std::uint8_t>(high >> (8 * i));
-    bytes[8 + i] = static_cast<std::uint8_t>(low >> (8 * i));
-  }
+  random.Fill(bytes.data(), bytes.size());
   bytes[6] = static_cast<std::uint8_t>((bytes[6] & 0x0f) | 0x40);  // Version 4.
   bytes[8] = static_cast<std::uint8_t>((bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant.
   static constexpr char kDigits[] = "0123456789abcdef";
