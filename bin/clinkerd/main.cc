@@ -352,6 +352,7 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
   std::unique_ptr<clinker::services::GroupsApi> groups_api;
   std::unique_ptr<clinker::ports::TokenValidator> token_validator;  // auth_strategy = keystone
   std::unique_ptr<clinker::services::Authenticator> authenticator;
+  std::unique_ptr<clinker::services::Healthcheck> health;  // Outlives `api`, which serves it.
   std::unique_ptr<clinker::services::ApiService> api;
   std::unique_ptr<clinker::adapters::HttpServer> http;
   if (config.HasRole("api")) {
@@ -486,6 +487,20 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     // bound off, at most once per second).
     api->ServeMetrics(
         [&admission]() { return clinker::services::MetricsDocument(admission.get()); });
+    // GET /healthcheck: what a load balancer needs to know, that this API can reach its
+    // database (one small read, bounded by the store's own timeouts).
+    health = std::make_unique<clinker::services::Healthcheck>(
+        std::vector<clinker::services::HealthProbe>{
+            {"database", [&store]() -> std::optional<std::string> {
+               clinker::ports::ListQuery one;
+               one.limit = 1;
+               auto probed = store->List(clinker::ports::Table::kServices, one);
+               if (!probed) {
+                 return probed.error().ToString();
+               }
+               return std::nullopt;
+             }}});
+    api->ServeHealthcheck(health.get());
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;

@@ -77,6 +77,21 @@ HttpResponse ApiService::RouteRequest(const HttpRequest& request) {
   if (segments[0] == "metrics" && segments.size() == 1 && metrics_) {
     return request.method == "GET" ? metrics_() : MethodNotAllowed();
   }
+  if (segments[0] == "healthcheck" && segments.size() == 1 && health_ != nullptr) {
+    std::string ignored;
+    const bool detail = request.QueryValue("detail", &ignored);
+    if (detail) {
+      RequestContext context;
+      domain::PolicyCredentials credentials;
+      if (std::optional<HttpResponse> refused = Authenticate(request, &context, &credentials)) {
+        return *refused;
+      }
+      if (!context.is_admin) {
+        return Fault(403, "The detailed health check is for admins.");
+      }
+    }
+    return health_->Answer(request, detail);
+  }
   if (segments[0] != "v3") {
     return Fault(404, "The resource could not be found.");
   }

@@ -22,6 +22,7 @@
 #include "clinker/services/backups_api.h"
 #include "clinker/services/group_types_api.h"
 #include "clinker/services/groups_api.h"
+#include "clinker/services/healthcheck.h"
 #include "clinker/services/messages_api.h"
 #include "clinker/services/qos_api.h"
 #include "clinker/services/quotas_api.h"
@@ -92,6 +93,11 @@ class ApiService {
   // Handle.
   void ServeMetrics(std::function<HttpResponse()> metrics) { metrics_ = std::move(metrics); }
 
+  // Serves GET and HEAD /healthcheck (outside /v3, no token, as oslo's middleware) through
+  // `health`, which must outlive this ApiService; `?detail` needs an admin's token (401/403
+  // otherwise). Without it /healthcheck is 404. Call before the first Handle.
+  void ServeHealthcheck(const Healthcheck* health) { health_ = health; }
+
   // Serves group types (/group_types, 3.11+), groups (/groups, 3.13+) and group snapshots
   // (/group_snapshots, 3.14+) through these, which must outlive this ApiService; without them
   // those URLs are 404. Call before the first Handle.
@@ -117,6 +123,7 @@ class ApiService {
 
   ApiHandlers handlers_;
   std::function<HttpResponse()> metrics_;
+  const Healthcheck* health_ = nullptr;
   const ApiAuthOptions auth_;
 };
 

@@ -212,6 +212,14 @@ void ServiceRegistry::ReportNotWorking(std::chrono::milliseconds duration, std::
   wake_.notify_all();
 }
 
+std::optional<std::string> ServiceRegistry::NotWorkingReason() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (std::chrono::steady_clock::now() < not_working_until_) {
+    return not_working_reason_;
+  }
+  return std::nullopt;
+}
+
 Result<void> ServiceRegistry::MarkDown() {
   CLINKER_ASSIGN_OR_RETURN(
       std::optional<Row> updated,

@@ -79,6 +79,10 @@ class ServiceRegistry {
   // a later call extends the window. No effect unless started.
   void ReportNotWorking(std::chrono::milliseconds duration, std::string reason);
 
+  // Why the service is not working now (within a ReportNotWorking window), or nothing.
+  // Thread safe, non-blocking.
+  std::optional<std::string> NotWorkingReason() const;
+
   const std::string& service_id() const { return service_id_; }
 
  private:
@@ -93,7 +97,7 @@ class ServiceRegistry {
   const ServiceRegistryOptions options_;
   const std::string service_id_;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool running_ = false;                                     // Guarded by mutex_.
   bool stopping_ = false;                                    // Guarded by mutex_.
