@@ -211,6 +211,7 @@ class TomlReader {
                                   {"clusters",
                                    "backends",
                                    "max_over_subscription_ratio",
+                                   "default_weighers",
                                    "requeue_after_s",
                                    "sweep_interval_s"}));
     CLINKER_RETURN_IF_ERROR(Known("volume",
@@ -285,6 +286,7 @@ class TomlReader {
       }
       config->max_over_subscription_ratio = ratio->value<double>().value_or(0.0);
     }
+    CLINKER_RETURN_IF_ERROR(Strings("scheduler", "default_weighers", &config->scheduler_weighers));
     CLINKER_RETURN_IF_ERROR(Integer("scheduler", "requeue_after_s", &config->requeue_after_s));
     CLINKER_RETURN_IF_ERROR(Integer("scheduler", "sweep_interval_s", &config->sweep_interval_s));
     CLINKER_RETURN_IF_ERROR(Text("volume", "backend", &config->backend));
@@ -666,6 +668,12 @@ clinker::Result<void> Validate(Config* config) {
         config->max_over_subscription_ratio <= 1000.0)) {
     return fail("[scheduler] max_over_subscription_ratio: " +
                 std::to_string(config->max_over_subscription_ratio) + " must be 1-1000");
+  }
+  if (config->scheduler_weighers != std::vector<std::string>{"CapacityWeigher"} &&
+      config->scheduler_weighers != std::vector<std::string>{"VolumeNumberWeigher"}) {
+    return fail(
+        "[scheduler] default_weighers: use [\"CapacityWeigher\"] or "
+        "[\"VolumeNumberWeigher\"] (one weigher)");
   }
   if (config->requeue_after_s < 1 || config->sweep_interval_s < 1) {
     return fail("requeue_after_s and sweep_interval_s: must be at least 1");

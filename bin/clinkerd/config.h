@@ -106,7 +106,9 @@ struct Config {
   std::vector<std::string> scheduler_clusters;
   std::vector<std::string> scheduler_backends;
   double max_over_subscription_ratio = 20.0;  // Thin provisioning, as Cinder's.
-  int requeue_after_s = 60;                   // Re-publish the job of a volume queued this long.
+  // Cinder's scheduler_default_weighers: ["CapacityWeigher"] or ["VolumeNumberWeigher"].
+  std::vector<std::string> scheduler_weighers = {"CapacityWeigher"};
+  int requeue_after_s = 60;  // Re-publish the job of a volume queued this long.
   int sweep_interval_s = 10;
   // [volume]
   std::string backend = "file";

@@ -530,6 +530,9 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
         config.scheduler_clusters, config.scheduler_backends, "default"};
     scheduler_options.capability_max_age = 3 * std::chrono::seconds(config.report_interval_s);
     scheduler_options.max_over_subscription_ratio = config.max_over_subscription_ratio;
+    if (config.scheduler_weighers.front() == "VolumeNumberWeigher") {
+      scheduler_options.weigher = clinker::services::SchedulerOptions::Weigher::kVolumeNumber;
+    }
     scheduler = std::make_unique<clinker::services::Scheduler>(
         *store, *scheduler_queue, clock, scheduler_options, capabilities.get());
     scheduler_pool = std::make_unique<clinker::services::JobWorkerPool>(

@@ -152,6 +152,18 @@ TEST(ClinkerdConfigTest, PostgresAcceptsBackendsWithTheirOwnClusters) {
   EXPECT_EQ(loaded.config.scheduler_clusters, std::vector<std::string>{"ca@a"});
 }
 
+TEST(ClinkerdConfigTest, WeighersAreCindersNames) {
+  EXPECT_EQ(Load("").config.scheduler_weighers, std::vector<std::string>{"CapacityWeigher"});
+  Loaded loaded = Load("[scheduler]\ndefault_weighers = [\"VolumeNumberWeigher\"]\n");
+  ASSERT_EQ(loaded.error, "");
+  EXPECT_EQ(loaded.config.scheduler_weighers, std::vector<std::string>{"VolumeNumberWeigher"});
+  EXPECT_NE(Load("[scheduler]\ndefault_weighers = [\"GoodnessWeigher\"]\n")
+                .error.find("[scheduler] default_weighers"),
+            std::string::npos);
+  EXPECT_NE(Load("[scheduler]\ndefault_weighers = []\n").error.find("default_weighers"),
+            std::string::npos);
+}
+
 TEST(ClinkerdConfigTest, SyntaxErrorNamesTheLine) {
   Loaded loaded = Load("[api]\nport = 1\n[[backends]\n");
   EXPECT_NE(loaded.error.find("clinker.toml"), std::string::npos) << loaded.error;
