@@ -101,6 +101,8 @@ struct Config {
   std::string default_volume_type = "__DEFAULT__";
   // A DELETE of a volume whose write lock is held gets 409 instead of queuing (needs the locks).
   bool fail_fast_when_busy = false;
+  bool backends_listed = false;  // The file had [[backends]] (set by parsing; next to a bool:
+                                 // no padding).
   // [scheduler]
   // Default: this node's "<cluster>@<backend>" when it has a cluster, else "<host>@<backend>".
   std::vector<std::string> scheduler_clusters;
@@ -121,7 +123,6 @@ struct Config {
   // when the file has any, else one back-end from [volume] backend / volume_dir and [service]
   // host / cluster (the short form, one back-end named after its driver).
   std::vector<BackendConfig> backends;
-  bool backends_listed = false;  // The file had [[backends]] (set by parsing).
   // [backup]
   std::string backup_dir;  // Default: <state_dir>/backups. Shared by the back-end's nodes.
   int backup_chunk_size_mib = 8;
