@@ -48,6 +48,7 @@
 #include "clinker/services/volumes_api.h"
 
 #include "clinkerd/config.h"
+#include "clinkerd/volume_backend.h"
 
 namespace {
 
@@ -553,18 +554,9 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
   // with its own driver, queue session, topics, workers, capability reports and os-services row
   // ("<host>@<backend>"), as Cinder runs one per enabled_backends entry. They share the lock
   // manager (a volume's lock is its id's, whatever the back-end) and the backup store.
-  struct VolumeBackend {
-    const clinkerd::BackendConfig* config = nullptr;
-    std::unique_ptr<JobQueue> queue;
-    std::unique_ptr<clinker::adapters::FileStorageDriver> driver;
-    std::unique_ptr<clinker::services::VolumeManager> manager;
-    std::unique_ptr<clinker::services::CapabilityReporter> reporter;
-    std::unique_ptr<clinker::services::JobWorkerPool> pool;
-  };
-
   std::unique_ptr<clinker::ports::LockManager> locks;
   std::unique_ptr<clinker::adapters::FileBackupStore> backup_store;
-  std::vector<std::unique_ptr<VolumeBackend>> volume_backends;
+  std::vector<std::unique_ptr<clinkerd::VolumeBackend>> volume_backends;
   if (config.HasRole("volume")) {
     auto opened_locks = open_locks();
     if (!opened_locks) {
@@ -599,48 +591,24 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
         }
       };
     }
+    clinkerd::VolumeBackendShared shared;
+    shared.store = store.get();
+    shared.locks = locks.get();
+    shared.clock = &clock;
+    shared.manager_options = std::move(manager_options);
+    shared.report_interval = std::chrono::seconds(config.report_interval_s);
+    shared.driver_delay = std::chrono::milliseconds(config.driver_delay_ms);
+    shared.driver_journal = config.driver_journal;
     for (const clinkerd::BackendConfig& backend_config : config.backends) {
-      auto backend = std::make_unique<VolumeBackend>();
-      backend->config = &backend_config;
       auto queue = open_queue(backend_config.workers);
       if (!queue) {
         return Fail(queue_setting, queue.error());
       }
-      backend->queue = std::move(*queue);
-      // A clustered node takes its cluster's jobs and its own; an unclustered one, its own.
-      std::vector<std::string> topics = {
-          clinker::services::VolumeTopic(backend_config.BackendAddress())};
-      if (!backend_config.cluster.empty()) {
-        topics.push_back(clinker::services::VolumeTopic(backend_config.ClusterAddress()));
+      auto backend = clinkerd::VolumeBackend::Create(backend_config, std::move(*queue), shared);
+      if (!backend) {
+        return Fail("volume back-end " + backend_config.name, backend.error());
       }
-      if (auto subscribed = backend->queue->Subscribe(topics); !subscribed) {
-        return Fail(queue_setting, subscribed.error());
-      }
-      clinker::adapters::FileStorageDriver::Options driver_options;
-      driver_options.volume_dir = backend_config.volume_dir;
-      driver_options.backend_name = backend_config.name;
-      driver_options.delay = std::chrono::milliseconds(config.driver_delay_ms);
-      driver_options.journal_path = config.driver_journal;
-      auto created_driver = clinker::adapters::FileStorageDriver::Create(driver_options);
-      if (!created_driver) {
-        return Fail("volume back-end " + backend_config.name, created_driver.error());
-      }
-      backend->driver = std::move(*created_driver);
-      backend->manager = std::make_unique<clinker::services::VolumeManager>(
-          *store, *locks, *backend->driver, clock, manager_options);
-      clinker::services::CapabilityReporterOptions reporter_options;
-      reporter_options.host = backend_config.host;
-      reporter_options.cluster = backend_config.cluster;
-      reporter_options.volume_backend_name = backend_config.volume_backend_name;
-      reporter_options.report_interval = std::chrono::seconds(config.report_interval_s);
-      backend->reporter = std::make_unique<clinker::services::CapabilityReporter>(
-          *backend->driver, *backend->queue, clock, reporter_options);
-      clinker::services::VolumeManager* manager = backend->manager.get();
-      backend->pool = std::make_unique<clinker::services::JobWorkerPool>(
-          *backend->queue,
-          [manager](const clinker::ports::Delivery& delivery) { return manager->Handle(delivery); },
-          clinker::services::JobWorkerPool::Options{"volume", backend_config.workers});
-      volume_backends.push_back(std::move(backend));
+      volume_backends.push_back(std::move(*backend));
     }
   }
 
@@ -678,14 +646,13 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
   if (!volume_backends.empty()) {
     std::vector<clinker::services::ServiceRegistry*> volume_services;
     for (const auto& backend : volume_backends) {
-      backend->pool->Start();
-      backend->reporter->Start();
+      backend->Start();
       std::optional<std::string> cluster_name;
-      if (!backend->config->cluster.empty()) {
-        cluster_name = backend->config->ClusterAddress();
+      if (!backend->config().cluster.empty()) {
+        cluster_name = backend->config().ClusterAddress();
       }
       if (auto registered = register_service(
-              "cinder-volume", backend->config->BackendAddress(), std::move(cluster_name));
+              "cinder-volume", backend->config().BackendAddress(), std::move(cluster_name));
           !registered) {
         return Fail("service registration", registered.error());
       }
@@ -748,10 +715,7 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
   }
   if (!volume_backends.empty()) {
     for (const auto& backend : volume_backends) {
-      backend->reporter->Stop();
-    }
-    for (const auto& backend : volume_backends) {
-      backend->pool->Stop();
+      backend->Stop();
     }
     // The callback refers to the volume services' registries, which go before the lock manager.
     locks->SetLostCallback({});
