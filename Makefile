@@ -2,6 +2,7 @@
 # ones that build first run scripts/setup.sh, which installs only the missing Debian packages.
 #
 #   make run      build (release) and run the all-in-one daemon on 127.0.0.1:8776, state in ./var
+#                 (RUN_ARGS="--config etc/two-backends.toml": two file back-ends)
 #   make test     build (release) and run every test (unit, contract, e2e) with ctest
 #   make build    configure (CMake preset) and build
 #   make asan     configure, build and test the asan preset (ASan + UBSan)

@@ -163,6 +163,9 @@ class TomlReader {
                                                     "keystone_authtoken",
                                                     "oslo_policy"};
     for (const auto& [key, node] : root_) {
+      if (key.str() == "backends") {
+        continue;  // An array of tables, read by Backends.
+      }
       if (!kSections.contains(std::string(key.str())) || !node.is_table()) {
         return Fail("unknown section [" + std::string(key.str()) + "]");
       }
@@ -208,6 +211,7 @@ class TomlReader {
                                   {"clusters",
                                    "backends",
                                    "max_over_subscription_ratio",
+                                   "default_weighers",
                                    "requeue_after_s",
                                    "sweep_interval_s"}));
     CLINKER_RETURN_IF_ERROR(Known("volume",
@@ -282,6 +286,7 @@ class TomlReader {
       }
       config->max_over_subscription_ratio = ratio->value<double>().value_or(0.0);
     }
+    CLINKER_RETURN_IF_ERROR(Strings("scheduler", "default_weighers", &config->scheduler_weighers));
     CLINKER_RETURN_IF_ERROR(Integer("scheduler", "requeue_after_s", &config->requeue_after_s));
     CLINKER_RETURN_IF_ERROR(Integer("scheduler", "sweep_interval_s", &config->sweep_interval_s));
     CLINKER_RETURN_IF_ERROR(Text("volume", "backend", &config->backend));
@@ -337,10 +342,76 @@ class TomlReader {
       }
       quota.no_snapshot_gb_quota = no_gb->as_boolean()->get();
     }
-    return {};
+    return Backends(config);
   }
 
  private:
+  // [[backends]]: one table per back-end (Cinder's enabled_backends and their sections).
+  clinker::Result<void> Backends(Config* config) const {
+    const toml::node* node = root_.get("backends");
+    if (node == nullptr) {
+      return {};
+    }
+    const toml::array* array = node->as_array();
+    if (array == nullptr || array->empty() || !array->is_array_of_tables()) {
+      return Fail("[[backends]] must be one or more tables (write each as [[backends]])");
+    }
+    static const std::set<std::string> kKeys = {
+        "name", "volume_backend_name", "driver", "volume_dir", "host", "cluster", "workers"};
+    config->backends.clear();
+    config->backends_listed = true;
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const toml::table& table = *array->get(i)->as_table();
+      const std::string where = "[[backends]] #" + std::to_string(i + 1);
+      BackendConfig backend;
+      for (const auto& [key, value] : table) {
+        if (!kKeys.contains(std::string(key.str()))) {
+          return Fail("unknown setting " + where + " " + std::string(key.str()));
+        }
+        if (key.str() == "workers") {
+          if (!value.is_integer()) {
+            return Fail(where + " workers must be an integer");
+          }
+          const std::int64_t workers = value.as_integer()->get();
+          if (workers < 1 || workers > 256) {
+            return Fail(where + " workers: " + std::to_string(workers) + " must be 1-256");
+          }
+          backend.workers = static_cast<int>(workers);
+          continue;
+        }
+        if (!value.is_string()) {
+          return Fail(where + " " + std::string(key.str()) + " must be a string");
+        }
+        const std::string text = value.as_string()->get();
+        if (key.str() == "name") {
+          backend.name = text;
+        } else if (key.str() == "volume_backend_name") {
+          backend.volume_backend_name = text;
+        } else if (key.str() == "driver") {
+          backend.driver = text;
+        } else if (key.str() == "volume_dir") {
+          backend.volume_dir = text;
+        } else if (key.str() == "host") {
+          backend.host = text;
+        } else {
+          backend.cluster = text;
+        }
+      }
+      if (backend.name.empty()) {
+        return Fail(where + " name is required");
+      }
+      config->backends.push_back(std::move(backend));
+    }
+    // The short form's settings would silently not apply: refuse them.
+    for (const char* key : {"volume.backend", "volume.volume_dir"}) {
+      if (root_.at_path(key).node() != nullptr) {
+        return Fail("[volume] " + std::string(std::string_view(key).substr(7)) +
+                    ": not used with [[backends]] (set each back-end's driver and volume_dir)");
+      }
+    }
+    return {};
+  }
+
   clinker::Result<void> Fail(const std::string& message) const {
     return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, file_ + ": " + message);
   }
@@ -435,6 +506,75 @@ class TomlReader {
   std::string file_;
 };
 
+// Fills in and checks config->backends (after host, workers and state_dir are settled): the
+// short form's one back-end, or the [[backends]] tables with their defaults.
+clinker::Result<void> ValidateBackends(Config* config) {
+  auto fail = [](const std::string& message) {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, message);
+  };
+  if (!config->backends_listed) {
+    if (config->backend.empty() || config->backend.find_first_of("@# ") != std::string::npos) {
+      return fail("backend: '" + config->backend +
+                  "' must be non-empty without '@', '#' or spaces");
+    }
+    if (config->backend != "file") {
+      return fail("backend: unknown back-end '" + config->backend + "' (this release has: file)");
+    }
+    BackendConfig backend;
+    backend.name = config->backend;
+    backend.driver = config->backend;
+    backend.volume_dir =
+        config->volume_dir.empty() ? config->state_dir + "/volumes" : config->volume_dir;
+    config->backends = {std::move(backend)};
+  } else if (!config->volume_dir.empty()) {
+    return fail(
+        "volume_dir (--volume-dir): not used with [[backends]] (set each back-end's "
+        "volume_dir)");
+  }
+  std::set<std::string> names;
+  std::set<std::string> directories;
+  for (BackendConfig& backend : config->backends) {
+    const std::string where = "[[backends]] '" + backend.name + "' ";
+    if (backend.name.empty() || backend.name.find_first_of("@#/ ") != std::string::npos) {
+      return fail(where + "name: must be non-empty without '@', '#', '/' or spaces");
+    }
+    if (!names.insert(backend.name).second) {
+      return fail(where + "name: two back-ends have this name");
+    }
+    if (backend.volume_backend_name.empty()) {
+      backend.volume_backend_name = backend.name;
+    }
+    if (backend.driver != "file") {
+      return fail(where + "driver: unknown driver '" + backend.driver +
+                  "' (this release has: file)");
+    }
+    if (backend.host.empty()) {
+      backend.host = config->host;
+    }
+    if (backend.cluster.empty()) {
+      backend.cluster = config->cluster;
+    }
+    for (const auto& [value, key] :
+         {std::pair{&backend.host, "host"}, std::pair{&backend.cluster, "cluster"}}) {
+      if (value->find_first_of("@# ") != std::string::npos) {
+        return fail(where + key + ": '" + *value + "' must not contain '@', '#' or spaces");
+      }
+    }
+    if (backend.workers == 0) {  // Not set: [volume] workers (validated above).
+      backend.workers = config->workers;
+    }
+    if (backend.volume_dir.empty()) {
+      backend.volume_dir = config->state_dir + "/volumes/" + backend.name;
+    }
+    // Two back-ends on one directory would each report the other's files as their own.
+    if (!directories.insert(backend.volume_dir).second) {
+      return fail(where + "volume_dir: '" + backend.volume_dir +
+                  "' is another back-end's directory");
+    }
+  }
+  return {};
+}
+
 clinker::Result<void> Validate(Config* config) {
   auto fail = [](const std::string& message) {
     return clinker::MakeError(clinker::ErrorCode::kInvalidArgument, message);
@@ -479,12 +619,6 @@ clinker::Result<void> Validate(Config* config) {
   }
   if (config->cluster.find_first_of("@# ") != std::string::npos) {
     return fail("cluster: '" + config->cluster + "' must not contain '@', '#' or spaces");
-  }
-  if (config->backend.empty() || config->backend.find_first_of("@# ") != std::string::npos) {
-    return fail("backend: '" + config->backend + "' must be non-empty without '@', '#' or spaces");
-  }
-  if (config->backend != "file") {
-    return fail("backend: unknown back-end '" + config->backend + "' (this release has: file)");
   }
   if (config->port < 0 || config->port > 65535) {
     return fail("port: " + std::to_string(config->port) + " is not a TCP port (0-65535)");
@@ -535,6 +669,12 @@ clinker::Result<void> Validate(Config* config) {
     return fail("[scheduler] max_over_subscription_ratio: " +
                 std::to_string(config->max_over_subscription_ratio) + " must be 1-1000");
   }
+  if (config->scheduler_weighers != std::vector<std::string>{"CapacityWeigher"} &&
+      config->scheduler_weighers != std::vector<std::string>{"VolumeNumberWeigher"}) {
+    return fail(
+        "[scheduler] default_weighers: use [\"CapacityWeigher\"] or "
+        "[\"VolumeNumberWeigher\"] (one weigher)");
+  }
   if (config->requeue_after_s < 1 || config->sweep_interval_s < 1) {
     return fail("requeue_after_s and sweep_interval_s: must be at least 1");
   }
@@ -570,9 +710,6 @@ clinker::Result<void> Validate(Config* config) {
   }
   if (config->state_dir.empty()) {
     return fail("state_dir: must not be empty");
-  }
-  if (config->volume_dir.empty()) {
-    config->volume_dir = config->state_dir + "/volumes";
   }
   if (config->backup_dir.empty()) {
     config->backup_dir = config->state_dir + "/backups";
@@ -631,20 +768,25 @@ clinker::Result<void> Validate(Config* config) {
       }
     }
   }
+  CLINKER_RETURN_IF_ERROR(ValidateBackends(config));
   if (config->scheduler_clusters.empty() && config->scheduler_backends.empty()) {
-    if (config->cluster.empty()) {
-      config->scheduler_backends.push_back(config->BackendAddress());
-    } else {
-      config->scheduler_clusters.push_back(config->ClusterAddress());
+    for (const BackendConfig& backend : config->backends) {
+      (backend.cluster.empty() ? config->scheduler_backends : config->scheduler_clusters)
+          .push_back(backend.PlacementAddress());
     }
   }
   // On a shared database, volume services of one back-end run side by side on several nodes:
   // they share its jobs through the cluster's queue, so the cluster must be named.
-  if (config->HasRole("volume") && !config->database_url.empty() && config->cluster.empty()) {
-    return fail(
-        "cluster: required for the volume role on PostgreSQL ([database] url): the volume "
-        "services of a back-end share its jobs through their cluster; set [service] cluster or "
-        "--cluster");
+  if (config->HasRole("volume") && !config->database_url.empty()) {
+    for (const BackendConfig& backend : config->backends) {
+      if (backend.cluster.empty()) {
+        return fail(
+            "cluster: required for the volume role on PostgreSQL ([database] url): the "
+            "volume services of a back-end share its jobs through their cluster; set "
+            "[service] cluster or --cluster (or the back-end's cluster) for back-end '" +
+            backend.name + "'");
+      }
+    }
   }
   if (!config->lock_url.empty()) {
     auto server = ParseEtcdUrl(config->lock_url);
@@ -764,6 +906,24 @@ clinker::Result<std::string> PostgresServerName(std::string_view url) {
   std::string host = authority.host.empty() ? "localhost" : std::string(authority.host);
   std::string port = authority.port.empty() ? "5432" : std::string(authority.port);
   return host + ":" + port;
+}
+
+clinker::Result<void> ReadConfigText(std::string_view text,
+                                     const std::string& file,
+                                     Config* config) {
+  toml::table parsed;
+  try {
+    parsed = toml::parse(text, file);
+  } catch (const toml::parse_error& error) {
+    return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
+                              file + ": " + std::string(error.description()) + " (line " +
+                                  std::to_string(error.source().begin.line) + ")");
+  }
+  return TomlReader(parsed, file).Read(config);
+}
+
+clinker::Result<void> ValidateConfig(Config* config) {
+  return Validate(config);
 }
 
 bool Config::HasRole(std::string_view role) const {

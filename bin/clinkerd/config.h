@@ -40,6 +40,30 @@ clinker::Result<EtcdServer> ParseEtcdUrl(std::string_view url);
 // (it may carry a password). kInvalidArgument for another scheme.
 clinker::Result<std::string> PostgresServerName(std::string_view url);
 
+// One volume back-end this process serves (Cinder's enabled_backends: one section each). Its
+// volume service has its own driver, job queue session and topics, worker pool, capability
+// reports and os-services row ("<host>@<name>").
+struct BackendConfig {
+  // The "@<name>" of its addresses (host@name, cluster@name), unique in the process.
+  std::string name;
+  // Reported as volume_backend_name (what volume types' extra specs match). Default: name.
+  std::string volume_backend_name;
+  std::string driver = "file";  // This release: file.
+  std::string volume_dir;       // Default: <state_dir>/volumes/<name> (short form: [volume]'s).
+  std::string host;             // Default: [service] host.
+  std::string cluster;          // Default: [service] cluster; empty: not clustered.
+  int workers = 0;              // 0: [volume] workers.
+
+  std::string BackendAddress() const { return host + "@" + name; }
+
+  std::string ClusterAddress() const { return cluster + "@" + name; }
+
+  // Where the scheduler sends its volumes: the cluster's queue if clustered, else the host's.
+  std::string PlacementAddress() const {
+    return cluster.empty() ? BackendAddress() : ClusterAddress();
+  }
+};
+
 struct Config {
   // [service]
   std::vector<std::string> roles = {"api", "scheduler", "volume"};
@@ -77,12 +101,16 @@ struct Config {
   std::string default_volume_type = "__DEFAULT__";
   // A DELETE of a volume whose write lock is held gets 409 instead of queuing (needs the locks).
   bool fail_fast_when_busy = false;
+  bool backends_listed = false;  // The file had [[backends]] (set by parsing; next to a bool:
+                                 // no padding).
   // [scheduler]
   // Default: this node's "<cluster>@<backend>" when it has a cluster, else "<host>@<backend>".
   std::vector<std::string> scheduler_clusters;
   std::vector<std::string> scheduler_backends;
   double max_over_subscription_ratio = 20.0;  // Thin provisioning, as Cinder's.
-  int requeue_after_s = 60;                   // Re-publish the job of a volume queued this long.
+  // Cinder's scheduler_default_weighers: ["CapacityWeigher"] or ["VolumeNumberWeigher"].
+  std::vector<std::string> scheduler_weighers = {"CapacityWeigher"};
+  int requeue_after_s = 60;  // Re-publish the job of a volume queued this long.
   int sweep_interval_s = 10;
   // [volume]
   std::string backend = "file";
@@ -91,6 +119,10 @@ struct Config {
   int lock_timeout_s = 60;
   int driver_delay_ms = 0;
   std::string driver_journal;
+  // [[backends]]: the back-ends of this process. Validate fills it: from the [[backends]] tables
+  // when the file has any, else one back-end from [volume] backend / volume_dir and [service]
+  // host / cluster (the short form, one back-end named after its driver).
+  std::vector<BackendConfig> backends;
   // [backup]
   std::string backup_dir;  // Default: <state_dir>/backups. Shared by the back-end's nodes.
   int backup_chunk_size_mib = 8;
@@ -140,11 +172,18 @@ struct Config {
   std::string log_format = "json";
 
   bool HasRole(std::string_view role) const;
-
-  std::string BackendAddress() const { return host + "@" + backend; }
-
-  std::string ClusterAddress() const { return cluster + "@" + backend; }
 };
+
+// Reads TOML text (the content of `file`, named in messages) into `config`, over what it holds:
+// kInvalidArgument naming the setting for a syntax error, an unknown section or key, or a value
+// of the wrong type. Ranges and cross-setting rules are ValidateConfig's.
+clinker::Result<void> ReadConfigText(std::string_view text,
+                                     const std::string& file,
+                                     Config* config);
+
+// Checks every value and fills in the defaults that depend on others (host, directories,
+// backends, the scheduler's back-ends). kInvalidArgument naming the setting otherwise.
+clinker::Result<void> ValidateConfig(Config* config);
 
 // What the command line asks for: run the daemon, or a maintenance command.
 enum class Command {

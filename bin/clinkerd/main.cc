@@ -48,6 +48,7 @@
 #include "clinker/services/volumes_api.h"
 
 #include "clinkerd/config.h"
+#include "clinkerd/volume_backend.h"
 
 namespace {
 
@@ -104,7 +105,9 @@ int PostgresConnections(const clinkerd::Config& config) {
     connections += 2;
   }
   if (config.HasRole("volume")) {
-    connections += config.workers;
+    for (const clinkerd::BackendConfig& backend : config.backends) {
+      connections += backend.workers;
+    }
   }
   return std::min(connections, 64);
 }
@@ -543,6 +546,9 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
         config.scheduler_clusters, config.scheduler_backends, "default"};
     scheduler_options.capability_max_age = 3 * std::chrono::seconds(config.report_interval_s);
     scheduler_options.max_over_subscription_ratio = config.max_over_subscription_ratio;
+    if (config.scheduler_weighers.front() == "VolumeNumberWeigher") {
+      scheduler_options.weigher = clinker::services::SchedulerOptions::Weigher::kVolumeNumber;
+    }
     scheduler = std::make_unique<clinker::services::Scheduler>(
         *store, *scheduler_queue, clock, scheduler_options, capabilities.get());
     scheduler_pool = std::make_unique<clinker::services::JobWorkerPool>(
@@ -559,43 +565,19 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
                                                  std::chrono::seconds(config.requeue_after_s)});
   }
 
-  // Volume role.
-  std::unique_ptr<JobQueue> volume_queue;
+  // Volume role: one volume service per back-end ([[backends]], or the short form's one), each
+  // with its own driver, queue session, topics, workers, capability reports and os-services row
+  // ("<host>@<backend>"), as Cinder runs one per enabled_backends entry. They share the lock
+  // manager (a volume's lock is its id's, whatever the back-end) and the backup store.
   std::unique_ptr<clinker::ports::LockManager> locks;
-  std::unique_ptr<clinker::adapters::FileStorageDriver> driver;
   std::unique_ptr<clinker::adapters::FileBackupStore> backup_store;
-  std::unique_ptr<clinker::services::VolumeManager> manager;
-  std::unique_ptr<clinker::services::CapabilityReporter> reporter;
-  std::unique_ptr<clinker::services::JobWorkerPool> volume_pool;
+  std::vector<std::unique_ptr<clinkerd::VolumeBackend>> volume_backends;
   if (config.HasRole("volume")) {
-    auto queue = open_queue(config.workers);
-    if (!queue) {
-      return Fail(queue_setting, queue.error());
-    }
-    volume_queue = std::move(*queue);
-    // A clustered node takes its cluster's jobs and its own; an unclustered one, its own.
-    std::vector<std::string> topics = {clinker::services::VolumeTopic(config.BackendAddress())};
-    if (!config.cluster.empty()) {
-      topics.push_back(clinker::services::VolumeTopic(config.ClusterAddress()));
-    }
-    if (auto subscribed = volume_queue->Subscribe(topics); !subscribed) {
-      return Fail(queue_setting, subscribed.error());
-    }
     auto opened_locks = open_locks();
     if (!opened_locks) {
       return opened_locks.error();
     }
     locks = std::move(*opened_locks);
-    clinker::adapters::FileStorageDriver::Options driver_options;
-    driver_options.volume_dir = config.volume_dir;
-    driver_options.backend_name = config.backend;
-    driver_options.delay = std::chrono::milliseconds(config.driver_delay_ms);
-    driver_options.journal_path = config.driver_journal;
-    auto created_driver = clinker::adapters::FileStorageDriver::Create(driver_options);
-    if (!created_driver) {
-      return Fail("volume back-end", created_driver.error());
-    }
-    driver = std::move(*created_driver);
     clinker::adapters::FileBackupStore::Options backup_options;
     backup_options.backup_dir = config.backup_dir;
     backup_options.chunk_size_bytes = std::int64_t{config.backup_chunk_size_mib} << 20;
@@ -624,18 +606,25 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
         }
       };
     }
-    manager = std::make_unique<clinker::services::VolumeManager>(
-        *store, *locks, *driver, clock, manager_options);
-    clinker::services::CapabilityReporterOptions reporter_options;
-    reporter_options.host = config.host;
-    reporter_options.cluster = config.cluster;
-    reporter_options.report_interval = std::chrono::seconds(config.report_interval_s);
-    reporter = std::make_unique<clinker::services::CapabilityReporter>(
-        *driver, *volume_queue, clock, reporter_options);
-    volume_pool = std::make_unique<clinker::services::JobWorkerPool>(
-        *volume_queue,
-        [&manager](const clinker::ports::Delivery& delivery) { return manager->Handle(delivery); },
-        clinker::services::JobWorkerPool::Options{"volume", config.workers});
+    clinkerd::VolumeBackendShared shared;
+    shared.store = store.get();
+    shared.locks = locks.get();
+    shared.clock = &clock;
+    shared.manager_options = std::move(manager_options);
+    shared.report_interval = std::chrono::seconds(config.report_interval_s);
+    shared.driver_delay = std::chrono::milliseconds(config.driver_delay_ms);
+    shared.driver_journal = config.driver_journal;
+    for (const clinkerd::BackendConfig& backend_config : config.backends) {
+      auto queue = open_queue(backend_config.workers);
+      if (!queue) {
+        return Fail(queue_setting, queue.error());
+      }
+      auto backend = clinkerd::VolumeBackend::Create(backend_config, std::move(*queue), shared);
+      if (!backend) {
+        return Fail("volume back-end " + backend_config.name, backend.error());
+      }
+      volume_backends.push_back(std::move(*backend));
+    }
   }
 
   // Each service shows up in os-services (and its cluster in clusters) once it runs.
@@ -669,27 +658,31 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
       return Fail("service registration", registered.error());
     }
   }
-  if (volume_pool) {
-    volume_pool->Start();
-    reporter->Start();
-    std::optional<std::string> cluster_name;
-    if (!config.cluster.empty()) {
-      cluster_name = config.ClusterAddress();
+  if (!volume_backends.empty()) {
+    std::vector<clinker::services::ServiceRegistry*> volume_services;
+    for (const auto& backend : volume_backends) {
+      backend->Start();
+      std::optional<std::string> cluster_name;
+      if (!backend->config().cluster.empty()) {
+        cluster_name = backend->config().ClusterAddress();
+      }
+      if (auto registered = register_service(
+              "cinder-volume", backend->config().BackendAddress(), std::move(cluster_name));
+          !registered) {
+        return Fail("service registration", registered.error());
+      }
+      volume_services.push_back(registries.back().get());
     }
-    if (auto registered =
-            register_service("cinder-volume", config.BackendAddress(), std::move(cluster_name));
-        !registered) {
-      return Fail("service registration", registered.error());
-    }
-    // A lost lease: the volume manager stops the affected jobs (Lock::IsLost), and the service
-    // shows down in os-services for a lease's time, by which the lock manager holds a new one.
-    clinker::services::ServiceRegistry* volume_service = registries.back().get();
+    // A lost lease: the volume managers stop the affected jobs (Lock::IsLost), and the services
+    // show down in os-services for a lease's time, by which the lock manager holds a new one.
     const auto not_working_for = std::chrono::seconds(config.lease_ttl_s);
-    locks->SetLostCallback([volume_service, not_working_for](const std::string& name,
-                                                             std::uint64_t fencing_token) {
+    locks->SetLostCallback([volume_services, not_working_for](const std::string& name,
+                                                              std::uint64_t fencing_token) {
       clinker::log::Error(
           "locks.lost", {{"lock", name}, {"fencing_token", static_cast<long long>(fencing_token)}});
-      volume_service->ReportNotWorking(not_working_for, "lock lease lost: " + name);
+      for (clinker::services::ServiceRegistry* volume_service : volume_services) {
+        volume_service->ReportNotWorking(not_working_for, "lock lease lost: " + name);
+      }
     });
   }
   if (http) {
@@ -699,11 +692,15 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     clinker::log::Info("api.listening",
                        {{"listen", config.listen}, {"port", static_cast<long long>(http->port())}});
   }
+  std::string backend_addresses;  // "<host>@<backend>,..." of the volume services.
+  for (const clinkerd::BackendConfig& backend : config.backends) {
+    backend_addresses += (backend_addresses.empty() ? "" : ",") + backend.BackendAddress();
+  }
   clinker::log::Info(
       "clinkerd.started",
       {{"host", config.host},
        {"cluster", config.cluster},
-       {"backend", config.BackendAddress()},
+       {"backends", backend_addresses},
        {"state_dir", config.state_dir},
        {"database",
         config.database_url.empty() ? "sqlite" : "postgresql " + config.database_server},
@@ -731,10 +728,11 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     scheduler_pool->Stop();
     capabilities->Stop();
   }
-  if (volume_pool) {
-    reporter->Stop();
-    volume_pool->Stop();
-    // The callback refers to the volume service's registry, which goes before the lock manager.
+  if (!volume_backends.empty()) {
+    for (const auto& backend : volume_backends) {
+      backend->Stop();
+    }
+    // The callback refers to the volume services' registries, which go before the lock manager.
     locks->SetLostCallback({});
   }
   // Deregistered last: the service is shown up for as long as it still finishes jobs.

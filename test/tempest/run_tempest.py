@@ -5,9 +5,10 @@ What it does, from nothing:
 1. starts a throwaway Keystone (scripts/test_server_keystone.sh, through test/e2e's
    keystone_admin), a service user for clinkerd, and the catalog entries a Cinder has
    (`volumev3` and `block-storage`);
-2. starts a clinkerd (embedded default, Keystone auth) in a temp dir;
+2. starts a clinkerd (all roles, Keystone auth, two file back-ends: BACKEND_NAMES) in a temp
+   dir;
 3. makes a Tempest workspace with a tempest.conf written from what Clinker serves (the
-   microversion range it advertises, its back-end name, the features that work: see
+   microversion range it advertises, its back-end names, the features that work: see
    TEMPEST_CONF), dynamic credentials on (Tempest makes its own projects and users per class);
 4. runs the listed tests (`tempest run --load-list`), reads the subunit stream, and writes one
    line per listed test: `id<TAB>pass|fail|skip<TAB>reason`, sorted, the format of the reference
@@ -57,8 +58,10 @@ DEFAULT_RESULTS = os.path.join(ROOT, "build", "tempest", "results.tsv")
 # The whole Tempest run may take this long before it is stopped (the reference run takes about 4
 # minutes at concurrency 2).
 RUN_TIMEOUT_S = 1500
-# The back-end clinkerd runs in this configuration (the file driver under its state dir).
-BACKEND_NAME = "file"
+# The back-ends clinkerd runs in this configuration: two file back-ends under its state dir
+# ([[backends]], as a devstack Cinder with two enabled_backends), so that Tempest's multi-backend
+# tests (multi_backend, backend_names) run.
+BACKEND_NAMES = ("file-1", "file-2")
 
 # Tempest's configuration. Features are on as soon as Clinker serves them; the rest of the
 # reference configuration (no compute, image or network service, volume_size 1) is kept so that
@@ -97,7 +100,7 @@ catalog_type = volumev3
 endpoint_type = publicURL
 min_microversion = {min_microversion}
 max_microversion = {max_microversion}
-backend_names = {backend_name}
+backend_names = {backend_names}
 storage_protocol = {storage_protocol}
 vendor_name = {vendor_name}
 volume_size = 1
@@ -112,7 +115,7 @@ manage_snapshot = false
 manage_volume = false
 extend_attached_volume = false
 extend_attached_encrypted_volume = false
-multi_backend = false
+multi_backend = true
 api_extensions = all
 """
 
@@ -194,6 +197,8 @@ def start_clinkerd(ks, service_user, work_dir):
                 "project_name = \"%s\"\nuser_domain_name = \"Default\"\n"
                 "project_domain_name = \"Default\"\n" %
                 (ks.url, service_user[0], service_user[1], service_user[2]))
+        for name in BACKEND_NAMES:
+            f.write("\n[[backends]]\nname = \"%s\"\n" % name)
     daemon = h.Daemon()
     try:
         daemon.start(["--config", config])
@@ -333,7 +338,8 @@ def run(args, work_dir):
                                         admin_password=ks.admin_password,
                                         admin_project=ks.admin_project, keystone_url=ks.url,
                                         region=ks.region, min_microversion=min_version,
-                                        max_microversion=max_version, backend_name=BACKEND_NAME,
+                                        max_microversion=max_version,
+                                        backend_names=",".join(BACKEND_NAMES),
                                         storage_protocol="file", vendor_name="Clinker"))
         load_list = os.path.join(work_dir, "load-list.txt")
         with open(load_list, "w", encoding="utf-8") as f:

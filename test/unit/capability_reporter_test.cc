@@ -168,6 +168,20 @@ TEST_F(CapabilityReporterTest, ClusteredServiceReportsUnderItsClusterAddress) {
   EXPECT_EQ(reports[0].host, "node2@file");
 }
 
+TEST_F(CapabilityReporterTest, ConfiguredVolumeBackendNameIsReportedUnderTheDriversAddress) {
+  MemoryStorageDriver driver("gold", 100);
+  CapabilityReporterOptions options = Options("node3");
+  options.volume_backend_name = "fast-tier";
+  CapabilityReporter reporter(driver, volume_session_, clock_, options);
+
+  ASSERT_TRUE(reporter.ReportOnce().has_value());
+
+  std::vector<CapabilityReport> reports = Received(1);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].backend, "node3@gold");
+  EXPECT_EQ(reports[0].volume_backend_name, "fast-tier");
+}
+
 TEST_F(CapabilityReporterTest, DriverFailureSendsNothingAndIsReturned) {
   FlakyStatsDriver driver(1);
   CapabilityReporter reporter(driver, volume_session_, clock_, Options("node1"));

@@ -711,6 +711,41 @@ TEST_F(SchedulerTest, TheBackEndWithTheMostVirtualFreeCapacityIsChosen) {
   EXPECT_TRUE(hosts[2] == a || hosts[2] == b) << hosts[2];
 }
 
+TEST(SchedulerFiltersTest, VolumeNumberWeightPrefersFewerVolumes) {
+  EXPECT_GT(VolumeNumberWeight(0), VolumeNumberWeight(1));
+  EXPECT_GT(VolumeNumberWeight(3), VolumeNumberWeight(30));
+}
+
+TEST_F(SchedulerTest, VolumeNumberWeigherPicksThePoolWithFewestVolumes) {
+  SchedulerOptions options;
+  options.backends = {std::string(kBackendA), std::string(kBackendB)};
+  options.capability_max_age = kMaxAge;
+  options.max_over_subscription_ratio = 1.0;
+  options.weigher = SchedulerOptions::Weigher::kVolumeNumber;
+  Scheduler scheduler(store_, publisher_, clock_, std::move(options), &capabilities_);
+  // A has far more capacity (CapacityWeigher would pick it), but already three volumes.
+  Report(kBackendA, 900, 2000);
+  Report(kBackendB, 100, 1000);
+  const std::string a = std::string(kBackendA) + "#default";
+  const std::string b = std::string(kBackendB) + "#default";
+  for (int i = 0; i < 3; ++i) {
+    InsertVolume(VolumeStatus::kAvailable, a);
+  }
+  InsertVolume(VolumeStatus::kAvailable, b, /*deleted=*/true);  // Deleted: not counted.
+  std::vector<std::string> hosts;
+  for (int i = 0; i < 4; ++i) {
+    Queued volume = InsertVolume();
+    ASSERT_EQ(scheduler.Handle(CreateJob(volume.volume_id, volume.operation_id)),
+              JobOutcome::kDone);
+    hosts.push_back(TextColumn(ReadRow(volume.volume_id), "host").value_or(""));
+  }
+  // B until it holds as many as A (3), then either.
+  EXPECT_EQ(hosts[0], b);
+  EXPECT_EQ(hosts[1], b);
+  EXPECT_EQ(hosts[2], b);
+  EXPECT_TRUE(hosts[3] == a || hosts[3] == b) << hosts[3];
+}
+
 std::int64_t Allocated(ports::StateStore& store, const std::string& pool) {
   auto row = store.Get(ports::Table::kPoolCapacity, pool);
   if (!row) {

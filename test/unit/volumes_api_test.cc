@@ -515,6 +515,33 @@ TEST_F(VolumesApiTest, CreateFromASourceVolumeTakesItsSizeAndGoesStraightToItsBa
   EXPECT_EQ(TextColumn(ReadRow(source), "status"), "available");
 }
 
+TEST_F(VolumesApiTest, CloneAndVolumeFromSnapshotReserveTheirSizeOnTheSourcesPool) {
+  std::string source = AvailableVolume("source", 4);
+  std::string snapshot_id = InsertSnapshot(source, /*deleted=*/false, 4);
+  auto allocated = [this]() -> std::int64_t {
+    auto pool = store_.Get(ports::Table::kPoolCapacity, std::string(kHost));
+    return pool ? IntegerOr(*pool, "allocated_capacity_gb", 0) : 0;
+  };
+  const std::int64_t before = allocated();
+
+  ports::HttpResponse clone =
+      Send(Request("POST", VolumesPath(), json({{"volume", {{"source_volid", source}}}}).dump()));
+  ASSERT_EQ(clone.status, 202) << clone.body;
+  ports::HttpResponse from_snapshot =
+      Send(Request("POST",
+                   VolumesPath(),
+                   json({{"volume", {{"snapshot_id", snapshot_id}, {"size", 6}}}}).dump()));
+  ASSERT_EQ(from_snapshot.status, 202) << from_snapshot.body;
+
+  // In the write that created them; each row records what to give back.
+  EXPECT_EQ(allocated(), before + 4 + 6);
+  EXPECT_EQ(IntegerOr(ReadRow(Body(clone)["volume"].value("id", "")), "capacity_reserved_gib", 0),
+            4);
+  EXPECT_EQ(
+      IntegerOr(ReadRow(Body(from_snapshot)["volume"].value("id", "")), "capacity_reserved_gib", 0),
+      6);
+}
+
 TEST_F(VolumesApiTest, CreateSmallerThanItsSnapshotIsRefusedWithCindersMessage) {
   std::string source = AvailableVolume("source", 3);
   std::string snapshot_id = InsertSnapshot(source, /*deleted=*/false, 3);

@@ -107,7 +107,8 @@ Result<CapabilityReport> CapabilityReporter::ReportOnce() {
       options_.cluster.empty() ? report.host : options_.cluster + "@" + stats.backend_name;
   report.total_capacity_gib = stats.total_capacity_gib;
   report.free_capacity_gib = stats.free_capacity_gib;
-  report.volume_backend_name = stats.backend_name;
+  report.volume_backend_name =
+      options_.volume_backend_name.empty() ? stats.backend_name : options_.volume_backend_name;
   report.vendor_name = stats.vendor_name;
   report.driver_version = stats.driver_version;
   report.storage_protocol = stats.storage_protocol;

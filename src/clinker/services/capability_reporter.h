@@ -65,6 +65,10 @@ struct CapabilityReport {
 struct CapabilityReporterOptions {
   std::string host;     // This node's host name (without "@<backend>").
   std::string cluster;  // Its cluster's name; empty when the service is not clustered.
+  // The volume_backend_name to report (what volume types' extra specs match); empty: the
+  // driver's back-end name, which also names the addresses. Several back-ends may share one
+  // (a volume type then places on any of them), as in Cinder.
+  std::string volume_backend_name;
   std::chrono::milliseconds report_interval{10000};
 };
 

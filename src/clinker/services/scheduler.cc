@@ -140,6 +140,24 @@ double CapacityWeight(const PoolState& pool, double max_over_subscription_ratio)
          static_cast<double>(pool.allocated_capacity_gib);
 }
 
+double VolumeNumberWeight(std::int64_t volumes_on_pool) {
+  return -static_cast<double>(volumes_on_pool);
+}
+
+Result<void> Scheduler::WeighByVolumeNumber(std::vector<Candidate>* candidates) const {
+  for (Candidate& candidate : *candidates) {
+    ports::ListQuery query;
+    query.filters = {Expectation::Equals("host", PoolOf(candidate.address))};  // Live rows only.
+    CLINKER_ASSIGN_OR_RETURN(std::vector<ports::Row> volumes,
+                             store_.List(ports::Table::kVolumes, query));
+    candidate.weight = VolumeNumberWeight(static_cast<std::int64_t>(volumes.size()));
+  }
+  std::stable_sort(candidates->begin(),
+                   candidates->end(),
+                   [](const Candidate& a, const Candidate& b) { return a.weight > b.weight; });
+  return {};
+}
+
 Result<std::map<std::string, std::int64_t>> Scheduler::AllocatedCapacity() const {
   CLINKER_ASSIGN_OR_RETURN(std::vector<ports::Row> rows,
                            store_.List(ports::Table::kPoolCapacity, {}));
@@ -347,6 +365,11 @@ JobOutcome Scheduler::Handle(const ports::Delivery& delivery) {
   std::vector<Candidate> eligible = Eligible(size_gib, extra_specs, *disabled, *allocated, &why);
   if (eligible.empty()) {
     return fail(why);
+  }
+  if (options_.weigher == SchedulerOptions::Weigher::kVolumeNumber && eligible.size() > 1) {
+    if (auto weighed = WeighByVolumeNumber(&eligible); !weighed) {
+      return JobOutcome::kRetryLater;
+    }
   }
   std::vector<Expectation> expected = still_ours;
   expected.push_back(Expectation::IsNull("host"));

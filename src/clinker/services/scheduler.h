@@ -17,7 +17,8 @@
 // - CapabilitiesFilter: the capabilities meet the extra specs of the volume's type (`vendor_name`,
 //   `capabilities:storage_protocol`, `<is>`, `<in>`, `<or>` ...: domain/extra_specs.h).
 // Weigher: CapacityWeigher, most virtual free capacity first (total x ratio - allocated:
-// CapacityWeight); equal weights take volumes in turn.
+// CapacityWeight), or, when configured, VolumeNumberWeigher, fewest live volumes first
+// (VolumeNumberWeight); equal weights take volumes in turn.
 // If no configured back-end has reported at all yet (a fresh start of the whole system), every
 // configured back-end is eligible, as without a cache. If some have reported but none is
 // eligible, the volume goes to error with Cinder's "No valid back-end was found: <why>".
@@ -74,6 +75,11 @@ struct SchedulerOptions {
   // GiB allocated on it, with the volume's, stay within total capacity x this ratio and its size
   // is at most free capacity x this ratio (volumes are sparse and fill up over time).
   double max_over_subscription_ratio = 20.0;
+  // Cinder's scheduler_default_weighers, one of: kCapacity (CapacityWeigher, the default) or
+  // kVolumeNumber (VolumeNumberWeigher: the pool holding the fewest live volumes first, which
+  // spreads volumes, and their I/O, by count rather than by size).
+  enum class Weigher { kCapacity, kVolumeNumber };
+  Weigher weigher = Weigher::kCapacity;
 };
 
 // A pool as the filters and the weigher see it.
@@ -96,6 +102,9 @@ bool PassesCapacityFilter(const PoolState& pool,
 // Cinder's CapacityWeigher for a thin pool: the virtual free capacity, total x ratio - allocated
 // (the more, the better).
 double CapacityWeight(const PoolState& pool, double max_over_subscription_ratio);
+
+// Cinder's VolumeNumberWeigher: the fewer live volumes a pool holds, the better.
+double VolumeNumberWeight(std::int64_t volumes_on_pool);
 
 class Scheduler {
  public:
@@ -136,6 +145,10 @@ class Scheduler {
                                   const std::set<std::string>& disabled,
                                   const std::map<std::string, std::int64_t>& allocated,
                                   std::string* why);
+  // VolumeNumberWeigher: re-weighs the candidates by the live volumes on their pools (one
+  // listing per candidate, as Cinder's reads the volumes of each host) and sorts them again,
+  // stably, so equal counts keep their turn.
+  Result<void> WeighByVolumeNumber(std::vector<Candidate>* candidates) const;
   // Every pool's allocated GiB (pool_capacity), by pool address.
   Result<std::map<std::string, std::int64_t>> AllocatedCapacity() const;
 

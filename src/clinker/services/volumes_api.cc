@@ -458,12 +458,22 @@ HttpResponse VolumesApi::CreateVolume(const RequestContext& context,
   if (!usage) {
     return FaultFromError(usage.error());
   }
-  const std::vector<ports::UsageChange> release = QuotaService::Release(volume.project_id, *usage);
-  if (auto inserted = store_.InsertWithUsage(
-          ports::Table::kVolumes,
-          VolumeToRow(volume),
-          QuotaService::ChargeWithLimits(*limits, volume.project_id, *usage));
-      !inserted) {
+  std::vector<ports::UsageChange> release = QuotaService::Release(volume.project_id, *usage);
+  std::vector<ports::UsageChange> charge =
+      QuotaService::ChargeWithLimits(*limits, volume.project_id, *usage);
+  ports::Row row = VolumeToRow(volume);
+  if (source && volume.host) {
+    // A clone or a volume from a snapshot lives on its source's pool without the scheduler: its
+    // size is allocated there in the same write, as the scheduler's placement does (unbounded:
+    // the source's pool is the only place it can go, as in Cinder), and given back by the
+    // volume manager's write that fails or deletes it (capacity_reserved_gib).
+    row["capacity_reserved_gib"] = volume.size_gib;
+    charge.push_back(ports::UsageChange{
+        "", *volume.host, volume.size_gib, -1, ports::UsageChange::Counter::kPoolCapacity});
+    release.push_back(ports::UsageChange{
+        "", *volume.host, -volume.size_gib, -1, ports::UsageChange::Counter::kPoolCapacity});
+  }
+  if (auto inserted = store_.InsertWithUsage(ports::Table::kVolumes, row, charge); !inserted) {
     return QuotaFault(inserted.error());
   }
   // The source is checked again now that the new volume exists: a delete of the source that
