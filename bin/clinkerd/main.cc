@@ -490,20 +490,6 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     // bound off, at most once per second).
     api->ServeMetrics(
         [&admission]() { return clinker::services::MetricsDocument(admission.get()); });
-    // GET /healthcheck: what a load balancer needs to know, that this API can reach its
-    // database (one small read, bounded by the store's own timeouts).
-    health = std::make_unique<clinker::services::Healthcheck>(
-        std::vector<clinker::services::HealthProbe>{
-            {"database", [&store]() -> std::optional<std::string> {
-               clinker::ports::ListQuery one;
-               one.limit = 1;
-               auto probed = store->List(clinker::ports::Table::kServices, one);
-               if (!probed) {
-                 return probed.error().ToString();
-               }
-               return std::nullopt;
-             }}});
-    api->ServeHealthcheck(health.get());
     clinker::adapters::HttpServer::Options http_options;
     http_options.listen_address = config.listen;
     http_options.port = config.port;
@@ -686,6 +672,28 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
     });
   }
   if (http) {
+    // GET /healthcheck: what a load balancer needs to know: this process reaches its database
+    // (one small read, bounded by the store's own timeouts), and none of its volume services
+    // has stopped working (a lost lock lease). Made once every service is registered, before
+    // the first request, so the probes read a settled list.
+    std::vector<clinker::services::HealthProbe> probes;
+    probes.push_back({"database", [&store]() -> std::optional<std::string> {
+                        clinker::ports::ListQuery one;
+                        one.limit = 1;
+                        auto probed = store->List(clinker::ports::Table::kServices, one);
+                        if (!probed) {
+                          return probed.error().ToString();
+                        }
+                        return std::nullopt;
+                      }});
+    for (const auto& registry : registries) {
+      const clinker::services::ServiceRegistry* service = registry.get();
+      probes.push_back({"service " + service->service_id(), [service] {
+                          return service->NotWorkingReason();
+                        }});
+    }
+    health = std::make_unique<clinker::services::Healthcheck>(std::move(probes));
+    api->ServeHealthcheck(health.get());
     if (auto started = http->Start(); !started) {
       return Fail("api listen address", started.error());
     }
