@@ -365,7 +365,9 @@ TEST_F(AdmissionApiTest, ARefusedVolumeCreateWritesNothing) {
 }
 
 TEST_F(AdmissionApiTest, SnapshotCloneExtendBackupAndRestoreOfAFullBackendAreRefused) {
-  AddVolume("src", VolumeStatus::kAvailable, "node1@file#p");
+  // Cinder's schemas want body ids in the uuid format.
+  const std::string source_id = "5ec0a1e0-0000-4000-8000-000000000001";
+  AddVolume(source_id, VolumeStatus::kAvailable, "node1@file#p");
   AddVolume("busy", VolumeStatus::kCreating, "node1@file#p");
   AdmissionControl& admission = Make(1);
   VolumesApiOptions volume_options;
@@ -374,14 +376,14 @@ TEST_F(AdmissionApiTest, SnapshotCloneExtendBackupAndRestoreOfAFullBackendAreRef
   SnapshotsApiOptions snapshot_options;
   snapshot_options.admission = &admission;
   SnapshotsApi snapshots(store_, publisher_, clock_, snapshot_options);
-  ExpectRefusal(snapshots.Create(Context(), Body({{"snapshot", {{"volume_id", "src"}}}})));
-  ExpectRefusal(volumes.Create(Context(), Body({{"volume", {{"source_volid", "src"}}}})));
+  ExpectRefusal(snapshots.Create(Context(), Body({{"snapshot", {{"volume_id", source_id}}}})));
+  ExpectRefusal(volumes.Create(Context(), Body({{"volume", {{"source_volid", source_id}}}})));
   ports::HttpRequest extend = Body({{"os-extend", {{"new_size", 2}}}});
-  ExpectRefusal(volumes.Action(Context(), extend, "src"));
+  ExpectRefusal(volumes.Action(Context(), extend, source_id));
   BackupsApiOptions backup_options;
   backup_options.admission = &admission;
   BackupsApi backups(store_, publisher_, clock_, backup_options);
-  ExpectRefusal(backups.Create(Context(), Body({{"backup", {{"volume_id", "src"}}}})));
+  ExpectRefusal(backups.Create(Context(), Body({{"backup", {{"volume_id", source_id}}}})));
   AddBackup("kept", "available", "node1@file#p");
   ExpectRefusal(backups.Restore(Context(), Body({{"restore", json::object()}}), "kept"));
   EXPECT_EQ(LiveRows(ports::Table::kSnapshots), 0u);
@@ -390,14 +392,15 @@ TEST_F(AdmissionApiTest, SnapshotCloneExtendBackupAndRestoreOfAFullBackendAreRef
   ASSERT_TRUE(kept);
   EXPECT_EQ(TextOr(*kept, "status", ""), "available");
   EXPECT_EQ(LiveRows(ports::Table::kVolumes), 2u);
-  auto source = memory_.Get(ports::Table::kVolumes, "src");
+  auto source = memory_.Get(ports::Table::kVolumes, source_id);
   ASSERT_TRUE(source);
   EXPECT_EQ(TextOr(*source, "status", ""), "available");
   EXPECT_EQ(JobsQueued(), 0);
   // Once the busy volume is done and the count refreshed, the same snapshot is accepted.
   SetStatus("busy", VolumeStatus::kAvailable);
   clock_.Advance(milliseconds(1000));
-  EXPECT_EQ(snapshots.Create(Context(), Body({{"snapshot", {{"volume_id", "src"}}}})).status, 202);
+  EXPECT_EQ(snapshots.Create(Context(), Body({{"snapshot", {{"volume_id", source_id}}}})).status,
+            202);
   EXPECT_EQ(JobsQueued(), 1);
 }
 

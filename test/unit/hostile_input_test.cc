@@ -8,6 +8,8 @@
 
 #include "clinker/adapters/memory/memory_state_store.h"
 #include "clinker/core/json_depth.h"
+#include "clinker/services/api_common.h"
+#include "clinker/services/metadata_rules.h"
 
 #include "support/api_harness.h"
 
@@ -145,6 +147,270 @@ TEST_F(HostileBodyTest, UnknownPropertiesAreRefusedAsCindersSchemasRefuseThem) {
            {{"volume", {{"size", 1}}}, {"OS-SCH-HNT:scheduler_hints", json::object()}},
            "3.53");
   EXPECT_EQ(hinted.status, 202) << hinted.body;
+}
+
+TEST(UuidFormatTest, IsOslosIsUuidLike) {
+  using services::IsUuidLike;
+  EXPECT_TRUE(IsUuidLike("c0ffee00-0000-4000-8000-000000000001"));
+  EXPECT_TRUE(IsUuidLike("C0FFEE00-0000-4000-8000-000000000001"));
+  EXPECT_TRUE(IsUuidLike("c0ffee0000004000800000000000000a"));
+  EXPECT_TRUE(IsUuidLike("{c0ffee00-0000-4000-8000-000000000001}"));
+  EXPECT_TRUE(IsUuidLike("urn:uuid:c0ffee00-0000-4000-8000-000000000001"));
+  EXPECT_TRUE(IsUuidLike("c0ff-ee00-0000-4000-8000-0000-0000-0001"));
+  EXPECT_FALSE(IsUuidLike(""));
+  EXPECT_FALSE(IsUuidLike("xyz"));
+  EXPECT_FALSE(IsUuidLike("c0ffee00-0000-4000-8000-00000000000"));
+  EXPECT_FALSE(IsUuidLike("c0ffee00-0000-4000-8000-0000000000001"));
+  EXPECT_FALSE(IsUuidLike("g0ffee00-0000-4000-8000-000000000001"));
+  EXPECT_FALSE(IsUuidLike(" c0ffee00-0000-4000-8000-000000000001"));
+}
+
+class HostileValidationTest : public HostileBodyTest {
+ protected:
+  ports::HttpResponse Send(const std::string& method,
+                           const std::string& rest,
+                           const json& body,
+                           std::string_view version = "3.0") {
+    ports::HttpRequest request = ApiHarness::Request(method, api_.Path(rest), body.dump());
+    request.headers.emplace_back("OpenStack-API-Version", "volume " + std::string(version));
+    return api_.Send(request);
+  }
+
+  std::string NewVolume() {
+    ports::HttpResponse created = api_.Post("volumes", {{"volume", {{"size", 1}}}});
+    EXPECT_EQ(created.status, 202) << created.body;
+    return ApiHarness::Body(created)["volume"].value("id", "");
+  }
+
+  // No worker runs here: a volume is made as one would leave it (on a back-end, available), a
+  // snapshot by an admin's os-reset_status.
+  void MakeAvailable(const std::string& collection, const std::string& id) {
+    if (collection == "volumes") {
+      auto written =
+          store_.ConditionalUpdate(ports::Table::kVolumes,
+                                   id,
+                                   {{"status", "available"}, {"host", "node1@file#pool"}},
+                                   {},
+                                   {});
+      ASSERT_TRUE(written && written->has_value());
+      return;
+    }
+    ports::HttpResponse reset = api_.Post(collection + "/" + id + "/action",
+                                          {{"os-reset_status", {{"status", "available"}}}});
+    EXPECT_EQ(reset.status, 202) << reset.body;
+  }
+
+  static void ExpectFault(const ports::HttpResponse& response,
+                          int status,
+                          const std::string& message) {
+    EXPECT_EQ(response.status, status) << response.body;
+    EXPECT_EQ(ApiHarness::FaultMessage(response), message) << response.body;
+  }
+};
+
+// Body ids are held to Cinder's uuid schemas with jsonschema's words (checked against Cinder's
+// own validator), before any lookup: a 400, never the lookup's 404.
+TEST_F(HostileValidationTest, BodyIdsThatAreNotUuidsAreCindersSchemaErrors) {
+  const std::string volume = NewVolume();
+  const std::string one_of = "'xyz' is not valid under any of the given schemas";
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"snapshot_id", "xyz"}}}}),
+              400,
+              "Invalid input for field/attribute snapshot_id. Value: xyz. " + one_of);
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"source_volid", "xyz"}}}}),
+              400,
+              "Invalid input for field/attribute source_volid. Value: xyz. " + one_of);
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"snapshot_id", 5}}}}),
+              400,
+              "Invalid input for field/attribute snapshot_id. Value: 5. 5 is not valid under any "
+              "of the given schemas");
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"consistencygroup_id", "xyz"}}}}),
+              400,
+              "Invalid input for field/attribute consistencygroup_id. Value: xyz. " + one_of);
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"backup_id", "xyz"}}}}, "3.47"),
+              400,
+              "Invalid input for field/attribute backup_id. Value: xyz. " + one_of);
+  ExpectFault(Send("POST", "snapshots", {{"snapshot", {{"volume_id", "xyz"}}}}),
+              400,
+              "Invalid input for field/attribute volume_id. Value: xyz. " + one_of);
+  ExpectFault(Send("POST", "backups", {{"backup", {{"volume_id", "xyz"}}}}),
+              400,
+              "Invalid input for field/attribute volume_id. Value: xyz. 'xyz' is not a 'uuid'");
+  ExpectFault(Send("POST", "backups", {{"backup", {{"volume_id", 5}}}}),
+              400,
+              "Invalid input for field/attribute volume_id. Value: 5. 5 is not of type 'string'");
+  ExpectFault(
+      Send("POST", "backups", {{"backup", {{"volume_id", volume}, {"snapshot_id", "xyz"}}}}),
+      400,
+      "Invalid input for field/attribute snapshot_id. Value: xyz. " + one_of);
+  ExpectFault(Send("POST", "attachments", {{"attachment", {{"volume_uuid", "xyz"}}}}, "3.27"),
+              400,
+              "Invalid input for field/attribute volume_uuid. Value: xyz. 'xyz' is not a 'uuid'");
+  ExpectFault(Send("POST",
+                   "attachments",
+                   {{"attachment", {{"volume_uuid", volume}, {"instance_uuid", "xyz"}}}},
+                   "3.27"),
+              400,
+              "Invalid input for field/attribute instance_uuid. Value: xyz. 'xyz' is not a 'uuid'");
+  // Nothing was made by any of them.
+  EXPECT_EQ(ApiHarness::Body(api_.Get("volumes"))["volumes"].size(), 1u);
+  EXPECT_TRUE(ApiHarness::Body(api_.Get("snapshots"))["snapshots"].empty());
+  EXPECT_TRUE(ApiHarness::Body(api_.Get("backups"))["backups"].empty());
+  // A well-formed id that names nothing is still the lookup's 404.
+  EXPECT_EQ(Send("POST",
+                 "snapshots",
+                 {{"snapshot", {{"volume_id", "c0ffee00-0000-4000-8000-000000000001"}}}})
+                .status,
+            404);
+}
+
+// Cinder answers an id in the URL that is not a UUID as one that names nothing: 404.
+TEST_F(HostileValidationTest, PathIdsThatAreNotUuidsAreNotFound) {
+  for (const char* rest : {"volumes/xyz", "snapshots/xyz", "backups/xyz", "volumes/xyz/metadata"}) {
+    EXPECT_EQ(api_.Get(rest).status, 404) << rest;
+  }
+  EXPECT_EQ(Send("GET", "attachments/xyz", nullptr, "3.27").status, 404);
+  EXPECT_EQ(Send("PUT", "volumes/xyz", {{"volume", {{"name", "n"}}}}).status, 404);
+  EXPECT_EQ(Send("DELETE", "volumes/xyz", nullptr).status, 404);
+}
+
+// Lengths are Python's len(): characters, not UTF-8 bytes.
+TEST_F(HostileValidationTest, NameAndDescriptionLimitsCountCharacters) {
+  std::string at_limit;
+  for (int i = 0; i < 255; ++i) {
+    at_limit += "\u4e2d";
+  }
+  const std::string over = at_limit + "\u4e2d";
+  ports::HttpResponse created =
+      Send("POST",
+           "volumes",
+           {{"volume", {{"size", 1}, {"name", at_limit}, {"description", at_limit}}}});
+  ASSERT_EQ(created.status, 202) << created.body;
+  const json volume = ApiHarness::Body(created)["volume"];
+  EXPECT_EQ(volume.value("name", ""), at_limit);
+  const std::string id = volume.value("id", "");
+  MakeAvailable("volumes", id);
+  // Volumes: the name format checker's words.
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"name", over}}}}),
+              400,
+              "Invalid input received: name has 256 characters, more than 255.");
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"display_description", over}}}}),
+              400,
+              "Invalid input received: description has 256 characters, more than 255.");
+  ExpectFault(Send("PUT", "volumes/" + id, {{"volume", {{"name", over}}}}),
+              400,
+              "Invalid input received: name has 256 characters, more than 255.");
+  EXPECT_EQ(Send("PUT", "volumes/" + id, {{"volume", {{"description", at_limit}}}}).status, 200);
+  // Snapshots and backups: jsonschema's maxLength.
+  const std::string too_long =
+      "Invalid input for field/attribute name. Value: " + over + ". '" + over + "' is too long";
+  ExpectFault(Send("POST", "snapshots", {{"snapshot", {{"volume_id", id}, {"name", over}}}}),
+              400,
+              too_long);
+  ExpectFault(
+      Send("POST", "backups", {{"backup", {{"volume_id", id}, {"name", over}}}}), 400, too_long);
+  ports::HttpResponse snapshot =
+      Send("POST", "snapshots", {{"snapshot", {{"volume_id", id}, {"name", at_limit}}}});
+  EXPECT_EQ(snapshot.status, 202) << snapshot.body;
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"name", 5}}}}),
+              400,
+              "Invalid input for field/attribute name. Value: 5. 5 is not of type 'string', "
+              "'null'");
+}
+
+json ManyKeys(std::size_t count, const std::string& value = "v") {
+  json metadata = json::object();
+  for (std::size_t i = 0; i < count; ++i) {
+    metadata["k" + std::to_string(i)] = value;
+  }
+  return metadata;
+}
+
+TEST_F(HostileValidationTest, MetadataValuesAndKeysFollowCindersSchema) {
+  std::string at_limit;
+  for (int i = 0; i < 255; ++i) {
+    at_limit += "\u4e2d";
+  }
+  EXPECT_EQ(
+      Send("POST", "volumes", {{"volume", {{"size", 1}, {"metadata", {{"k", at_limit}}}}}}).status,
+      202);
+  const std::string over = at_limit + "\u4e2d";
+  ExpectFault(
+      Send("POST", "volumes", {{"volume", {{"size", 1}, {"metadata", {{"k", over}}}}}}),
+      400,
+      "Invalid input for field/attribute k. Value: " + over + ". '" + over + "' is too long");
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"metadata", {{"k", 5}}}}}}),
+              400,
+              "Invalid input for field/attribute k. Value: 5. 5 is not of type 'string'");
+  ExpectFault(Send("POST", "volumes", {{"volume", {{"size", 1}, {"metadata", {{"", "v"}}}}}}),
+              400,
+              "Invalid input for field/attribute metadata. Value: {'': 'v'}. '' does not match "
+              "any of the regexes: '^[a-zA-Z0-9-_:. /]{1,255}$'");
+}
+
+// Clinker's bound on one metadata map: 413 when a request would create or grow a map past it,
+// on every path that writes one.
+TEST_F(HostileValidationTest, MetadataMapsAreBoundedInItemsAndBytes) {
+  const std::size_t most = services::kMaxMetadataItems;
+  const std::string items_message = "Invalid metadata size: " + std::to_string(most + 1) +
+                                    " metadata items, more than " + std::to_string(most) + ".";
+  ports::HttpResponse full =
+      Send("POST", "volumes", {{"volume", {{"size", 1}, {"metadata", ManyKeys(most)}}}});
+  ASSERT_EQ(full.status, 202) << full.body;
+  const std::string id = ApiHarness::Body(full)["volume"].value("id", "");
+  MakeAvailable("volumes", id);
+  ExpectFault(
+      Send("POST", "volumes", {{"volume", {{"size", 1}, {"metadata", ManyKeys(most + 1)}}}}),
+      413,
+      items_message);
+  ExpectFault(Send("PUT", "volumes/" + id, {{"volume", {{"metadata", ManyKeys(most + 1)}}}}),
+              413,
+              items_message);
+  ExpectFault(
+      Send("POST", "volumes", {{"volume", {{"size", 1}, {"metadata", ManyKeys(200000)}}}}),
+      413,
+      "Invalid metadata size: 200000 metadata items, more than " + std::to_string(most) + ".");
+  // Bytes: 255 items of 255 + 4 bytes each stay under the item count but not the byte bound.
+  const json big = ManyKeys(255, std::string(255, 'v'));
+  ports::HttpResponse too_big =
+      Send("POST", "volumes", {{"volume", {{"size", 1}, {"metadata", big}}}});
+  EXPECT_EQ(too_big.status, 413) << too_big.body;
+  EXPECT_NE(ApiHarness::FaultMessage(too_big).find("bytes of metadata keys and values, more than"),
+            std::string::npos)
+      << too_big.body;
+  // The metadata sub-resource: a POST that adds one more key to a full map, a PUT of too many.
+  ExpectFault(Send("POST", "volumes/" + id + "/metadata", {{"metadata", {{"extra", "v"}}}}),
+              413,
+              items_message);
+  ExpectFault(Send("PUT", "volumes/" + id + "/metadata", {{"metadata", ManyKeys(most + 1)}}),
+              413,
+              items_message);
+  ExpectFault(Send("PUT", "volumes/" + id + "/metadata/extra", {{"meta", {{"extra", "v"}}}}),
+              413,
+              items_message);
+  // Replacing a value or removing a key of a full map is fine.
+  EXPECT_EQ(Send("POST", "volumes/" + id + "/metadata", {{"metadata", {{"k0", "w"}}}}).status, 200);
+  EXPECT_EQ(Send("DELETE", "volumes/" + id + "/metadata/k0", nullptr).status, 200);
+  // Snapshots and backups.
+  ports::HttpResponse snapshot =
+      Send("POST", "snapshots", {{"snapshot", {{"volume_id", id}, {"metadata", ManyKeys(most)}}}});
+  ASSERT_EQ(snapshot.status, 202) << snapshot.body;
+  const std::string snapshot_id = ApiHarness::Body(snapshot)["snapshot"].value("id", "");
+  MakeAvailable("snapshots", snapshot_id);
+  ExpectFault(Send("POST",
+                   "snapshots",
+                   {{"snapshot", {{"volume_id", id}, {"metadata", ManyKeys(most + 1)}}}}),
+              413,
+              items_message);
+  ExpectFault(
+      Send("POST", "snapshots/" + snapshot_id + "/metadata", {{"metadata", {{"extra", "v"}}}}),
+      413,
+      items_message);
+  ExpectFault(Send("POST",
+                   "backups",
+                   {{"backup", {{"volume_id", id}, {"metadata", ManyKeys(most + 1)}}}},
+                   "3.43"),
+              413,
+              items_message);
 }
 
 TEST_F(HostileBodyTest, OrdinaryNestingStillWorks) {

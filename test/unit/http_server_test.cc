@@ -350,6 +350,32 @@ TEST_F(HttpServerTest, MalformedRequestIs400InCindersShape) {
   EXPECT_TRUE(client.WaitClosed());
 }
 
+// Ambiguous framing is how requests are smuggled past a proxy: two Content-Length values, or a
+// length beside chunked coding, are 400 and closed without reaching the handler. The same length
+// twice is one length (RFC 9112 section 6.3).
+TEST_F(HttpServerTest, AmbiguousBodyFramingIs400AndClosed) {
+  StartServer();
+  for (const char* framing : {"Content-Length: 2\r\nContent-Length: 3\r\n",
+                              "Content-Length: 2, 3\r\n",
+                              "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+                              "Transfer-Encoding: chunked\r\nContent-Length: 2\r\n"}) {
+    Client client(port());
+    ASSERT_TRUE(
+        client.Send(std::string("POST /v3/x HTTP/1.1\r\nHost: h\r\n") + framing + "\r\n{}"));
+    Client::Answer answer = client.ReadResponse();
+    EXPECT_EQ(answer.status, 400) << framing << answer.head;
+    EXPECT_NE(answer.body.find("\"badRequest\""), std::string::npos) << answer.body;
+    EXPECT_TRUE(client.WaitClosed()) << framing;
+  }
+  EXPECT_EQ(calls_.load(), 0);
+  Client same(port());
+  ASSERT_TRUE(
+      same.Send("POST /v3/x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nContent-Length: "
+                "2\r\n\r\n{}"));
+  EXPECT_EQ(same.ReadResponse().status, 200);
+  EXPECT_EQ(calls_.load(), 1);
+}
+
 TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosedSilently) {
   options_.keep_alive_timeout = milliseconds(300);
   StartServer();

@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <regex>
+
+#include "clinker/services/metadata_rules.h"
 
 namespace clinker::services {
 namespace {
@@ -201,20 +202,29 @@ Result<json> ParseBody(const HttpRequest& request,
 // A text field that may be absent, null or a string of at most 255 characters.
 Result<std::optional<std::string>> OptionalText(const json& object,
                                                 std::string_view key,
-                                                bool* present) {
+                                                bool* present,
+                                                TextLimit limit) {
   *present = object.contains(key);
   if (!*present || object[std::string(key)].is_null()) {
     return std::optional<std::string>();
   }
   const json& value = object[std::string(key)];
   if (!value.is_string()) {
-    return tl::unexpected(BadRequest("Invalid input for field/attribute " + std::string(key) +
-                                     ". Value: " + value.dump() + " is not of type 'string'"));
+    return tl::unexpected(BadRequest(
+        SchemaFieldError(key, value, PythonRepr(value) + " is not of type 'string', 'null'")));
   }
   std::string text = value.get<std::string>();
-  if (text.size() > kMaxTextLength) {
-    return tl::unexpected(BadRequest("Invalid input for field/attribute " + std::string(key) +
-                                     ": longer than 255 characters"));
+  // Python counts characters: 255 x "\u4e2d" (765 UTF-8 bytes) is a valid name.
+  if (std::size_t characters = CharacterCount(text); characters > kMaxTextLength) {
+    if (limit == TextLimit::kInvalidInput) {
+      // Volume names and descriptions: the checker names the field without its legacy prefix.
+      std::string_view field = key.substr(0, 8) == "display_" ? key.substr(8) : key;
+      return tl::unexpected(BadRequest("Invalid input received: " + std::string(field) + " has " +
+                                       std::to_string(characters) + " characters, more than " +
+                                       std::to_string(kMaxTextLength) + "."));
+    }
+    return tl::unexpected(
+        BadRequest(SchemaFieldError(key, value, PythonRepr(value) + " is too long")));
   }
   return std::optional<std::string>(std::move(text));
 }
@@ -223,35 +233,64 @@ Result<std::optional<std::string>> OptionalText(const json& object,
 Result<std::optional<std::string>> AliasedText(const json& object,
                                                std::string_view key,
                                                std::string_view legacy_key,
-                                               bool* present) {
+                                               bool* present,
+                                               TextLimit limit) {
   bool has_key = false;
-  CLINKER_ASSIGN_OR_RETURN(auto value, OptionalText(object, key, &has_key));
+  CLINKER_ASSIGN_OR_RETURN(auto value, OptionalText(object, key, &has_key, limit));
   bool has_legacy = false;
-  CLINKER_ASSIGN_OR_RETURN(auto legacy, OptionalText(object, legacy_key, &has_legacy));
+  CLINKER_ASSIGN_OR_RETURN(auto legacy, OptionalText(object, legacy_key, &has_legacy, limit));
   *present = has_key || has_legacy;
   return has_key ? value : legacy;
 }
 
 Result<std::map<std::string, std::string>> ParseMetadata(const json& value) {
-  static const std::regex kKeyPattern("^[a-zA-Z0-9-_:. /]{1,255}$");
-  if (!value.is_object()) {
-    return tl::unexpected(BadRequest("Invalid input for field/attribute metadata. Value: " +
-                                     value.dump() + " is not of type 'object'"));
-  }
-  std::map<std::string, std::string> metadata;
-  for (const auto& [key, item] : value.items()) {
-    if (!std::regex_match(key, kKeyPattern)) {
-      return tl::unexpected(BadRequest("Invalid input for field/attribute metadata: key '" + key +
-                                       "' must be 1 to 255 characters of [a-zA-Z0-9-_:. /]"));
-    }
-    if (!item.is_string() || item.get<std::string>().size() > kMaxTextLength) {
-      return tl::unexpected(
-          BadRequest("Invalid input for field/attribute metadata: the value of '" + key +
-                     "' must be a string of at most 255 characters"));
-    }
-    metadata[key] = item.get<std::string>();
+  Metadata metadata;
+  if (auto error = ExtraSpecsError(value, "metadata", /*exactly_one=*/false, &metadata)) {
+    return tl::unexpected(std::move(*error));
   }
   return metadata;
+}
+
+bool IsUuidLike(std::string_view text) {
+  // uuid.UUID(text) drops "urn:" and "uuid:", strips braces at both ends and every dash, and
+  // wants 32 hex digits; is_uuid_like then compares it with the same normalisation.
+  std::string normal(text);
+  for (std::string_view prefix : {std::string_view("urn:"), std::string_view("uuid:")}) {
+    for (std::size_t at = normal.find(prefix); at != std::string::npos; at = normal.find(prefix)) {
+      normal.erase(at, prefix.size());
+    }
+  }
+  const std::size_t first = normal.find_first_not_of("{}");
+  const std::size_t last = normal.find_last_not_of("{}");
+  normal = first == std::string::npos ? "" : normal.substr(first, last - first + 1);
+  normal.erase(std::remove(normal.begin(), normal.end(), '-'), normal.end());
+  return normal.size() == 32 && std::all_of(normal.begin(), normal.end(), [](char c) {
+           return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+         });
+}
+
+Result<void> CheckUuidField(const json& object, std::string_view key, UuidField schema) {
+  if (!object.is_object() || !object.contains(key)) {
+    return {};
+  }
+  const json& value = object[std::string(key)];
+  if (schema == UuidField::kUuidOrNull) {
+    if (value.is_null() || (value.is_string() && IsUuidLike(value.get_ref<const std::string&>()))) {
+      return {};
+    }
+    // jsonschema words a failed oneOf without saying which branch came closest.
+    return tl::unexpected(BadRequest(SchemaFieldError(
+        key, value, PythonRepr(value) + " is not valid under any of the given schemas")));
+  }
+  if (!value.is_string()) {
+    return tl::unexpected(
+        BadRequest(SchemaFieldError(key, value, PythonRepr(value) + " is not of type 'string'")));
+  }
+  if (!IsUuidLike(value.get_ref<const std::string&>())) {
+    return tl::unexpected(
+        BadRequest(SchemaFieldError(key, value, PythonRepr(value) + " is not a 'uuid'")));
+  }
+  return {};
 }
 
 Result<std::int64_t> ParseSize(const json& value, std::int64_t max_size_gib) {

@@ -101,20 +101,45 @@ Result<nlohmann::json> ParseBodyOpenObject(const HttpRequest& request,
                                            std::string_view root,
                                            const std::vector<std::string_view>& also_at_root);
 
+// How a text field longer than 255 characters (Unicode characters, as Python's len() counts
+// them, never UTF-8 bytes) is refused: volume create and update check names and descriptions
+// with their own format checker ("Invalid input received: name has 256 characters, more than
+// 255."), every other schema with jsonschema's maxLength ("... 'x...' is too long").
+enum class TextLimit { kSchema, kInvalidInput };
+
 // A text field that may be absent, null or a string of at most 255 characters; *present says
-// whether the key was there.
+// whether the key was there. Errors carry Cinder's messages.
 Result<std::optional<std::string>> OptionalText(const nlohmann::json& object,
                                                 std::string_view key,
-                                                bool* present);
+                                                bool* present,
+                                                TextLimit limit = TextLimit::kSchema);
 
 // `name` wins over its legacy alias `display_name` (likewise for descriptions).
 Result<std::optional<std::string>> AliasedText(const nlohmann::json& object,
                                                std::string_view key,
                                                std::string_view legacy_key,
-                                               bool* present);
+                                               bool* present,
+                                               TextLimit limit = TextLimit::kSchema);
 
-// String to string, keys as Cinder's schema allows, values at most 255 characters.
+// String to string as Cinder's parameter_types.extra_specs (keys 1 to 255 characters of
+// [a-zA-Z0-9-_:. /], string values of at most 255 characters) with jsonschema's messages (400),
+// within Clinker's bound on a metadata map (metadata_rules.h: kMaxMetadataItems,
+// kMaxMetadataBytes; kQuotaExceeded, a 413).
 Result<std::map<std::string, std::string>> ParseMetadata(const nlohmann::json& value);
+
+// oslo's uuidutils.is_uuid_like, Cinder's `uuid` format: 32 hex digits in any case, dashes
+// anywhere, optionally in braces or after "urn:" / "uuid:".
+bool IsUuidLike(std::string_view text);
+
+// Which of Cinder's uuid schemas a body field has: parameter_types.uuid (a string in the uuid
+// format), or uuid_allow_null / optional_uuid (oneOf null and that), whose failures jsonschema
+// words differently.
+enum class UuidField { kUuid, kUuidOrNull };
+
+// The field `key` of `object`, when present, held to its uuid schema: a 400 with Cinder's
+// message ("Invalid input for field/attribute volume_id. Value: xyz. 'xyz' is not a 'uuid'"),
+// so a malformed id in a body never reaches a lookup.
+Result<void> CheckUuidField(const nlohmann::json& object, std::string_view key, UuidField schema);
 
 // A size in GiB: an integer or a digit string, 1 to max_size_gib.
 Result<std::int64_t> ParseSize(const nlohmann::json& value, std::int64_t max_size_gib);

@@ -440,6 +440,14 @@ HttpResponse AttachmentsApi::Create(const RequestContext& context, const HttpReq
     return FaultFromError(body.error());
   }
   const json& spec = *body;
+  // Cinder's schema: both ids in the uuid format (a null instance_uuid stays "no instance").
+  for (const char* key : {"volume_uuid", "instance_uuid"}) {
+    if (spec.contains(key) && !spec[key].is_null()) {
+      if (auto checked = CheckUuidField(spec, key, UuidField::kUuid); !checked) {
+        return FaultFromError(checked.error());
+      }
+    }
+  }
   auto volume_id = OptionalString(spec, "volume_uuid");
   if (!volume_id) {
     return Fault(400,

@@ -151,6 +151,13 @@ HttpResponse BackupsApi::Create(const RequestContext& context, const HttpRequest
     return FaultFromError(body.error());
   }
   const json& spec = *body;
+  // Cinder's schema: volume_id a uuid, snapshot_id a uuid or null.
+  for (auto [key, schema] : {std::pair{"volume_id", UuidField::kUuid},
+                             std::pair{"snapshot_id", UuidField::kUuidOrNull}}) {
+    if (auto checked = CheckUuidField(spec, key, schema); !checked) {
+      return FaultFromError(checked.error());
+    }
+  }
   if (!spec.contains("volume_id") || !spec["volume_id"].is_string()) {
     return Fault(400,
                  "Invalid input for field/attribute backup: 'volume_id' is a required property");

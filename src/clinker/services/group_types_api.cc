@@ -10,6 +10,7 @@
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
 #include "clinker/domain/policy.h"
+#include "clinker/services/metadata_rules.h"
 #include "clinker/services/volume_record.h"
 
 namespace clinker::services {
@@ -61,7 +62,7 @@ std::optional<std::string> CheckSpecs(const json& specs) {
       return "Invalid input for field/attribute group_specs. Value: " + specs.dump() +
              ". Additional properties are not allowed ('" + key + "' was unexpected)";
     }
-    if (!value.is_string() || value.get<std::string>().size() > kMaxTextLength) {
+    if (!value.is_string() || CharacterCount(value.get<std::string>()) > kMaxTextLength) {
       return InvalidField(key, value, "is not a string of at most 255 characters");
     }
   }
@@ -247,7 +248,7 @@ HttpResponse GroupTypesApi::Create(const RequestContext& context, const HttpRequ
   GroupType type;
   const json& name = spec["name"];
   if (!name.is_string() || name.get<std::string>().empty() ||
-      name.get<std::string>().size() > kMaxTextLength) {
+      CharacterCount(name.get<std::string>()) > kMaxTextLength) {
     return Fault(400, InvalidField("name", name, "is not a string of 1 to 255 characters"));
   }
   type.name = name.get<std::string>();

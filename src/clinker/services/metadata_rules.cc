@@ -167,14 +167,59 @@ std::size_t CharacterCount(std::string_view text) {
   }));
 }
 
-tl::expected<Metadata, HttpResponse> CheckExtraSpecs(const json& value,
-                                                     std::string_view field,
-                                                     bool exactly_one) {
+std::optional<std::string> MetadataBoundError(std::size_t items, std::size_t bytes) {
+  if (items > kMaxMetadataItems) {
+    return "Invalid metadata size: " + std::to_string(items) + " metadata items, more than " +
+           std::to_string(kMaxMetadataItems) + ".";
+  }
+  if (bytes > kMaxMetadataBytes) {
+    return "Invalid metadata size: " + std::to_string(bytes) +
+           " bytes of metadata keys and values, more than " + std::to_string(kMaxMetadataBytes) +
+           ".";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> MetadataBoundError(const json& object) {
+  if (!object.is_object()) {
+    return std::nullopt;
+  }
+  // The count first: a body of 200,000 keys is refused before any of them is looked at.
+  if (object.size() > kMaxMetadataItems) {
+    return MetadataBoundError(object.size(), 0);
+  }
+  std::size_t bytes = 0;
+  for (const auto& [key, item] : object.items()) {
+    bytes += key.size() + (item.is_string() ? item.get_ref<const std::string&>().size() : 0);
+  }
+  return MetadataBoundError(object.size(), bytes);
+}
+
+namespace {
+
+std::size_t MetadataBytes(const Metadata& metadata) {
+  std::size_t bytes = 0;
+  for (const auto& [key, value] : metadata) {
+    bytes += key.size() + value.size();
+  }
+  return bytes;
+}
+
+}  // namespace
+
+std::optional<Error> ExtraSpecsError(const json& value,
+                                     std::string_view field,
+                                     bool exactly_one,
+                                     Metadata* out) {
   // jsonschema's order: type, patternProperties (each matching key's value), additionalProperties,
-  // minProperties, maxProperties; the first error is the answer.
+  // minProperties, maxProperties; the first error is the answer. Clinker's bound comes after the
+  // type and before the per-key work.
   if (!value.is_object()) {
-    return tl::unexpected(BadRequest400(
-        SchemaFieldError(field, value, PythonRepr(value) + " is not of type 'object'")));
+    return BadRequest(
+        SchemaFieldError(field, value, PythonRepr(value) + " is not of type 'object'"));
+  }
+  if (auto too_big = MetadataBoundError(value)) {
+    return Error{ErrorCode::kQuotaExceeded, std::move(*too_big)};
   }
   Metadata metadata;
   std::vector<std::string> unexpected;
@@ -184,12 +229,10 @@ tl::expected<Metadata, HttpResponse> CheckExtraSpecs(const json& value,
       continue;
     }
     if (!item.is_string()) {
-      return tl::unexpected(BadRequest400(
-          SchemaFieldError(key, item, PythonRepr(item) + " is not of type 'string'")));
+      return BadRequest(SchemaFieldError(key, item, PythonRepr(item) + " is not of type 'string'"));
     }
     if (CharacterCount(item.get_ref<const std::string&>()) > kMaxLength) {
-      return tl::unexpected(
-          BadRequest400(SchemaFieldError(key, item, PythonRepr(item) + " is too long")));
+      return BadRequest(SchemaFieldError(key, item, PythonRepr(item) + " is too long"));
     }
     metadata[key] = item.get<std::string>();
   }
@@ -199,19 +242,30 @@ tl::expected<Metadata, HttpResponse> CheckExtraSpecs(const json& value,
     for (const std::string& key : unexpected) {
       joined += (joined.empty() ? "" : ", ") + PythonRepr(key);
     }
-    return tl::unexpected(BadRequest400(
-        SchemaFieldError(field,
-                         value,
-                         joined + (unexpected.size() == 1 ? " does" : " do") +
-                             " not match any of the regexes: '" + std::string(kKeyPattern) + "'")));
+    return BadRequest(SchemaFieldError(field,
+                                       value,
+                                       joined + (unexpected.size() == 1 ? " does" : " do") +
+                                           " not match any of the regexes: '" +
+                                           std::string(kKeyPattern) + "'"));
   }
   if (exactly_one && value.empty()) {
-    return tl::unexpected(BadRequest400(
-        SchemaFieldError(field, value, PythonRepr(value) + " does not have enough properties")));
+    return BadRequest(
+        SchemaFieldError(field, value, PythonRepr(value) + " does not have enough properties"));
   }
   if (exactly_one && value.size() > 1) {
-    return tl::unexpected(BadRequest400(
-        SchemaFieldError(field, value, PythonRepr(value) + " has too many properties")));
+    return BadRequest(
+        SchemaFieldError(field, value, PythonRepr(value) + " has too many properties"));
+  }
+  *out = std::move(metadata);
+  return std::nullopt;
+}
+
+tl::expected<Metadata, HttpResponse> CheckExtraSpecs(const json& value,
+                                                     std::string_view field,
+                                                     bool exactly_one) {
+  Metadata metadata;
+  if (auto error = ExtraSpecsError(value, field, exactly_one, &metadata)) {
+    return tl::unexpected(FaultFromError(*error));
   }
   return metadata;
 }
@@ -267,6 +321,9 @@ tl::expected<json, HttpResponse> AssertValidBody(const json& body, std::string_v
 }
 
 tl::expected<Metadata, HttpResponse> CheckMetadataProperties(const json& metadata) {
+  if (auto too_big = MetadataBoundError(metadata)) {
+    return tl::unexpected(Fault(413, *too_big));
+  }
   Metadata checked;
   for (const auto& [key, item] : metadata.items()) {
     // cinder.utils.check_string_length through oslo's strutils, then the size checks.
@@ -373,9 +430,19 @@ tl::expected<ports::Row, HttpResponse> ChangeMetadataColumn(
       return tl::unexpected(not_found);
     }
     const std::string before = TextOr(*row, std::string(column), "{}");
-    auto changed = change(*row, MetadataFromJson(before));
+    Metadata current = MetadataFromJson(before);
+    const std::size_t current_items = current.size();
+    const std::size_t current_bytes = MetadataBytes(current);
+    auto changed = change(*row, std::move(current));
     if (!changed) {
       return tl::unexpected(changed.error());
+    }
+    // Only growth is refused: a map stored before the bound can still shrink.
+    if (const std::size_t bytes = MetadataBytes(*changed);
+        changed->size() > current_items || bytes > current_bytes) {
+      if (auto too_big = MetadataBoundError(changed->size(), bytes)) {
+        return tl::unexpected(Fault(413, *too_big));
+      }
     }
     ports::Row values = also;
     values[std::string(column)] = MetadataToJson(*changed);

@@ -32,6 +32,21 @@ namespace clinker::services {
 
 using Metadata = std::map<std::string, std::string>;
 
+// Clinker's bound on one metadata map (volume, snapshot, backup, image metadata). Cinder has
+// none beyond its request size, but every listing carries each row's whole map, so an unbounded
+// map makes /volumes/detail cost memory in proportion to what one client stored. A map of more
+// items, or whose keys and values hold more UTF-8 bytes in all, is refused with 413 ("Invalid
+// metadata size: ...", as Cinder words its own metadata size errors) when a request would
+// create or grow it.
+constexpr std::size_t kMaxMetadataItems = 256;
+constexpr std::size_t kMaxMetadataBytes = 65536;
+
+// The 413 message for a map over the bound, or nullopt. `items` and `bytes` are the map's item
+// count and the UTF-8 bytes of its keys and values.
+std::optional<std::string> MetadataBoundError(std::size_t items, std::size_t bytes);
+// The same on a JSON object (counted as stored: keys and string values).
+std::optional<std::string> MetadataBoundError(const nlohmann::json& object);
+
 // Python's repr() and str() of a JSON value (None, True, 'text', {'k': 'v'}, [1, 2]), as
 // jsonschema's messages print request values.
 std::string PythonRepr(const nlohmann::json& value);
@@ -46,8 +61,17 @@ std::string SchemaFieldError(std::string_view field,
 // Characters in a UTF-8 string (Python's len()).
 std::size_t CharacterCount(std::string_view text);
 
-// parameter_types.extra_specs at `field` (the enclosing property's name): a 400 fault, or the
-// map. `exactly_one`: the schema's minProperties / maxProperties 1 (a metadata item).
+// parameter_types.extra_specs at `field` (the enclosing property's name) within Clinker's bound
+// (kInvalidArgument with jsonschema's message, or kQuotaExceeded with the bound's): nullopt and
+// *out filled when the value passes.
+std::optional<Error> ExtraSpecsError(const nlohmann::json& value,
+                                     std::string_view field,
+                                     bool exactly_one,
+                                     Metadata* out);
+
+// parameter_types.extra_specs at `field` (the enclosing property's name): a 400 fault (413 over
+// Clinker's bound), or the map. `exactly_one`: the schema's minProperties / maxProperties 1 (a
+// metadata item).
 tl::expected<Metadata, HttpResponse> CheckExtraSpecs(const nlohmann::json& value,
                                                      std::string_view field,
                                                      bool exactly_one = false);
@@ -69,7 +93,7 @@ tl::expected<nlohmann::json, HttpResponse> AssertValidBody(const nlohmann::json&
                                                            std::string_view root);
 
 // check_metadata_properties on the metadata to be stored (the merged map for an update): the
-// map, or 400 / 413 as Cinder answers.
+// map, or 400 / 413 as Cinder answers (413 also over Clinker's bound).
 tl::expected<Metadata, HttpResponse> CheckMetadataProperties(const nlohmann::json& metadata);
 
 // The ETag of a metadata listing (3.15+): the MD5 of {"metadata": {...}} as Python's
@@ -85,7 +109,8 @@ bool IfMatchAdmits(std::string_view if_match, std::string_view etag);
 // answer (it checks the row's preconditions, e.g. a status, itself); the write is a
 // compare-and-swap on the column's text and on `expected` (those preconditions again), retried
 // from a fresh read when another writer got in between, so concurrent changes of different keys
-// are never lost. `also` are further column values written with it. The row after the write, or
+// are never lost. A change that grows the map past Clinker's bound is refused (413). `also` are
+// further column values written with it. The row after the write, or
 // a fault: `not_found` (404) when the row is gone or deleted, 409 after too many lost races, 503
 // for engine trouble.
 using MetadataChange =

@@ -160,10 +160,9 @@ HttpResponse SnapshotsApi::CreateSnapshot(const RequestContext& context,
                  "Invalid input for field/attribute snapshot: 'volume_id' is a required "
                  "property");
   }
-  if (!spec["volume_id"].is_string() && !spec["volume_id"].is_null()) {
-    return Fault(400,
-                 "Invalid input for field/attribute volume_id. Value: " + spec["volume_id"].dump() +
-                     " is not of type 'string', 'null'");
+  // uuid_allow_null: anything but null or a UUID is the schema's 400, never a lookup's 404.
+  if (auto checked = CheckUuidField(spec, "volume_id", UuidField::kUuidOrNull); !checked) {
+    return FaultFromError(checked.error());
   }
   if (spec["volume_id"].is_null()) {
     return Fault(404, "Volume None could not be found.");

@@ -5,7 +5,6 @@
 #include <cctype>
 #include <map>
 #include <optional>
-#include <regex>
 #include <utility>
 #include <vector>
 
@@ -17,6 +16,7 @@
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
 #include "clinker/domain/status.h"
+#include "clinker/services/metadata_rules.h"
 #include "clinker/services/quotas_api.h"
 #include "clinker/services/snapshot_record.h"
 #include "clinker/services/volume_record.h"
@@ -63,13 +63,6 @@ Result<std::string> RandomHex(std::size_t length) {
   }
   out.resize(length);
   return out;
-}
-
-bool IsUuid(const std::string& text) {
-  // oslo's uuid format check as Cinder's schema applies it: any case, dashes optional.
-  static const std::regex kPattern(
-      "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$");
-  return std::regex_match(text, kPattern);
 }
 
 // parameter_types.boolean: a JSON boolean or one of oslo's boolean strings.
@@ -240,10 +233,8 @@ HttpResponse TransfersApi::Create(const RequestContext& context,
                  "Invalid input for field/attribute transfer. Value: " + spec.dump() +
                      ". 'volume_id' is a required property");
   }
-  if (!spec["volume_id"].is_string() || !IsUuid(spec["volume_id"].get<std::string>())) {
-    return Fault(400,
-                 "Invalid input for field/attribute volume_id. Value: " + spec["volume_id"].dump() +
-                     ". " + spec["volume_id"].dump() + " is not a 'uuid'");
+  if (auto checked = CheckUuidField(spec, "volume_id", UuidField::kUuid); !checked) {
+    return FaultFromError(checked.error());
   }
   std::optional<std::string> name;
   if (spec.contains("name") && !spec["name"].is_null()) {
@@ -256,7 +247,7 @@ HttpResponse TransfersApi::Create(const RequestContext& context,
     if (trimmed.empty()) {
       return Fault(400, "Invalid input for field/attribute name. The 'name' can not be empty.");
     }
-    if (trimmed.size() > kMaxTextLength) {
+    if (CharacterCount(trimmed) > kMaxTextLength) {
       return Fault(400,
                    "Invalid input for field/attribute name. The 'name' can not be greater than "
                    "255 characters.");

@@ -1,10 +1,10 @@
 #include "clinker/services/volume_type_record.h"
 
-#include <cctype>
 #include <utility>
 
 #include "clinker/core/time_format.h"
 #include "clinker/core/uuid.h"
+#include "clinker/services/api_common.h"
 #include "clinker/services/volume_record.h"
 
 namespace clinker::services {
@@ -14,22 +14,6 @@ using nlohmann::json;
 using ports::Expectation;
 
 constexpr std::string_view kDefaultTypeDescription = "Default Volume Type";
-
-// oslo's is_uuid_like: a UUID with or without dashes, any case.
-bool IsUuidLike(std::string_view text) {
-  if (IsUuid(text)) {
-    return true;
-  }
-  if (text.size() != 32) {
-    return false;
-  }
-  for (char c : text) {
-    if (std::isxdigit(static_cast<unsigned char>(c)) == 0) {
-      return false;
-    }
-  }
-  return true;
-}
 
 }  // namespace
 

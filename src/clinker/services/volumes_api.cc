@@ -11,6 +11,7 @@
 #include "clinker/ports/state_schema.h"
 #include "clinker/services/job_message.h"
 #include "clinker/services/lock_names.h"
+#include "clinker/services/metadata_rules.h"
 #include "clinker/services/quotas_api.h"
 #include "clinker/services/snapshot_record.h"
 #include "clinker/services/topics.h"
@@ -250,10 +251,21 @@ HttpResponse VolumesApi::DeleteGroupMember(const RequestContext& context,
 HttpResponse VolumesApi::CreateVolume(const RequestContext& context,
                                       const json& spec,
                                       const std::optional<std::string>& member_of) {
+  // Cinder's schema: the source ids are optional_uuid (null or a uuid; backup_id from 3.47, an
+  // unknown key before); group_id is any string (an unknown one is the group lookup's 404).
+  for (const char* key : {"snapshot_id", "source_volid", "consistencygroup_id", "backup_id"}) {
+    if (std::string_view(key) == "backup_id" && context.version < Microversion{3, 47}) {
+      continue;
+    }
+    if (auto checked = CheckUuidField(spec, key, UuidField::kUuidOrNull); !checked) {
+      return FaultFromError(checked.error());
+    }
+  }
   Volume volume;
   bool present = false;
-  auto name = AliasedText(spec, "name", "display_name", &present);
-  auto description = AliasedText(spec, "description", "display_description", &present);
+  auto name = AliasedText(spec, "name", "display_name", &present, TextLimit::kInvalidInput);
+  auto description =
+      AliasedText(spec, "description", "display_description", &present, TextLimit::kInvalidInput);
   if (!name || !description) {
     return FaultFromError(!name ? name.error() : description.error());
   }
@@ -339,7 +351,7 @@ HttpResponse VolumesApi::CreateVolume(const RequestContext& context,
   std::optional<VolumeType> type;
   if (spec.contains("volume_type") && !spec["volume_type"].is_null()) {
     const json& requested = spec["volume_type"];
-    if (!requested.is_string() || requested.get<std::string>().size() > kMaxTextLength) {
+    if (!requested.is_string() || CharacterCount(requested.get<std::string>()) > kMaxTextLength) {
       return Fault(400,
                    "Invalid input for field/attribute volume_type. Value: " + requested.dump() +
                        " is not a string of at most 255 characters");
@@ -740,14 +752,15 @@ HttpResponse VolumesApi::Update(const RequestContext& context,
   }
   ports::Row values;
   bool present = false;
-  auto name = AliasedText(*body, "name", "display_name", &present);
+  auto name = AliasedText(*body, "name", "display_name", &present, TextLimit::kInvalidInput);
   if (!name) {
     return FaultFromError(name.error());
   }
   if (present) {
     values["display_name"] = TextOrNull(*name);
   }
-  auto description = AliasedText(*body, "description", "display_description", &present);
+  auto description =
+      AliasedText(*body, "description", "display_description", &present, TextLimit::kInvalidInput);
   if (!description) {
     return FaultFromError(description.error());
   }
