@@ -24,8 +24,11 @@
 //   duplicate; RabbitMQ's acks are unconfirmed and have the same window.
 // - A Receive that finds nothing ready in a plain read (WAL: no lock) does not start a write
 //   transaction, so idle receivers cost no writes.
-// - Wake-ups: a publish wakes receivers of the same process at once (a process-wide notifier per
-//   database file); publishes by other processes are seen by polling every poll_interval.
+// - Wake-ups: a publish wakes receivers of its topic in the same process at once (a process-wide
+//   notifier per database file, keyed by topic, session and broadcasts, so that a publish wakes
+//   no receiver of another topic); publishes by other processes are seen by polling every
+//   poll_interval (1.1 x poll_interval at worst: the receivers of one session woken together
+//   let one of them look for all, see kSiblingLookShare).
 //
 // Contract:
 // - Thread safe: every method may be called from any thread at once. One instance is one
@@ -142,6 +145,12 @@ class SqliteJobQueue final : public ports::JobQueue {
   // Held across "is a slot free? then claim" so concurrent Receives of this session cannot
   // overshoot max_in_flight. Taken before mutex_, never after.
   std::mutex claim_mutex_;
+  // The last look of this session that found no ready job (guarded by claim_mutex_): its wake-up
+  // keys, the notifier generation read before it, and when. Lets the other receivers woken by
+  // the same publish skip a read that would find nothing.
+  std::vector<std::string> empty_look_keys_;
+  std::uint64_t empty_look_generation_ = 0;
+  std::chrono::steady_clock::time_point empty_look_at_;
   std::mutex mutex_;                                // Guards the members below.
   std::optional<std::vector<std::string>> topics_;  // Unset until the first Subscribe.
   std::set<std::string, std::less<>> in_flight_;    // Job ids this session holds.
