@@ -288,6 +288,9 @@ Result<std::unique_ptr<SqliteJobQueue>> SqliteJobQueue::Open(const Options& opti
   if (options.broadcast_retention.count() <= 0) {
     return MakeError(ErrorCode::kInvalidArgument, "job queue broadcast_retention must be > 0");
   }
+  if (options.ack_delay.count() < 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "job queue ack_delay must be >= 0");
+  }
   std::error_code dir_error;
   std::filesystem::create_directories(options.sessions_dir, dir_error);
   if (dir_error) {
@@ -401,14 +404,24 @@ Result<void> SqliteJobQueue::Subscribe(const std::vector<std::string>& topics) {
   return {};
 }
 
-std::vector<std::string> SqliteJobQueue::TakePendingAcks() {
+std::vector<std::string> SqliteJobQueue::TakePendingAcks(
+    std::chrono::steady_clock::time_point* acked_at) {
   std::lock_guard lock(mutex_);
+  if (acked_at != nullptr) {
+    *acked_at = first_pending_ack_at_;
+  }
   return std::exchange(pending_acks_, {});
 }
 
-void SqliteJobQueue::RestorePendingAcks(const std::vector<std::string>& acks) {
+void SqliteJobQueue::RestorePendingAcks(const std::vector<std::string>& acks,
+                                        std::chrono::steady_clock::time_point acked_at) {
+  if (acks.empty()) {
+    return;
+  }
   std::lock_guard lock(mutex_);
-  pending_acks_.insert(pending_acks_.end(), acks.begin(), acks.end());
+  first_pending_ack_at_ =
+      pending_acks_.empty() ? acked_at : std::min(first_pending_ack_at_, acked_at);
+  pending_acks_.insert(pending_acks_.begin(), acks.begin(), acks.end());
 }
 
 Result<bool> SqliteJobQueue::AnyReady(const std::vector<std::string>& topics) {
@@ -500,6 +513,7 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
     bool slot_free = false;
     Clock::time_point next_reclaim;
     std::uint64_t seen = 0;
+    std::optional<Clock::time_point> ack_due;  // When pending acks must be written alone.
     {
       std::lock_guard lock(mutex_);
       Clock::time_point now = Clock::now();
@@ -536,15 +550,16 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
         std::lock_guard lock(mutex_);
         slot_free = in_flight_.size() < static_cast<std::size_t>(options_.max_in_flight);
       }
-      std::vector<std::string> acks = TakePendingAcks();
+      Clock::time_point acked_at;
+      std::vector<std::string> acks = TakePendingAcks(&acked_at);
       bool look = slot_free;
-      if (look && acks.empty() && empty_look_keys_ == wake_keys && empty_look_generation_ == seen &&
+      if (look && empty_look_keys_ == wake_keys && empty_look_generation_ == seen &&
           Clock::now() - empty_look_at_ < options_.poll_interval / kSiblingLookShare) {
         // A receiver of this session woken by the same event (a publish wakes them all) already
         // looked after this generation and found nothing: looking again would find nothing too.
         look = false;
       }
-      if (look && acks.empty()) {
+      if (look) {
         // Nothing to write unless a job is there to claim: check with a lock-free read.
         Result<bool> ready = AnyReady(topics);
         look = !ready || *ready;  // On a read error, let the claim report it.
@@ -554,18 +569,31 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
           empty_look_at_ = Clock::now();
         }
       }
-      if (look || !acks.empty()) {
+      // Acks ride on a claim; with no job to claim they wait up to ack_delay for one, and are
+      // then written alone.
+      const bool write_acks =
+          !acks.empty() && (look || Clock::now() - acked_at >= options_.ack_delay);
+      if (look || write_acks) {
         Result<std::optional<ports::Delivery>> delivery =
-            Claim(look ? topics : std::vector<std::string>{}, acks);
+            Claim(look ? topics : std::vector<std::string>{},
+                  write_acks ? acks : std::vector<std::string>{});
         if (!delivery) {
-          RestorePendingAcks(acks);
+          RestorePendingAcks(acks, acked_at);
           return tl::unexpected(std::move(delivery).error());
+        }
+        if (!write_acks) {
+          RestorePendingAcks(acks, acked_at);
         }
         if (delivery->has_value()) {
           std::lock_guard lock(mutex_);
           in_flight_.insert((*delivery)->job_id);
           return delivery;
         }
+      } else if (!acks.empty()) {
+        RestorePendingAcks(acks, acked_at);
+      }
+      if (!acks.empty() && !write_acks) {
+        ack_due = acked_at + options_.ack_delay;
       }
     }
 
@@ -573,8 +601,11 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
     if (now >= deadline) {
       return std::nullopt;
     }
-    notifier_->WaitUntil(
-        wake_keys, seen, std::min({deadline, now + options_.poll_interval, next_reclaim}));
+    Clock::time_point wake = std::min({deadline, now + options_.poll_interval, next_reclaim});
+    if (ack_due) {
+      wake = std::min(wake, *ack_due);
+    }
+    notifier_->WaitUntil(wake_keys, seen, wake);
   }
 }
 
@@ -588,6 +619,9 @@ Result<void> SqliteJobQueue::Ack(const ports::Delivery& delivery) {
     freed = in_flight_.erase(delivery.job_id) > 0;
     if (std::find(pending_acks_.begin(), pending_acks_.end(), delivery.job_id) ==
         pending_acks_.end()) {
+      if (pending_acks_.empty()) {
+        first_pending_ack_at_ = std::chrono::steady_clock::now();
+      }
       pending_acks_.push_back(delivery.job_id);
     }
   }
