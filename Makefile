@@ -18,8 +18,10 @@
 #   make bench-takeover    time a volume node's takeover after a SIGKILL mid-job (servers)
 #   make bench-locks  bench_locks (etcd lock latency, throughput, SIGKILL takeover) on a
 #                     throwaway etcd
-#   make bench-throughput  bench_create_latency on the embedded default and on a 1- and 3-node
-#                          cluster on PostgreSQL + RabbitMQ
+#   make bench-throughput  bench_create_latency on the embedded default (1, 8, 32, 128 clients)
+#                          and on a 1- and 3-node cluster on PostgreSQL + RabbitMQ: cycles/s,
+#                          create p50/p99, clinkerd CPU ms and write transactions per cycle
+#                          (BENCH_ARGS='--only embedded' for the embedded one alone)
 #   make bench-data   bench_data (clone, snapshot, backup, restore and incremental backup of a
 #                     volume next to cp) in a temp dir under ./var/bench
 #   make clean    remove the preset build directories

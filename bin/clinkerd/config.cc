@@ -1004,7 +1004,7 @@ ParsedCommandLine ParseCommandLine(int argc, char** argv) {
                  backup_dir,
                  "Where backups are kept, chunked, compressed and checksummed; every node of a "
                  "back-end must reach it (default <state-dir>/backups)");
-  app.add_option("--workers", workers, "Volume jobs run at once (default 4)");
+  app.add_option("--workers", workers, "Volume jobs run at once (default 16)");
   app.add_option("--driver-delay-ms",
                  delay_ms,
                  "Delay injected into every back-end operation, for tests (default 0)");

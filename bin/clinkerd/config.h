@@ -115,7 +115,7 @@ struct Config {
   // [volume]
   std::string backend = "file";
   std::string volume_dir;  // Default: <state_dir>/volumes.
-  int workers = 4;
+  int workers = 16;
   int lock_timeout_s = 60;
   int driver_delay_ms = 0;
   std::string driver_journal;

@@ -516,7 +516,10 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
   std::unique_ptr<clinker::services::JobWorkerPool> scheduler_pool;
   std::unique_ptr<clinker::services::RequeueSweeper> sweeper;
   if (config.HasRole("scheduler")) {
-    auto queue = open_queue(1);
+    // Scheduling waits on the state store more than it computes, and Handle is thread safe: one
+    // worker held every create behind the previous one (the create pipeline's narrowest step).
+    constexpr int kSchedulerWorkers = 4;
+    auto queue = open_queue(kSchedulerWorkers);
     if (!queue) {
       return Fail(queue_setting, queue.error());
     }
@@ -542,7 +545,7 @@ int Run(const clinkerd::Config& config, clinkerd::Command command, const sigset_
         [&scheduler](const clinker::ports::Delivery& delivery) {
           return scheduler->Handle(delivery);
         },
-        clinker::services::JobWorkerPool::Options{"scheduler", 1});
+        clinker::services::JobWorkerPool::Options{"scheduler", kSchedulerWorkers});
     sweeper = std::make_unique<clinker::services::RequeueSweeper>(
         *store,
         *scheduler_queue,

@@ -366,6 +366,18 @@ ports::HttpResponse MetricsDocument(AdmissionControl* admission) {
          "counter",
          "Requests refused with 503 because a back-end's backlog was full.",
          static_cast<long long>(counters.admission_refusals.load(std::memory_order_relaxed)));
+  // Database round trips (every state-store and queue adapter counts them): a benchmark reads
+  // them before and after a workload to get the transactions each operation costs.
+  Metric(out,
+         "clinker_db_write_transactions_total",
+         "counter",
+         "Database write transactions attempted (committed, rolled back or retried).",
+         static_cast<long long>(counters.write_transactions.load(std::memory_order_relaxed)));
+  Metric(out,
+         "clinker_db_read_transactions_total",
+         "counter",
+         "Database read transactions.",
+         static_cast<long long>(counters.read_transactions.load(std::memory_order_relaxed)));
   if (admission != nullptr) {
     Metric(out,
            "clinker_max_queued_jobs_per_backend",

@@ -200,13 +200,23 @@ Result<void> ApplyMigration(Database& db,
 }  // namespace
 
 Statement::Statement(Statement&& other) noexcept
-    : db_(std::exchange(other.db_, nullptr)), stmt_(std::exchange(other.stmt_, nullptr)) {}
+    : db_(std::exchange(other.db_, nullptr)),
+      stmt_(std::exchange(other.stmt_, nullptr)),
+      cached_(std::exchange(other.cached_, nullptr)) {}
 
 Statement::~Statement() {
-  if (stmt_ != nullptr) {
-    // The result repeats the last step's error, which the caller already received.
-    sqlite3_finalize(stmt_);
+  if (stmt_ == nullptr) {
+    return;
   }
+  // Either result repeats the last step's error, which the caller already received.
+  if (cached_ != nullptr) {
+    // Reset ends the statement's read of the database; cleared bindings keep no caller's data.
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    cached_->lent = false;
+    return;
+  }
+  sqlite3_finalize(stmt_);
 }
 
 Result<void> Statement::Bind(int index, const ports::Value& value) {
@@ -322,6 +332,9 @@ Database::Database(sqlite3* db, Options options)
       file_writer_gate_(FileWriterGate(path_)) {}
 
 Database::~Database() {
+  for (auto& [sql, cached] : statements_) {
+    sqlite3_finalize(cached.stmt);
+  }
   // close_v2 defers the close until any leaked statement is finalized instead of failing.
   sqlite3_close_v2(db_);
 }
@@ -338,15 +351,15 @@ Result<void> Database::WriteTransaction(const std::function<Result<void>(Databas
       GateExit leave(file_writer_gate_.get());
       std::lock_guard<std::mutex> lock(mutex_);
       metrics::CountWrite();
-      CLINKER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+      CLINKER_RETURN_IF_ERROR(Run("BEGIN IMMEDIATE"));
       Result<void> outcome = body(*this);
       if (outcome) {
-        outcome = Exec("COMMIT");
+        outcome = Run("COMMIT");
       }
       if (!outcome && sqlite3_get_autocommit(db_) == 0) {
         // Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled back; only an open transaction
         // needs it. The body's error is the one to report, not the rollback's.
-        Exec("ROLLBACK").IgnoreError("the transaction is abandoned either way");
+        Run("ROLLBACK").IgnoreError("the transaction is abandoned either way");
       }
       return outcome;
     }();
@@ -385,21 +398,47 @@ Result<void> Database::Read(const std::function<Result<void>(Database&)>& body) 
 }
 
 Result<Statement> Database::Prepare(std::string_view sql) {
+  auto found = statements_.find(std::string(sql));
+  if (found != statements_.end() && !found->second.lent) {
+    found->second.lent = true;
+    return Statement(db_, found->second.stmt, &found->second);
+  }
+  // Only a text seen for the first time is cached: a lent one is compiled again, uncached.
+  const bool cache = found == statements_.end() && statements_.size() < kStatementCacheMax;
   sqlite3_stmt* stmt = nullptr;
   const char* tail = nullptr;
-  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), 0, &stmt, &tail);
+  int rc = sqlite3_prepare_v3(db_,
+                              sql.data(),
+                              static_cast<int>(sql.size()),
+                              cache ? SQLITE_PREPARE_PERSISTENT : 0,
+                              &stmt,
+                              &tail);
   if (rc != SQLITE_OK) {
     return Fail(db_, rc, "prepare");
   }
-  Statement statement(db_, stmt);
   if (stmt == nullptr) {
     return MakeError(ErrorCode::kInternal, "prepare: no statement in the SQL text");
   }
   std::string_view rest(tail, static_cast<std::size_t>(sql.data() + sql.size() - tail));
   if (rest.find_first_not_of(" \t\r\n;") != std::string_view::npos) {
+    sqlite3_finalize(stmt);
     return MakeError(ErrorCode::kInternal, "prepare: more than one statement in the SQL text");
   }
-  return statement;
+  if (!cache) {
+    return Statement(db_, stmt);
+  }
+  // SQLite recompiles a cached statement by itself when the schema changed under it.
+  CachedStatement& cached = statements_[std::string(sql)];
+  cached.stmt = stmt;
+  cached.lent = true;
+  return Statement(db_, stmt, &cached);
+}
+
+Result<void> Database::Run(std::string_view sql) {
+  CLINKER_ASSIGN_OR_RETURN(Statement statement, Prepare(sql));
+  CLINKER_ASSIGN_OR_RETURN(bool row, statement.Step());
+  CLINKER_ASSERT(!row, "a transaction statement returns no row");
+  return {};
 }
 
 Result<void> Database::Exec(std::string_view sql) {

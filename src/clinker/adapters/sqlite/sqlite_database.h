@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "clinker/core/error.h"
@@ -33,10 +34,19 @@ struct sqlite3_stmt;
 
 namespace clinker::adapters::sqlite {
 
-// A prepared statement, valid only inside the Database call that handed it out.
+// A cached prepared statement of one Database, lent to one Statement at a time.
+struct CachedStatement {
+  sqlite3_stmt* stmt = nullptr;
+  bool lent = false;
+};
+
+// A prepared statement, valid only inside the Database call that handed it out. One that came
+// from the Database's statement cache is reset (bindings cleared) and given back when destroyed
+// instead of finalized.
 class Statement {
  public:
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(sqlite3* db, sqlite3_stmt* stmt, CachedStatement* cached = nullptr)
+      : db_(db), stmt_(stmt), cached_(cached) {}
 
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
@@ -59,6 +69,7 @@ class Statement {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+  CachedStatement* cached_;
 };
 
 // A mutex with a bounded wait, built on std::mutex and a condition variable (ThreadSanitizer
@@ -126,7 +137,9 @@ class Database {
   // its own autocommit transaction; a single SELECT is consistent on its own in WAL mode).
   Result<void> Read(const std::function<Result<void>(Database&)>& body);
 
-  // Only inside WriteTransaction / Read bodies.
+  // Only inside WriteTransaction / Read bodies. Compiled statements are cached per SQL text (up
+  // to kStatementCacheMax texts), so a statement run again costs no parsing or planning; a text
+  // already lent out (the same SQL open twice at once) gets a fresh, uncached statement.
   Result<Statement> Prepare(std::string_view sql);
   Result<void> Exec(std::string_view sql);
   // Rows changed by the last INSERT/UPDATE/DELETE.
@@ -140,7 +153,13 @@ class Database {
   const std::string& path() const { return path_; }
 
  private:
+  // Beyond this many distinct SQL texts, statements are compiled for each use (the texts built
+  // from a caller's filters are many; the hot ones are few and come first).
+  static constexpr std::size_t kStatementCacheMax = 256;
+
   Database(sqlite3* db, Options options);
+  // Runs one cached statement that returns no row (BEGIN IMMEDIATE, COMMIT, ROLLBACK).
+  Result<void> Run(std::string_view sql);
 
   sqlite3* db_;
   std::string path_;
@@ -149,6 +168,9 @@ class Database {
   // like the file lock.
   std::shared_ptr<class WriterGate> file_writer_gate_;
   std::mutex mutex_;
+  // Guarded by mutex_ (Prepare and Statement's destructor run only inside a call holding it).
+  // Node-based, so entries stay put while lent.
+  std::unordered_map<std::string, CachedStatement> statements_;
 };
 
 }  // namespace clinker::adapters::sqlite

@@ -22,8 +22,11 @@
 namespace clinker::adapters::sqlite {
 
 // Wakes the receivers of one database file in this process when something they may be waiting
-// for happened (a publish, an ack, a requeue). A generation counter instead of a flag, so that a
-// change between a receiver's failed claim and its wait is not lost.
+// for happened (a publish, an ack, a requeue, a broadcast). Each event names a key (a topic, a
+// session, the broadcasts), and a waiter wakes only for the keys it named: a publish to the
+// volume topic does not make the scheduler or the broadcast listeners look at the database.
+// Generation counters instead of flags, so that an event between a receiver's failed claim and
+// its wait is not lost.
 class QueueNotifier {
  public:
   // One notifier per database file per process. Entries die with their last session.
@@ -42,29 +45,49 @@ class QueueNotifier {
     return notifier;
   }
 
-  std::uint64_t Generation() {
+  // The sum of the generations of `keys`: it only grows, and grows with any of them.
+  std::uint64_t Generation(const std::vector<std::string>& keys) {
     std::lock_guard lock(mutex_);
-    return generation_;
+    return SumLocked(keys);
   }
 
-  void Notify() {
+  void Notify(std::string_view key) {
     {
       std::lock_guard lock(mutex_);
-      ++generation_;
+      auto found = generations_.find(key);
+      if (found == generations_.end()) {
+        found = generations_.emplace(std::string(key), 0).first;
+      }
+      ++found->second;
     }
     changed_.notify_all();
   }
 
-  // Returns when the generation differs from `seen` or at `deadline`, whichever comes first.
-  void WaitUntil(std::uint64_t seen, std::chrono::steady_clock::time_point deadline) {
+  // Returns when the generation of `keys` differs from `seen` or at `deadline`, whichever comes
+  // first.
+  void WaitUntil(const std::vector<std::string>& keys,
+                 std::uint64_t seen,
+                 std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mutex_);
-    changed_.wait_until(lock, deadline, [&] { return generation_ != seen; });
+    changed_.wait_until(lock, deadline, [&] { return SumLocked(keys) != seen; });
   }
 
  private:
+  std::uint64_t SumLocked(const std::vector<std::string>& keys) const {
+    std::uint64_t sum = 0;
+    for (const std::string& key : keys) {
+      auto found = generations_.find(key);
+      if (found != generations_.end()) {
+        sum += found->second;
+      }
+    }
+    return sum;
+  }
+
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::uint64_t generation_ = 0;
+  // A key per topic, session and the broadcasts; a handful per process, never erased.
+  std::map<std::string, std::uint64_t, std::less<>> generations_;
 };
 
 namespace {
@@ -105,6 +128,24 @@ constexpr std::array<std::string_view, 2> kMigrations = {
 constexpr std::int64_t kBroadcastBatchMax = 1000;
 
 constexpr std::string_view kLockSuffix = ".lock";
+
+// A receiver skips its look when a sibling of its session found nothing at the same generation
+// less than poll_interval / kSiblingLookShare ago; a job another process published in that
+// window is then seen by the next look, so within 1.1 x poll_interval instead of poll_interval.
+constexpr int kSiblingLookShare = 10;
+
+// Notifier keys (QueueNotifier): jobs of a topic became ready; a session's state changed (a slot
+// freed, new topics); jobs of unknown topics became ready (reclaimed); a broadcast was sent.
+std::string TopicKey(std::string_view topic) {
+  return "topic:" + std::string(topic);
+}
+
+std::string SessionKey(std::string_view session_id) {
+  return "session:" + std::string(session_id);
+}
+
+constexpr std::string_view kReclaimedKey = "reclaimed";
+constexpr std::string_view kBroadcastKey = "broadcast";
 
 std::string ErrnoText(int error) {
   return std::system_category().message(error);
@@ -247,6 +288,9 @@ Result<std::unique_ptr<SqliteJobQueue>> SqliteJobQueue::Open(const Options& opti
   if (options.broadcast_retention.count() <= 0) {
     return MakeError(ErrorCode::kInvalidArgument, "job queue broadcast_retention must be > 0");
   }
+  if (options.ack_delay.count() < 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "job queue ack_delay must be >= 0");
+  }
   std::error_code dir_error;
   std::filesystem::create_directories(options.sessions_dir, dir_error);
   if (dir_error) {
@@ -310,7 +354,7 @@ SqliteJobQueue::~SqliteJobQueue() {
     log::Warn("queue.session_requeue_failed",
               {{"session_id", session_id_}, {"error", requeued.error().ToString()}});
   } else if (*requeued > 0) {
-    notifier_->Notify();
+    notifier_->Notify(kReclaimedKey);
   }
   // Unlink before unlocking, so no other session can take the lock of a file about to vanish.
   ::unlink(LockPath(session_id_).c_str());
@@ -341,7 +385,7 @@ Result<std::string> SqliteJobQueue::Publish(std::string_view topic, std::string_
     return {};
   };
   CLINKER_RETURN_IF_ERROR(database_->WriteTransaction(body));
-  notifier_->Notify();
+  notifier_->Notify(TopicKey(topic));
   return id;
 }
 
@@ -355,19 +399,29 @@ Result<void> SqliteJobQueue::Subscribe(const std::vector<std::string>& topics) {
     std::lock_guard lock(mutex_);
     topics_ = topics;
   }
-  // A Receive already waiting must look at the new topics.
-  notifier_->Notify();
+  // A Receive already waiting must look at (and wait for) the new topics.
+  notifier_->Notify(SessionKey(session_id_));
   return {};
 }
 
-std::vector<std::string> SqliteJobQueue::TakePendingAcks() {
+std::vector<std::string> SqliteJobQueue::TakePendingAcks(
+    std::chrono::steady_clock::time_point* acked_at) {
   std::lock_guard lock(mutex_);
+  if (acked_at != nullptr) {
+    *acked_at = first_pending_ack_at_;
+  }
   return std::exchange(pending_acks_, {});
 }
 
-void SqliteJobQueue::RestorePendingAcks(const std::vector<std::string>& acks) {
+void SqliteJobQueue::RestorePendingAcks(const std::vector<std::string>& acks,
+                                        std::chrono::steady_clock::time_point acked_at) {
+  if (acks.empty()) {
+    return;
+  }
   std::lock_guard lock(mutex_);
-  pending_acks_.insert(pending_acks_.end(), acks.begin(), acks.end());
+  first_pending_ack_at_ =
+      pending_acks_.empty() ? acked_at : std::min(first_pending_ack_at_, acked_at);
+  pending_acks_.insert(pending_acks_.begin(), acks.begin(), acks.end());
 }
 
 Result<bool> SqliteJobQueue::AnyReady(const std::vector<std::string>& topics) {
@@ -452,14 +506,14 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
       return MakeError(ErrorCode::kInvalidArgument, "Receive before Subscribe");
     }
   }
+  std::vector<std::string> wake_keys;
   while (true) {
-    // Read before looking, so a publish that lands after the look still ends the wait below.
-    std::uint64_t seen = notifier_->Generation();
-
     bool reclaim_due = false;
     std::vector<std::string> topics;
     bool slot_free = false;
     Clock::time_point next_reclaim;
+    std::uint64_t seen = 0;
+    std::optional<Clock::time_point> ack_due;  // When pending acks must be written alone.
     {
       std::lock_guard lock(mutex_);
       Clock::time_point now = Clock::now();
@@ -469,6 +523,15 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
       }
       next_reclaim = next_reclaim_;
       topics = *topics_;
+      wake_keys.clear();
+      for (const std::string& topic : topics) {
+        wake_keys.push_back(TopicKey(topic));
+      }
+      wake_keys.push_back(SessionKey(session_id_));
+      wake_keys.emplace_back(kReclaimedKey);
+      // Read before looking (and with the topics, under mutex_: a Subscribe after this notifies
+      // the session key), so an event that lands after the look still ends the wait below.
+      seen = notifier_->Generation(wake_keys);
     }
     if (reclaim_due) {
       Result<std::int64_t> reclaimed = ReclaimDeadSessions();
@@ -487,25 +550,50 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
         std::lock_guard lock(mutex_);
         slot_free = in_flight_.size() < static_cast<std::size_t>(options_.max_in_flight);
       }
-      std::vector<std::string> acks = TakePendingAcks();
+      Clock::time_point acked_at;
+      std::vector<std::string> acks = TakePendingAcks(&acked_at);
       bool look = slot_free;
-      if (look && acks.empty()) {
+      if (look && empty_look_keys_ == wake_keys && empty_look_generation_ == seen &&
+          Clock::now() - empty_look_at_ < options_.poll_interval / kSiblingLookShare) {
+        // A receiver of this session woken by the same event (a publish wakes them all) already
+        // looked after this generation and found nothing: looking again would find nothing too.
+        look = false;
+      }
+      if (look) {
         // Nothing to write unless a job is there to claim: check with a lock-free read.
         Result<bool> ready = AnyReady(topics);
         look = !ready || *ready;  // On a read error, let the claim report it.
+        if (ready && !*ready) {
+          empty_look_keys_ = wake_keys;
+          empty_look_generation_ = seen;
+          empty_look_at_ = Clock::now();
+        }
       }
-      if (look || !acks.empty()) {
+      // Acks ride on a claim; with no job to claim they wait up to ack_delay for one, and are
+      // then written alone.
+      const bool write_acks =
+          !acks.empty() && (look || Clock::now() - acked_at >= options_.ack_delay);
+      if (look || write_acks) {
         Result<std::optional<ports::Delivery>> delivery =
-            Claim(look ? topics : std::vector<std::string>{}, acks);
+            Claim(look ? topics : std::vector<std::string>{},
+                  write_acks ? acks : std::vector<std::string>{});
         if (!delivery) {
-          RestorePendingAcks(acks);
+          RestorePendingAcks(acks, acked_at);
           return tl::unexpected(std::move(delivery).error());
+        }
+        if (!write_acks) {
+          RestorePendingAcks(acks, acked_at);
         }
         if (delivery->has_value()) {
           std::lock_guard lock(mutex_);
           in_flight_.insert((*delivery)->job_id);
           return delivery;
         }
+      } else if (!acks.empty()) {
+        RestorePendingAcks(acks, acked_at);
+      }
+      if (!acks.empty() && !write_acks) {
+        ack_due = acked_at + options_.ack_delay;
       }
     }
 
@@ -513,7 +601,11 @@ Result<std::optional<ports::Delivery>> SqliteJobQueue::Receive(std::chrono::mill
     if (now >= deadline) {
       return std::nullopt;
     }
-    notifier_->WaitUntil(seen, std::min({deadline, now + options_.poll_interval, next_reclaim}));
+    Clock::time_point wake = std::min({deadline, now + options_.poll_interval, next_reclaim});
+    if (ack_due) {
+      wake = std::min(wake, *ack_due);
+    }
+    notifier_->WaitUntil(wake_keys, seen, wake);
   }
 }
 
@@ -527,12 +619,15 @@ Result<void> SqliteJobQueue::Ack(const ports::Delivery& delivery) {
     freed = in_flight_.erase(delivery.job_id) > 0;
     if (std::find(pending_acks_.begin(), pending_acks_.end(), delivery.job_id) ==
         pending_acks_.end()) {
+      if (pending_acks_.empty()) {
+        first_pending_ack_at_ = std::chrono::steady_clock::now();
+      }
       pending_acks_.push_back(delivery.job_id);
     }
   }
   if (freed) {
     // A Receive of this session may be waiting for a free slot.
-    notifier_->Notify();
+    notifier_->Notify(SessionKey(session_id_));
   }
   return {};
 }
@@ -557,8 +652,11 @@ Result<void> SqliteJobQueue::Requeue(const ports::Delivery& delivery) {
     std::lock_guard lock(mutex_);
     freed = in_flight_.erase(delivery.job_id) > 0;
   }
-  if (freed || changed > 0) {
-    notifier_->Notify();
+  if (changed > 0) {
+    notifier_->Notify(TopicKey(delivery.topic));
+  }
+  if (freed) {
+    notifier_->Notify(SessionKey(session_id_));
   }
   return {};
 }
@@ -619,7 +717,7 @@ Result<std::int64_t> SqliteJobQueue::ReclaimDeadSessions() {
     reclaimed += *requeued;
   }
   if (reclaimed > 0) {
-    notifier_->Notify();
+    notifier_->Notify(kReclaimedKey);
   }
   return reclaimed;
 }
@@ -644,7 +742,7 @@ Result<void> SqliteJobQueue::Broadcast(std::string_view channel, std::string_vie
     return {};
   };
   CLINKER_RETURN_IF_ERROR(database_->WriteTransaction(body));
-  notifier_->Notify();
+  notifier_->Notify(kBroadcastKey);
   return {};
 }
 
@@ -709,9 +807,10 @@ Result<std::vector<ports::BroadcastMessage>> SqliteJobQueue::ReceiveBroadcasts(
     std::chrono::milliseconds wait) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline = Clock::now() + wait;
+  const std::vector<std::string> broadcast_keys = {std::string(kBroadcastKey)};
   while (true) {
     // Read before looking, so a broadcast that lands after the look still ends the wait below.
-    std::uint64_t seen = notifier_->Generation();
+    std::uint64_t seen = notifier_->Generation(broadcast_keys);
     {
       std::lock_guard lock(broadcast_mutex_);
       if (!channels_.has_value()) {
@@ -727,7 +826,7 @@ Result<std::vector<ports::BroadcastMessage>> SqliteJobQueue::ReceiveBroadcasts(
     if (now >= deadline) {
       return std::vector<ports::BroadcastMessage>{};
     }
-    notifier_->WaitUntil(seen, std::min(deadline, now + options_.poll_interval));
+    notifier_->WaitUntil(broadcast_keys, seen, std::min(deadline, now + options_.poll_interval));
   }
 }
 

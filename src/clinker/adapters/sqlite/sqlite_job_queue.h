@@ -16,16 +16,19 @@
 //   and its jobs become ready again, flagged redelivered. Liveness is "the process exists": a
 //   stopped (SIGSTOP) or hung process keeps its jobs.
 // - Acks ride on the next claim: Ack frees the session's slot at once and records the job id;
-//   the row is deleted in the same write transaction as this session's next claim attempt (a
-//   Receive), or by the destructor, so a job hop costs one write transaction, not two. Until
-//   then the row stays in flight, owned by this live session, so no one else can take it. If the
-//   process dies in that window (normally well under a millisecond: workers Receive right after
-//   they Ack) the job is delivered again, which consumers tolerate as they tolerate any
-//   duplicate; RabbitMQ's acks are unconfirmed and have the same window.
+//   the row is deleted in the same write transaction as this session's next claim, or alone by
+//   a Receive once no job came for ack_delay (50 ms), or by the destructor, so a job hop costs
+//   one write transaction, not two. Until then the row stays in flight, owned by this live
+//   session, so no one else can take it. If the process dies in that window (at most ack_delay
+//   while the session receives) the job is delivered again, which consumers tolerate as they
+//   tolerate any duplicate; RabbitMQ's acks are unconfirmed and have the same window.
 // - A Receive that finds nothing ready in a plain read (WAL: no lock) does not start a write
 //   transaction, so idle receivers cost no writes.
-// - Wake-ups: a publish wakes receivers of the same process at once (a process-wide notifier per
-//   database file); publishes by other processes are seen by polling every poll_interval.
+// - Wake-ups: a publish wakes receivers of its topic in the same process at once (a process-wide
+//   notifier per database file, keyed by topic, session and broadcasts, so that a publish wakes
+//   no receiver of another topic); publishes by other processes are seen by polling every
+//   poll_interval (1.1 x poll_interval at worst: the receivers of one session woken together
+//   let one of them look for all, see kSiblingLookShare).
 //
 // Contract:
 // - Thread safe: every method may be called from any thread at once. One instance is one
@@ -83,6 +86,10 @@ class SqliteJobQueue final : public ports::JobQueue {
     // How often a receiving session looks for dead sessions' jobs. Also bounds how long a dead
     // consumer's job waits before another session takes it over.
     std::chrono::milliseconds reclaim_interval{500};
+    // How long an acked job's row may wait for this session's next claim to be deleted with it
+    // (saving a write transaction) when no job is ready; a receiving session then deletes it
+    // alone. Zero: written by the next Receive, job or not.
+    std::chrono::milliseconds ack_delay{50};
     // Broadcasts older than this are pruned by the next sender. More than a listener's longest
     // pause between two ReceiveBroadcasts.
     std::chrono::milliseconds broadcast_retention{60000};
@@ -125,10 +132,13 @@ class SqliteJobQueue final : public ports::JobQueue {
                                                const std::vector<std::string>& acks);
   // True if a job of `topics` is ready, by a read that takes no lock.
   Result<bool> AnyReady(const std::vector<std::string>& topics);
-  // Takes the pending acks (under mutex_), to be written by the caller.
-  std::vector<std::string> TakePendingAcks();
-  // Gives back acks whose transaction failed, to be written by the next one.
-  void RestorePendingAcks(const std::vector<std::string>& acks);
+  // Takes the pending acks (under mutex_), to be written by the caller; *acked_at (if given) is
+  // when the oldest of them was acked.
+  std::vector<std::string> TakePendingAcks(
+      std::chrono::steady_clock::time_point* acked_at = nullptr);
+  // Gives back acks not written (their transaction failed, or they wait for a claim).
+  void RestorePendingAcks(const std::vector<std::string>& acks,
+                          std::chrono::steady_clock::time_point acked_at);
   std::string LockPath(std::string_view session_id) const;
   // One read of the broadcasts above last_seen_broadcast_ (under broadcast_mutex_).
   Result<std::vector<ports::BroadcastMessage>> ReadBroadcastsLocked();
@@ -142,10 +152,17 @@ class SqliteJobQueue final : public ports::JobQueue {
   // Held across "is a slot free? then claim" so concurrent Receives of this session cannot
   // overshoot max_in_flight. Taken before mutex_, never after.
   std::mutex claim_mutex_;
-  std::mutex mutex_;                                // Guards the members below.
-  std::optional<std::vector<std::string>> topics_;  // Unset until the first Subscribe.
-  std::set<std::string, std::less<>> in_flight_;    // Job ids this session holds.
-  std::vector<std::string> pending_acks_;           // Acked, rows not yet deleted.
+  // The last look of this session that found no ready job (guarded by claim_mutex_): its wake-up
+  // keys, the notifier generation read before it, and when. Lets the other receivers woken by
+  // the same publish skip a read that would find nothing.
+  std::vector<std::string> empty_look_keys_;
+  std::uint64_t empty_look_generation_ = 0;
+  std::chrono::steady_clock::time_point empty_look_at_;
+  std::mutex mutex_;                                            // Guards the members below.
+  std::optional<std::vector<std::string>> topics_;              // Unset until the first Subscribe.
+  std::set<std::string, std::less<>> in_flight_;                // Job ids this session holds.
+  std::vector<std::string> pending_acks_;                       // Acked, rows not yet deleted.
+  std::chrono::steady_clock::time_point first_pending_ack_at_;  // When the oldest was acked.
   std::chrono::steady_clock::time_point next_reclaim_;
 
   // Guards the listener state: held across a read and the advance of last_seen_broadcast_, so

@@ -687,9 +687,13 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
     const sqlite::Database::Options& options) {
   CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> db, sqlite::Database::Open(options));
   CLINKER_RETURN_IF_ERROR(db->Migrate("state", Migrations()));
-  CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> reader,
-                           sqlite::Database::Open(options));
-  return std::unique_ptr<SqliteStateStore>(new SqliteStateStore(std::move(db), std::move(reader)));
+  std::vector<std::unique_ptr<sqlite::Database>> readers;
+  for (int i = 0; i < kReaders; ++i) {
+    CLINKER_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> reader,
+                             sqlite::Database::Open(options));
+    readers.push_back(std::move(reader));
+  }
+  return std::unique_ptr<SqliteStateStore>(new SqliteStateStore(std::move(db), std::move(readers)));
 }
 
 std::span<const std::string_view> SqliteStateStore::Migrations() {
@@ -697,8 +701,14 @@ std::span<const std::string_view> SqliteStateStore::Migrations() {
 }
 
 SqliteStateStore::SqliteStateStore(std::unique_ptr<sqlite::Database> db,
-                                   std::unique_ptr<sqlite::Database> reader)
-    : db_(std::move(db)), reader_(std::move(reader)) {}
+                                   std::vector<std::unique_ptr<sqlite::Database>> readers)
+    : db_(std::move(db)), readers_(std::move(readers)) {}
+
+sqlite::Database& SqliteStateStore::Reader() {
+  // In turn: a caller meets a busy connection only when kReaders reads overlap on it.
+  const std::size_t turn = next_reader_.fetch_add(1, std::memory_order_relaxed);
+  return *readers_[turn % readers_.size()];
+}
 
 Result<void> SqliteStateStore::Insert(Table table, const Row& row) {
   return InsertWithUsage(table, row, {});
@@ -752,7 +762,7 @@ Result<Row> SqliteStateStore::Get(Table table, std::string_view id) {
     CLINKER_ASSIGN_OR_RETURN(row, QueryOptionalRow(db, sql));
     return {};
   };
-  CLINKER_RETURN_IF_ERROR(reader_->Read(read));
+  CLINKER_RETURN_IF_ERROR(Reader().Read(read));
   if (!row) {
     return MakeError(ErrorCode::kNotFound,
                      std::string(ports::TableName(table)) + " " + std::string(id) + " not found");
@@ -810,7 +820,7 @@ Result<std::vector<Row>> SqliteStateStore::List(Table table, const ports::ListQu
     }
     return {};
   };
-  CLINKER_RETURN_IF_ERROR(reader_->Read(read));
+  CLINKER_RETURN_IF_ERROR(Reader().Read(read));
   return rows;
 }
 

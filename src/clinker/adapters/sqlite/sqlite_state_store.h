@@ -1,13 +1,14 @@
 // SqliteStateStore: the StateStore port (ports/state_store.h) on one SQLite database file.
 //
 // Contract (beyond the port's):
-// - Owns two sqlite::Database connections: one for writes, one for reads (Get, List), so that a
-//   read never queues behind a write transaction of the same instance (WAL readers do not block
-//   on writers). Thread safe: calls on one connection are serialised by its mutex; several
-//   instances, in one or many processes, may open the same file and every method stays atomic
-//   across them (each write is one BEGIN IMMEDIATE transaction, and
-//   ConditionalUpdate is a single UPDATE ... RETURNING inside it; usage changes are statements of
-//   the same transaction, rolled back with it when one is refused).
+// - Owns 1 + kReaders sqlite::Database connections: one for writes, the others for reads (Get,
+//   List, taken in turn), so that a read never queues behind a write transaction of the same
+//   instance (WAL readers do not block on writers) and the API's concurrent reads (status polls)
+//   do not all queue on one connection. Thread safe: calls on one connection are serialised by its
+//   mutex; several instances, in one or many processes, may open the same file and every method
+//   stays atomic across them (each write is one BEGIN IMMEDIATE transaction, and ConditionalUpdate
+//   is a single UPDATE ... RETURNING inside it; usage changes are statements of the same
+//   transaction, rolled back with it when one is refused).
 // - Blocking: every method waits for the file lock (busy_timeout), retrying a busy transaction up
 //   to busy_retries_max times; past that it returns kUnavailable.
 // - Open creates the file and applies the "state" migrations (recorded in schema_migrations);
@@ -23,6 +24,8 @@
 // - Never carry an instance across fork(): open a new one in the child.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <span>
@@ -69,10 +72,15 @@ class SqliteStateStore final : public ports::StateStore {
       const std::vector<ports::UsageChange>& usage) override;
 
  private:
-  SqliteStateStore(std::unique_ptr<sqlite::Database> db, std::unique_ptr<sqlite::Database> reader);
+  static constexpr int kReaders = 4;
+
+  SqliteStateStore(std::unique_ptr<sqlite::Database> db,
+                   std::vector<std::unique_ptr<sqlite::Database>> readers);
+  sqlite::Database& Reader();
 
   std::unique_ptr<sqlite::Database> db_;
-  std::unique_ptr<sqlite::Database> reader_;
+  const std::vector<std::unique_ptr<sqlite::Database>> readers_;
+  std::atomic<std::size_t> next_reader_{0};
 };
 
 }  // namespace clinker::adapters
