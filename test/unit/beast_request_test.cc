@@ -13,7 +13,9 @@ namespace {
 
 namespace http = boost::beast::http;
 
-ports::HttpRequest Convert(std::string target, std::string host = "", std::string body = "") {
+ports::HttpRequest Convert(const std::string& target,
+                           const std::string& host = "",
+                           std::string body = "") {
   http::request<http::string_body> message;
   message.method(http::verb::post);
   message.target(target);
