@@ -24,10 +24,14 @@
 #                          (BENCH_ARGS='--only embedded' for the embedded one alone)
 #   make bench-data   bench_data (clone, snapshot, backup, restore and incremental backup of a
 #                     volume next to cp) in a temp dir under ./var/bench
+#   make fuzz-ci  build the libFuzzer targets (fuzz/, clang 14, ASan + UBSan) and run each for
+#                 FUZZ_CI_SECONDS (30) from its committed corpus; fails on any finding (CI stage)
+#   make fuzz     the same, each target for FUZZ_SECONDS (600); docs/FUZZING.md says what is fuzzed
 #   make clean    remove the preset build directories
 #
 # Knobs: PRESET (release|debug|asan|tsan), BUILD_DIR, ASAN_BUILD_DIR, JOBS, TEST_TIMEOUT,
-# CTEST_ARGS, SANITIZER_CTEST_ARGS, LISTEN, PORT, STATE_DIR, RUN_ARGS, BENCH_ARGS, TEMPEST_ARGS.
+# CTEST_ARGS, SANITIZER_CTEST_ARGS, LISTEN, PORT, STATE_DIR, RUN_ARGS, BENCH_ARGS, TEMPEST_ARGS,
+# FUZZ_BUILD_DIR, FUZZ_CXX, FUZZ_SECONDS, FUZZ_CI_SECONDS, FUZZ_TARGETS.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -52,14 +56,19 @@ STATE_DIR ?= ./var
 RUN_ARGS ?=
 BENCH_ARGS ?=
 TEMPEST_ARGS ?=
+FUZZ_BUILD_DIR ?= build/fuzz
+FUZZ_CXX ?= clang++-14
+FUZZ_SECONDS ?= 600
+FUZZ_CI_SECONDS ?= 30
+FUZZ_TARGETS ?= http_request request_body list_query policy_file
 
-CXX_DIRS := src bin test bench
+CXX_DIRS := src bin test bench fuzz
 FREE_PORT_PY := import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
   print(s.getsockname()[1])
 CXX_FILES = $(shell find $(CXX_DIRS) -type f \( -name '*.h' -o -name '*.cc' \) | sort)
 
 .PHONY: setup configure build run test tempest asan tsan tidy format format-check bench clean cluster \
-  bench-takeover bench-throughput bench-locks bench-data
+  bench-takeover bench-throughput bench-locks bench-data fuzz fuzz-ci fuzz-build
 
 setup:
 	@bash scripts/setup.sh
@@ -176,5 +185,18 @@ bench-data: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target bench_data
 	$(BUILD_DIR)/bench_data $(BENCH_ARGS)
 
+# The fuzz targets: a CMake project of their own (fuzz/CMakeLists.txt) built with clang, since
+# libFuzzer is clang's; it compiles only the sources the targets reach. Each target runs from its
+# committed corpus (fuzz/corpus/<target>), JOBS at a time (fuzz/run.sh).
+fuzz-build: setup
+	cmake -S fuzz -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_CXX_COMPILER=$(FUZZ_CXX)
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS)
+
+fuzz-ci: fuzz-build
+	bash fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_CI_SECONDS) $(JOBS) $(FUZZ_TARGETS)
+
+fuzz: fuzz-build
+	bash fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) $(JOBS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf build/release build/debug build/asan build/tsan
+	rm -rf build/release build/debug build/asan build/tsan build/fuzz

@@ -17,7 +17,7 @@ packages=(
   libexpected-dev libcpp-httplib-dev libboost-dev zlib1g-dev libssl-dev libyaml-cpp-dev libgtest-dev
   libgmock-dev
   libpqxx-dev libpq-dev librabbitmq-dev postgresql-15 rabbitmq-server etcd-server etcd-client
-  python3 python3-cinderclient sqlite3 clang-format clang-tidy
+  python3 python3-cinderclient sqlite3 clang-format clang-tidy clang-14 libclang-rt-14-dev
   keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient tempest
 )
 

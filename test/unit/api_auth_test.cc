@@ -679,6 +679,26 @@ TEST_F(ApiAuthTest, NoauthCallerIsAdmin) {
   EXPECT_EQ(validator_.TotalCalls(), 0);
 }
 
+// Found by the http_request fuzz target (fuzz/corpus/http_request/noauth_token_not_utf8): a
+// project id with a byte that is not UTF-8 made the volume row, then threw out of the job
+// message's JSON (500, a volume left queued with no job).
+TEST_F(ApiAuthTest, NoauthRefusesATokenThatIsNotUtf8) {
+  UseNoauth();
+  for (std::string token : {std::string("user:0123\xff"),
+                            std::string("\xc3:p"),
+                            std::string("u:\xed\xa0\x80"),
+                            std::string("u:\xf4\x90\x80\x80"),
+                            std::string("u:\xe0\x80\x80")}) {
+    json body = {{"volume", {{"size", 1}}}};
+    ports::HttpResponse response = Send(Request("POST", "/v3/volumes", token, body.dump()));
+    EXPECT_EQ(response.status, 401) << response.body;
+  }
+  EXPECT_EQ(VolumeRows(), 0u);
+  EXPECT_EQ(Published(), 0u);
+  // Multi-byte UTF-8 is text like any other.
+  EXPECT_EQ(Get("us\xc3\xa9r:pr\xe4\xb8\xadj\xf0\x9f\x98\x80", "/v3/volumes").status, 200);
+}
+
 TEST_F(ApiAuthTest, NoauthStillAppliesThePolicy) {
   auto policy = domain::Policy::Create({{"volume:create", "!"}});
   ASSERT_TRUE(policy.has_value()) << policy.error().ToString();

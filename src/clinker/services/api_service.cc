@@ -43,6 +43,49 @@ bool IsProjectId(const std::string& text) {
   return std::regex_match(text, kPattern);
 }
 
+// Whether `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF): what a JSON string can hold.
+bool IsUtf8(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    std::size_t length = 0;
+    char32_t code = 0;
+    if (byte < 0x80) {
+      ++i;
+      continue;
+    }
+    if (byte >= 0xC2 && byte <= 0xDF) {
+      length = 2;
+      code = byte & 0x1Fu;
+    } else if (byte >= 0xE0 && byte <= 0xEF) {
+      length = 3;
+      code = byte & 0x0Fu;
+    } else if (byte >= 0xF0 && byte <= 0xF4) {
+      length = 4;
+      code = byte & 0x07u;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) {
+      return false;
+    }
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0u) != 0x80u) {
+        return false;
+      }
+      code = (code << 6u) | (next & 0x3Fu);
+    }
+    if ((length == 3 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) ||
+        (length == 4 && (code < 0x10000 || code > 0x10FFFF))) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
 HttpResponse NotFound() {
   return Fault(404, "The resource could not be found.");
 }
@@ -276,6 +319,15 @@ std::optional<HttpResponse> ApiService::Authenticate(const HttpRequest& request,
     context->user_id = token.substr(0, colon);
     context->project_id = colon == std::string::npos ? context->user_id : token.substr(colon + 1);
     context->roles = {"admin"};
+    // The ids end up in rows, job messages and JSON responses, which hold UTF-8 only: a token
+    // that is not would make the volume row and then fail to queue its job (found by fuzzing).
+    if (!IsUtf8(token)) {
+      return JsonResponse(401,
+                          {{"error",
+                            {{"code", 401},
+                             {"title", "Unauthorized"},
+                             {"message", "The noauth token must be UTF-8 text (user:project)."}}}});
+    }
   } else {
     auto refused = [this](std::string_view why) {
       log::Info("api.unauthenticated", {{"reason", why}});

@@ -31,6 +31,7 @@
 #include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include "clinker/adapters/http/beast_request.h"
 #include "clinker/core/log.h"
 #include "clinker/core/metrics.h"
 
@@ -76,79 +77,6 @@ ports::HttpResponse Fault(int status, std::string_view message) {
   body[FaultName(status)] = {{"code", status}, {"message", message}};
   response.body = body.dump();
   return response;
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-// Percent-decoding; a '%' not followed by two hex digits stays as it is. In a query, '+' is a
-// space (HTML forms), in a path it is itself.
-std::string Decode(std::string_view text, bool plus_is_space) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c == '%' && i + 2 < text.size()) {
-      int high = HexValue(text[i + 1]);
-      int low = HexValue(text[i + 2]);
-      if (high >= 0 && low >= 0) {
-        out.push_back(static_cast<char>(high * 16 + low));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(plus_is_space && c == '+' ? ' ' : c);
-  }
-  return out;
-}
-
-ports::HttpRequest ToRequest(Request& message, const std::string& default_base_url) {
-  ports::HttpRequest out;
-  out.method = std::string(message.method_string());
-  std::string_view target(message.target().data(), message.target().size());
-  // Absolute form (a request to a proxy): keep the path and query only.
-  for (std::string_view scheme : {"http://", "https://"}) {
-    if (target.starts_with(scheme)) {
-      std::size_t slash = target.find('/', scheme.size());
-      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
-    }
-  }
-  std::size_t question = target.find('?');
-  out.path = Decode(target.substr(0, question), /*plus_is_space=*/false);
-  if (question != std::string_view::npos) {
-    std::string_view query = target.substr(question + 1);
-    while (!query.empty()) {
-      std::size_t amp = query.find('&');
-      std::string_view pair = query.substr(0, amp);
-      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-      if (pair.empty()) {
-        continue;
-      }
-      std::size_t equals = pair.find('=');
-      std::string_view key = pair.substr(0, equals);
-      std::string_view value =
-          equals == std::string_view::npos ? std::string_view() : pair.substr(equals + 1);
-      out.query.emplace_back(Decode(key, true), Decode(value, true));
-    }
-  }
-  for (const auto& field : message) {
-    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  out.body = std::move(message.body());
-  // Links point back at the address the client used (the Host header), as Cinder does.
-  auto host = message[http::field::host];
-  out.base_url = host.empty() ? default_base_url : "http://" + std::string(host);
-  return out;
 }
 
 // A fixed set of threads running tasks from a bounded queue.
@@ -507,7 +435,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.reset();
     bool keep_alive = message.keep_alive() && !draining_;
     bool head = message.method() == http::verb::head;
-    ports::HttpRequest request = ToRequest(message, server_->default_base_url());
+    ports::HttpRequest request = ToHttpRequest(message, server_->default_base_url());
     phase_ = Phase::kHandling;
     auto& counters = metrics::Global();
     counters.http_requests_in_flight.fetch_add(1, std::memory_order_relaxed);
