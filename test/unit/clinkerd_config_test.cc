@@ -40,7 +40,7 @@ TEST(ClinkerdConfigTest, ShortFormIsOneBackendNamedAfterItsDriver) {
   EXPECT_EQ(backend.driver, "file");
   EXPECT_EQ(backend.volume_dir, "/srv/clinker/volumes");
   EXPECT_EQ(backend.BackendAddress(), "node1@file");
-  EXPECT_EQ(backend.workers, 4);
+  EXPECT_EQ(backend.workers, Config{}.workers);  // [volume] workers, by default.
   EXPECT_EQ(loaded.config.scheduler_backends, std::vector<std::string>{"node1@file"});
   EXPECT_TRUE(loaded.config.scheduler_clusters.empty());
 }
