@@ -9,6 +9,7 @@
 #include <toml++/toml.h>
 #include <unistd.h>
 
+#include "clinker/core/hex.h"
 #include "clinker/domain/policy.h"
 #include "clinker/services/api_routes.h"
 
@@ -47,19 +48,6 @@ std::vector<std::string> SplitRoles(const std::string& text) {
   return roles;
 }
 
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
 // Percent-decodes one URL component; `what` names it in the error.
 clinker::Result<std::string> PercentDecode(std::string_view text, const std::string& what) {
   std::string out;
@@ -69,8 +57,8 @@ clinker::Result<std::string> PercentDecode(std::string_view text, const std::str
       out.push_back(text[i]);
       continue;
     }
-    int high = i + 2 < text.size() ? HexDigit(text[i + 1]) : -1;
-    int low = i + 2 < text.size() ? HexDigit(text[i + 2]) : -1;
+    int high = i + 2 < text.size() ? clinker::HexDigitValue(text[i + 1]) : -1;
+    int low = i + 2 < text.size() ? clinker::HexDigitValue(text[i + 2]) : -1;
     if (high < 0 || low < 0) {
       return clinker::MakeError(clinker::ErrorCode::kInvalidArgument,
                                 "bad percent-encoding in the " + what);

@@ -23,6 +23,7 @@
 #include <gtest/gtest.h>
 
 #include "clinker/domain/policy.h"
+#include "clinker/services/api_routes.h"
 
 namespace clinker::services {
 namespace {
@@ -32,19 +33,8 @@ namespace p = domain::policies;
 // "volumes/v1/action" -> {"volumes", "v1", "action"}, as ApiService splits the path after
 // /v3/{project_id}.
 std::vector<std::string> Rest(std::string_view path) {
-  std::vector<std::string> segments;
-  std::size_t start = 0;
-  while (start < path.size()) {
-    std::size_t slash = path.find('/', start);
-    if (slash == std::string_view::npos) {
-      slash = path.size();
-    }
-    if (slash > start) {
-      segments.emplace_back(path.substr(start, slash - start));
-    }
-    start = slash + 1;
-  }
-  return segments;
+  const std::vector<std::string_view> segments = PathSegments(path);
+  return {segments.begin(), segments.end()};
 }
 
 ports::HttpRequest Request(std::string_view method, std::string_view query, std::string_view body) {

@@ -12,12 +12,10 @@
 
 #include <gtest/gtest.h>
 
+#include "clinker/core/hex.h"
+
 namespace clinker {
 namespace {
-
-int HexValue(char c) {
-  return c <= '9' ? c - '0' : c - 'a' + 10;
-}
 
 TEST(NewUuidTest, IsCanonicalLowerCaseVersion4) {
   for (int i = 0; i < 1000; ++i) {
@@ -72,7 +70,7 @@ TEST(NewUuidTest, EveryRandomBitIsSetAboutHalfTheTime) {
       if (c == '-') {
         continue;
       }
-      const int value = HexValue(c);
+      const int value = HexDigitValue(c);
       for (int b = 3; b >= 0; --b, ++bit) {
         set_count[bit] += (value >> b) & 1;
       }

@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "clinker/core/assert.h"
+#include "clinker/core/hex.h"
 
 namespace clinker {
 namespace {
@@ -54,10 +55,6 @@ class RandomBytes {
   std::size_t used_ = buffer_.size();
 };
 
-bool IsHex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 }  // namespace
 
 std::string NewUuid() {
@@ -85,7 +82,7 @@ bool IsUuid(std::string_view text) {
   }
   for (std::size_t i = 0; i < text.size(); ++i) {
     bool dash_position = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash_position ? text[i] != '-' : !IsHex(text[i])) {
+    if (dash_position ? text[i] != '-' : HexDigitValue(text[i]) < 0) {
       return false;
     }
   }
